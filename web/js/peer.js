@@ -1,0 +1,245 @@
+/**
+ * One RTCPeerConnection to one remote peer, negotiated through the signaling server.
+ *
+ * Negotiation follows "perfect negotiation": the polite side is the peer with
+ * the larger id (string comparison); on an offer collision the impolite side
+ * ignores the incoming offer and the polite side rolls its own back. Candidates
+ * trickle as they are found and are queued until the remote description is set.
+ * The side that initiates creates the `chat` channel, which makes it offer.
+ *
+ * Signal payloads are the browser's own JSON: `{description: {type, sdp}}` or
+ * `{candidate: RTCIceCandidateInit | null}`.
+ *
+ * Events (`CustomEvent`, payload in `detail`):
+ * - `channel-open`   `{label, channel}`
+ * - `channel-close`  `{label}`
+ * - `message`        `{label, data}` (string or ArrayBuffer)
+ * - `link-state`     `{state}`, see {@link LinkState}
+ * - `closed`         `{}` once the connection is over for good
+ *
+ * @module peer
+ */
+
+import { linkStateFromStats } from './link-state.js';
+
+/**
+ * State of the link to a peer:
+ * `connecting` (negotiating or checking), `direct` (host, server- or peer-reflexive
+ * candidates), `relayed` (through a TURN server), `failed`, `closed`.
+ * @typedef {'connecting'|'direct'|'relayed'|'failed'|'closed'} LinkState
+ */
+
+/** Label of the channel the chat convention uses. */
+export const CHAT_LABEL = 'chat';
+/** Most remote candidates held while the remote description is missing. */
+const MAX_QUEUED_CANDIDATES = 256;
+/** Most signals waiting to be processed; beyond that the peer is flooding us. */
+const MAX_PENDING_SIGNALS = 512;
+/** How often the selected candidate pair is read while connected. */
+const STATS_EVERY_MS = 2000;
+
+/** A WebRTC connection to one remote peer. */
+export class PeerLink extends EventTarget {
+  /**
+   * @param {object} options
+   * @param {string} options.localId Our peer id.
+   * @param {string} options.remoteId The remote peer's id.
+   * @param {RTCIceServer[]} options.iceServers From `welcome.ice_servers`.
+   * @param {(data: object) => void} options.sendSignal Sends a signal payload to the remote peer.
+   * @param {boolean} options.initiator True to create the `chat` channel and so send the first offer.
+   */
+  constructor({ localId, remoteId, iceServers, sendSignal, initiator }) {
+    super();
+    /** @readonly */
+    this.remoteId = remoteId;
+    /** @readonly True when this side yields on an offer collision. */
+    this.polite = localId > remoteId;
+    /** @type {LinkState} */
+    this.state = 'connecting';
+    /** @type {Map<string, RTCDataChannel>} Open or opening channels by label. */
+    this.channels = new Map();
+    this._sendSignal = sendSignal;
+    this._makingOffer = false;
+    this._ignoreOffer = false;
+    this._queuedCandidates = [];
+    this._pendingSignals = 0;
+    this._chain = Promise.resolve();
+    this._statsTimer = null;
+    this._closed = false;
+
+    this.pc = new RTCPeerConnection({ iceServers: iceServers ?? [] });
+    this.pc.onnegotiationneeded = () => this._negotiate();
+    this.pc.onicecandidate = ({ candidate }) => {
+      this._sendSignal({ candidate: candidate ? candidate.toJSON() : null });
+    };
+    this.pc.ondatachannel = ({ channel }) => this._adopt(channel);
+    this.pc.onconnectionstatechange = () => this._onConnectionState();
+    if (initiator) this.openChannel(CHAT_LABEL);
+  }
+
+  /**
+   * Opens a data channel (ordered and reliable unless `options` say otherwise).
+   * @param {string} label
+   * @param {RTCDataChannelInit} [options]
+   * @returns {RTCDataChannel}
+   */
+  openChannel(label, options = {}) {
+    const existing = this.channels.get(label);
+    if (existing && existing.readyState !== 'closed') return existing;
+    const channel = this.pc.createDataChannel(label, options);
+    this._adopt(channel);
+    return channel;
+  }
+
+  /**
+   * Sends on an open channel.
+   * @param {string|ArrayBuffer|ArrayBufferView|Blob} data
+   * @param {string} [label]
+   * @returns {boolean} false when the channel is not open.
+   */
+  send(data, label = CHAT_LABEL) {
+    const channel = this.channels.get(label);
+    if (!channel || channel.readyState !== 'open') return false;
+    channel.send(data);
+    return true;
+  }
+
+  /**
+   * Handles a signal payload from the remote peer. Signals are processed one at a time, in order.
+   * @param {unknown} data
+   */
+  handleSignal(data) {
+    if (this._closed || !data || typeof data !== 'object') return;
+    if (this._pendingSignals >= MAX_PENDING_SIGNALS) return;
+    this._pendingSignals += 1;
+    this._chain = this._chain
+      .then(() => this._process(data))
+      .catch((err) => console.warn(`signal from ${this.remoteId} failed:`, err))
+      .finally(() => {
+        this._pendingSignals -= 1;
+      });
+  }
+
+  /** Closes the connection and every channel. */
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    clearInterval(this._statsTimer);
+    for (const channel of this.channels.values()) channel.close();
+    this.pc.close();
+    this._setState('closed');
+    this._emit('closed', {});
+  }
+
+  async _negotiate() {
+    try {
+      this._makingOffer = true;
+      await this.pc.setLocalDescription();
+      this._sendSignal({ description: this.pc.localDescription.toJSON() });
+    } catch (err) {
+      console.warn(`offer to ${this.remoteId} failed:`, err);
+    } finally {
+      this._makingOffer = false;
+    }
+  }
+
+  async _process(data) {
+    if (this._closed) return;
+    if ('description' in data) {
+      const description = data.description;
+      if (!description || (description.type !== 'offer' && description.type !== 'answer')) return;
+      if (typeof description.sdp !== 'string') return;
+      const collision =
+        description.type === 'offer' && (this._makingOffer || this.pc.signalingState !== 'stable');
+      this._ignoreOffer = !this.polite && collision;
+      if (this._ignoreOffer) return;
+      await this.pc.setRemoteDescription(description);
+      if (description.type === 'offer') {
+        await this.pc.setLocalDescription();
+        this._sendSignal({ description: this.pc.localDescription.toJSON() });
+      }
+      const queued = this._queuedCandidates.splice(0);
+      for (const candidate of queued) await this._addCandidate(candidate);
+    } else if ('candidate' in data) {
+      const candidate = data.candidate;
+      // null marks the end of the remote candidates; nothing to do.
+      if (!candidate || typeof candidate !== 'object') return;
+      if (!this.pc.remoteDescription) {
+        if (this._queuedCandidates.length < MAX_QUEUED_CANDIDATES) {
+          this._queuedCandidates.push(candidate);
+        }
+        return;
+      }
+      await this._addCandidate(candidate);
+    }
+  }
+
+  async _addCandidate(candidate) {
+    try {
+      await this.pc.addIceCandidate(candidate);
+    } catch (err) {
+      // Candidates of an offer we ignored fail to apply; that is expected.
+      if (!this._ignoreOffer) console.warn(`candidate from ${this.remoteId} refused:`, err);
+    }
+  }
+
+  _adopt(channel) {
+    channel.binaryType = 'arraybuffer';
+    const label = channel.label;
+    this.channels.set(label, channel);
+    const opened = () => this._emit('channel-open', { label, channel });
+    if (channel.readyState === 'open') queueMicrotask(opened);
+    else channel.addEventListener('open', opened);
+    channel.addEventListener('message', (event) => {
+      this._emit('message', { label, data: event.data });
+    });
+    channel.addEventListener('close', () => {
+      if (this.channels.get(label) === channel) this.channels.delete(label);
+      this._emit('channel-close', { label });
+      // The chat channel closing means the remote peer hung up.
+      if (label === CHAT_LABEL) this.close();
+    });
+  }
+
+  _onConnectionState() {
+    if (this._closed) return;
+    const state = this.pc.connectionState;
+    if (state === 'connected') {
+      this._readStats();
+      clearInterval(this._statsTimer);
+      this._statsTimer = setInterval(() => this._readStats(), STATS_EVERY_MS);
+      return;
+    }
+    clearInterval(this._statsTimer);
+    this._statsTimer = null;
+    if (state === 'failed') {
+      this._setState('failed');
+      // Try again with fresh candidates; this needs the signaling server.
+      this.pc.restartIce();
+    } else if (state === 'closed') {
+      this.close();
+    } else {
+      this._setState('connecting');
+    }
+  }
+
+  async _readStats() {
+    try {
+      const report = await this.pc.getStats();
+      if (this._closed || this.pc.connectionState !== 'connected') return;
+      this._setState(linkStateFromStats(report) ?? 'connecting');
+    } catch {
+      // The connection closed while reading; its state handler reports that.
+    }
+  }
+
+  _setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this._emit('link-state', { state });
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}

@@ -1,0 +1,35 @@
+// Two browser pages in one room chat both ways over a data channel.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { launchBrowser, openChat, sendMessage, waitForConnected, waitForLink, waitForMessage } from './support/browser.js';
+import { startSignalingServer } from './support/processes.js';
+
+test('two browser pages chat both ways', { timeout: 90_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+
+  const ada = await browser.newPage();
+  const grace = await browser.newPage();
+  const adaId = await openChat(ada, server.httpUrl, 'b2b', 'Ada');
+  const graceId = await openChat(grace, server.httpUrl, 'b2b', 'Grace');
+  assert.notEqual(adaId, graceId);
+
+  // Each page lists the other with a working link; on loopback it is direct, not relayed.
+  assert.equal(await waitForLink(ada, { peerId: graceId }), graceId);
+  assert.equal(await waitForLink(grace, { peerId: adaId }), adaId);
+  assert.equal(await ada.getAttribute(`#peer-list [data-peer-id="${graceId}"] .link-state`, 'data-state'), 'direct');
+  await waitForConnected(ada, 1);
+  await waitForConnected(grace, 1);
+
+  await sendMessage(ada, 'hello from Ada');
+  assert.deepEqual(await waitForMessage(grace, 'hello from Ada'), { from: 'Ada', text: 'hello from Ada' });
+  await sendMessage(grace, 'hi Ada, Grace here ✓');
+  assert.deepEqual(await waitForMessage(ada, 'hi Ada, Grace here ✓'), { from: 'Grace', text: 'hi Ada, Grace here ✓' });
+
+  // The sender's name learnt from its messages is shown in the peer list.
+  await ada.waitForFunction((id) => document.querySelector(`#peer-list [data-peer-id="${id}"] .peer-name`).textContent === 'Grace', graceId);
+  assert.deepEqual(browser.pageErrors, []);
+});

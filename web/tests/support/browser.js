@@ -1,0 +1,119 @@
+// Headless Chromium (Debian's /usr/bin/chromium) driven by playwright-core, and helpers for the chat page.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+/** Where Debian's chromium package puts the browser; CHROMIUM_PATH overrides it. */
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** Flags for a quiet headless browser that talks to nothing but the test's loopback server. */
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+/** Default bound of every wait on the page. */
+export const PAGE_TIMEOUT_MS = 20_000;
+
+/**
+ * Launches Chromium with a new, empty user-data dir. Every page it opens is a separate peer.
+ * @returns {Promise<{context: import('playwright-core').BrowserContext, newPage: Function, close: Function}>}
+ */
+export async function launchBrowser({ viewport = { width: 1000, height: 700 } } = {}) {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install chromium) or set CHROMIUM_PATH`);
+  }
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'web-tests-chromium-'));
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport,
+      timeout: 30_000,
+    });
+  } catch (err) {
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+    throw err;
+  }
+  context.setDefaultTimeout(PAGE_TIMEOUT_MS);
+  const pageErrors = [];
+  return {
+    context,
+    /** Uncaught exceptions of all pages, for assertions. */
+    pageErrors,
+    async newPage() {
+      const page = await context.newPage();
+      page.on('pageerror', (err) => pageErrors.push(err));
+      return page;
+    },
+    async close() {
+      await context.close().catch(() => {});
+      fs.rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Opens the chat page on `room` under `name` and waits until the server welcomed it.
+ * @returns {Promise<string>} the page's peer id
+ */
+export async function openChat(page, httpUrl, room, name) {
+  const url = new URL(httpUrl);
+  url.search = new URLSearchParams({ room, name }).toString();
+  await page.goto(url.href);
+  await page.waitForFunction(() => document.body.dataset.peerId);
+  return page.evaluate(() => document.body.dataset.peerId);
+}
+
+/** Waits until the page lists peer `peerId` (or, without an id, any peer) with a link state in `states`. */
+export async function waitForLink(page, { peerId = null, states = ['direct', 'relayed'] } = {}) {
+  await page.waitForFunction(
+    ({ peerId, states }) =>
+      [...document.querySelectorAll('#peer-list .peer')].some(
+        (item) => (peerId === null || item.dataset.peerId === peerId) && states.includes(item.dataset.state),
+      ),
+    { peerId, states },
+  );
+  return page.evaluate(
+    ({ peerId, states }) =>
+      [...document.querySelectorAll('#peer-list .peer')].find(
+        (item) => (peerId === null || item.dataset.peerId === peerId) && states.includes(item.dataset.state),
+      ).dataset.peerId,
+    { peerId, states },
+  );
+}
+
+/** Waits until `count` peers have an open chat channel ("Connected to …" shown for each). */
+export async function waitForConnected(page, count) {
+  await page.waitForFunction(
+    (count) => [...document.querySelectorAll('#messages .system')].filter((m) => m.textContent.startsWith('Connected to')).length >= count,
+    count,
+  );
+}
+
+/** Types a message in the compose box and sends it. */
+export async function sendMessage(page, text) {
+  await page.fill('#message-input', text);
+  await page.press('#message-input', 'Enter');
+}
+
+/** Waits for a message from someone else whose text is exactly `text`; returns `{from, text}`. */
+export async function waitForMessage(page, text) {
+  await page.waitForFunction(
+    (text) => [...document.querySelectorAll('#messages .message:not(.mine) .text')].some((t) => t.textContent === text),
+    text,
+  );
+  return page.evaluate((text) => {
+    const item = [...document.querySelectorAll('#messages .message:not(.mine)')].find(
+      (m) => m.querySelector('.text').textContent === text,
+    );
+    return { from: item.querySelector('.from').textContent, text: item.querySelector('.text').textContent };
+  }, text);
+}
