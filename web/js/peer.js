@@ -47,8 +47,9 @@ export class PeerLink extends EventTarget {
    * @param {RTCIceServer[]} options.iceServers From `welcome.ice_servers`.
    * @param {(data: object) => void} options.sendSignal Sends a signal payload to the remote peer.
    * @param {boolean} options.initiator True to create the `chat` channel and so send the first offer.
+   * @param {RTCIceTransportPolicy} [options.iceTransportPolicy] `relay` to use TURN relays only.
    */
-  constructor({ localId, remoteId, iceServers, sendSignal, initiator }) {
+  constructor({ localId, remoteId, iceServers, sendSignal, initiator, iceTransportPolicy = 'all' }) {
     super();
     /** @readonly */
     this.remoteId = remoteId;
@@ -67,7 +68,7 @@ export class PeerLink extends EventTarget {
     this._statsTimer = null;
     this._closed = false;
 
-    this.pc = new RTCPeerConnection({ iceServers: iceServers ?? [] });
+    this.pc = new RTCPeerConnection({ iceServers: iceServers ?? [], iceTransportPolicy });
     this.pc.onnegotiationneeded = () => this._negotiate();
     this.pc.onicecandidate = ({ candidate }) => {
       this._sendSignal({ candidate: candidate ? candidate.toJSON() : null });

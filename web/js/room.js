@@ -84,6 +84,8 @@ export function decodeChatMessage(data) {
  * @param {string} [options.name] Display name sent with chat messages.
  * @param {RTCIceServer[]} [options.iceServers] ICE servers to use instead of the ones the
  *   server announces in `welcome`.
+ * @param {RTCIceTransportPolicy} [options.iceTransportPolicy] `relay` to connect through TURN
+ *   relays only (hides the peers' addresses from each other); `all` by default.
  * @returns {Room}
  */
 export function joinRoom(url, room, options = {}) {
@@ -97,7 +99,7 @@ export function joinRoom(url, room, options = {}) {
  */
 export class Room extends EventTarget {
   /** @hideconstructor */
-  constructor(url, room, { name = '', iceServers } = {}) {
+  constructor(url, room, { name = '', iceServers, iceTransportPolicy = 'all' } = {}) {
     super();
     /** @readonly Room name. */
     this.room = room;
@@ -108,6 +110,7 @@ export class Room extends EventTarget {
     /** @type {Map<string, PeerLink>} */
     this._links = new Map();
     this._iceServersOverride = iceServers ?? null;
+    this._iceTransportPolicy = iceTransportPolicy;
     this._iceServers = [];
     this._signaling = new SignalingClient(url, room);
     /** Resolves with our peer id at the first welcome; rejects if the join is refused. */
@@ -277,6 +280,7 @@ export class Room extends EventTarget {
       localId: this.peerId,
       remoteId: peerId,
       iceServers: this._iceServers,
+      iceTransportPolicy: this._iceTransportPolicy,
       sendSignal: (data) => this._signaling.signal(peerId, data),
       initiator,
     });

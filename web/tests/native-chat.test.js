@@ -1,0 +1,49 @@
+// A browser page and the native `peer-client chat` talk both ways: lines typed into the
+// CLI appear on the page, messages sent from the page are printed by the CLI.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { launchBrowser, openChat, sendMessage, waitForConnected, waitForLink, waitForMessage } from './support/browser.js';
+import { startPeerClient, startSignalingServer } from './support/processes.js';
+
+test('a browser page and peer-client chat talk both ways', { timeout: 90_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+
+  const page = await browser.newPage();
+  const pageId = await openChat(page, server.httpUrl, 'native-chat', 'Ada');
+  const cli = startPeerClient('chat', { wsUrl: server.wsUrl, room: 'native-chat', args: ['--name', 'Linus'] });
+  t.after(() => cli.kill());
+
+  const cliId = await waitForLink(page);
+  assert.notEqual(cliId, pageId);
+  await waitForConnected(page, 1);
+
+  // Page → CLI. The CLI's own channel may open a moment after the page's, so the first
+  // message is sent until it arrives (bounded); the CLI printing it proves its side is open.
+  const first = 'hello from the browser';
+  const deadline = Date.now() + 15_000;
+  let printed = null;
+  while (!printed && Date.now() < deadline) {
+    await sendMessage(page, first);
+    printed = await cli.waitForLine(first, { stream: 'stdout', timeoutMs: 1500 }).catch(() => null);
+  }
+  assert.ok(printed, `peer-client chat never printed the browser's message\n${cli.log()}`);
+  assert.match(printed, /Ada/, 'the CLI shows the sender name');
+
+  // CLI → page, including text a browser must not parse as HTML.
+  cli.writeLine('hello from the terminal');
+  assert.deepEqual(await waitForMessage(page, 'hello from the terminal'), { from: 'Linus', text: 'hello from the terminal' });
+  const html = '<img src=x onerror="window.__pwned=1"> <b>not bold</b>';
+  cli.writeLine(html);
+  assert.deepEqual(await waitForMessage(page, html), { from: 'Linus', text: html });
+  assert.equal(await page.evaluate(() => document.querySelectorAll('#messages img, #messages b').length), 0);
+
+  const after = cli.cursor;
+  await sendMessage(page, 'second from the browser');
+  await cli.waitForLine('second from the browser', { stream: 'stdout', after });
+  assert.equal(await page.evaluate(() => window.__pwned ?? null), null);
+  assert.deepEqual(browser.pageErrors, []);
+});
