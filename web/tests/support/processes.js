@@ -171,12 +171,13 @@ async function waitUntilServing(url, child) {
 }
 
 /**
- * Starts `signaling-server --listen 127.0.0.1:PORT --web-dir web` on a free port.
+ * Starts `signaling-server --listen 127.0.0.1:PORT --web-dir web`, on a free port unless `port` is given.
+ * @param {{port?: number, args?: string[]}} [options]
  * @returns {Promise<{child: Child, httpUrl: string, wsUrl: string, port: number}>}
  */
-export async function startSignalingServer(extraArgs = []) {
+export async function startSignalingServer({ port = null, args: extraArgs = [] } = {}) {
   const file = binary('signaling-server', 'SIGNALING_SERVER_BIN');
-  const port = await freePort();
+  port ??= await freePort();
   const child = new Child('signaling-server', file, ['--listen', `127.0.0.1:${port}`, '--web-dir', WEB_DIR, ...extraArgs], {
     RUST_LOG: process.env.RUST_LOG ?? 'info',
   });
