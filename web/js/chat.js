@@ -105,6 +105,7 @@ class ChatPage {
     link.hash = '';
     history.replaceState(null, '', link.href);
 
+    $('join-error').hidden = true;
     $('join-view').hidden = true;
     $('chat-view').hidden = false;
     $('room-name').textContent = roomName;
@@ -140,7 +141,10 @@ class ChatPage {
       this.system(`Server: ${detail.message || detail.code}`);
     });
     room.ready.catch((err) => {
-      $('join-error').textContent = `Could not join: ${err.message}`;
+      // Refused (room full, invalid name, ...): back to the form, which says why.
+      room.close();
+      this.room = null;
+      $('join-error').textContent = `Could not join room "${roomName}": ${err.message}`;
       $('join-error').hidden = false;
       $('join-view').hidden = false;
       $('chat-view').hidden = true;
