@@ -93,6 +93,8 @@ class ChatPage {
       this.send();
     });
     $('copy-link').addEventListener('click', () => this.copyLink());
+    // Leaving the page leaves the room at once, rather than after the server's resume grace.
+    addEventListener('pagehide', () => this.room?.close());
     if (room) this.join(room, $('name-input').value.trim());
   }
 

@@ -96,12 +96,17 @@ export class PeerLink extends EventTarget {
    * Sends on an open channel.
    * @param {string|ArrayBuffer|ArrayBufferView|Blob} data
    * @param {string} [label]
-   * @returns {boolean} false when the channel is not open.
+   * @returns {boolean} false when the channel is not open or its send queue is full.
    */
   send(data, label = CHAT_LABEL) {
     const channel = this.channels.get(label);
     if (!channel || channel.readyState !== 'open') return false;
-    channel.send(data);
+    try {
+      channel.send(data);
+    } catch {
+      // The browser's send queue is full (or the channel closed just now).
+      return false;
+    }
     return true;
   }
 

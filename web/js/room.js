@@ -144,7 +144,7 @@ export class Room extends EventTarget {
    * @param {string} peerId
    * @param {string|ArrayBuffer|ArrayBufferView|Blob} data
    * @param {string} [label] Channel label; `chat` unless given.
-   * @returns {boolean} false when that channel is not open.
+   * @returns {boolean} false when that channel is not open or its send queue is full.
    */
   send(peerId, data, label = CHAT_LABEL) {
     return this._links.get(peerId)?.send(data, label) ?? false;
