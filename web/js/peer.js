@@ -71,6 +71,8 @@ export class PeerLink extends EventTarget {
     this.pc = new RTCPeerConnection({ iceServers: iceServers ?? [], iceTransportPolicy });
     this.pc.onnegotiationneeded = () => this._negotiate();
     this.pc.onicecandidate = ({ candidate }) => {
+      // An empty candidate string is an end-of-candidates marker of one m-line; null ends them all.
+      if (candidate && !candidate.candidate) return;
       this._sendSignal({ candidate: candidate ? candidate.toJSON() : null });
     };
     this.pc.ondatachannel = ({ channel }) => this._adopt(channel);
