@@ -31,5 +31,21 @@ test('two browser pages chat both ways', { timeout: 90_000 }, async (t) => {
 
   // The sender's name learnt from its messages is shown in the peer list.
   await ada.waitForFunction((id) => document.querySelector(`#peer-list [data-peer-id="${id}"] .peer-name`).textContent === 'Grace', graceId);
+
+  // At phone width the page is one column (peers above the conversation) and nothing scrolls sideways.
+  await ada.setViewportSize({ width: 390, height: 800 });
+  const layout = await ada.evaluate(() => {
+    const peers = document.querySelector('.peers').getBoundingClientRect();
+    const talk = document.querySelector('.conversation').getBoundingClientRect();
+    const send = document.querySelector('#compose button').getBoundingClientRect();
+    return {
+      stacked: peers.bottom <= talk.top,
+      overflow: document.documentElement.scrollWidth - window.innerWidth,
+      sendVisible: send.right <= window.innerWidth && send.width > 0,
+    };
+  });
+  assert.deepEqual(layout, { stacked: true, overflow: 0, sendVisible: true });
+  await sendMessage(ada, 'from a phone-sized window');
+  await waitForMessage(grace, 'from a phone-sized window');
   assert.deepEqual(browser.pageErrors, []);
 });
