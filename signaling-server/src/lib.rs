@@ -1,1 +1,49 @@
-//! Work in progress.
+//! WebSocket signaling server for WebRTC peers.
+//!
+//! Clients connect to `/ws`, `join` a room, and relay `signal`s (offers,
+//! answers, ICE candidates: opaque JSON) to other peers of that room. The
+//! wire protocol lives in the `signaling-protocol` crate and is documented in
+//! `docs/protocol.md`.
+//!
+//! The pieces, from the outside in:
+//! - [`server`]: [`Server::bind`] and [`Server::run`] — listener, graceful
+//!   shutdown, runtime choice.
+//! - `http`: routes (`/ws`, `/healthz`, `/readyz`, `/metrics`, the web client).
+//! - `connection`: one task per WebSocket — size check, rate limit, parse,
+//!   dispatch, batched writes, heartbeat, idle timeout.
+//! - [`broker`]: what connections talk to; today in memory, shaped so a
+//!   shared (Redis) backend can take its place.
+//! - [`registry`]: rooms, peers, resume tokens and expiry as a synchronous
+//!   state machine without sockets or clocks.
+//! - [`outbox`]: the bounded per-connection queue that keeps a slow client
+//!   from slowing anyone else.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), signaling_server::ServerError> {
+//! use signaling_server::{Config, Server};
+//!
+//! let config = Config { listen: "127.0.0.1:0".into(), ..Config::default() };
+//! let server = Server::bind(config).await?;
+//! let addr = server.local_addr();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let running = tokio::spawn(server.run(async move { let _ = stopped.await; }));
+//! // ... talk to ws://{addr}/ws ...
+//! let _ = stop.send(());
+//! running.await.ok();
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod broker;
+pub mod config;
+mod connection;
+mod http;
+pub mod ice;
+pub mod metrics;
+pub mod outbox;
+pub mod rate_limit;
+pub mod registry;
+pub mod server;
+
+pub use config::{Config, LogFormat};
+pub use server::{Server, ServerError, runtime, shutdown_signal};

@@ -1,0 +1,342 @@
+//! Command-line and environment configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::RangedU64ValueParser;
+use clap::{Parser, ValueEnum};
+use signaling_protocol::{
+    DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_PEERS_PER_ROOM, DEFAULT_MAX_QUEUED_FOR_ABSENT,
+    DEFAULT_MESSAGE_BURST, DEFAULT_MESSAGES_PER_SECOND, Limits,
+};
+
+/// Everything the server can be told at start-up. Every option also reads an
+/// environment variable (`SIGNALING_*`), so containers need no argument list.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "signaling-server",
+    version,
+    about = "WebSocket signaling server for WebRTC peers: rooms, resume, limits.",
+    long_about = "WebSocket signaling server for WebRTC peers.\n\n\
+        Clients connect to ws://HOST:PORT/ws, join a room and relay offers, answers and ICE \
+        candidates to each other. The web client is served at /, health at /healthz and \
+        /readyz, Prometheus metrics at /metrics. See docs/protocol.md for the wire protocol.\n\n\
+        Durations accept a unit: 500ms, 30s, 2m, 1h (a bare number means seconds)."
+)]
+pub struct Config {
+    /// Address to listen on, HOST:PORT. Port 0 picks a free port.
+    #[arg(long, env = "SIGNALING_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Largest text frame a client may send, in bytes. Frames up to twice this size are
+    /// refused with `frame_too_large` and the connection stays open; larger ones close it.
+    #[arg(long, env = "SIGNALING_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES,
+          value_parser = RangedU64ValueParser::<usize>::new().range(256..=16 * 1024 * 1024))]
+    pub max_frame_bytes: usize,
+
+    /// Sustained messages per second one connection may send.
+    #[arg(long, env = "SIGNALING_MESSAGES_PER_SECOND", default_value_t = DEFAULT_MESSAGES_PER_SECOND,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub messages_per_second: u32,
+
+    /// Messages a connection may send at once above the sustained rate (token-bucket size).
+    #[arg(long, env = "SIGNALING_MESSAGE_BURST", default_value_t = DEFAULT_MESSAGE_BURST,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_burst: u32,
+
+    /// Most peers in one room (absent peers that may still resume count).
+    #[arg(long, env = "SIGNALING_MAX_PEERS_PER_ROOM", default_value_t = DEFAULT_MAX_PEERS_PER_ROOM,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_peers_per_room: usize,
+
+    /// Most rooms the server holds at once.
+    #[arg(long, env = "SIGNALING_MAX_ROOMS", default_value_t = 20_000,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_rooms: usize,
+
+    /// Most WebSocket connections at once; further ones get `server_full` and are closed.
+    /// Keep it below the open-file limit (`ulimit -n`).
+    #[arg(long, env = "SIGNALING_MAX_CONNECTIONS", default_value_t = 20_000,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+
+    /// A connection that sends nothing (not even a pong to the server's pings) for this long
+    /// gets `idle_timeout` and is closed; its peer becomes absent and may resume.
+    #[arg(long, env = "SIGNALING_IDLE_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// How often the server pings each connection (WebSocket ping frames). Must be
+    /// shorter than the idle timeout.
+    #[arg(long, env = "SIGNALING_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// How long a dropped peer keeps its id and room and may resume with its token.
+    #[arg(long, env = "SIGNALING_RESUME_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub resume_grace: Duration,
+
+    /// Most signals held for an absent peer. One more evicts the peer: it leaves its room.
+    #[arg(long, env = "SIGNALING_MAX_QUEUED_SIGNALS", default_value_t = DEFAULT_MAX_QUEUED_FOR_ABSENT,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_queued_signals: usize,
+
+    /// Most bytes of signals held for an absent peer. More evicts the peer: it leaves its room.
+    #[arg(long, env = "SIGNALING_MAX_QUEUED_BYTES", default_value_t = 512 * 1024,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_queued_bytes: usize,
+
+    /// Most frames waiting to be written to one connection. A client that lets more pile up
+    /// is disconnected with `slow_consumer`. Must exceed --max-queued-signals, so a resumed
+    /// peer's backlog fits.
+    #[arg(long, env = "SIGNALING_OUTBOUND_QUEUE", default_value_t = 1024,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub outbound_queue: usize,
+
+    /// Most bytes waiting to be written to one connection before it is disconnected with
+    /// `slow_consumer`. Must be at least --max-queued-bytes plus twice --max-frame-bytes.
+    #[arg(long, env = "SIGNALING_OUTBOUND_QUEUE_BYTES", default_value_t = 2 * 1024 * 1024,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub outbound_queue_bytes: usize,
+
+    /// STUN server URL handed to clients in `welcome.ice_servers`, e.g.
+    /// stun:stun.example.org:3478. Repeat for several (comma-separated in the variable).
+    #[arg(
+        long = "stun",
+        env = "SIGNALING_STUN",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub stun: Vec<String>,
+
+    /// Serve the web client from this directory instead of the copy built into the binary.
+    #[arg(long, env = "SIGNALING_WEB_DIR", value_name = "PATH")]
+    pub web_dir: Option<PathBuf>,
+
+    /// Log line format.
+    #[arg(long, env = "SIGNALING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Runtime worker threads. 0 or 1 runs everything on one thread (fastest when the
+    /// server is pinned to one core); unset uses one per available core.
+    #[arg(long, env = "SIGNALING_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+
+    /// On SIGTERM/SIGINT, how long to wait for connections to close before exiting.
+    #[arg(long, env = "SIGNALING_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// On shutdown clients are told to reconnect after a random delay up to this long,
+    /// so they do not all come back at the same instant.
+    #[arg(long, env = "SIGNALING_RECONNECT_SPREAD", default_value = "2s", value_parser = parse_duration)]
+    pub reconnect_spread: Duration,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl Default for Config {
+    /// The defaults `--help` shows, with no environment variables read.
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
+            message_burst: DEFAULT_MESSAGE_BURST,
+            max_peers_per_room: DEFAULT_MAX_PEERS_PER_ROOM,
+            max_rooms: 20_000,
+            max_connections: 20_000,
+            idle_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(15),
+            resume_grace: Duration::from_secs(signaling_protocol::DEFAULT_RESUME_GRACE_SECS),
+            max_queued_signals: DEFAULT_MAX_QUEUED_FOR_ABSENT,
+            max_queued_bytes: 512 * 1024,
+            outbound_queue: 1024,
+            outbound_queue_bytes: 2 * 1024 * 1024,
+            stun: Vec::new(),
+            web_dir: None,
+            log_format: LogFormat::Text,
+            worker_threads: None,
+            shutdown_timeout: Duration::from_secs(5),
+            reconnect_spread: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Config {
+    /// The limits as announced to clients in `welcome.limits` (durations rounded up to
+    /// whole seconds).
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_peers_per_room: self.max_peers_per_room,
+            messages_per_second: self.messages_per_second,
+            message_burst: self.message_burst,
+            resume_grace_secs: ceil_secs(self.resume_grace),
+            idle_timeout_secs: ceil_secs(self.idle_timeout),
+        }
+    }
+
+    /// Checks relations between options that clap cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.idle_timeout {
+            return Err(ConfigError::Heartbeat {
+                heartbeat: self.heartbeat_interval,
+                idle: self.idle_timeout,
+            });
+        }
+        if self.outbound_queue <= self.max_queued_signals {
+            return Err(ConfigError::OutboundFrames {
+                queue: self.outbound_queue,
+                queued: self.max_queued_signals,
+            });
+        }
+        let needed = self
+            .max_queued_bytes
+            .saturating_add(self.max_frame_bytes.saturating_mul(2));
+        if self.outbound_queue_bytes < needed {
+            return Err(ConfigError::OutboundBytes {
+                queue: self.outbound_queue_bytes,
+                needed,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A combination of options that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Pings must come more often than the idle timeout, or live clients time out.
+    #[error(
+        "--heartbeat-interval ({heartbeat:?}) must be non-zero and shorter than --idle-timeout ({idle:?})"
+    )]
+    Heartbeat {
+        /// The configured heartbeat interval.
+        heartbeat: Duration,
+        /// The configured idle timeout.
+        idle: Duration,
+    },
+    /// A resumed peer's backlog plus its `welcome` must fit in its outbox.
+    #[error(
+        "--outbound-queue ({queue}) must be larger than --max-queued-signals ({queued}), so a resumed peer's backlog fits"
+    )]
+    OutboundFrames {
+        /// The configured queue length.
+        queue: usize,
+        /// The configured backlog length.
+        queued: usize,
+    },
+    /// A resumed peer's backlog plus its `welcome` must fit in its outbox.
+    #[error(
+        "--outbound-queue-bytes ({queue}) must be at least {needed} (--max-queued-bytes plus twice --max-frame-bytes)"
+    )]
+    OutboundBytes {
+        /// The configured queue size in bytes.
+        queue: usize,
+        /// The least that works with the other options.
+        needed: usize,
+    },
+}
+
+fn ceil_secs(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; write e.g. 500ms, 30s, 2m or 1h"))?;
+    let millis = match unit.trim() {
+        "ms" => Some(value),
+        "" | "s" => value.checked_mul(1_000),
+        "m" => value.checked_mul(60_000),
+        "h" => value.checked_mul(3_600_000),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; use ms, s, m or h"
+            ));
+        }
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn command_is_well_formed() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn parsed_defaults_match_default_impl() {
+        let parsed = Config::try_parse_from(["signaling-server"]).unwrap();
+        let default = Config::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+        assert!(default.validate().is_ok());
+    }
+
+    #[test]
+    fn every_option_has_help_and_env() {
+        let command = Config::command();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            assert!(arg.get_help().is_some(), "--{id} has no help");
+            assert!(
+                arg.get_env().is_some(),
+                "--{id} has no environment variable"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_heartbeat_not_below_idle_timeout() {
+        let config = Config {
+            heartbeat_interval: Duration::from_secs(60),
+            ..Config::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Heartbeat { .. })
+        ));
+    }
+
+    #[test]
+    fn limits_round_up_to_seconds() {
+        let config = Config {
+            idle_timeout: Duration::from_millis(1500),
+            ..Config::default()
+        };
+        assert_eq!(config.limits().idle_timeout_secs, 2);
+    }
+}

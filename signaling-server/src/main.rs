@@ -1,0 +1,27 @@
+//! `signaling-server`: parses options, sets up logging, runs the server.
+
+use anyhow::Context;
+use clap::Parser;
+use signaling_server::{Config, LogFormat, Server};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let runtime = signaling_server::runtime(config.worker_threads)
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        // One plain line on stdout, so scripts that pass port 0 learn the port.
+        println!("listening on {}", server.local_addr());
+        server.run(signaling_server::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })
+}

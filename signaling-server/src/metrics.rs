@@ -1,0 +1,120 @@
+//! Prometheus metrics: the recorder, and handles for the hot paths.
+//!
+//! Handles are looked up once, at start-up, so counting a relayed signal is
+//! one atomic add rather than a registry lookup per message.
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge, counter, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use signaling_protocol::ErrorCode;
+
+/// Installs the process-wide Prometheus recorder on first use and returns
+/// its handle, or `None` when the embedding program installed another
+/// recorder first (then `/metrics` says so, and counting goes there).
+pub fn prometheus() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => Some(handle),
+            Err(err) => {
+                tracing::warn!(%err, "metrics recorder not installed; /metrics will be empty");
+                None
+            }
+        })
+        .as_ref()
+}
+
+/// The server's metric handles.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// WebSocket connections accepted since start.
+    pub connections_total: Counter,
+    /// Connections refused because the server was full.
+    pub connections_rejected: Counter,
+    /// Rooms held.
+    pub rooms: Gauge,
+    /// Peers held (present and absent).
+    pub peers: Gauge,
+    /// Signals routed to a peer (delivered or queued for an absent one).
+    pub signals_relayed: Counter,
+    /// Successful joins, fresh and resumed.
+    pub joins: Counter,
+    /// Joins that took back an existing peer.
+    pub resumes: Counter,
+    /// Absent peers whose grace period ran out.
+    pub peers_expired: Counter,
+    errors: Vec<Counter>,
+}
+
+impl Metrics {
+    /// Registers every metric with the current recorder.
+    pub fn new() -> Self {
+        describe();
+        Self {
+            connections: gauge!("signaling_connections"),
+            connections_total: counter!("signaling_connections_total"),
+            connections_rejected: counter!("signaling_connections_rejected_total"),
+            rooms: gauge!("signaling_rooms"),
+            peers: gauge!("signaling_peers"),
+            signals_relayed: counter!("signaling_signals_relayed_total"),
+            joins: counter!("signaling_joins_total"),
+            resumes: counter!("signaling_resumes_total"),
+            peers_expired: counter!("signaling_peers_expired_total"),
+            errors: ErrorCode::ALL
+                .iter()
+                .map(|code| counter!("signaling_errors_total", "code" => code.as_str()))
+                .collect(),
+        }
+    }
+
+    /// Counts one `error` sent to a client.
+    pub fn error(&self, code: ErrorCode) {
+        if let Some(index) = ErrorCode::ALL.iter().position(|&c| c == code) {
+            self.errors[index].increment(1);
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!("signaling_connections", "Open WebSocket connections");
+    describe_counter!(
+        "signaling_connections_total",
+        "WebSocket connections accepted"
+    );
+    describe_counter!(
+        "signaling_connections_rejected_total",
+        "Connections refused with server_full"
+    );
+    describe_gauge!("signaling_rooms", "Rooms held");
+    describe_gauge!("signaling_peers", "Peers held, present and absent");
+    describe_counter!(
+        "signaling_signals_relayed_total",
+        "Signals routed to a peer"
+    );
+    describe_counter!(
+        "signaling_joins_total",
+        "Successful joins, fresh and resumed"
+    );
+    describe_counter!(
+        "signaling_resumes_total",
+        "Joins that resumed an existing peer"
+    );
+    describe_counter!(
+        "signaling_peers_expired_total",
+        "Absent peers removed after the resume grace period"
+    );
+    describe_counter!(
+        "signaling_errors_total",
+        "Error messages sent to clients, by code"
+    );
+}

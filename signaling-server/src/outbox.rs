@@ -1,0 +1,196 @@
+//! The bounded queue of frames waiting to be written to one connection.
+//!
+//! Producers (the broker, on behalf of any peer) push without ever waiting;
+//! the connection's task takes the whole queue at once and writes it as one
+//! batch with a single flush. A push that would exceed the bound closes the
+//! outbox instead: the connection is then dropped as a slow consumer, and no
+//! sender is slowed down by it.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+
+/// One encoded JSON text frame, shared (not copied) between its receivers.
+pub type Frame = axum::extract::ws::Utf8Bytes;
+
+/// Why an outbox stopped taking frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Frames piled up past the bound: the client does not read fast enough.
+    SlowConsumer,
+    /// The peer resumed on another connection; this one is stale.
+    Replaced,
+}
+
+/// A bounded, non-blocking frame queue with a wake-up for its one reader.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    wake: Notify,
+    max_frames: usize,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    closed: Option<CloseReason>,
+}
+
+/// What the connection takes out of its outbox in one go.
+#[derive(Debug)]
+pub struct Batch {
+    /// Frames to write, oldest first.
+    pub frames: VecDeque<Frame>,
+    /// Set once the outbox is closed; the connection should end after writing.
+    pub closed: Option<CloseReason>,
+}
+
+impl Outbox {
+    /// An empty outbox holding at most `max_frames` frames and `max_bytes` bytes.
+    pub fn new(max_frames: usize, max_bytes: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            max_frames,
+            max_bytes,
+        }
+    }
+
+    /// Queues a frame. Returns `false` when the outbox is closed, or when the
+    /// frame does not fit, in which case the outbox closes as a slow consumer.
+    pub fn push(&self, frame: Frame) -> bool {
+        let mut state = self.lock();
+        if state.closed.is_some() {
+            return false;
+        }
+        let bytes = state.bytes + frame.len();
+        if state.frames.len() >= self.max_frames || bytes > self.max_bytes {
+            state.closed = Some(CloseReason::SlowConsumer);
+            state.frames = VecDeque::new();
+            state.bytes = 0;
+            drop(state);
+            self.wake.notify_one();
+            return false;
+        }
+        state.bytes = bytes;
+        state.frames.push_back(frame);
+        drop(state);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Stops taking frames; queued ones are still handed to the reader.
+    pub fn close(&self, reason: CloseReason) {
+        let mut state = self.lock();
+        if state.closed.is_none() {
+            state.closed = Some(reason);
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Takes everything queued. The queue's memory goes with it, so an idle
+    /// connection holds no queue allocation.
+    pub fn take(&self) -> Batch {
+        let mut state = self.lock();
+        state.bytes = 0;
+        Batch {
+            frames: std::mem::take(&mut state.frames),
+            closed: state.closed,
+        }
+    }
+
+    /// Whether the outbox was closed, and why.
+    pub fn closed(&self) -> Option<CloseReason> {
+        self.lock().closed
+    }
+
+    /// Completes after a push or close since the last call (at once if one
+    /// happened while nobody waited).
+    pub async fn changed(&self) {
+        self.wake.notified().await;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked: every
+        // critical section is a few field updates.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_frames_in_order() {
+        let outbox = Outbox::new(4, 1024);
+        assert!(outbox.push(Frame::from("a")));
+        assert!(outbox.push(Frame::from("b")));
+        let batch = outbox.take();
+        assert_eq!(batch.frames, [Frame::from("a"), Frame::from("b")]);
+        assert_eq!(batch.closed, None);
+        assert!(outbox.take().frames.is_empty());
+    }
+
+    #[test]
+    fn overflow_by_count_closes_as_slow_consumer() {
+        let outbox = Outbox::new(2, 1024);
+        assert!(outbox.push(Frame::from("a")));
+        assert!(outbox.push(Frame::from("b")));
+        assert!(!outbox.push(Frame::from("c")));
+        let batch = outbox.take();
+        assert!(batch.frames.is_empty(), "queued frames are dropped");
+        assert_eq!(batch.closed, Some(CloseReason::SlowConsumer));
+        assert!(!outbox.push(Frame::from("d")));
+    }
+
+    #[test]
+    fn overflow_by_bytes_closes_as_slow_consumer() {
+        let outbox = Outbox::new(100, 5);
+        assert!(outbox.push(Frame::from("abc")));
+        assert!(!outbox.push(Frame::from("def")));
+        assert_eq!(outbox.closed(), Some(CloseReason::SlowConsumer));
+    }
+
+    #[test]
+    fn taking_frees_byte_budget() {
+        let outbox = Outbox::new(100, 5);
+        assert!(outbox.push(Frame::from("abc")));
+        outbox.take();
+        assert!(outbox.push(Frame::from("def")));
+    }
+
+    #[test]
+    fn close_keeps_queued_frames_and_first_reason() {
+        let outbox = Outbox::new(4, 1024);
+        assert!(outbox.push(Frame::from("a")));
+        outbox.close(CloseReason::Replaced);
+        outbox.close(CloseReason::SlowConsumer);
+        let batch = outbox.take();
+        assert_eq!(batch.frames, [Frame::from("a")]);
+        assert_eq!(batch.closed, Some(CloseReason::Replaced));
+    }
+
+    #[tokio::test]
+    async fn push_wakes_the_reader() {
+        let outbox = std::sync::Arc::new(Outbox::new(4, 1024));
+        let reader = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                outbox.changed().await;
+                outbox.take().frames.len()
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(outbox.push(Frame::from("a")));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, 1);
+    }
+}

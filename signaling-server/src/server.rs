@@ -1,0 +1,234 @@
+//! The server as a library: bind, run until told to stop, shut down cleanly.
+
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::broker::{Broker, BrokerSettings};
+use crate::config::{Config, ConfigError};
+use crate::ice::IceConfig;
+use crate::metrics::{self, Metrics};
+use crate::registry::RegistryLimits;
+
+/// Why the server could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The options contradict each other.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The HTTP server stopped with an error.
+    #[error("HTTP server failed: {0}")]
+    Serve(io::Error),
+}
+
+/// State shared by the routes and every connection task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) broker: Broker,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Cancelled when shutdown begins.
+    pub(crate) shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub(crate) tracker: TaskTracker,
+    /// One permit per allowed connection.
+    pub(crate) connections: Arc<Semaphore>,
+}
+
+/// A bound, not yet running server.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), signaling_server::ServerError> {
+/// use signaling_server::{Config, Server};
+/// let server = Server::bind(Config { listen: "127.0.0.1:0".into(), ..Config::default() }).await?;
+/// println!("listening on {}", server.local_addr());
+/// server.run(signaling_server::shutdown_signal()).await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Checks the configuration and binds the listening socket.
+    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        config.validate()?;
+        let listener =
+            TcpListener::bind(&config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen.clone(),
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+        metrics::prometheus();
+        let metrics = Arc::new(Metrics::new());
+        let settings = BrokerSettings {
+            registry: RegistryLimits {
+                max_peers_per_room: config.max_peers_per_room,
+                max_rooms: config.max_rooms,
+                resume_grace: config.resume_grace,
+                max_queued_signals: config.max_queued_signals,
+                max_queued_bytes: config.max_queued_bytes,
+            },
+            limits: config.limits(),
+            ice: IceConfig::new(config.stun.clone()),
+        };
+        let shared = Arc::new(Shared {
+            broker: Broker::memory(settings, metrics.clone()),
+            metrics,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            config,
+        });
+        Ok(Self {
+            listener,
+            local_addr,
+            shared,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then: stops accepting, reports not
+    /// ready, sends every client `shutdown {reconnect_after_ms}` and a close
+    /// frame, and waits for connections to end, at most
+    /// `config.shutdown_timeout`.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let shared = self.shared;
+        let router = crate::http::router(shared.clone());
+        let listener = self.listener.tap_io(|tcp| {
+            // Frames are small and latency matters; batching is done above TCP.
+            if let Err(err) = tcp.set_nodelay(true) {
+                warn!(%err, "cannot set TCP_NODELAY");
+            }
+        });
+        let token = shared.shutdown.clone();
+        let serve = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .into_future();
+        let mut serve = tokio::spawn(serve);
+        let expiry = {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.broker.run_expiry(shared.shutdown.clone()).await })
+        };
+        info!(addr = %self.local_addr, "listening");
+
+        let early_end = tokio::select! {
+            () = shutdown => None,
+            result = &mut serve => Some(result),
+        };
+        shared.shutdown.cancel();
+        shared.tracker.close();
+        if let Some(result) = early_end {
+            let _ = expiry.await;
+            return match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(ServerError::Serve(err)),
+                Err(join) => Err(ServerError::Serve(io::Error::other(join))),
+            };
+        }
+        let open = shared.tracker.len();
+        info!(
+            open,
+            "shutting down: no new connections; telling clients to reconnect"
+        );
+        let drain = async {
+            shared.tracker.wait().await;
+            let _ = serve.await;
+            let _ = expiry.await;
+        };
+        if tokio::time::timeout(shared.config.shutdown_timeout, drain)
+            .await
+            .is_err()
+        {
+            warn!(
+                open = shared.tracker.len(),
+                timeout = ?shared.config.shutdown_timeout,
+                "connections still open after the shutdown timeout; exiting anyway"
+            );
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            warn!(%err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(err) => {
+                warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => info!("SIGINT received"),
+        () = terminate => info!("SIGTERM received"),
+    }
+}
+
+/// The Tokio runtime for `worker_threads`: `Some(0)` or `Some(1)` gives a
+/// single-threaded runtime (the fastest when the process is pinned to one
+/// core), `None` one worker per available core (single-threaded when only
+/// one is available).
+pub fn runtime(worker_threads: Option<usize>) -> io::Result<tokio::runtime::Runtime> {
+    let threads = worker_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+    });
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}
