@@ -175,6 +175,8 @@ async fn hold(mut conn: Conn, mut stop: watch::Receiver<bool>) -> Integrity {
                 match frame {
                     Frame::Text(text) => match inbound::read(text)? {
                         Inbound::Other(ServerMessage::PeerJoined { .. }) => {}
+                        // Room mates leave once the hold is over.
+                        Inbound::Other(ServerMessage::PeerLeft { .. }) if *stop.borrow() => {}
                         Inbound::Other(ServerMessage::Error { code, .. }) => {
                             tally.server_error(code)
                         }
@@ -197,7 +199,7 @@ async fn hold(mut conn: Conn, mut stop: watch::Receiver<bool>) -> Integrity {
         tally.fault(format!("{err:#}"));
         return tally;
     }
-    match tokio::time::timeout(Duration::from_secs(10), conn.close()).await {
+    match tokio::time::timeout(Duration::from_secs(10), conn.leave_and_close()).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tally.fault(format!("closing: {err:#}")),
         Err(_) => tally.fault("the server did not close within 10 s"),

@@ -521,7 +521,7 @@ async fn pinger(
         tally.fault(format!("client {me}: {err:#}"));
         return tally;
     }
-    if let Err(err) = conn.close().await {
+    if let Err(err) = conn.leave_and_close().await {
         tally.fault(format!("client {me} closing: {err:#}"));
     }
     tally
@@ -612,7 +612,7 @@ async fn echoer(
         tally.fault(format!("client {me}: {err:#}"));
         return tally;
     }
-    if let Err(err) = conn.close().await {
+    if let Err(err) = conn.leave_and_close().await {
         tally.fault(format!("client {me} closing: {err:#}"));
     }
     tally

@@ -133,12 +133,15 @@ impl Conn {
         Ok(())
     }
 
-    /// Closes politely: sends a close frame, then reads until the server closes.
+    /// Leaves the room and closes politely: sends `leave` and a close frame,
+    /// then reads until the server closes.
     ///
-    /// Waiting for the server's side matters: a socket closed with unread
-    /// input resets the connection, and a reset may discard frames the
-    /// server has not read yet.
-    pub async fn close(mut self) -> Result<()> {
+    /// `leave` first, because a peer that only drops its socket stays in its
+    /// room for the resume grace period. Waiting for the server's side
+    /// matters: a socket closed with unread input resets the connection, and
+    /// a reset may discard frames the server has not read yet.
+    pub async fn leave_and_close(mut self) -> Result<()> {
+        self.wr.text(br#"{"type":"leave"}"#);
         self.wr.close();
         self.flush().await?;
         loop {
