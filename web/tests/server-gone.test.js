@@ -5,7 +5,14 @@ import { test } from 'node:test';
 import { launchBrowser, openChat, sendMessage, waitForConnected, waitForLink, waitForMessage } from './support/browser.js';
 import { startSignalingServer } from './support/processes.js';
 
-test('chat goes on after the signaling server is killed, with a notice', { timeout: 90_000 }, async (t) => {
+for (const signal of ['SIGKILL', 'SIGTERM']) {
+  // SIGKILL: the sockets just break. SIGTERM: the server says `shutdown` first and exits.
+  test(`chat goes on after the signaling server is stopped with ${signal}, with a notice`, { timeout: 90_000 }, (t) =>
+    serverGoesAway(t, signal),
+  );
+}
+
+async function serverGoesAway(t, signal) {
   const server = await startSignalingServer();
   t.after(() => server.child.kill());
   const browser = await launchBrowser();
@@ -21,7 +28,8 @@ test('chat goes on after the signaling server is killed, with a notice', { timeo
   await waitForConnected(grace, 1);
   assert.equal(await ada.isVisible('#server-notice'), false);
 
-  await server.child.kill('SIGKILL');
+  await server.child.kill(signal);
+  assert.notEqual(server.child.exitStatus, null, 'the server exited');
 
   for (const page of [ada, grace]) {
     await page.waitForSelector('#server-notice', { state: 'visible' });
@@ -39,4 +47,4 @@ test('chat goes on after the signaling server is killed, with a notice', { timeo
   // The link itself is unaffected.
   assert.equal(await ada.getAttribute(`#peer-list [data-peer-id="${graceId}"]`, 'data-state'), 'direct');
   assert.deepEqual(browser.pageErrors, []);
-});
+}
