@@ -1,0 +1,404 @@
+//! Shared helpers: a real server on a loopback port in this process, and a
+//! WebSocket client that speaks the protocol. Every wait is bounded.
+
+#![allow(dead_code)] // Each test file uses a different subset.
+// Test helpers: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use signaling_protocol::{ClientMessage, ErrorCode, IceServer, Limits, PeerId, ServerMessage};
+use signaling_server::{Config, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+/// The longest any single expected event may take.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// Settings with short timeouts so tests run fast.
+pub fn config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".into(),
+        heartbeat_interval: Duration::from_millis(200),
+        idle_timeout: Duration::from_secs(3),
+        resume_grace: Duration::from_secs(2),
+        shutdown_timeout: Duration::from_secs(3),
+        reconnect_spread: Duration::from_millis(500),
+        ..Config::default()
+    }
+}
+
+/// A server running in this process until dropped or stopped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), signaling_server::ServerError>>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> Self {
+        let server = Server::bind(config).await.expect("server binds");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(&self.ws_url()).await
+    }
+
+    /// Starts a graceful shutdown and waits (bounded) for `run` to return.
+    pub async fn stop(mut self) -> Duration {
+        let started = std::time::Instant::now();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("server stops in time")
+                .expect("server task did not panic")
+                .expect("server ran without error");
+        }
+        started.elapsed()
+    }
+
+    /// Begins shutdown without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> HttpResponse {
+        http_get(self.addr, path, &[]).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// What a client learns from `welcome`.
+#[derive(Debug, Clone)]
+pub struct Welcome {
+    pub peer_id: PeerId,
+    pub room: String,
+    pub peers: Vec<PeerId>,
+    pub ice_servers: Vec<IceServer>,
+    pub resume_token: String,
+    pub resumed: bool,
+    pub limits: Limits,
+}
+
+/// What a client received: a protocol message, or the end of the socket.
+#[derive(Debug)]
+pub enum Received {
+    Message(ServerMessage),
+    Closed(Option<CloseFrame>),
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio::time::timeout(WAIT, connect_async(url))
+            .await
+            .expect("connect in time")
+            .expect("WebSocket handshake");
+        Self { ws }
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        tokio::time::timeout(WAIT, self.ws.send(Message::text(text.into())))
+            .await
+            .expect("send in time")
+            .expect("send");
+    }
+
+    pub async fn send(&mut self, message: &ClientMessage) {
+        self.send_text(message.to_json()).await;
+    }
+
+    /// Next protocol message or close; control frames are skipped.
+    pub async fn next(&mut self) -> Received {
+        self.next_within(WAIT)
+            .await
+            .expect("a message arrives in time")
+    }
+
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Received> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let message = ServerMessage::parse(text.as_str())
+                        .unwrap_or_else(|err| panic!("server sent bad frame {text:?}: {err}"));
+                    return Some(Received::Message(message));
+                }
+                Some(Ok(Message::Close(frame))) => return Some(Received::Closed(frame)),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(other)) => panic!("unexpected frame {other:?}"),
+                Some(Err(_)) | None => return Some(Received::Closed(None)),
+            }
+        }
+    }
+
+    /// Next text frame exactly as sent.
+    pub async fn next_text(&mut self) -> String {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame arrives in time");
+            match frame {
+                Some(Ok(Message::Text(text))) => return text.as_str().to_owned(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> ServerMessage {
+        match self.next().await {
+            Received::Message(message) => message,
+            Received::Closed(frame) => panic!("connection closed: {frame:?}"),
+        }
+    }
+
+    pub async fn join(&mut self, room: &str) -> Welcome {
+        self.join_with(room, None).await
+    }
+
+    pub async fn join_with(&mut self, room: &str, resume: Option<&str>) -> Welcome {
+        self.send(&ClientMessage::Join {
+            room: room.into(),
+            resume: resume.map(str::to_owned),
+            v: None,
+        })
+        .await;
+        self.expect_welcome().await
+    }
+
+    pub async fn expect_welcome(&mut self) -> Welcome {
+        match self.recv().await {
+            ServerMessage::Welcome {
+                peer_id,
+                room,
+                peers,
+                ice_servers,
+                resume_token,
+                resumed,
+                limits,
+            } => Welcome {
+                peer_id,
+                room,
+                peers,
+                ice_servers,
+                resume_token,
+                resumed,
+                limits,
+            },
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    pub async fn signal(&mut self, to: PeerId, data: &str) {
+        self.send_text(format!(r#"{{"type":"signal","to":"{to}","data":{data}}}"#))
+            .await;
+    }
+
+    /// Expects a signal from `from`; returns its `data` as raw JSON text.
+    pub async fn expect_signal(&mut self, from: PeerId) -> String {
+        match self.recv().await {
+            ServerMessage::Signal { from: got, data } => {
+                assert_eq!(got, from, "signal sender");
+                data.get().to_owned()
+            }
+            other => panic!("expected signal from {from}, got {other:?}"),
+        }
+    }
+
+    pub async fn expect_peer_joined(&mut self, peer: PeerId) {
+        match self.recv().await {
+            ServerMessage::PeerJoined { peer_id } => assert_eq!(peer_id, peer),
+            other => panic!("expected peer_joined {peer}, got {other:?}"),
+        }
+    }
+
+    pub async fn expect_peer_left(&mut self, peer: PeerId) {
+        match self.recv().await {
+            ServerMessage::PeerLeft { peer_id } => assert_eq!(peer_id, peer),
+            other => panic!("expected peer_left {peer}, got {other:?}"),
+        }
+    }
+
+    /// Expects `error {code}`; returns the message and peer id.
+    pub async fn expect_error(&mut self, code: ErrorCode) -> (String, Option<PeerId>) {
+        match self.recv().await {
+            ServerMessage::Error {
+                code: got,
+                message,
+                peer_id,
+            } => {
+                assert_eq!(got, code, "error code (message: {message})");
+                assert!(!message.is_empty(), "error has a message");
+                (message, peer_id)
+            }
+            other => panic!("expected error {code}, got {other:?}"),
+        }
+    }
+
+    /// Sends `ping` and expects `pong`: the connection still works.
+    pub async fn assert_usable(&mut self) {
+        self.send(&ClientMessage::Ping).await;
+        match self.recv().await {
+            ServerMessage::Pong => {}
+            other => panic!("expected pong, got {other:?}"),
+        }
+    }
+
+    /// Nothing but control frames arrives for `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        if let Some(received) = self.next_within(wait).await {
+            panic!("expected silence, got {received:?}");
+        }
+    }
+
+    /// The server closes the connection (close frame or end of stream)
+    /// within the wait, after any number of protocol messages; returns them.
+    pub async fn expect_closed(&mut self) -> (Vec<ServerMessage>, Option<CloseFrame>) {
+        let mut messages = Vec::new();
+        loop {
+            match self.next().await {
+                Received::Message(message) => messages.push(message),
+                Received::Closed(frame) => return (messages, frame),
+            }
+        }
+    }
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A bare-bones `GET` (Connection: close), enough for health, metrics and
+/// static files.
+pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("read");
+        raw
+    };
+    let raw = tokio::time::timeout(WAIT, exchange)
+        .await
+        .expect("HTTP answer in time");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .expect("chunk size");
+        if size == 0 {
+            return out;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..start + size]);
+        data = &data[start + size + 2..];
+    }
+}
+
+/// Resident memory of this process in KiB (Linux).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .expect("VmRSS in /proc/self/status")
+}

@@ -1,0 +1,48 @@
+//! Graceful shutdown: clients are told to reconnect, connections close,
+//! and the server stops within its bound.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, config};
+use signaling_protocol::ServerMessage;
+
+#[tokio::test]
+async fn clients_get_shutdown_and_server_stops_in_time() {
+    let server = TestServer::start(config()).await;
+    let addr = server.addr;
+    let mut a = server.connect().await;
+    a.join("r").await;
+    let mut b = server.connect().await;
+    b.assert_usable().await;
+
+    let stopping = tokio::spawn(server.stop());
+    for client in [&mut a, &mut b] {
+        let (messages, close) = client.expect_closed().await;
+        match &messages[..] {
+            [ServerMessage::Shutdown { reconnect_after_ms }] => {
+                assert!(*reconnect_after_ms <= 500, "{reconnect_after_ms}");
+            }
+            other => panic!("expected shutdown, got {other:?}"),
+        }
+        assert_eq!(close.map(|c| u16::from(c.code)), Some(1001));
+    }
+    let took = stopping.await.unwrap();
+    assert!(took < Duration::from_secs(3), "stopped in {took:?}");
+
+    // Nothing listens any more.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_even_if_clients_ignore_it() {
+    let server = TestServer::start(config()).await;
+    // A client that never reads: it neither sees the shutdown message nor
+    // answers the close handshake.
+    let mut deaf = server.connect().await;
+    deaf.join("r").await;
+    let took = server.stop().await;
+    assert!(took < Duration::from_secs(4), "stopped in {took:?}");
+    drop(deaf);
+}
