@@ -146,7 +146,8 @@ class ChatPage {
       // Refused (room full, invalid name, ...): back to the form, which says why.
       room.close();
       this.room = null;
-      $('join-error').textContent = `Could not join room "${roomName}": ${err.message}`;
+      $('join-error').textContent = `Could not join: ${err.message}`;
+      $('join-error').dataset.code = err.code ?? '';
       $('join-error').hidden = false;
       $('join-view').hidden = false;
       $('chat-view').hidden = true;

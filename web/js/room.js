@@ -25,7 +25,7 @@
  * - `message`          `{peerId, label, data}`; on the `chat` channel also `{name, text}`
  *                      for a well-formed chat message, or `{malformed: true}` otherwise
  * - `link-state`       `{peerId, state}` with state `connecting`|`direct`|`relayed`|`failed`|`closed`
- * - `signaling-state`  `{state, attempt?, delayMs?, reason?}` with state
+ * - `signaling-state`  `{state, attempt?, delayMs?, reason?, code?}` with state
  *                      `connecting`|`open`|`reconnecting`|`closed`; while `reconnecting`,
  *                      open links keep working but no new peer can be reached
  * - `welcome`          `{peerId, resumed, limits}` after every (re)join
@@ -113,7 +113,10 @@ export class Room extends EventTarget {
     this._iceTransportPolicy = iceTransportPolicy;
     this._iceServers = [];
     this._signaling = new SignalingClient(url, room);
-    /** Resolves with our peer id at the first welcome; rejects if the join is refused. */
+    /**
+     * Resolves with our peer id at the first welcome; rejects if the join is refused, with an
+     * Error whose `code` is the server's error code (`room_full`, `invalid_room`, ...).
+     */
     this.ready = new Promise((resolve, reject) => {
       this._ready = { resolve, reject };
     });
@@ -242,7 +245,9 @@ export class Room extends EventTarget {
     });
     sig.addEventListener('state', ({ detail }) => {
       if (detail.state === 'closed' && this.peerId === null) {
-        this._ready.reject(new Error(detail.reason ?? 'signaling closed'));
+        const err = new Error(detail.reason ?? 'signaling closed');
+        err.code = detail.code ?? null;
+        this._ready.reject(err);
       }
       this._emit('signaling-state', detail);
     });

@@ -9,8 +9,9 @@
  * Events (all `CustomEvent`, payload in `detail`):
  * - `welcome`   the server's `welcome` message (also after every reconnect)
  * - `peer_joined`, `peer_left`, `signal`, `error`, `shutdown`  the server's messages
- * - `state`     `{state, attempt?, delayMs?, reason?}` where `state` is one of
- *               `connecting`, `open`, `reconnecting`, `closed`
+ * - `state`     `{state, attempt?, delayMs?, reason?, code?}` where `state` is one of
+ *               `connecting`, `open`, `reconnecting`, `closed` (`code`: the server's error
+ *               code when it refused the join)
  *
  * @module signaling
  */
@@ -145,7 +146,7 @@ export class SignalingClient extends EventTarget {
       case 'error':
         this._emit('error', msg);
         if (FATAL_CODES.has(msg.code) && this.state !== 'open') {
-          this._fail(`${msg.code}: ${msg.message ?? ''}`);
+          this._fail(msg.message || msg.code, msg.code);
         }
         break;
       case 'shutdown':
@@ -206,11 +207,11 @@ export class SignalingClient extends EventTarget {
     }, delayMs);
   }
 
-  _fail(reason) {
+  _fail(reason, code = null) {
     this._closed = true;
     this._stopTimers();
     this._dropSocket();
-    this._setState('closed', { reason });
+    this._setState('closed', { reason, code });
   }
 
   _stopTimers() {
