@@ -46,3 +46,27 @@ test('peer-client echo joining after the page also connects (the bot offers)', {
   assert.deepEqual(await waitForMessage(page, 'hello late bot'), { from: 'Ada', text: 'hello late bot' });
   assert.deepEqual(browser.pageErrors, []);
 });
+
+test('peer-client echo keeps answering the page after the server is killed', { timeout: 90_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const bot = startPeerClient('echo', { wsUrl: server.wsUrl, room: 'echo-gone' });
+  t.after(() => bot.kill());
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+
+  const page = await browser.newPage();
+  await openChat(page, server.httpUrl, 'echo-gone', 'Ada');
+  const botId = await waitForLink(page);
+  await waitForConnected(page, 1);
+  await sendMessage(page, 'before');
+  await waitForMessage(page, 'before');
+
+  await server.child.kill('SIGKILL');
+  await page.waitForSelector('#server-notice', { state: 'visible' });
+  await sendMessage(page, 'after the server is gone');
+  assert.deepEqual(await waitForMessage(page, 'after the server is gone'), { from: 'Ada', text: 'after the server is gone' });
+  assert.equal(await page.getAttribute(`#peer-list [data-peer-id="${botId}"]`, 'data-state'), 'direct');
+  assert.equal(bot.exitStatus, null, `the bot exited:\n${bot.log()}`);
+  assert.deepEqual(browser.pageErrors, []);
+});
