@@ -16,7 +16,7 @@ try {
   const grace = await browser.newPage();
   await openChat(ada, server.httpUrl, ROOM, 'Ada');
   await openChat(grace, server.httpUrl, ROOM, 'Grace');
-  cli = startPeerClient('chat', { wsUrl: server.wsUrl, room: ROOM, args: ['--name', 'Linus (terminal)'] });
+  cli = startPeerClient('chat', { wsUrl: server.wsUrl, room: ROOM, args: ['--name', 'Linus'] });
   await waitForConnected(ada, 2);
   await waitForConnected(grace, 2);
   await cli.waitForLine(/./, { stream: 'stdout' }).catch(() => {});
@@ -31,12 +31,6 @@ try {
   await waitForMessage(ada, '<b>HTML</b> from a peer is shown as text.');
 
   await ada.screenshot({ path: OUT });
-  const phone = path.join(path.dirname(OUT), 'screenshot-phone.png');
-  if (process.argv.includes('--phone')) {
-    await ada.setViewportSize({ width: 390, height: 800 });
-    await ada.screenshot({ path: phone });
-    console.log(`wrote ${phone}`);
-  }
   console.log(`wrote ${OUT}`);
 } finally {
   await cli?.kill();
