@@ -1,0 +1,239 @@
+//! `peer-client bench`: two peers in this process, connected over loopback
+//! through the same negotiation code a session uses (signals are handed
+//! across directly instead of through a server).
+//!
+//! Prints: time from creating the offering peer to an open channel on both
+//! sides; one-way throughput of a reliable ordered channel and the most
+//! bytes the sender ever had unacknowledged; datagrams per second on the
+//! idle link (ICE keepalives).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::BytesMut;
+use clap::Args;
+use signaling_protocol::PeerId;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+use crate::peer::{LinkContext, Outbound, PeerLink};
+use crate::{
+    Channel, DEFAULT_SEND_BUFFER_BYTES, DEFAULT_SOCKET_BUFFER_BYTES, Event, NetStats,
+    TransportOptions,
+};
+
+/// Label of the measured channel.
+const LABEL: &str = "bench";
+/// Longest the connection may take before the bench gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Arguments of `bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// MiB to push through the channel.
+    #[arg(long, default_value_t = 256)]
+    pub mib: usize,
+
+    /// Bytes per message (capped at the channel's largest message).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub message_bytes: usize,
+
+    /// Receive/send buffer asked for each UDP socket, in bytes. 212992 gives
+    /// what a kernel with `net.core.rmem_max = 212992` (a common desktop
+    /// default) grants; 0 leaves the kernel default untouched.
+    #[arg(long, default_value_t = DEFAULT_SOCKET_BUFFER_BYTES)]
+    pub socket_buffer: usize,
+
+    /// Per-channel bound on unacknowledged sent bytes.
+    #[arg(long, default_value_t = DEFAULT_SEND_BUFFER_BYTES)]
+    pub send_buffer: usize,
+
+    /// Seconds to count datagrams on the idle link.
+    #[arg(long, default_value_t = 10)]
+    pub idle_secs: u64,
+
+    /// Give up if the transfer takes longer than this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_secs: u64,
+}
+
+struct Side {
+    link: Arc<PeerLink>,
+    events: mpsc::Receiver<Event>,
+}
+
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let mut options = TransportOptions::loopback();
+    options.socket_buffer_bytes = args.socket_buffer;
+    options.send_buffer_bytes = args.send_buffer;
+    // The later joiner offers; give it the smaller id so the roles match the
+    // common case (offerer impolite).
+    let (mut offerer_id, mut answerer_id) = (PeerId::random(), PeerId::random());
+    if offerer_id > answerer_id {
+        std::mem::swap(&mut offerer_id, &mut answerer_id);
+    }
+
+    let started = Instant::now();
+    let (answerer_out, answerer_signals) = mpsc::channel(256);
+    let (offerer_out, offerer_signals) = mpsc::channel(256);
+    let mut answerer = side(&options, answerer_id, offerer_id, answerer_out, false).await?;
+    let mut offerer = side(&options, offerer_id, answerer_id, offerer_out, true).await?;
+    relay(offerer_signals, Arc::clone(&answerer.link));
+    relay(answerer_signals, Arc::clone(&offerer.link));
+
+    let (sender, receiver_open) = timeout(CONNECT_TIMEOUT, async {
+        let sender = wait_open(&mut offerer.events).await?;
+        wait_open(&mut answerer.events).await?;
+        anyhow::Ok((sender, Instant::now()))
+    })
+    .await
+    .context("the two peers did not connect within 20 s")??;
+    let open_ms = receiver_open.duration_since(started).as_secs_f64() * 1000.0;
+
+    let stats = offerer.link.net_stats();
+    println!("peer-client bench (loopback, one process, release build recommended)");
+    println!(
+        "  socket buffer     asked {} B, kernel granted {} B; SCTP receive window {} B; largest message {} B",
+        args.socket_buffer,
+        stats.socket_receive_buffer,
+        stats.sctp_receive_window,
+        stats.max_message_bytes
+    );
+    println!(
+        "  connect           {open_ms:.1} ms from creating the offering peer to the channel open on both sides"
+    );
+
+    let message_bytes = args.message_bytes.clamp(1, sender.max_message_bytes());
+    let total = (args.mib * 1024 * 1024) as u64;
+    let transfer = transfer(sender, &mut answerer.events, total, message_bytes);
+    let (elapsed, max_queued) = timeout(Duration::from_secs(args.timeout_secs), transfer)
+        .await
+        .context("the transfer did not finish in time")??;
+    let rate = total as f64 / elapsed.as_secs_f64() / 1e6;
+    println!(
+        "  throughput        {rate:.0} MB/s ({} MiB in {:.2} s, {message_bytes}-byte messages, reliable ordered)",
+        args.mib,
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  sender queue      at most {:.2} MiB unacknowledged (bound {:.2} MiB)",
+        max_queued as f64 / 1048576.0,
+        args.send_buffer as f64 / 1048576.0
+    );
+    if let Some(peak) = peak_rss_kib() {
+        println!(
+            "  peak RSS          {:.1} MiB (whole process: both peers)",
+            peak as f64 / 1024.0
+        );
+    }
+
+    if args.idle_secs > 0 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = (offerer.link.net_stats(), answerer.link.net_stats());
+        tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+        let after = (offerer.link.net_stats(), answerer.link.net_stats());
+        let sent = delta(&before.0, &after.0) + delta(&before.1, &after.1);
+        println!(
+            "  idle link         {:.2} datagrams/s per peer (keepalives, measured over {} s)",
+            sent as f64 / 2.0 / args.idle_secs as f64,
+            args.idle_secs
+        );
+    }
+    Ok(())
+}
+
+fn delta(before: &NetStats, after: &NetStats) -> u64 {
+    after.datagrams_sent.saturating_sub(before.datagrams_sent)
+}
+
+async fn side(
+    options: &TransportOptions,
+    local: PeerId,
+    remote: PeerId,
+    outbound: mpsc::Sender<Outbound>,
+    offer: bool,
+) -> anyhow::Result<Side> {
+    let (events_tx, events) = mpsc::channel(1024);
+    let ctx = LinkContext {
+        local,
+        options: options.clone(),
+        ice_servers: Vec::new(),
+        outbound,
+        events: events_tx,
+        channels: Arc::default(),
+        initial_channels: vec![LABEL.to_owned()],
+    };
+    let link = PeerLink::start(ctx, remote, offer).await?;
+    Ok(Side {
+        link: Arc::new(link),
+        events,
+    })
+}
+
+/// Hands one side's signals to the other.
+fn relay(mut signals: mpsc::Receiver<Outbound>, to: Arc<PeerLink>) {
+    tokio::spawn(async move {
+        while let Some(out) = signals.recv().await {
+            to.deliver(out.signal);
+        }
+    });
+}
+
+async fn wait_open(events: &mut mpsc::Receiver<Event>) -> anyhow::Result<Channel> {
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::ChannelOpen { channel, .. } if channel.label() == LABEL => return Ok(channel),
+            Event::PeerError { error, .. } => bail!("negotiation failed: {error}"),
+            _ => {}
+        }
+    }
+    bail!("the link ended before the channel opened")
+}
+
+/// Pushes `total` bytes and waits until all arrived; returns the time taken
+/// and the most bytes the sender had unacknowledged.
+async fn transfer(
+    sender: Channel,
+    receiver: &mut mpsc::Receiver<Event>,
+    total: u64,
+    message_bytes: usize,
+) -> anyhow::Result<(Duration, usize)> {
+    let started = Instant::now();
+    let sending = tokio::spawn(async move {
+        let chunk = vec![0x5a_u8; message_bytes];
+        let mut sent = 0u64;
+        let mut max_queued = 0usize;
+        let mut count = 0u64;
+        while sent < total {
+            let size = message_bytes.min((total - sent) as usize);
+            sender.send_bytes(BytesMut::from(&chunk[..size])).await?;
+            sent += size as u64;
+            count += 1;
+            if count.is_multiple_of(8) {
+                max_queued = max_queued.max(sender.queued_bytes().await);
+            }
+        }
+        anyhow::Ok(max_queued)
+    });
+    let mut received = 0u64;
+    while received < total {
+        match receiver.recv().await {
+            Some(Event::Message { payload, .. }) => received += payload.len() as u64,
+            Some(Event::ChannelClosed { .. }) | None => {
+                bail!("the channel closed after {received} bytes")
+            }
+            Some(_) => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    let max_queued = sending.await.context("the sending task failed")??;
+    Ok((elapsed, max_queued))
+}
+
+/// Peak resident memory of this process, from /proc (Linux).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,160 @@
+//! The `peer-client` command line: argument types (clap derive) and one
+//! module per subcommand. `main.rs` parses and calls [`run`].
+
+mod bench;
+mod chat;
+mod echo;
+mod terminal;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{IceServer, MdnsMode, SessionConfig, TransportOptions};
+
+pub use bench::BenchArgs;
+
+/// Peer-to-peer data channels through a signaling server: chat, echo, benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "peer-client", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Chat with everyone in a room: lines typed on stdin go to every peer,
+    /// received lines are printed as `NAME: text`; joins, leaves and link
+    /// state go to stderr.
+    Chat(ChatArgs),
+    /// A bot that sends every text message it receives back to its sender.
+    Echo(RoomArgs),
+    /// Measure connection setup, throughput and idle traffic between two
+    /// peers in this process over loopback (no server needed).
+    Bench(BenchArgs),
+}
+
+/// Where to meet and how to connect.
+#[derive(Debug, Clone, Args)]
+pub struct RoomArgs {
+    /// WebSocket URL of the signaling server.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "ws://127.0.0.1:8080/ws",
+        env = "PEER_CLIENT_SERVER"
+    )]
+    pub server: String,
+
+    /// Room to join.
+    #[arg(long)]
+    pub room: String,
+
+    /// Local UDP address to bind (repeat for several). Default: every
+    /// non-loopback IPv4 interface plus 127.0.0.1.
+    #[arg(long = "bind", value_name = "ADDR")]
+    pub bind: Vec<String>,
+
+    /// STUN or TURN URL to use instead of the servers the signaling server
+    /// announces (repeat for several; TURN credentials as
+    /// `turn:USER:PASSWORD@HOST:PORT`).
+    #[arg(long = "ice-server", value_name = "URL")]
+    pub ice_servers: Vec<String>,
+
+    /// Connect through a TURN relay only.
+    #[arg(long)]
+    pub relay_only: bool,
+
+    /// Resolve other peers' `.local` (mDNS) candidates with multicast queries.
+    /// Off by default: no multicast traffic is sent.
+    #[arg(long)]
+    pub mdns: bool,
+}
+
+/// Arguments of `chat`.
+#[derive(Debug, Clone, Args)]
+pub struct ChatArgs {
+    /// Room and connection settings.
+    #[command(flatten)]
+    pub room: RoomArgs,
+
+    /// Display name shown to the others (default: the start of our peer id).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+impl RoomArgs {
+    /// The session settings these arguments describe.
+    pub fn session_config(&self) -> SessionConfig {
+        let mut config = SessionConfig::new(&self.server, &self.room);
+        let mut transport = TransportOptions::default();
+        if !self.bind.is_empty() {
+            transport.bind_addrs = self.bind.clone();
+        }
+        transport.relay_only = self.relay_only;
+        if self.mdns {
+            transport.mdns = MdnsMode::Query;
+        }
+        config.transport = transport;
+        if !self.ice_servers.is_empty() {
+            config.ice_servers = Some(
+                self.ice_servers
+                    .iter()
+                    .map(|url| parse_ice_server(url))
+                    .collect(),
+            );
+        }
+        config
+    }
+}
+
+/// Reads `turn:USER:PASSWORD@HOST:PORT` (credentials optional).
+fn parse_ice_server(url: &str) -> IceServer {
+    if let Some((scheme, rest)) = url.split_once(':')
+        && let Some((credentials, host)) = rest.rsplit_once('@')
+        && let Some((user, password)) = credentials.split_once(':')
+    {
+        return IceServer {
+            urls: vec![format!("{scheme}:{host}")],
+            username: Some(user.to_owned()),
+            credential: Some(password.to_owned()),
+        };
+    }
+    IceServer {
+        urls: vec![url.to_owned()],
+        username: None,
+        credential: None,
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Chat(args) => chat::run(args).await,
+        Command::Echo(args) => echo::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turn_credentials_come_out_of_the_url() {
+        let server = parse_ice_server("turn:alice:secret@127.0.0.1:3478");
+        assert_eq!(server.urls, vec!["turn:127.0.0.1:3478".to_owned()]);
+        assert_eq!(server.username.as_deref(), Some("alice"));
+        assert_eq!(server.credential.as_deref(), Some("secret"));
+        let stun = parse_ice_server("stun:127.0.0.1:3478");
+        assert_eq!(stun.urls, vec!["stun:127.0.0.1:3478".to_owned()]);
+        assert!(stun.username.is_none());
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

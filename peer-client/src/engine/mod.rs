@@ -1,0 +1,487 @@
+//! The WebRTC engine: the only module that touches the `webrtc` crate.
+//!
+//! [`RtcConnection`] wraps one `RTCPeerConnection` and speaks the crate's own
+//! types ([`SessionDescription`], [`IceCandidate`], [`LinkState`]) to the rest
+//! of the library. The settings that make `webrtc` 0.21.1 fast are applied
+//! here; `docs/webrtc-engine.md` explains each one.
+
+mod channel;
+mod runtime;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
+use rtc::peer_connection::transport::RTCDtlsRole;
+use tokio::sync::mpsc;
+use webrtc::data_channel::{DataChannel, RTCDataChannelInit, RTCDataChannelState};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceCandidateType, RTCIceConnectionState, RTCIceServer,
+    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSdpType,
+    RTCSessionDescription, SettingEngineBuilder,
+};
+
+pub(crate) use channel::{ChannelEvent, RtcChannel};
+use runtime::{SocketStats, TunedRuntime, size_buffers};
+
+use crate::options::{MdnsMode, TransportOptions};
+use crate::signal::{IceCandidate, SdpKind, SessionDescription};
+use crate::{Error, LinkPath, LinkState};
+use signaling_protocol::IceServer;
+
+/// Pause between connectivity checks while ICE is connecting. The driver of
+/// `webrtc` 0.21.1 flushes packets queued by internal events only when it
+/// wakes, and while ICE checks this timer is what wakes it.
+const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(5);
+/// Checks per candidate pair before it counts as failed: with the interval
+/// above, about 2.5 s, so a path with a long round trip still succeeds.
+const ICE_MAX_BINDING_REQUESTS: u16 = 500;
+/// Consent/keepalive checks on an established link (RFC 7675 asks for
+/// roughly one every 5 s; browsers send one every 1–2.5 s).
+const ICE_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// Silence after which a link is reported disconnected, then failed.
+const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(5);
+const ICE_FAILED_TIMEOUT: Duration = Duration::from_secs(25);
+/// Largest SCTP receive window; the default of the crate.
+const MAX_SCTP_RECEIVE_WINDOW: usize = 1024 * 1024;
+/// Largest data-channel message (the most the SCTP stack supports, and what
+/// Chromium accepts).
+const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// SCTP packet size: one DTLS record in one UDP datagram, below a 1500-byte MTU.
+const SCTP_MTU: u32 = 1400;
+/// How often, and for how long at most, a new channel wakes the driver while it opens.
+const OPEN_PUMP_INTERVAL: Duration = Duration::from_millis(2);
+const OPEN_PUMP_LIMIT: Duration = Duration::from_secs(10);
+/// Events a connection may queue for its owner before callbacks spill into tasks.
+const EVENT_QUEUE: usize = 256;
+
+/// Something a connection reports to its owner.
+#[derive(Debug)]
+pub(crate) enum RtcEvent {
+    /// A local candidate to trickle to the other side; `None` ends gathering.
+    LocalCandidate(Option<IceCandidate>),
+    /// The connection state changed.
+    State(LinkState),
+    /// The other side opened a data channel.
+    IncomingChannel(RtcChannel),
+}
+
+/// Traffic and buffer figures of one connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// UDP datagrams sent.
+    pub datagrams_sent: u64,
+    /// UDP datagrams received.
+    pub datagrams_received: u64,
+    /// Receive buffer the kernel granted per socket, in bytes as it reports them.
+    pub socket_receive_buffer: usize,
+    /// SCTP receive window this side advertises, in bytes.
+    pub sctp_receive_window: usize,
+    /// Largest message this side accepts, in bytes.
+    pub max_message_bytes: usize,
+}
+
+/// Sizes derived from the socket buffer the kernel grants.
+#[derive(Debug, Clone, Copy)]
+struct Sizing {
+    socket_receive_buffer: usize,
+    sctp_receive_window: usize,
+    max_message_bytes: usize,
+}
+
+impl Sizing {
+    /// Asks for `requested` bytes on a scratch socket and sizes SCTP to what
+    /// the kernel actually gives. The receive window stays below the bytes
+    /// of payload the socket can hold (each ~1.2 KB datagram is charged about
+    /// twice its size), so a full window never overflows the socket.
+    fn probe(requested: usize) -> Self {
+        let granted = std::net::UdpSocket::bind("127.0.0.1:0")
+            .map(|socket| size_buffers(&socket, requested).0)
+            .unwrap_or(0);
+        let granted = if granted == 0 { 212_992 } else { granted };
+        Self::for_buffer(granted)
+    }
+
+    fn for_buffer(granted: usize) -> Self {
+        let window = (granted * 3 / 8).clamp(16 * 1024, MAX_SCTP_RECEIVE_WINDOW);
+        let max_message = (window / (16 * 1024) * 16 * 1024).clamp(16 * 1024, MAX_MESSAGE_BYTES);
+        Self {
+            socket_receive_buffer: granted,
+            sctp_receive_window: window,
+            max_message_bytes: max_message,
+        }
+    }
+}
+
+/// One peer connection.
+pub(crate) struct RtcConnection {
+    pc: Arc<dyn PeerConnection>,
+    stats: Arc<SocketStats>,
+    sizing: Sizing,
+    /// `a=mid` of the data section, stamped on trickled candidates.
+    mid: Arc<std::sync::Mutex<String>>,
+}
+
+impl RtcConnection {
+    /// Builds a connection; its events arrive on the returned receiver.
+    pub(crate) async fn new(
+        options: &TransportOptions,
+        ice_servers: &[IceServer],
+    ) -> Result<(Self, mpsc::Receiver<RtcEvent>), Error> {
+        let sizing = Sizing::probe(options.socket_buffer_bytes);
+        let stats = Arc::new(SocketStats::default());
+        let runtime = Arc::new(TunedRuntime::new(
+            options.socket_buffer_bytes,
+            Arc::clone(&stats),
+        ));
+        let mdns = match options.mdns {
+            MdnsMode::Disabled => MulticastDnsMode::Disabled,
+            MdnsMode::Query => MulticastDnsMode::QueryOnly,
+            MdnsMode::QueryAndGather => MulticastDnsMode::QueryAndGather,
+        };
+        let settings = SettingEngineBuilder::new()
+            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
+            .with_ice_timeouts(
+                Some(ICE_DISCONNECTED_TIMEOUT),
+                Some(ICE_FAILED_TIMEOUT),
+                Some(ICE_KEEPALIVE_INTERVAL),
+            )
+            .with_host_acceptance_min_wait(Some(Duration::ZERO))
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            .with_answering_dtls_role(RTCDtlsRole::Server)
+            .with_multicast_dns_mode(mdns)
+            .with_sctp_max_receive_buffer_size(sizing.sctp_receive_window as u32)
+            .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(
+                sizing.max_message_bytes as u32,
+            ))
+            .with_sctp_mtu(SCTP_MTU)
+            .build();
+        let servers = ice_servers
+            .iter()
+            .map(|server| RTCIceServer {
+                urls: server.urls.clone(),
+                username: server.username.clone().unwrap_or_default(),
+                credential: server.credential.clone().unwrap_or_default(),
+            })
+            .collect();
+        let mut configuration = RTCConfigurationBuilder::new().with_ice_servers(servers);
+        if options.relay_only {
+            configuration = configuration.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
+        }
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let mid = Arc::new(std::sync::Mutex::new(String::from("0")));
+        let handler = Arc::new(Handler {
+            events: events_tx,
+            mid: Arc::clone(&mid),
+            max_message_bytes: sizing.max_message_bytes,
+        });
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(configuration.build())
+            .with_setting_engine(settings)
+            .with_runtime(runtime)
+            .with_handler(handler)
+            .with_udp_addrs(options.bind_addrs.clone())
+            .with_data_channel_send_buffer_limit(options.send_buffer_bytes)
+            .build()
+            .await
+            .map_err(rtc_error)?;
+        Ok((
+            Self {
+                pc: Arc::new(pc),
+                stats,
+                sizing,
+                mid,
+            },
+            events_rx,
+        ))
+    }
+
+    /// Opens a reliable, ordered, in-band negotiated data channel.
+    pub(crate) async fn create_channel(&self, label: &str) -> Result<RtcChannel, Error> {
+        let init = RTCDataChannelInit {
+            ordered: true,
+            ..Default::default()
+        };
+        let dc = self
+            .pc
+            .create_data_channel(label, Some(init))
+            .await
+            .map_err(rtc_error)?;
+        tokio::spawn(pump_until_open(Arc::clone(&dc)));
+        Ok(RtcChannel::new(
+            dc,
+            label.to_owned(),
+            self.sizing.max_message_bytes,
+        ))
+    }
+
+    /// Creates an offer (restarting ICE if asked) and sets it as the local description.
+    pub(crate) async fn create_offer(
+        &self,
+        ice_restart: bool,
+    ) -> Result<SessionDescription, Error> {
+        if ice_restart {
+            self.pc.restart_ice().await.map_err(rtc_error)?;
+        }
+        let offer = self.pc.create_offer(None).await.map_err(rtc_error)?;
+        self.pc
+            .set_local_description(offer.clone())
+            .await
+            .map_err(rtc_error)?;
+        self.remember_mid(&offer.sdp);
+        Ok(from_rtc(&offer))
+    }
+
+    /// Sets the remote description; for an offer, answers it and returns the answer.
+    pub(crate) async fn accept_description(
+        &self,
+        description: SessionDescription,
+    ) -> Result<Option<SessionDescription>, Error> {
+        let is_offer = description.kind == SdpKind::Offer;
+        self.pc
+            .set_remote_description(to_rtc(description)?)
+            .await
+            .map_err(rtc_error)?;
+        if !is_offer {
+            return Ok(None);
+        }
+        let answer = self.pc.create_answer(None).await.map_err(rtc_error)?;
+        self.pc
+            .set_local_description(answer.clone())
+            .await
+            .map_err(rtc_error)?;
+        self.remember_mid(&answer.sdp);
+        Ok(Some(from_rtc(&answer)))
+    }
+
+    /// Drops a pending local offer (the polite side of an offer collision).
+    pub(crate) async fn rollback(&self) -> Result<(), Error> {
+        let rollback = to_rtc(SessionDescription {
+            kind: SdpKind::Rollback,
+            sdp: String::new(),
+        })?;
+        self.pc
+            .set_local_description(rollback)
+            .await
+            .map_err(rtc_error)
+    }
+
+    /// Whether a local offer awaits its answer (signaling state `have-local-offer`).
+    pub(crate) async fn has_pending_offer(&self) -> bool {
+        matches!(
+            self.pc.pending_local_description().await,
+            Some(d) if d.sdp_type == RTCSdpType::Offer
+        )
+    }
+
+    /// Whether a remote description has been set.
+    pub(crate) async fn has_remote_description(&self) -> bool {
+        self.pc.remote_description().await.is_some()
+    }
+
+    /// Adds a candidate the other side trickled.
+    pub(crate) async fn add_candidate(&self, candidate: IceCandidate) -> Result<(), Error> {
+        let init = RTCIceCandidateInit {
+            candidate: candidate.candidate,
+            sdp_mid: candidate.sdp_mid,
+            sdp_mline_index: candidate.sdp_m_line_index,
+            username_fragment: candidate.username_fragment,
+            url: None,
+        };
+        self.pc.add_ice_candidate(init).await.map_err(rtc_error)
+    }
+
+    /// Whether the selected candidate pair runs through a TURN relay.
+    pub(crate) async fn path(&self) -> Option<LinkPath> {
+        let sctp = self.pc.sctp().await?;
+        let pair = sctp
+            .transport()
+            .ice_transport()
+            .get_selected_candidate_pair()
+            .await
+            .ok()??;
+        let relayed = pair.local().typ == RTCIceCandidateType::Relay
+            || pair.remote().typ == RTCIceCandidateType::Relay;
+        Some(if relayed {
+            LinkPath::Relayed
+        } else {
+            LinkPath::Direct
+        })
+    }
+
+    /// Datagram counters and buffer sizes.
+    pub(crate) fn net_stats(&self) -> NetStats {
+        NetStats {
+            datagrams_sent: self.stats.datagrams_sent.load(Ordering::Relaxed),
+            datagrams_received: self.stats.datagrams_received.load(Ordering::Relaxed),
+            socket_receive_buffer: match self.stats.receive_buffer.load(Ordering::Relaxed) {
+                0 => self.sizing.socket_receive_buffer,
+                granted => granted,
+            },
+            sctp_receive_window: self.sizing.sctp_receive_window,
+            max_message_bytes: self.sizing.max_message_bytes,
+        }
+    }
+
+    /// Closes the connection and its channels.
+    pub(crate) async fn close(&self) {
+        if let Err(err) = self.pc.close().await {
+            tracing::debug!(%err, "closing the peer connection");
+        }
+    }
+
+    fn remember_mid(&self, sdp: &str) {
+        let mid = sdp
+            .lines()
+            .find_map(|line| line.strip_prefix("a=mid:"))
+            .map(|mid| mid.trim().to_owned());
+        if let (Some(mid), Ok(mut slot)) = (mid, self.mid.lock()) {
+            *slot = mid;
+        }
+    }
+}
+
+/// Wakes the connection's driver every [`OPEN_PUMP_INTERVAL`] until `dc` opens.
+///
+/// The `webrtc` 0.21.1 driver sends packets that internal events queue (the
+/// SCTP INIT once DTLS is up, the data-channel OPEN once SCTP is up) only
+/// when it next wakes, and once ICE is connected its timer fires every
+/// 200 ms: each of those steps waited up to 200 ms. Setting a channel's
+/// buffered-amount threshold is a no-op that wakes the driver, so a short
+/// pump while the channel opens flushes them at once. It stops when the
+/// channel opens or closes, or after [`OPEN_PUMP_LIMIT`].
+async fn pump_until_open(dc: Arc<dyn DataChannel>) {
+    let deadline = tokio::time::Instant::now() + OPEN_PUMP_LIMIT;
+    while tokio::time::Instant::now() < deadline {
+        match dc.ready_state().await {
+            Ok(RTCDataChannelState::Connecting) => {}
+            _ => return,
+        }
+        if dc.set_buffered_amount_low_threshold(0).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(OPEN_PUMP_INTERVAL).await;
+    }
+}
+
+fn rtc_error(err: webrtc::error::Error) -> Error {
+    Error::Rtc(err.to_string())
+}
+
+fn from_rtc(description: &RTCSessionDescription) -> SessionDescription {
+    let kind = match description.sdp_type {
+        RTCSdpType::Answer => SdpKind::Answer,
+        RTCSdpType::Pranswer => SdpKind::Pranswer,
+        RTCSdpType::Rollback => SdpKind::Rollback,
+        _ => SdpKind::Offer,
+    };
+    SessionDescription {
+        kind,
+        sdp: description.sdp.clone(),
+    }
+}
+
+fn to_rtc(description: SessionDescription) -> Result<RTCSessionDescription, Error> {
+    let value =
+        serde_json::to_value(&description).map_err(|err| Error::BadSignal(err.to_string()))?;
+    serde_json::from_value(value).map_err(|err| Error::BadSignal(format!("description: {err}")))
+}
+
+/// Receives the callbacks of the `webrtc` driver. Callbacks run inside the
+/// driver's loop, so they only queue an event and never wait on anything.
+struct Handler {
+    events: mpsc::Sender<RtcEvent>,
+    mid: Arc<std::sync::Mutex<String>>,
+    max_message_bytes: usize,
+}
+
+impl Handler {
+    fn emit(&self, event: RtcEvent) {
+        match self.events.try_send(event) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                // The owner is behind; hand the event to a task rather than stall the driver.
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    let _ = events.send(event).await;
+                });
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => {
+                let mid = self
+                    .mid
+                    .lock()
+                    .map(|m| m.clone())
+                    .unwrap_or_else(|_| "0".into());
+                self.emit(RtcEvent::LocalCandidate(Some(IceCandidate {
+                    candidate: init.candidate,
+                    sdp_mid: Some(mid),
+                    sdp_m_line_index: Some(0),
+                    username_fragment: None,
+                })));
+            }
+            Err(err) => tracing::warn!(%err, "cannot encode a local ICE candidate"),
+        }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        tracing::debug!(%state, "ICE connection state");
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(%state, "peer connection state");
+        let state = match state {
+            RTCPeerConnectionState::Connected => LinkState::Connected,
+            RTCPeerConnectionState::Disconnected => LinkState::Disconnected,
+            RTCPeerConnectionState::Failed => LinkState::Failed,
+            RTCPeerConnectionState::Closed => LinkState::Closed,
+            _ => LinkState::Connecting,
+        };
+        self.emit(RtcEvent::State(state));
+    }
+
+    async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
+        // Reading the label is a round trip to the driver that is running this
+        // callback: do it in a task.
+        let events = self.events.clone();
+        let max = self.max_message_bytes;
+        tokio::spawn(async move {
+            let label = data_channel.label().await.unwrap_or_default();
+            let _ = events
+                .send(RtcEvent::IncomingChannel(RtcChannel::new(
+                    data_channel,
+                    label,
+                    max,
+                )))
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_stays_below_a_small_socket_buffer() {
+        // The kernel default (rmem_default 212992), and a 208 KiB rmem_max doubled.
+        let small = Sizing::for_buffer(212_992);
+        assert!(small.sctp_receive_window <= 96 * 1024, "{small:?}");
+        assert!(small.max_message_bytes <= small.sctp_receive_window);
+        let capped = Sizing::for_buffer(425_984);
+        assert!(capped.sctp_receive_window < 425_984 / 2, "{capped:?}");
+        let large = Sizing::for_buffer(8 * 1024 * 1024);
+        assert_eq!(large.sctp_receive_window, MAX_SCTP_RECEIVE_WINDOW);
+        assert_eq!(large.max_message_bytes, MAX_MESSAGE_BYTES);
+    }
+}

@@ -1,0 +1,210 @@
+//! The async runtime handed to the `webrtc` crate: tokio, plus socket buffers
+//! sized for data-channel bursts and per-connection datagram counters.
+//!
+//! The crate binds its UDP sockets itself and offers no buffer option, but it
+//! passes every socket through [`Runtime::wrap_udp_socket`]. That is where the
+//! receive and send buffers are enlarged: with the kernel default (≈208 KiB) a
+//! burst of SCTP packets overflows the receive buffer, the kernel drops
+//! datagrams, and SCTP waits for retransmission timeouts.
+
+use std::future::Future;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use webrtc::runtime::{
+    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime,
+    TokioRuntime, Transmit,
+};
+
+/// Datagram counters and the socket buffer sizes the kernel granted, shared
+/// between the runtime and the connection that reports them.
+#[derive(Debug, Default)]
+pub(crate) struct SocketStats {
+    pub(crate) datagrams_sent: AtomicU64,
+    pub(crate) datagrams_received: AtomicU64,
+    /// Smallest receive buffer granted to any socket of the connection, in bytes
+    /// as the kernel reports it (Linux doubles the request for its bookkeeping).
+    pub(crate) receive_buffer: AtomicUsize,
+    /// Smallest send buffer granted, in the same unit.
+    pub(crate) send_buffer: AtomicUsize,
+}
+
+/// Tokio with enlarged UDP socket buffers and datagram counters.
+#[derive(Debug)]
+pub(crate) struct TunedRuntime {
+    tokio: TokioRuntime,
+    /// Receive and send buffer size asked of the kernel for each socket.
+    requested_buffer: usize,
+    stats: Arc<SocketStats>,
+}
+
+impl TunedRuntime {
+    pub(crate) fn new(requested_buffer: usize, stats: Arc<SocketStats>) -> Self {
+        Self {
+            tokio: TokioRuntime,
+            requested_buffer,
+            stats,
+        }
+    }
+}
+
+/// Asks for `bytes` of receive and send buffer and returns what the kernel granted.
+/// Zero leaves the kernel defaults alone.
+pub(crate) fn size_buffers(socket: &std::net::UdpSocket, bytes: usize) -> (usize, usize) {
+    let sock = socket2::SockRef::from(socket);
+    if bytes == 0 {
+        let recv = sock.recv_buffer_size().unwrap_or(0);
+        return (recv, sock.send_buffer_size().unwrap_or(0));
+    }
+    if let Err(err) = sock.set_recv_buffer_size(bytes) {
+        tracing::debug!(%err, bytes, "could not set the UDP receive buffer size");
+    }
+    if let Err(err) = sock.set_send_buffer_size(bytes) {
+        tracing::debug!(%err, bytes, "could not set the UDP send buffer size");
+    }
+    let recv = sock.recv_buffer_size().unwrap_or(0);
+    let send = sock.send_buffer_size().unwrap_or(0);
+    (recv, send)
+}
+
+fn record_min(slot: &AtomicUsize, value: usize) {
+    let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+        (old == 0 || value < old).then_some(value)
+    });
+}
+
+impl Runtime for TunedRuntime {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
+        self.tokio.spawn(future)
+    }
+
+    fn spawn_reactor(
+        &self,
+        reactor_pool_size: usize,
+        future: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Box<dyn JoinHandle> {
+        self.tokio.spawn_reactor(reactor_pool_size, future)
+    }
+
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        let (recv, send) = size_buffers(&socket, self.requested_buffer);
+        record_min(&self.stats.receive_buffer, recv);
+        record_min(&self.stats.send_buffer, send);
+        tracing::debug!(
+            requested = self.requested_buffer,
+            receive = recv,
+            send,
+            "UDP socket buffers"
+        );
+        let inner = self.tokio.wrap_udp_socket(socket)?;
+        Ok(Arc::new(CountingSocket {
+            inner,
+            stats: Arc::clone(&self.stats),
+        }))
+    }
+
+    fn wrap_tcp_listener(
+        &self,
+        listener: std::net::TcpListener,
+    ) -> io::Result<Arc<dyn AsyncTcpListener>> {
+        self.tokio.wrap_tcp_listener(listener)
+    }
+
+    fn connect_tcp<'a>(
+        &'a self,
+        remote_addr: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
+        self.tokio.connect_tcp(remote_addr)
+    }
+
+    fn resolve_host<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        self.tokio.resolve_host(host)
+    }
+
+    fn now(&self) -> Instant {
+        self.tokio.now()
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.tokio.sleep(duration)
+    }
+
+    fn interval(&self, period: Duration) -> Box<dyn AsyncInterval> {
+        self.tokio.interval(period)
+    }
+
+    fn block_on(&self, future: Pin<Box<dyn Future<Output = ()> + '_>>) {
+        self.tokio.block_on(future)
+    }
+
+    fn yield_now(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.tokio.yield_now()
+    }
+
+    fn name(&self) -> &'static str {
+        "tokio (tuned sockets)"
+    }
+}
+
+/// A UDP socket that counts the datagrams passing through it.
+#[derive(Debug)]
+struct CountingSocket {
+    inner: Arc<dyn AsyncUdpSocket>,
+    stats: Arc<SocketStats>,
+}
+
+impl AsyncUdpSocket for CountingSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
+        let result = self.inner.poll_send(cx, transmit);
+        if let Poll::Ready(Ok(_)) = result {
+            let segments = match transmit.segment_size {
+                Some(size) if size > 0 => transmit.contents.len().div_ceil(size),
+                _ => 1,
+            };
+            self.stats
+                .datagrams_sent
+                .fetch_add(segments as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        let result = self.inner.poll_recv(cx, bufs, meta);
+        if let Poll::Ready(Ok(messages)) = result {
+            let datagrams: usize = meta
+                .iter()
+                .take(messages)
+                .map(|m| m.len.div_ceil(m.stride.max(1)).max(1))
+                .sum();
+            self.stats
+                .datagrams_received
+                .fetch_add(datagrams as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn max_gso_segments(&self) -> usize {
+        self.inner.max_gso_segments()
+    }
+
+    fn max_gro_segments(&self) -> usize {
+        self.inner.max_gro_segments()
+    }
+}

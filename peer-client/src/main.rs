@@ -1,0 +1,16 @@
+//! `peer-client`: parses the command line and runs it (see `peer_client::cli`).
+
+use clap::Parser;
+use peer_client::cli::{Cli, run};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    run(Cli::parse()).await
+}

@@ -1,0 +1,323 @@
+//! The connection to one remote peer: negotiation (offer/answer, trickle
+//! ICE, perfect-negotiation roles) and its data channels.
+//!
+//! Each link is a task. It owns the [`RtcConnection`], takes signals from
+//! the session, sends its own signals out through a bounded queue, and
+//! reports events. Channel readers are tasks of their own, so a slow reader
+//! of one channel does not hold up negotiation.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use signaling_protocol::{IceServer, PeerId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::engine::{ChannelEvent, NetStats, RtcChannel, RtcConnection, RtcEvent};
+use crate::options::TransportOptions;
+use crate::signal::{PeerSignal, SdpKind};
+use crate::{Channel, Error, Event, LinkState};
+
+/// Candidates kept while the remote description is not set yet.
+const MAX_EARLY_CANDIDATES: usize = 64;
+/// Inputs a link may have queued.
+const INPUT_QUEUE: usize = 128;
+/// ICE restarts tried after a failure before the link gives up.
+const MAX_ICE_RESTARTS: u32 = 2;
+
+/// Open channels, by peer and label, shared by the session and its links.
+pub(crate) type ChannelMap = Arc<Mutex<HashMap<PeerId, HashMap<String, Channel>>>>;
+
+/// A signal a link wants delivered to its peer.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    pub(crate) to: PeerId,
+    pub(crate) signal: PeerSignal,
+}
+
+/// What a link is told to do.
+pub(crate) enum LinkInput {
+    Signal(PeerSignal),
+    OpenChannel(String, oneshot::Sender<Result<Channel, Error>>),
+}
+
+/// Everything a link needs from its session.
+#[derive(Clone)]
+pub(crate) struct LinkContext {
+    pub(crate) local: PeerId,
+    pub(crate) options: TransportOptions,
+    pub(crate) ice_servers: Vec<IceServer>,
+    pub(crate) outbound: mpsc::Sender<Outbound>,
+    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) channels: ChannelMap,
+    /// Channels the offering side creates in its first offer.
+    pub(crate) initial_channels: Vec<String>,
+}
+
+/// Handle of a running link; dropping it closes the connection.
+pub(crate) struct PeerLink {
+    input: mpsc::Sender<LinkInput>,
+    stats: Arc<dyn Fn() -> NetStats + Send + Sync>,
+}
+
+impl PeerLink {
+    /// Builds the connection to `remote` and starts its task; with `offer`
+    /// it creates the initial channels and sends the first offer.
+    pub(crate) async fn start(
+        ctx: LinkContext,
+        remote: PeerId,
+        offer: bool,
+    ) -> Result<Self, Error> {
+        let (connection, rtc_events) = RtcConnection::new(&ctx.options, &ctx.ice_servers).await?;
+        let connection = Arc::new(connection);
+        let (input, inputs) = mpsc::channel(INPUT_QUEUE);
+        let stats_source = Arc::clone(&connection);
+        let stats = Arc::new(move || stats_source.net_stats());
+        let mut link = LinkTask {
+            polite: ctx.local > remote,
+            ctx,
+            remote,
+            connection,
+            early_candidates: VecDeque::new(),
+            ignore_offer: false,
+            restarts: 0,
+            reported_state: None,
+        };
+        if offer {
+            for label in link.ctx.initial_channels.clone() {
+                let channel = link.connection.create_channel(&label).await?;
+                link.watch_channel(channel, false);
+            }
+            link.send_offer(false).await?;
+        }
+        // The task ends, closing the connection, when this handle (the only
+        // sender of its inputs) is dropped.
+        tokio::spawn(link.run(inputs, rtc_events));
+        Ok(Self { input, stats })
+    }
+
+    /// Passes a signal from the peer to the link; drops it if the link is swamped.
+    pub(crate) fn deliver(&self, signal: PeerSignal) {
+        if self.input.try_send(LinkInput::Signal(signal)).is_err() {
+            tracing::warn!("a peer link is not keeping up; dropped a signal");
+        }
+    }
+
+    /// Opens another data channel; resolves once it is created (it opens later).
+    pub(crate) async fn open_channel(&self, label: String) -> Result<Channel, Error> {
+        let (reply, wait) = oneshot::channel();
+        self.input
+            .send(LinkInput::OpenChannel(label, reply))
+            .await
+            .map_err(|_| Error::SessionClosed)?;
+        wait.await.map_err(|_| Error::SessionClosed)?
+    }
+
+    /// Datagram counters of the connection.
+    pub(crate) fn net_stats(&self) -> NetStats {
+        (self.stats)()
+    }
+}
+
+struct LinkTask {
+    ctx: LinkContext,
+    remote: PeerId,
+    connection: Arc<RtcConnection>,
+    /// The polite side yields in an offer collision.
+    polite: bool,
+    early_candidates: VecDeque<crate::signal::IceCandidate>,
+    /// Set while a colliding offer from the impolite side's view is ignored.
+    ignore_offer: bool,
+    restarts: u32,
+    reported_state: Option<LinkState>,
+}
+
+impl LinkTask {
+    async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<LinkInput>,
+        mut rtc_events: mpsc::Receiver<RtcEvent>,
+    ) {
+        loop {
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(LinkInput::Signal(signal)) => {
+                        if let Err(err) = self.on_signal(signal).await {
+                            tracing::warn!(peer = %self.remote, %err, "negotiation step failed");
+                            self.report(Event::PeerError { peer: self.remote, error: err.to_string() }).await;
+                        }
+                    }
+                    Some(LinkInput::OpenChannel(label, reply)) => {
+                        let result = self.connection.create_channel(&label).await.map(|channel| {
+                            self.watch_channel(channel.clone(), false);
+                            Channel::new(self.remote, channel)
+                        });
+                        let _ = reply.send(result);
+                    }
+                    None => break,
+                },
+                event = rtc_events.recv() => match event {
+                    Some(event) => self.on_rtc_event(event).await,
+                    None => break,
+                },
+            }
+        }
+        self.connection.close().await;
+        if let Ok(mut channels) = self.ctx.channels.lock() {
+            channels.remove(&self.remote);
+        }
+        tracing::debug!(peer = %self.remote, "link closed");
+    }
+
+    async fn on_signal(&mut self, signal: PeerSignal) -> Result<(), Error> {
+        match signal {
+            PeerSignal::Description(description) => {
+                let is_offer = description.kind == SdpKind::Offer;
+                let collision = is_offer && self.connection.has_pending_offer().await;
+                self.ignore_offer = !self.polite && collision;
+                if self.ignore_offer {
+                    tracing::debug!(peer = %self.remote, "ignoring a colliding offer (impolite side)");
+                    return Ok(());
+                }
+                if collision {
+                    tracing::debug!(peer = %self.remote, "offer collision: rolling back ours (polite side)");
+                    self.connection.rollback().await?;
+                }
+                let answer = self.connection.accept_description(description).await?;
+                while let Some(candidate) = self.early_candidates.pop_front() {
+                    if let Err(err) = self.connection.add_candidate(candidate).await {
+                        tracing::debug!(%err, "queued candidate refused");
+                    }
+                }
+                if let Some(answer) = answer {
+                    self.send(PeerSignal::Description(answer));
+                }
+                Ok(())
+            }
+            PeerSignal::Candidate(None) => Ok(()),
+            PeerSignal::Candidate(Some(candidate)) => {
+                if !self.connection.has_remote_description().await {
+                    if self.early_candidates.len() >= MAX_EARLY_CANDIDATES {
+                        return Err(Error::BadSignal(format!(
+                            "more than {MAX_EARLY_CANDIDATES} candidates before any description"
+                        )));
+                    }
+                    self.early_candidates.push_back(candidate);
+                    return Ok(());
+                }
+                match self.connection.add_candidate(candidate).await {
+                    Err(_) if self.ignore_offer => Ok(()),
+                    other => other,
+                }
+            }
+        }
+    }
+
+    async fn on_rtc_event(&mut self, event: RtcEvent) {
+        match event {
+            RtcEvent::LocalCandidate(candidate) => self.send(PeerSignal::Candidate(candidate)),
+            RtcEvent::IncomingChannel(channel) => self.watch_channel(channel, true),
+            RtcEvent::State(state) => {
+                if self.reported_state == Some(state) {
+                    return;
+                }
+                self.reported_state = Some(state);
+                let path = if state == LinkState::Connected {
+                    self.restarts = 0;
+                    self.connection.path().await
+                } else {
+                    None
+                };
+                self.report(Event::LinkState {
+                    peer: self.remote,
+                    state,
+                    path,
+                })
+                .await;
+                if state == LinkState::Failed && !self.polite && self.restarts < MAX_ICE_RESTARTS {
+                    // The impolite side restarts ICE; the other side answers the new offer.
+                    self.restarts += 1;
+                    tracing::info!(peer = %self.remote, attempt = self.restarts, "ICE failed; restarting");
+                    if let Err(err) = self.send_offer(true).await {
+                        tracing::warn!(peer = %self.remote, %err, "ICE restart failed");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_offer(&mut self, ice_restart: bool) -> Result<(), Error> {
+        let offer = self.connection.create_offer(ice_restart).await?;
+        self.send(PeerSignal::Description(offer));
+        Ok(())
+    }
+
+    fn send(&self, signal: PeerSignal) {
+        let outbound = Outbound {
+            to: self.remote,
+            signal,
+        };
+        if self.ctx.outbound.try_send(outbound).is_err() {
+            tracing::warn!(peer = %self.remote, "signaling queue full; dropped a signal");
+        }
+    }
+
+    async fn report(&self, event: Event) {
+        let _ = self.ctx.events.send(event).await;
+    }
+
+    /// Reads a channel in a task of its own and reports what happens on it.
+    fn watch_channel(&self, channel: RtcChannel, incoming: bool) {
+        let peer = self.remote;
+        let events = self.ctx.events.clone();
+        let channels = Arc::clone(&self.ctx.channels);
+        tokio::spawn(async move {
+            let label = channel.label().to_owned();
+            let mut open = false;
+            let announce = |open: &mut bool| {
+                if *open {
+                    return None;
+                }
+                *open = true;
+                let handle = Channel::new(peer, channel.clone());
+                if let Ok(mut map) = channels.lock() {
+                    map.entry(peer)
+                        .or_default()
+                        .insert(label.clone(), handle.clone());
+                }
+                Some(Event::ChannelOpen {
+                    peer,
+                    channel: handle,
+                })
+            };
+            if incoming
+                && channel.is_open().await
+                && let Some(event) = announce(&mut open)
+            {
+                let _ = events.send(event).await;
+            }
+            loop {
+                let event = match channel.next_event().await {
+                    ChannelEvent::Open => match announce(&mut open) {
+                        Some(event) => event,
+                        None => continue,
+                    },
+                    ChannelEvent::Message(payload) => Event::Message {
+                        peer,
+                        label: label.clone(),
+                        payload,
+                    },
+                    ChannelEvent::Closed => break,
+                };
+                if events.send(event).await.is_err() {
+                    return;
+                }
+            }
+            if let Ok(mut map) = channels.lock()
+                && let Some(peer_channels) = map.get_mut(&peer)
+            {
+                peer_channels.remove(&label);
+            }
+            let _ = events.send(Event::ChannelClosed { peer, label }).await;
+        });
+    }
+}

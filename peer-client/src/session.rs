@@ -1,0 +1,419 @@
+//! A session: one membership in one room, with a link to every other peer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use signaling_protocol::{IceServer, PeerId};
+use tokio::sync::mpsc;
+
+use crate::peer::{ChannelMap, LinkContext, Outbound, PeerLink};
+use crate::signal::{PeerSignal, SdpKind};
+use crate::signaling::{QUEUE, SignalingClient, SignalingEvent, Welcome};
+use crate::{
+    CHAT_LABEL, Channel, Error, Event, NetStats, Payload, SignalingStatus, TransportOptions,
+};
+
+/// Most links one session keeps; signals from further peers are ignored.
+const MAX_PEERS: usize = 64;
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// WebSocket URL of the signaling server, e.g. `ws://127.0.0.1:8080/ws`.
+    pub server: String,
+    /// Room to join.
+    pub room: String,
+    /// STUN/TURN servers to use instead of the ones the server announces.
+    pub ice_servers: Option<Vec<IceServer>>,
+    /// Transport settings.
+    pub transport: TransportOptions,
+    /// Channels the offering side opens with its first offer.
+    pub initial_channels: Vec<String>,
+}
+
+impl SessionConfig {
+    /// Defaults: the server's ICE servers, a `chat` channel, tuned transport.
+    pub fn new(server: impl Into<String>, room: impl Into<String>) -> Self {
+        Self {
+            server: server.into(),
+            room: room.into(),
+            ice_servers: None,
+            transport: TransportOptions::default(),
+            initial_channels: vec![CHAT_LABEL.to_owned()],
+        }
+    }
+}
+
+/// A joined room. Read its [`Event`]s with [`Session::next_event`]; send
+/// through [`Session::handle`] (or the [`Channel`] handles that events carry).
+pub struct Session {
+    handle: SessionHandle,
+    events: mpsc::Receiver<Event>,
+}
+
+/// A cloneable handle that sends on a session's channels.
+#[derive(Clone)]
+pub struct SessionHandle {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+}
+
+struct Shared {
+    room: String,
+    id: Mutex<PeerId>,
+    channels: ChannelMap,
+}
+
+enum Command {
+    OpenChannel {
+        peer: PeerId,
+        label: String,
+        reply: tokio::sync::oneshot::Sender<Result<Channel, Error>>,
+    },
+    NetStats(tokio::sync::oneshot::Sender<HashMap<PeerId, NetStats>>),
+    Close(tokio::sync::oneshot::Sender<()>),
+}
+
+impl Session {
+    /// Connects to the signaling server and joins the room. Fails with
+    /// [`Error::ServerUnreachable`], [`Error::RoomFull`] or
+    /// [`Error::JoinRefused`] when that is what happened.
+    pub async fn connect(config: SessionConfig) -> Result<Self, Error> {
+        let (signaling, welcome, signaling_events) =
+            SignalingClient::connect(&config.server, &config.room).await?;
+        let (events_tx, events) = mpsc::channel(QUEUE);
+        let (outbound_tx, outbound) = mpsc::channel(QUEUE);
+        let (commands, commands_rx) = mpsc::channel(16);
+        let shared = Arc::new(Shared {
+            room: config.room.clone(),
+            id: Mutex::new(welcome.peer_id),
+            channels: Arc::default(),
+        });
+        let ice_servers = config
+            .ice_servers
+            .clone()
+            .unwrap_or_else(|| welcome.ice_servers.clone());
+        let ctx = LinkContext {
+            local: welcome.peer_id,
+            options: config.transport.clone(),
+            ice_servers,
+            outbound: outbound_tx,
+            events: events_tx,
+            channels: Arc::clone(&shared.channels),
+            initial_channels: config.initial_channels.clone(),
+        };
+        let mut room = Room {
+            shared: Arc::clone(&shared),
+            ctx,
+            signaling,
+            links: HashMap::new(),
+            ice_override: config.ice_servers.is_some(),
+        };
+        tracing::info!(peer_id = %welcome.peer_id, room = %config.room, peers = welcome.peers.len(), "joined");
+        room.offer_to(&welcome.peers).await;
+        tokio::spawn(room.run(signaling_events, outbound, commands_rx));
+        Ok(Self {
+            handle: SessionHandle { shared, commands },
+            events,
+        })
+    }
+
+    /// Our peer id in the room.
+    pub fn id(&self) -> PeerId {
+        self.handle.id()
+    }
+
+    /// A handle for sending from other tasks.
+    pub fn handle(&self) -> SessionHandle {
+        self.handle.clone()
+    }
+
+    /// The next event; `None` once the session is closed.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// Leaves the room and closes every connection.
+    pub async fn close(self) {
+        self.handle.close().await
+    }
+}
+
+impl SessionHandle {
+    /// Our peer id in the room (it changes only if a resume was refused).
+    pub fn id(&self) -> PeerId {
+        self.shared
+            .id
+            .lock()
+            .map(|id| *id)
+            .unwrap_or_else(|e| *e.into_inner())
+    }
+
+    /// The room's name.
+    pub fn room(&self) -> &str {
+        &self.shared.room
+    }
+
+    /// Peers with at least one open channel.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.shared
+            .channels
+            .lock()
+            .map(|map| {
+                map.iter()
+                    .filter(|(_, c)| !c.is_empty())
+                    .map(|(p, _)| *p)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The open channel `label` to `peer`, if any.
+    pub fn channel(&self, peer: PeerId, label: &str) -> Option<Channel> {
+        self.shared
+            .channels
+            .lock()
+            .ok()?
+            .get(&peer)?
+            .get(label)
+            .cloned()
+    }
+
+    /// Sends on channel `label` to `peer`.
+    pub async fn send(&self, peer: PeerId, label: &str, payload: Payload) -> Result<(), Error> {
+        let channel = self.channel(peer, label).ok_or_else(|| {
+            if self
+                .shared
+                .channels
+                .lock()
+                .map(|m| m.contains_key(&peer))
+                .unwrap_or(false)
+            {
+                Error::NoSuchChannel {
+                    peer,
+                    label: label.to_owned(),
+                }
+            } else {
+                Error::PeerGone(peer)
+            }
+        })?;
+        channel.send(payload).await
+    }
+
+    /// Sends on channel `label` to every peer that has it open; returns how
+    /// many peers it was sent to. A peer whose channel fails is skipped.
+    pub async fn broadcast(&self, label: &str, payload: Payload) -> usize {
+        let channels: Vec<Channel> = self
+            .shared
+            .channels
+            .lock()
+            .map(|map| map.values().filter_map(|c| c.get(label).cloned()).collect())
+            .unwrap_or_default();
+        let mut sent = 0;
+        for channel in channels {
+            match channel.send(payload.clone()).await {
+                Ok(()) => sent += 1,
+                Err(err) => {
+                    tracing::debug!(peer = %channel.peer(), %err, "broadcast skipped a peer")
+                }
+            }
+        }
+        sent
+    }
+
+    /// Opens another reliable, ordered channel to `peer`. It is usable once
+    /// [`Event::ChannelOpen`] reports it.
+    pub async fn open_channel(&self, peer: PeerId, label: &str) -> Result<Channel, Error> {
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        self.commands
+            .send(Command::OpenChannel {
+                peer,
+                label: label.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| Error::SessionClosed)?;
+        wait.await.map_err(|_| Error::SessionClosed)?
+    }
+
+    /// Datagram counters of every link.
+    pub async fn net_stats(&self) -> HashMap<PeerId, NetStats> {
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        if self.commands.send(Command::NetStats(reply)).await.is_err() {
+            return HashMap::new();
+        }
+        wait.await.unwrap_or_default()
+    }
+
+    /// Leaves the room and closes every connection.
+    pub async fn close(&self) {
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        if self.commands.send(Command::Close(reply)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// The session's task: routes signals between the server and the links.
+struct Room {
+    shared: Arc<Shared>,
+    ctx: LinkContext,
+    signaling: SignalingClient,
+    links: HashMap<PeerId, PeerLink>,
+    ice_override: bool,
+}
+
+impl Room {
+    async fn run(
+        mut self,
+        mut signaling_events: mpsc::Receiver<SignalingEvent>,
+        mut outbound: mpsc::Receiver<Outbound>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        loop {
+            tokio::select! {
+                event = signaling_events.recv() => match event {
+                    Some(event) => self.on_signaling(event).await,
+                    // The signaling task ended; links keep running until closed.
+                    None => {
+                        tracing::debug!("signaling task ended");
+                        signaling_events = mpsc::channel(1).1;
+                    }
+                },
+                Some(out) = outbound.recv() => {
+                    if !self.signaling.signal(out.to, out.signal.to_raw()) {
+                        tracing::warn!(peer = %out.to, "signaling queue full; dropped a signal");
+                    }
+                }
+                command = commands.recv() => match command {
+                    Some(Command::OpenChannel { peer, label, reply }) => {
+                        let result = match self.links.get(&peer) {
+                            Some(link) => link.open_channel(label).await,
+                            None => Err(Error::PeerGone(peer)),
+                        };
+                        let _ = reply.send(result);
+                    }
+                    Some(Command::NetStats(reply)) => {
+                        let stats = self.links.iter().map(|(peer, link)| (*peer, link.net_stats())).collect();
+                        let _ = reply.send(stats);
+                    }
+                    Some(Command::Close(reply)) => {
+                        self.signaling.leave().await;
+                        self.links.clear();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => {
+                        self.signaling.leave().await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    async fn on_signaling(&mut self, event: SignalingEvent) {
+        match event {
+            SignalingEvent::PeerJoined(peer) => self.emit(Event::PeerJoined(peer)).await,
+            SignalingEvent::PeerLeft(peer) => {
+                self.links.remove(&peer);
+                self.emit(Event::PeerLeft(peer)).await;
+            }
+            SignalingEvent::Signal { from, data } => {
+                let signal = match PeerSignal::parse(&data) {
+                    Ok(signal) => signal,
+                    Err(err) => {
+                        tracing::warn!(peer = %from, %err, "ignoring a signal");
+                        self.emit(Event::PeerError {
+                            peer: from,
+                            error: err.to_string(),
+                        })
+                        .await;
+                        return;
+                    }
+                };
+                if !self.links.contains_key(&from) {
+                    let opens =
+                        matches!(&signal, PeerSignal::Description(d) if d.kind == SdpKind::Offer);
+                    if !opens && !matches!(signal, PeerSignal::Candidate(_)) {
+                        tracing::debug!(peer = %from, "answer from a peer without a link ignored");
+                        return;
+                    }
+                    if self.links.len() >= MAX_PEERS {
+                        tracing::warn!(peer = %from, "too many peers; signal ignored");
+                        return;
+                    }
+                    self.start_link(from, false).await;
+                }
+                if let Some(link) = self.links.get(&from) {
+                    link.deliver(signal);
+                }
+            }
+            SignalingEvent::Refused {
+                code,
+                message,
+                peer_id,
+            } => {
+                tracing::warn!(%code, %message, peer = ?peer_id, "the signaling server refused a message");
+            }
+            SignalingEvent::Disconnected(reason) => {
+                self.emit(Event::Signaling(SignalingStatus::Reconnecting { reason }))
+                    .await;
+            }
+            SignalingEvent::Rejoined(welcome) => self.on_rejoined(welcome).await,
+        }
+    }
+
+    async fn on_rejoined(&mut self, welcome: Welcome) {
+        if !welcome.resumed {
+            // A new identity: the other peers saw us leave. Existing channels stay
+            // open; new links are made under the new id.
+            if let Ok(mut id) = self.shared.id.lock() {
+                *id = welcome.peer_id;
+            }
+            self.ctx.local = welcome.peer_id;
+            if !self.ice_override {
+                self.ctx.ice_servers = welcome.ice_servers.clone();
+            }
+            let fresh: Vec<PeerId> = welcome
+                .peers
+                .iter()
+                .copied()
+                .filter(|peer| !self.links.contains_key(peer))
+                .collect();
+            self.offer_to(&fresh).await;
+        }
+        self.emit(Event::Signaling(SignalingStatus::Reconnected {
+            resumed: welcome.resumed,
+            peer_id: welcome.peer_id,
+        }))
+        .await;
+    }
+
+    /// Offers a connection to each of `peers` (we are the newcomer).
+    async fn offer_to(&mut self, peers: &[PeerId]) {
+        for peer in peers.iter().take(MAX_PEERS) {
+            self.start_link(*peer, true).await;
+        }
+    }
+
+    async fn start_link(&mut self, peer: PeerId, offer: bool) {
+        match PeerLink::start(self.ctx.clone(), peer, offer).await {
+            Ok(link) => {
+                self.links.insert(peer, link);
+            }
+            Err(err) => {
+                tracing::warn!(%peer, %err, "could not set up a connection");
+                self.emit(Event::PeerError {
+                    peer,
+                    error: err.to_string(),
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn emit(&self, event: Event) {
+        let _ = self.ctx.events.send(event).await;
+    }
+}
