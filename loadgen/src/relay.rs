@@ -22,7 +22,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 use crate::client::{Sources, expect_peer_joined, join, signal_frame};
 use crate::inbound::{self, IdText, Inbound, clip, id_text};
 use crate::integrity::{Integrity, get_digits, put_digits};
-use crate::proc_stats::Proc;
+use crate::proc_stats::{CoreTimes, Proc};
 use crate::report::Report;
 use crate::ws::{Conn, Frame, Target, Writer};
 use crate::{Common, latency_ms, run_id};
@@ -232,10 +232,12 @@ pub fn run(common: &Common, args: &RelayArgs) -> Result<bool> {
     std::thread::sleep(plan.measure_start.saturating_duration_since(Instant::now()));
     let server_before = server.map(|p| p.cpu_secs()).transpose()?;
     let own_before = Proc::Own.cpu_secs()?;
+    let cores_before = CoreTimes::read()?;
     let measured_from = Instant::now();
     std::thread::sleep(plan.measure_end.saturating_duration_since(Instant::now()));
     let server_after = server.map(|p| p.cpu_secs()).transpose()?;
     let own_after = Proc::Own.cpu_secs()?;
+    let cores_after = CoreTimes::read()?;
     let measured = measured_from.elapsed().as_secs_f64();
 
     let mut tally = Integrity::default();
@@ -292,6 +294,8 @@ pub fn run(common: &Common, args: &RelayArgs) -> Result<bool> {
         own * 1e6 / relayed.max(1) as f64
     ));
     report.set("generator_cpu_share", own / measured);
+    let server_cpu = server_before.zip(server_after).map(|(b, a)| a - b);
+    report.cores(&cores_before, &cores_after, server_cpu, own, measured);
     let clean = tally.is_clean();
     report.line(format!(
         "  {}: {}",

@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::proc_stats::CoreTimes;
+
 /// The figures of one run.
 pub struct Report {
     json: bool,
@@ -28,6 +30,36 @@ impl Report {
     /// Records a figure for the JSON output.
     pub fn set(&mut self, key: &str, value: impl Into<Value>) {
         self.fields.insert(key.into(), value.into());
+    }
+
+    /// Reports how busy each core was, and the CPU taken by processes other
+    /// than the server and the generator (noise from a shared machine).
+    pub fn cores(
+        &mut self,
+        before: &CoreTimes,
+        after: &CoreTimes,
+        server_cpu: Option<f64>,
+        own_cpu: f64,
+        secs: f64,
+    ) {
+        let busy = after.busy_since(before);
+        let shares: Vec<String> = busy
+            .iter()
+            .enumerate()
+            .map(|(core, share)| format!("core {core} {:.0} %", share * 100.0))
+            .collect();
+        let mut text = format!("  cores busy: {}", shares.join(", "));
+        if let Some(server_cpu) = server_cpu {
+            // Interrupt and softirq time is charged to no process, so it shows up here too.
+            let others = (after.busy_secs_since(before) - server_cpu - own_cpu) / secs;
+            text.push_str(&format!(
+                "; everything else (other processes, interrupts): {:.0} % of a core",
+                others.max(0.0) * 100.0
+            ));
+            self.set("other_cpu_share", others.max(0.0));
+        }
+        self.line(text);
+        self.set("core_busy_share", busy);
     }
 
     /// Prints the JSON object, if asked for.

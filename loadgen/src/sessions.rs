@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::integrity::Integrity;
 use crate::mesh::{Payloads, close_room, negotiate, open_room};
-use crate::proc_stats::Proc;
+use crate::proc_stats::{CoreTimes, Proc};
 use crate::report::Report;
 use crate::{Common, latency_ms, run_id};
 
@@ -60,65 +60,76 @@ pub fn run(common: &Common, args: &SessionsArgs) -> Result<bool> {
     let session_ms = Rc::new(RefCell::new(
         Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("creating a histogram")?,
     ));
-    let (sessions, tally, server_cpu, own_cpu, elapsed) = LocalSet::new().block_on(&rt, async {
-        let server_before = server.map(|p| p.cpu_secs()).transpose()?;
-        let own_before = Proc::Own.cpu_secs()?;
-        let began = Instant::now();
-        let end = began + Duration::from_secs_f64(args.duration);
-        let mut slots = Vec::new();
-        for _ in 0..args.concurrency {
-            let (target, payloads, next_room, session_ms) = (
-                target.clone(),
-                payloads.clone(),
-                next_room.clone(),
-                session_ms.clone(),
-            );
-            let room_size = args.room_size;
-            slots.push(tokio::task::spawn_local(async move {
-                let mut tally = Integrity::default();
-                let mut sessions = 0u64;
-                while Instant::now() < end {
-                    let number = next_room.get();
-                    next_room.set(number + 1);
-                    let started = Instant::now();
-                    let mut room = match open_room(&target, sources, run, number, room_size).await {
-                        Ok(room) => room,
-                        Err(err) => {
-                            tally.fault(format!("opening room {number}: {err:#}"));
-                            break;
+    let (sessions, tally, server_cpu, own_cpu, elapsed, (cores_before, cores_after)) =
+        LocalSet::new().block_on(&rt, async {
+            let server_before = server.map(|p| p.cpu_secs()).transpose()?;
+            let own_before = Proc::Own.cpu_secs()?;
+            let cores_before = CoreTimes::read()?;
+            let began = Instant::now();
+            let end = began + Duration::from_secs_f64(args.duration);
+            let mut slots = Vec::new();
+            for _ in 0..args.concurrency {
+                let (target, payloads, next_room, session_ms) = (
+                    target.clone(),
+                    payloads.clone(),
+                    next_room.clone(),
+                    session_ms.clone(),
+                );
+                let room_size = args.room_size;
+                slots.push(tokio::task::spawn_local(async move {
+                    let mut tally = Integrity::default();
+                    let mut sessions = 0u64;
+                    while Instant::now() < end {
+                        let number = next_room.get();
+                        next_room.set(number + 1);
+                        let started = Instant::now();
+                        let mut room =
+                            match open_room(&target, sources, run, number, room_size).await {
+                                Ok(room) => room,
+                                Err(err) => {
+                                    tally.fault(format!("opening room {number}: {err:#}"));
+                                    break;
+                                }
+                            };
+                        let deadline = Instant::now() + Duration::from_secs(30);
+                        let outcome = negotiate(&mut room, &payloads, deadline).await;
+                        tally.merge(outcome.tally);
+                        tally.merge(close_room(room).await);
+                        let finished = Instant::now();
+                        if finished <= end {
+                            sessions += outcome.sessions;
+                            let micros = finished.duration_since(started).as_micros();
+                            let _ = session_ms
+                                .borrow_mut()
+                                .record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
                         }
-                    };
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    let outcome = negotiate(&mut room, &payloads, deadline).await;
-                    tally.merge(outcome.tally);
-                    tally.merge(close_room(room).await);
-                    let finished = Instant::now();
-                    if finished <= end {
-                        sessions += outcome.sessions;
-                        let micros = finished.duration_since(started).as_micros();
-                        let _ = session_ms
-                            .borrow_mut()
-                            .record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
                     }
-                }
-                (sessions, tally)
-            }));
-        }
-        // Sample CPU when the time is up, not when the last session has drained.
-        tokio::time::sleep_until(end).await;
-        let server_after = server.map(|p| p.cpu_secs()).transpose()?;
-        let own_after = Proc::Own.cpu_secs()?;
-        let elapsed = began.elapsed().as_secs_f64();
-        let mut sessions = 0;
-        let mut tally = Integrity::default();
-        for slot in slots {
-            let (n, t) = slot.await.context("a session task failed")?;
-            sessions += n;
-            tally.merge(t);
-        }
-        let server_cpu = server_before.zip(server_after).map(|(b, a)| a - b);
-        anyhow::Ok((sessions, tally, server_cpu, own_after - own_before, elapsed))
-    })?;
+                    (sessions, tally)
+                }));
+            }
+            // Sample CPU when the time is up, not when the last session has drained.
+            tokio::time::sleep_until(end).await;
+            let server_after = server.map(|p| p.cpu_secs()).transpose()?;
+            let own_after = Proc::Own.cpu_secs()?;
+            let cores_after = CoreTimes::read()?;
+            let elapsed = began.elapsed().as_secs_f64();
+            let mut sessions = 0;
+            let mut tally = Integrity::default();
+            for slot in slots {
+                let (n, t) = slot.await.context("a session task failed")?;
+                sessions += n;
+                tally.merge(t);
+            }
+            let server_cpu = server_before.zip(server_after).map(|(b, a)| a - b);
+            anyhow::Ok((
+                sessions,
+                tally,
+                server_cpu,
+                own_after - own_before,
+                elapsed,
+                (cores_before, cores_after),
+            ))
+        })?;
     let rate = sessions as f64 / elapsed;
     let hist = session_ms.borrow();
     report.line(format!(
@@ -153,6 +164,7 @@ pub fn run(common: &Common, args: &SessionsArgs) -> Result<bool> {
         own_cpu / elapsed * 100.0
     ));
     report.set("generator_cpu_share", own_cpu / elapsed);
+    report.cores(&cores_before, &cores_after, server_cpu, own_cpu, elapsed);
     let clean = tally.is_clean();
     report.line(format!(
         "  {}: {}",
