@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One chat line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename = "message")]
 pub struct ChatMessage {
     /// Display name of the sender.
@@ -16,7 +16,18 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// Reads a chat frame; `None` for anything else.
     pub fn parse(text: &str) -> Option<Self> {
-        serde_json::from_str(text).ok()
+        #[derive(Deserialize)]
+        struct Frame {
+            #[serde(rename = "type")]
+            kind: String,
+            name: String,
+            text: String,
+        }
+        let frame: Frame = serde_json::from_str(text).ok()?;
+        (frame.kind == "message").then_some(Self {
+            name: frame.name,
+            text: frame.text,
+        })
     }
 
     /// The frame as JSON text.

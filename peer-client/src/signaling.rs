@@ -106,6 +106,15 @@ impl SignalingClient {
 
 /// Opens a socket, sends `join`, and waits for `welcome`.
 async fn join(url: &str, room: &str, resume: Option<String>) -> Result<(Socket, Welcome), Error> {
+    let has_host = url.split_once("://").is_some_and(|(scheme, rest)| {
+        matches!(scheme, "ws" | "wss") && !rest.is_empty() && !rest.starts_with('/')
+    });
+    if !has_host {
+        return Err(Error::InvalidUrl {
+            url: url.to_owned(),
+            reason: "it must start with ws:// or wss:// followed by a host".into(),
+        });
+    }
     let request = url.to_owned();
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(MAX_FRAME_BYTES);
