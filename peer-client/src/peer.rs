@@ -316,6 +316,9 @@ impl LinkTask {
                 && let Some(peer_channels) = map.get_mut(&peer)
             {
                 peer_channels.remove(&label);
+                if peer_channels.is_empty() {
+                    map.remove(&peer);
+                }
             }
             let _ = events.send(Event::ChannelClosed { peer, label }).await;
         });

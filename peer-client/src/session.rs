@@ -186,7 +186,7 @@ impl SessionHandle {
                 .shared
                 .channels
                 .lock()
-                .map(|m| m.contains_key(&peer))
+                .map(|m| m.get(&peer).is_some_and(|c| !c.is_empty()))
                 .unwrap_or(false)
             {
                 Error::NoSuchChannel {
