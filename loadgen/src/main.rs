@@ -106,9 +106,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            eprintln!(
-                "loadgen: FAILED: signals were lost, duplicated, misrouted or refused (see above)"
-            );
+            eprintln!("loadgen: FAILED: see the lines marked CHECK FAILED or MEMORY above");
             ExitCode::FAILURE
         }
         Err(err) => {
