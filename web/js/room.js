@@ -233,7 +233,10 @@ export class Room extends EventTarget {
       this._dropLink(detail.peer_id);
     });
     sig.addEventListener('signal', ({ detail }) => {
-      const link = this._ensureLink(detail.from, false);
+      // Only an offer starts a link; a stray candidate or answer from a peer we have no
+      // link to (one we just closed, say) is dropped.
+      const isOffer = detail.data?.description?.type === 'offer';
+      const link = isOffer ? this._ensureLink(detail.from, false) : this._links.get(detail.from);
       link?.handleSignal(detail.data);
     });
     sig.addEventListener('error', ({ detail }) => {
