@@ -87,7 +87,9 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, _permit: OwnedSe
     if let Some(peer) = session.peer {
         shared.broker.disconnect(&session.conn, peer).await;
     }
-    session.finish(&mut ws, end).await;
+    // Boxed: the goodbye's timers and frames need space only at the end,
+    // not in the task of every open connection.
+    Box::pin(session.finish(&mut ws, end)).await;
     shared.metrics.connections.decrement(1.0);
 }
 
@@ -311,8 +313,10 @@ impl Session {
         if let Some(result) = write.as_mut().now_or_never() {
             return result.map_err(End::WriteFailed);
         }
+        // Boxed: the timer lives on the heap only while a write is blocked,
+        // instead of in every idle connection's task.
         let outbox = self.conn.outbox();
-        let mut deadline = pin!(tokio::time::sleep(self.shared.config.idle_timeout));
+        let mut deadline = Box::pin(tokio::time::sleep(self.shared.config.idle_timeout));
         loop {
             tokio::select! {
                 result = write.as_mut() => return result.map_err(End::WriteFailed),

@@ -19,7 +19,7 @@ use crate::server::Shared;
 /// connection keeps for it. Small, because every idle connection holds one
 /// (the library's default of 128 KiB is what makes idle connections
 /// expensive elsewhere); it grows on demand for a larger frame.
-const READ_BUFFER_BYTES: usize = 2 * 1024;
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// Bytes of encoded frames the WebSocket library collects before writing
 /// during a batch. Every batch ends with a flush anyway.
@@ -68,12 +68,13 @@ async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Res
     let permit = shared.connections.clone().try_acquire_owned().ok();
     let tracker = shared.tracker.clone();
     ws.on_upgrade(move |socket| {
-        tracker.track_future(async move {
+        let fut = async move {
             match permit {
                 Some(permit) => connection::run(socket, shared, permit).await,
                 None => connection::refuse(socket, shared).await,
             }
-        })
+        };
+        tracker.track_future(fut)
     })
 }
 
