@@ -64,3 +64,25 @@ test('a join the server refuses is explained and the form comes back', { timeout
   assert.equal(await grace.isVisible('#join-error'), false);
   assert.deepEqual(browser.pageErrors, []);
 });
+
+test("the page built into the server binary works like the one on disk", { timeout: 60_000 }, async (t) => {
+  const server = await startSignalingServer({ embedded: true });
+  t.after(() => server.child.kill());
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+
+  for (const [file, type] of [['', /^text\/html/], ['js/room.js', /javascript/], ['style.css', /^text\/css/]]) {
+    const response = await fetch(new URL(file, server.httpUrl));
+    assert.equal(response.status, 200, file);
+    assert.match(response.headers.get('content-type'), type, file);
+  }
+  // The browser tests' own files are not part of the served client.
+  assert.equal((await fetch(new URL('tests/package.json', server.httpUrl))).status, 404);
+
+  const ada = await browser.newPage();
+  const grace = await browser.newPage();
+  const adaId = await openChat(ada, server.httpUrl, 'embedded', 'Ada');
+  await openChat(grace, server.httpUrl, 'embedded', 'Grace');
+  await waitForLink(grace, { peerId: adaId });
+  assert.deepEqual(browser.pageErrors, []);
+});

@@ -45,6 +45,12 @@ export function freePort() {
  * A child process whose output is collected line by line.
  */
 export class Child {
+  /**
+   * @param {string} label Name used in logs and errors.
+   * @param {string} file Program to run.
+   * @param {string[]} args
+   * @param {Record<string, string|undefined>} [env] Added to this process's environment; `undefined` removes a variable.
+   */
   constructor(label, file, args, env = {}) {
     this.label = label;
     /** @type {{stream: string, line: string}[]} every line printed so far (bounded) */
@@ -53,9 +59,11 @@ export class Child {
     this._dropped = 0;
     this._waiters = new Set();
     this.exitStatus = null;
+    const fullEnv = { ...process.env, NO_COLOR: '1', ...env };
+    for (const [key, value] of Object.entries(fullEnv)) if (value === undefined) delete fullEnv[key];
     this.proc = spawn(file, args, {
       cwd: REPO_ROOT,
-      env: { ...process.env, NO_COLOR: '1', ...env },
+      env: fullEnv,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.exited = new Promise((resolve) => {
@@ -172,14 +180,18 @@ async function waitUntilServing(url, child) {
 
 /**
  * Starts `signaling-server --listen 127.0.0.1:PORT --web-dir web`, on a free port unless `port` is given.
- * @param {{port?: number, args?: string[]}} [options]
+ * @param {{port?: number, args?: string[], embedded?: boolean}} [options]
+ *   `embedded`: serve the copy of web/ built into the binary instead of the files on disk.
  * @returns {Promise<{child: Child, httpUrl: string, wsUrl: string, port: number}>}
  */
-export async function startSignalingServer({ port = null, args: extraArgs = [] } = {}) {
+export async function startSignalingServer({ port = null, args: extraArgs = [], embedded = false } = {}) {
   const file = binary('signaling-server', 'SIGNALING_SERVER_BIN');
   port ??= await freePort();
-  const child = new Child('signaling-server', file, ['--listen', `127.0.0.1:${port}`, '--web-dir', WEB_DIR, ...extraArgs], {
+  const webArgs = embedded ? [] : ['--web-dir', WEB_DIR];
+  const child = new Child('signaling-server', file, ['--listen', `127.0.0.1:${port}`, ...webArgs, ...extraArgs], {
     RUST_LOG: process.env.RUST_LOG ?? 'info',
+    // Only the command line decides where the page comes from.
+    SIGNALING_WEB_DIR: undefined,
   });
   const httpUrl = `http://127.0.0.1:${port}/`;
   try {
