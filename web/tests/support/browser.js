@@ -29,6 +29,9 @@ export async function launchBrowser({ viewport = { width: 1000, height: 700 } } 
     throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install chromium) or set CHROMIUM_PATH`);
   }
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'web-tests-chromium-'));
+  const removeDir = () => fs.rmSync(userDataDir, { recursive: true, force: true });
+  // Also on an abrupt end of the test process (a test that timed out, say).
+  process.once('exit', removeDir);
   let context;
   try {
     context = await chromium.launchPersistentContext(userDataDir, {
@@ -39,7 +42,7 @@ export async function launchBrowser({ viewport = { width: 1000, height: 700 } } 
       timeout: 30_000,
     });
   } catch (err) {
-    fs.rmSync(userDataDir, { recursive: true, force: true });
+    removeDir();
     throw err;
   }
   context.setDefaultTimeout(PAGE_TIMEOUT_MS);
@@ -55,7 +58,8 @@ export async function launchBrowser({ viewport = { width: 1000, height: 700 } } 
     },
     async close() {
       await context.close().catch(() => {});
-      fs.rmSync(userDataDir, { recursive: true, force: true });
+      removeDir();
+      process.off('exit', removeDir);
     },
   };
 }

@@ -41,6 +41,12 @@ export function freePort() {
   });
 }
 
+/** Children still running; killed when the test process exits, whatever the reason. */
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.proc.kill('SIGKILL');
+});
+
 /**
  * A child process whose output is collected line by line.
  */
@@ -66,8 +72,10 @@ export class Child {
       env: fullEnv,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
+    running.add(this);
     this.exited = new Promise((resolve) => {
       this.proc.on('exit', (code, signal) => {
+        running.delete(this);
         this.exitStatus = { code, signal };
         resolve(this.exitStatus);
         for (const waiter of [...this._waiters]) waiter.onExit();

@@ -38,9 +38,12 @@ export async function startTurnServer() {
     '--log-file=stdout',
     '--simple-log',
   ]);
+  const removeDir = () => fs.rmSync(dir, { recursive: true, force: true });
+  process.once('exit', removeDir);
   const stop = async () => {
     await child.kill();
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeDir();
+    process.off('exit', removeDir);
   };
   try {
     await child.waitForLine('Total General servers');
