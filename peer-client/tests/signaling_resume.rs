@@ -94,18 +94,27 @@ async fn a_dropped_socket_resumes_without_disturbing_the_channel() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        text_on(&mut flaky, "chat").await.1,
-        "reply during the outage"
-    );
-
-    let (resumed, id) = wait_for(&mut flaky, "the reconnection", |e| match e {
-        Event::Signaling(SignalingStatus::Reconnected { resumed, peer_id }) => {
-            Some((resumed, peer_id))
-        }
-        _ => None,
-    })
-    .await;
+    // The reply and the reconnection may arrive in either order.
+    let (mut reply, mut rejoined) = (None, None);
+    while reply.is_none() || rejoined.is_none() {
+        wait_for(&mut flaky, "the reply and the reconnection", |e| match e {
+            Event::Message {
+                payload: Payload::Text(text),
+                ..
+            } => {
+                reply = Some(text);
+                Some(())
+            }
+            Event::Signaling(SignalingStatus::Reconnected { resumed, peer_id }) => {
+                rejoined = Some((resumed, peer_id));
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    }
+    assert_eq!(reply.as_deref(), Some("reply during the outage"));
+    let (resumed, id) = rejoined.unwrap();
     assert!(resumed, "the server honoured the resume token");
     assert_eq!(id, flaky_id);
     assert_eq!(flaky.id(), flaky_id);

@@ -1,1 +1,262 @@
-//! Helpers for the end-to-end tests in `tests/`: starting the real binaries.
+//! Helpers for the end-to-end tests in `tests/tests/`: start the real
+//! `signaling-server` and `peer-client` binaries as a user would, read their
+//! output line by line, wait for lines with a bound, and kill them on drop.
+//!
+//! The binaries are taken from the target directory the test executable
+//! lives in (`target/debug/`); build them first with `cargo build --bins`
+//! (`scripts/test` does).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest wait for any one expected line.
+pub const STEP: Duration = Duration::from_secs(20);
+/// Lines kept per process.
+const MAX_LINES: usize = 10_000;
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+#[derive(Default)]
+struct Output {
+    lines: Vec<(Stream, String)>,
+    closed_streams: usize,
+}
+
+/// A running binary whose output is collected; killed when dropped.
+pub struct Process {
+    label: String,
+    child: std::process::Child,
+    stdin: Option<ChildStdin>,
+    output: Arc<(Mutex<Output>, Condvar)>,
+}
+
+/// Path of a binary of this workspace, next to the test executable's directory.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/debug/deps/<test> → target/debug/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} does not exist: build the binaries first with `cargo build --bins`",
+        path.display()
+    );
+    path
+}
+
+impl Process {
+    /// Starts `binary(name)` with `args`.
+    pub fn start(label: &str, name: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(binary(name))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
+        let output: Arc<(Mutex<Output>, Condvar)> = Arc::default();
+        if let Some(stdout) = child.stdout.take() {
+            collect(stdout, Stream::Stdout, Arc::clone(&output));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            collect(stderr, Stream::Stderr, Arc::clone(&output));
+        }
+        Self {
+            label: label.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            output,
+        }
+    }
+
+    /// How many lines were printed so far; pass it as `after` to wait for newer ones.
+    pub fn cursor(&self) -> usize {
+        self.lock().lines.len()
+    }
+
+    /// Waits (at most [`STEP`]) for a line on `stream` containing `needle`,
+    /// printed after line number `after`. Panics with the whole output if none comes.
+    pub fn wait_for(&self, stream: Stream, needle: &str, after: usize) -> String {
+        self.wait_for_count(stream, needle, after, 1).remove(0)
+    }
+
+    /// Waits for `count` lines containing `needle`, like [`Process::wait_for`].
+    pub fn wait_for_count(
+        &self,
+        stream: Stream,
+        needle: &str,
+        after: usize,
+        count: usize,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + STEP;
+        let (lock, ready) = &*self.output;
+        let mut output = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let found: Vec<String> = output
+                .lines
+                .iter()
+                .skip(after)
+                .filter(|(s, line)| *s == stream && line.contains(needle))
+                .map(|(_, line)| line.clone())
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            let now = Instant::now();
+            if now >= deadline || output.closed_streams == 2 {
+                drop(output);
+                panic!(
+                    "{} printed {} of {count} lines containing {needle:?} on {stream:?} within {STEP:?}\n{}",
+                    self.label,
+                    found.len(),
+                    self.log()
+                );
+            }
+            output = ready
+                .wait_timeout(output, deadline - now)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// Writes one line to the process's standard input.
+    pub fn write_line(&mut self, line: &str) {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .unwrap_or_else(|| panic!("{}: stdin closed", self.label));
+        writeln!(stdin, "{line}")
+            .unwrap_or_else(|err| panic!("{}: cannot write stdin: {err}", self.label));
+        let _ = stdin.flush();
+    }
+
+    /// Waits (bounded) for the process to exit on its own.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + STEP;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => panic!(
+                    "{} did not exit within {STEP:?}\n{}",
+                    self.label,
+                    self.log()
+                ),
+            }
+        }
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Everything printed so far, for failure messages.
+    pub fn log(&self) -> String {
+        self.lock()
+            .lines
+            .iter()
+            .map(|(stream, line)| format!("  [{} {stream:?}] {line}\n", self.label))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Output> {
+        self.output.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    kind: Stream,
+    output: Arc<(Mutex<Output>, Condvar)>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let (lock, ready) = &*output;
+            let mut out = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if out.lines.len() < MAX_LINES {
+                out.lines.push((kind, line));
+            }
+            ready.notify_all();
+        }
+        let (lock, ready) = &*output;
+        lock.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closed_streams += 1;
+        ready.notify_all();
+    });
+}
+
+/// A running `signaling-server` on a free loopback port.
+pub struct Server {
+    /// The process.
+    pub process: Process,
+    /// `ws://127.0.0.1:PORT/ws`.
+    pub url: String,
+}
+
+impl Server {
+    /// Starts the server on port 0 and learns the port from its first line.
+    pub fn start(extra: &[&str]) -> Self {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let process = Process::start("signaling-server", "signaling-server", &args);
+        let line = process.wait_for(Stream::Stdout, "listening on ", 0);
+        let addr = line.trim_start_matches("listening on ").trim().to_owned();
+        Self {
+            process,
+            url: format!("ws://{addr}/ws"),
+        }
+    }
+}
+
+/// Starts `peer-client chat` in `room` as `name`, bound to loopback.
+pub fn chat(server_url: &str, room: &str, name: &str) -> Process {
+    Process::start(
+        &format!("chat {name}"),
+        "peer-client",
+        &[
+            "chat",
+            "--server",
+            server_url,
+            "--room",
+            room,
+            "--name",
+            name,
+            "--bind",
+            "127.0.0.1:0",
+        ],
+    )
+}
+
+/// The stderr line `peer-client chat` prints when a chat channel opens.
+pub const CHAT_OPEN: &str = "channel \"chat\" open";
