@@ -9,8 +9,9 @@ use tokio::sync::watch;
 use tokio::task::LocalSet;
 use tokio::time::Instant;
 
-use crate::client::{Sources, join};
-use crate::inbound::{self, Inbound, clip};
+use crate::client::Sources;
+use crate::dialect::Dialect;
+use crate::inbound::{Inbound, clip};
 use crate::integrity::Integrity;
 use crate::proc_stats::Proc;
 use crate::report::Report;
@@ -58,6 +59,7 @@ pub fn run(common: &Common, args: &IdleArgs) -> Result<bool> {
         .context("building a runtime")?;
     let target = common.target();
     let sources = common.sources();
+    let dialect = common.protocol;
     let clean = LocalSet::new().block_on(&rt, async {
         let settle = Duration::from_secs_f64(args.settle);
         let baseline = server.rss_kib()?;
@@ -69,7 +71,7 @@ pub fn run(common: &Common, args: &IdleArgs) -> Result<bool> {
             let size = args
                 .per_room
                 .min(args.connections - room * args.per_room);
-            open_room(&target, sources, run, room, size, args.per_room)
+            open_room(&target, dialect, sources, run, room, size, args.per_room)
         }))
         .buffer_unordered(args.connect_concurrency.max(1))
         .collect::<Vec<_>>()
@@ -87,7 +89,7 @@ pub fn run(common: &Common, args: &IdleArgs) -> Result<bool> {
         let holders: Vec<_> = opened
             .into_iter()
             .flatten()
-            .map(|conn| tokio::task::spawn_local(hold(conn, stop_rx.clone())))
+            .map(|conn| tokio::task::spawn_local(hold(conn, dialect, stop_rx.clone())))
             .collect();
         tokio::time::sleep(settle).await;
         let held = server.rss_kib()?;
@@ -142,6 +144,7 @@ pub fn returned_share(baseline: u64, peak: u64, after: u64) -> f64 {
 /// Connects `size` clients into room number `room`.
 async fn open_room(
     target: &Target,
+    dialect: Dialect,
     sources: Sources,
     run: u64,
     room: usize,
@@ -151,15 +154,16 @@ async fn open_room(
     let name = format!("idle-{run}-{room}");
     let mut conns = Vec::with_capacity(size);
     for i in 0..size {
-        let mut conn = Conn::connect(target, sources.pick(room * per_room + i)).await?;
-        join(&mut conn, &name).await?;
+        let target = dialect.target(target, &name);
+        let mut conn = Conn::connect(&target, sources.pick(room * per_room + i)).await?;
+        dialect.join(&mut conn, &name).await?;
         conns.push(conn);
     }
     Ok(conns)
 }
 
 /// Holds one connection, answering pings, until told to stop; then closes it.
-async fn hold(mut conn: Conn, mut stop: watch::Receiver<bool>) -> Integrity {
+async fn hold(mut conn: Conn, dialect: Dialect, mut stop: watch::Receiver<bool>) -> Integrity {
     let mut tally = Integrity::default();
     let result: Result<()> = async {
         loop {
@@ -173,7 +177,7 @@ async fn hold(mut conn: Conn, mut stop: watch::Receiver<bool>) -> Integrity {
             }
             while let Some(frame) = conn.rd.next_frame()? {
                 match frame {
-                    Frame::Text(text) => match inbound::read(text)? {
+                    Frame::Text(text) => match dialect.read(text)? {
                         Inbound::Other(ServerMessage::PeerJoined { .. }) => {}
                         // Room mates leave once the hold is over.
                         Inbound::Other(ServerMessage::PeerLeft { .. }) if *stop.borrow() => {}
@@ -199,7 +203,7 @@ async fn hold(mut conn: Conn, mut stop: watch::Receiver<bool>) -> Integrity {
         tally.fault(format!("{err:#}"));
         return tally;
     }
-    match tokio::time::timeout(Duration::from_secs(10), conn.leave_and_close()).await {
+    match tokio::time::timeout(Duration::from_secs(10), dialect.close(conn)).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tally.fault(format!("closing: {err:#}")),
         Err(_) => tally.fault("the server did not close within 10 s"),

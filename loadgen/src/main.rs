@@ -9,6 +9,7 @@
 //! See docs/benchmarks.md for the method and the figures.
 
 mod client;
+mod dialect;
 mod idle;
 mod inbound;
 mod integrity;
@@ -27,6 +28,7 @@ use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 
 use crate::client::Sources;
+use crate::dialect::Dialect;
 use crate::ws::Target;
 
 /// Load generator for the signaling server: relay throughput and latency,
@@ -62,6 +64,10 @@ pub struct Common {
     /// connections over when ephemeral ports run short; 1 lets the kernel choose.
     #[arg(long, global = true, default_value_t = 1)]
     pub source_ips: u8,
+    /// Protocol of the server under test; `matchbox` measures matchbox_server
+    /// (relay and idle only) for comparison.
+    #[arg(long, global = true, value_enum, default_value_t = Dialect::Native)]
+    pub protocol: Dialect,
     /// Print the figures as one JSON object on stdout (text goes to stderr).
     #[arg(long, global = true)]
     pub json: bool,

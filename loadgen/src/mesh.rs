@@ -189,7 +189,7 @@ pub async fn negotiate(room: &mut Room, payloads: &Payloads, deadline: Instant) 
 /// Closes every client of the room.
 pub async fn close_room(room: Room) -> Integrity {
     let closed = join_all(room.members.into_iter().map(|member| async move {
-        tokio::time::timeout(Duration::from_secs(10), member.conn.leave_and_close()).await
+        tokio::time::timeout(Duration::from_secs(10), member.conn.close(true)).await
     }))
     .await;
     let mut tally = Integrity::default();

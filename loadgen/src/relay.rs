@@ -19,8 +19,9 @@ use signaling_protocol::{PeerId, ServerMessage};
 use tokio::task::LocalSet;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
-use crate::client::{Sources, expect_peer_joined, join, signal_frame};
-use crate::inbound::{self, IdText, Inbound, clip, id_text};
+use crate::client::Sources;
+use crate::dialect::Dialect;
+use crate::inbound::{IdText, Inbound, clip, id_text};
 use crate::integrity::{Integrity, get_digits, put_digits};
 use crate::proc_stats::{CoreTimes, Proc};
 use crate::report::Report;
@@ -56,13 +57,15 @@ pub struct RelayArgs {
     pub setup_concurrency: usize,
 }
 
-// Layout of the payload: {"seq":"<12>","src":"<8>","dst":"<8>","pad":"xxx..."}
-const SEQ_AT: usize = 8;
+// Layout of the payload: {"dst":"<8>","seq":"<12>","src":"<8>","zpad":"xxx..."}.
+// The keys are in sorted order, so a server that re-encodes the payload
+// through a JSON tree with sorted maps (matchbox does) relays the same bytes.
+const DST_AT: usize = 8;
+const SEQ_AT: usize = 25;
+const SRC_AT: usize = 46;
+const PAD_AT: usize = 64;
 const SEQ_LEN: usize = 12;
-const SRC_AT: usize = 29;
-const DST_AT: usize = 46;
 const INDEX_LEN: usize = 8;
-const PAD_AT: usize = 63;
 
 /// A pre-encoded signal frame whose sequence number is patched in place.
 struct RelayFrame {
@@ -72,23 +75,26 @@ struct RelayFrame {
 }
 
 impl RelayFrame {
-    fn new(to: &PeerId, src: u32, dst: u32, size: usize) -> Self {
+    fn new(dialect: Dialect, to: &PeerId, src: u32, dst: u32, size: usize) -> Self {
         let data = |pad: usize| {
             format!(
-                r#"{{"seq":"{:012}","src":"{:08}","dst":"{:08}","pad":"{}"}}"#,
+                r#"{{"dst":"{:08}","seq":"{:012}","src":"{:08}","zpad":"{}"}}"#,
+                dst,
                 0,
                 src,
-                dst,
                 "x".repeat(pad)
             )
         };
-        let bare = signal_frame(to, &data(0)).len();
+        let bare = dialect.signal_frame(to, &data(0)).len();
         let data = data(size.saturating_sub(bare));
-        let text = signal_frame(to, &data).into_bytes();
-        let seq_at = text.len() - data.len() - 1 + SEQ_AT;
+        let text = dialect.signal_frame(to, &data).into_bytes();
+        let data_at = text
+            .windows(data.len())
+            .rposition(|w| w == data.as_bytes())
+            .unwrap_or_default();
         Self {
             text,
-            seq_at,
+            seq_at: data_at + SEQ_AT,
             data_len: data.len(),
         }
     }
@@ -105,7 +111,8 @@ impl RelayFrame {
     /// The payload part of the frame, as the addressee receives it.
     #[cfg(test)]
     fn data(&self) -> &[u8] {
-        &self.text[self.text.len() - 1 - self.data_len..self.text.len() - 1]
+        let at = self.seq_at - SEQ_AT;
+        &self.text[at..at + self.data_len]
     }
 }
 
@@ -119,10 +126,11 @@ struct Payload {
 /// Reads a payload, or `None` if it is not exactly what a client sends.
 fn decode(data: &[u8], data_len: usize) -> Option<Payload> {
     if data.len() != data_len
-        || !data.starts_with(br#"{"seq":""#)
+        || data_len < PAD_AT + 2
+        || !data.starts_with(br#"{"dst":""#)
+        || &data[DST_AT + INDEX_LEN..SEQ_AT] != br#"","seq":""#
         || &data[SEQ_AT + SEQ_LEN..SRC_AT] != br#"","src":""#
-        || &data[SRC_AT + INDEX_LEN..DST_AT] != br#"","dst":""#
-        || &data[DST_AT + INDEX_LEN..PAD_AT] != br#"","pad":""#
+        || &data[SRC_AT + INDEX_LEN..PAD_AT] != br#"","zpad":""#
         || !data.ends_with(br#""}"#)
         || !data[PAD_AT..data.len() - 2].iter().all(|&b| b == b'x')
     {
@@ -194,12 +202,11 @@ pub fn run(common: &Common, args: &RelayArgs) -> Result<bool> {
         let (start_tx, start_rx) = tokio::sync::oneshot::channel();
         starts.push(start_tx);
         let ready = ready_tx.clone();
-        let target = common.target();
-        let sources = common.sources();
+        let common = common.clone();
         let args = args.clone();
         let worker = std::thread::Builder::new()
             .name(format!("relay-{t}"))
-            .spawn(move || worker(target, sources, args, run, first..last, ready, start_rx))
+            .spawn(move || worker(common, args, run, first..last, ready, start_rx))
             .context("starting a generator thread")?;
         workers.push(worker);
     }
@@ -318,8 +325,7 @@ fn new_histogram() -> Result<Histogram<u64>> {
 
 /// One generator thread: sets up its pairs, waits for the plan, runs them.
 fn worker(
-    target: Target,
-    sources: Sources,
+    common: Common,
     args: RelayArgs,
     run: u64,
     pairs: std::ops::Range<usize>,
@@ -330,10 +336,11 @@ fn worker(
         .enable_all()
         .build()
         .context("building a runtime")?;
+    let (target, sources, dialect) = (common.target(), common.sources(), common.protocol);
     LocalSet::new().block_on(&rt, async move {
         let opened = futures_util::stream::iter(pairs.map(|index| {
             let target = &target;
-            async move { open_pair(target, sources, run, index).await }
+            async move { open_pair(target, dialect, sources, run, index).await }
         }))
         .buffer_unordered(args.setup_concurrency.max(1))
         .collect::<Vec<_>>()
@@ -370,10 +377,11 @@ fn worker(
         let mut tasks = Vec::with_capacity(opened.len() * 2);
         for pair in opened {
             let (a, b) = (pair.index * 2, pair.index * 2 + 1);
-            let to_b = RelayFrame::new(&pair.b_id, a, b, args.size);
-            let to_a = RelayFrame::new(&pair.a_id, b, a, args.size);
+            let to_b = RelayFrame::new(dialect, &pair.b_id, a, b, args.size);
+            let to_a = RelayFrame::new(dialect, &pair.a_id, b, a, args.size);
             tasks.push(tokio::task::spawn_local(pinger(
                 pair.a,
+                dialect,
                 (a, b, id_text(&pair.b_id)),
                 to_b,
                 args.window,
@@ -382,6 +390,7 @@ fn worker(
             )));
             tasks.push(tokio::task::spawn_local(echoer(
                 pair.b,
+                dialect,
                 (b, a, id_text(&pair.a_id)),
                 to_a,
                 shared.clone(),
@@ -402,23 +411,25 @@ fn worker(
 }
 
 /// Connects two clients into a fresh room.
-async fn open_pair(target: &Target, sources: Sources, run: u64, index: usize) -> Result<Pair> {
+async fn open_pair(
+    target: &Target,
+    dialect: Dialect,
+    sources: Sources,
+    run: u64,
+    index: usize,
+) -> Result<Pair> {
     let room = format!("relay-{run}-{index}");
-    let mut a = Conn::connect(target, sources.pick(index * 2)).await?;
-    let a_id = join(&mut a, &room).await?.id;
-    let mut b = Conn::connect(target, sources.pick(index * 2 + 1)).await?;
-    let joined = join(&mut b, &room).await?;
-    ensure!(
-        joined.peers == [a_id],
-        "welcome in {room} listed {:?}, expected [{a_id}]",
-        joined.peers
-    );
-    expect_peer_joined(&mut a, joined.id).await?;
+    let target = dialect.target(target, &room);
+    let mut a = Conn::connect(&target, sources.pick(index * 2)).await?;
+    let a_id = dialect.join(&mut a, &room).await?;
+    let mut b = Conn::connect(&target, sources.pick(index * 2 + 1)).await?;
+    let b_id = dialect.join(&mut b, &room).await?;
+    dialect.expect_peer_joined(&mut a, b_id).await?;
     Ok(Pair {
         a,
         a_id,
         b,
-        b_id: joined.id,
+        b_id,
         index: u32::try_from(index).context("too many pairs")?,
     })
 }
@@ -429,6 +440,7 @@ type Roles = (u32, u32, IdText);
 /// The client that sends: keeps `window` signals in flight and times each round trip.
 async fn pinger(
     mut conn: Conn,
+    dialect: Dialect,
     (me, partner, partner_id): Roles,
     mut frame: RelayFrame,
     window: usize,
@@ -475,7 +487,7 @@ async fn pinger(
                     }
                     Frame::Close => bail!("server sent close"),
                 };
-                let (from, data) = match inbound::read(text)? {
+                let (from, data) = match dialect.read(text)? {
                     Inbound::Signal { from, data } => (from, data),
                     Inbound::Other(msg) => {
                         other_message(&mut tally, msg, me);
@@ -525,7 +537,7 @@ async fn pinger(
         tally.fault(format!("client {me}: {err:#}"));
         return tally;
     }
-    if let Err(err) = conn.leave_and_close().await {
+    if let Err(err) = dialect.close(conn).await {
         tally.fault(format!("client {me} closing: {err:#}"));
     }
     tally
@@ -534,6 +546,7 @@ async fn pinger(
 /// The client that answers: echoes every signal back, checking order, until its partner leaves.
 async fn echoer(
     mut conn: Conn,
+    dialect: Dialect,
     (me, partner, partner_id): Roles,
     mut frame: RelayFrame,
     shared: Rc<Shared>,
@@ -569,7 +582,7 @@ async fn echoer(
                     }
                     Frame::Close => bail!("server sent close"),
                 };
-                let (from, data) = match inbound::read(text)? {
+                let (from, data) = match dialect.read(text)? {
                     Inbound::Signal { from, data } => (from, data),
                     Inbound::Other(ServerMessage::PeerLeft { peer_id })
                         if Some(peer_id) == partner_peer =>
@@ -616,7 +629,7 @@ async fn echoer(
         tally.fault(format!("client {me}: {err:#}"));
         return tally;
     }
-    if let Err(err) = conn.leave_and_close().await {
+    if let Err(err) = dialect.close(conn).await {
         tally.fault(format!("client {me} closing: {err:#}"));
     }
     tally
@@ -640,7 +653,7 @@ mod tests {
     #[test]
     fn frames_have_the_asked_size_and_decode() {
         let to = PeerId::random();
-        let mut frame = RelayFrame::new(&to, 7, 8, 300);
+        let mut frame = RelayFrame::new(Dialect::Native, &to, 7, 8, 300);
         assert_eq!(frame.text.len(), 300);
         frame.set_seq(123_456);
         let text = std::str::from_utf8(&frame.text).unwrap();
@@ -653,7 +666,7 @@ mod tests {
 
     #[test]
     fn altered_payloads_do_not_decode() {
-        let frame = RelayFrame::new(&PeerId::random(), 1, 2, 300);
+        let frame = RelayFrame::new(Dialect::Native, &PeerId::random(), 1, 2, 300);
         let data = std::str::from_utf8(frame.data()).unwrap();
         assert!(decode(data.as_bytes(), frame.data_len).is_some());
         let flipped = data.replacen("xx", "xy", 1);

@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use tokio::task::LocalSet;
 use tokio::time::Instant;
 
+use crate::dialect::Dialect;
 use crate::integrity::Integrity;
 use crate::mesh::{Payloads, close_room, negotiate, open_room};
 use crate::proc_stats::{CoreTimes, Proc};
@@ -42,6 +43,10 @@ pub fn run(common: &Common, args: &SessionsArgs) -> Result<bool> {
         "need concurrency ≥ 1 and rooms of ≥ 2"
     );
     ensure!(args.duration > 0.0, "duration must be positive");
+    ensure!(
+        common.protocol == Dialect::Native,
+        "sessions speaks only this project's protocol"
+    );
     let mut report = Report::new("sessions", common.json);
     report.line(format!(
         "sessions: {} rooms of {} at a time for {} s; offer/answer of {} bytes, {} candidates each way",

@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use tokio::task::LocalSet;
 use tokio::time::Instant;
 
+use crate::dialect::Dialect;
 use crate::idle::returned_share;
 use crate::integrity::Integrity;
 use crate::mesh::{Payloads, Room, close_room, negotiate, open_room};
@@ -63,6 +64,10 @@ pub fn run(common: &Common, args: &SoakArgs) -> Result<bool> {
     let server = Proc::Pid(pid);
     let per_room = args.room_size * (args.room_size - 1) / 2;
     let rooms = args.sessions.div_ceil(per_room);
+    ensure!(
+        common.protocol == Dialect::Native,
+        "soak speaks only this project's protocol"
+    );
     let mut report = Report::new("soak", common.json);
     report.line(format!(
         "soak: {} sessions at once ({rooms} rooms of {}, {} connections), {} round(s)",

@@ -133,15 +133,17 @@ impl Conn {
         Ok(())
     }
 
-    /// Leaves the room and closes politely: sends `leave` and a close frame,
-    /// then reads until the server closes.
+    /// Closes politely: sends `leave` (if asked) and a close frame, then
+    /// reads until the server closes.
     ///
     /// `leave` first, because a peer that only drops its socket stays in its
     /// room for the resume grace period. Waiting for the server's side
     /// matters: a socket closed with unread input resets the connection, and
     /// a reset may discard frames the server has not read yet.
-    pub async fn leave_and_close(mut self) -> Result<()> {
-        self.wr.text(br#"{"type":"leave"}"#);
+    pub async fn close(mut self, leave: bool) -> Result<()> {
+        if leave {
+            self.wr.text(br#"{"type":"leave"}"#);
+        }
         self.wr.close();
         self.flush().await?;
         loop {
