@@ -1,24 +1,29 @@
 //! One WebSocket connection: read, check, dispatch, write.
 //!
 //! A single task per connection does everything in one `select!` loop:
-//! write whatever the outbox holds (one batch, one flush), then wait for the
-//! first of shutdown, new outbox frames, an incoming frame, or the heartbeat.
-//! One task instead of a reader and a writer halves the per-connection tasks
-//! and timers, which is most of what an idle connection costs. A client that
-//! does not read only stalls its own task: frames for it pile up in its
-//! bounded outbox, and the first one that does not fit disconnects it.
+//! write what is pending (the outbox's frames, encoded into one buffer and
+//! written with one system call), then wait for the first of shutdown, new
+//! outbox frames, a readable socket, a writable socket (only while a write
+//! is blocked), or the heartbeat. One task instead of a reader and a writer
+//! halves the tasks and timers per connection, which is most of what an idle
+//! connection costs; and an idle connection holds no I/O buffer at all (see
+//! `websocket.rs`). A client that does not read only stalls its own writes:
+//! frames for it pile up in its bounded outbox, and the first one that does
+//! not fit disconnects it.
 //!
 //! Incoming text frames go through: size check → rate limit → parse →
 //! broker. Every refusal is an `error` frame, a log line and a counter.
 
+use std::io;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use bytes::Bytes;
-use futures_util::{FutureExt, SinkExt};
+use futures_util::FutureExt;
 use signaling_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, PeerId, ServerMessage};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info};
@@ -27,10 +32,11 @@ use crate::broker::{ConnHandle, Rejection};
 use crate::outbox::{CloseReason, Frame};
 use crate::rate_limit::TokenBucket;
 use crate::server::Shared;
+use crate::websocket::{self, FrameError, Header, Opcode};
 
-/// How long the goodbye (error, close frame) may take to write, and how long
-/// the server then waits for the client's close reply, before dropping the
-/// socket. Waiting for the reply keeps the goodbye from being lost to a TCP
+/// How long the goodbye (last frames, close frame) may take to write, and
+/// how long the server then waits for the client to close its side, before
+/// dropping the socket. Waiting keeps the goodbye from being lost to a TCP
 /// reset when the client still had data in flight.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -38,21 +44,38 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// only counted.
 const RATE_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Pongs are only queued while less than this is waiting to be written, so
+/// a ping flood against a blocked socket cannot grow the write buffer.
+const MAX_PENDING_FOR_PONG: usize = 64 * 1024;
+
 const PONG: Frame = Frame::from_static(r#"{"type":"pong"}"#);
+
+/// WebSocket close codes used here.
+mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const AGAIN: u16 = 1013;
+}
 
 /// Why the main loop ended.
 #[derive(Debug)]
 enum End {
     /// The client sent a close frame.
-    ClientClosed,
+    ClientClosed(u16),
     /// The socket ended without a close frame.
     Gone,
     /// A frame above the hard cap; the stream cannot continue.
     TooLarge(usize),
-    /// Reading failed (protocol violation, reset).
-    ReadFailed(axum::Error),
-    /// Writing failed (reset, broken pipe).
-    WriteFailed(axum::Error),
+    /// The client broke RFC 6455.
+    Protocol(FrameError),
+    /// A text message that is not UTF-8.
+    NotUtf8,
+    /// Reading or writing failed (reset, broken pipe).
+    Io(io::Error),
     /// The outbox was closed (slow consumer, or resumed elsewhere).
     Closed(CloseReason),
     /// Nothing heard from the client for the idle timeout.
@@ -61,9 +84,15 @@ enum End {
     Shutdown,
 }
 
-/// Serves one upgraded WebSocket until it ends. `_permit` holds the
-/// connection's slot under the connection limit.
-pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, _permit: OwnedSemaphorePermit) {
+/// Serves one upgraded connection until it ends. `leftover` holds bytes the
+/// HTTP layer read past the handshake. `_permit` holds the connection's slot
+/// under the connection limit.
+pub(crate) async fn run(
+    stream: TcpStream,
+    leftover: Bytes,
+    shared: Arc<Shared>,
+    _permit: OwnedSemaphorePermit,
+) {
     let config = &shared.config;
     let conn = shared
         .broker
@@ -82,20 +111,27 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, _permit: OwnedSe
         peer: None,
         last_seen: Instant::now(),
         rate_notice: None,
+        stream,
+        inbuf: leftover.to_vec(),
+        outbuf: Vec::new(),
+        written: 0,
+        write_blocked_since: None,
+        message: None,
+        skip: 0,
     };
-    let end = session.serve(&mut ws).await;
+    let end = session.serve().await;
     if let Some(peer) = session.peer {
         shared.broker.disconnect(&session.conn, peer).await;
     }
-    // Boxed: the goodbye's timers and frames need space only at the end,
-    // not in the task of every open connection.
-    Box::pin(session.finish(&mut ws, end)).await;
+    // Boxed: the goodbye's timers need space only at the end, not in the
+    // task of every open connection.
+    Box::pin(session.finish(end)).await;
     shared.metrics.connections.decrement(1.0);
 }
 
 /// Answers a connection over the connection limit with `server_full` and
 /// closes it.
-pub(crate) async fn refuse(mut ws: WebSocket, shared: Arc<Shared>) {
+pub(crate) async fn refuse(mut stream: TcpStream, shared: Arc<Shared>) {
     let limit = shared.config.max_connections;
     let message = format!(
         "the server holds its limit of {limit} connections; try again later or another server"
@@ -103,8 +139,19 @@ pub(crate) async fn refuse(mut ws: WebSocket, shared: Arc<Shared>) {
     shared.metrics.connections_rejected.increment(1);
     shared.metrics.error(ErrorCode::ServerFull);
     info!(code = %ErrorCode::ServerFull, "{message}");
+    let mut out = Vec::new();
     let error = ServerMessage::error(ErrorCode::ServerFull, message).to_json();
-    goodbye(&mut ws, Some(error), close_code::AGAIN, "server full").await;
+    websocket::encode(&mut out, Opcode::Text, error.as_bytes());
+    websocket::encode_close(&mut out, close_code::AGAIN, "server full");
+    goodbye(&mut stream, &out).await;
+}
+
+/// A fragmented message being put together.
+struct Partial {
+    opcode: Opcode,
+    data: Vec<u8>,
+    /// Over the size limit: its fragments are skipped, and it is refused.
+    refused: bool,
 }
 
 /// The state of one connection.
@@ -118,86 +165,288 @@ struct Session {
     bucket: TokenBucket,
     /// When the last `rate_limited` error was sent.
     rate_notice: Option<Instant>,
+    stream: TcpStream,
+    /// Bytes of a frame that arrived only in part; empty (no allocation)
+    /// between frames.
+    inbuf: Vec<u8>,
+    /// Encoded frames not yet written; empty (no allocation) when idle.
+    outbuf: Vec<u8>,
+    /// How much of `outbuf` is written.
+    written: usize,
+    /// Since when the socket has refused our writes.
+    write_blocked_since: Option<Instant>,
+    /// A fragmented message in progress.
+    message: Option<Partial>,
+    /// Payload bytes of an oversized frame still to be skipped.
+    skip: u64,
 }
 
 impl Session {
-    async fn serve(&mut self, ws: &mut WebSocket) -> End {
+    async fn serve(&mut self) -> End {
         let period = self.shared.config.heartbeat_interval;
         let mut heartbeat = tokio::time::interval_at((Instant::now() + period).into(), period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            let batch = self.conn.outbox().take();
-            if !batch.frames.is_empty()
-                && let Err(end) = self
-                    .write(ws, batch.frames.into_iter().map(Message::Text))
-                    .await
-            {
+        let shutdown = self.shared.shutdown.clone();
+        let mut shutdown = pin!(shutdown.cancelled_owned());
+        if !self.inbuf.is_empty() {
+            let buf = std::mem::take(&mut self.inbuf);
+            if let Err(end) = self.process(buf).await {
                 return end;
             }
-            if let Some(reason) = batch.closed {
-                return End::Closed(reason);
+        }
+        loop {
+            if self.outbuf.is_empty() {
+                let batch = self.conn.outbox().take();
+                if !batch.frames.is_empty() {
+                    self.outbuf = websocket::take_buffer();
+                    for frame in &batch.frames {
+                        websocket::encode(&mut self.outbuf, Opcode::Text, frame.as_bytes());
+                    }
+                }
+                if let Some(reason) = batch.closed {
+                    return End::Closed(reason);
+                }
             }
+            if let Err(err) = self.write_pending() {
+                return End::Io(err);
+            }
+            let blocked = !self.outbuf.is_empty();
             tokio::select! {
                 biased;
-                () = self.shared.shutdown.cancelled() => return End::Shutdown,
-                () = self.conn.outbox().changed() => {}
-                incoming = ws.recv() => match incoming {
-                    Some(Ok(message)) => {
-                        self.last_seen = Instant::now();
-                        if let Some(end) = self.on_message(message).await {
-                            return end;
-                        }
+                () = shutdown.as_mut() => return End::Shutdown,
+                () = self.conn.outbox().wanted(!blocked) => {}
+                ready = self.stream.writable(), if blocked => {
+                    if let Err(err) = ready {
+                        return End::Io(err);
                     }
-                    Some(Err(err)) => return read_failure(err),
-                    None => return End::Gone,
-                },
-                _ = heartbeat.tick() => {
-                    if self.last_seen.elapsed() >= self.shared.config.idle_timeout {
-                        return End::IdleTimeout;
+                }
+                ready = self.stream.readable() => {
+                    if let Err(err) = ready {
+                        return End::Io(err);
                     }
-                    if let Err(end) = self.write(ws, [Message::Ping(Bytes::new())]).await {
+                    if let Err(end) = self.read().await {
                         return end;
                     }
+                }
+                _ = heartbeat.tick() => {
+                    let idle = self.shared.config.idle_timeout;
+                    if self.last_seen.elapsed() >= idle {
+                        return End::IdleTimeout;
+                    }
+                    if self.write_blocked_since.is_some_and(|since| since.elapsed() >= idle) {
+                        return End::Closed(CloseReason::SlowConsumer);
+                    }
+                    self.queue_control(Opcode::Ping, &[]);
                 }
             }
         }
     }
 
-    /// Handles one incoming message; `Some` ends the connection.
-    async fn on_message(&mut self, message: Message) -> Option<End> {
-        match message {
-            Message::Text(text) => {
-                let max = self.shared.config.max_frame_bytes;
-                if text.len() > max {
-                    let message = format!(
-                        "frame of {} bytes is over the limit of {max} bytes; send smaller messages",
-                        text.len()
-                    );
-                    self.reject(ErrorCode::FrameTooLarge, message, None);
-                } else if self.admit() {
-                    match ClientMessage::parse(text.as_str()) {
-                        Ok(message) => self.dispatch(message).await,
-                        Err(err) => self.reject(err.code(), err.to_string(), None),
-                    }
-                }
-            }
-            Message::Binary(_) => {
-                if self.admit() {
-                    self.reject(
-                        ErrorCode::BinaryFrame,
-                        "binary frames are not part of the protocol; send each message as a JSON text frame".into(),
-                        None,
-                    );
-                }
-            }
-            // The WebSocket library answers pings itself; both count against
-            // the rate so a ping flood is bounded like any other.
-            Message::Ping(_) | Message::Pong(_) => {
-                self.admit();
-            }
-            Message::Close(_) => return Some(End::ClientClosed),
+    /// Reads what the socket has and handles every complete frame.
+    async fn read(&mut self) -> Result<(), End> {
+        let mut buf = if self.inbuf.is_empty() {
+            websocket::take_buffer()
+        } else {
+            std::mem::take(&mut self.inbuf)
+        };
+        if buf.capacity() - buf.len() < websocket::BUFFER_BYTES / 4 {
+            buf.reserve(websocket::BUFFER_BYTES);
         }
-        None
+        // One read per wake-up; a short read tells the runtime the socket
+        // is drained, so no extra system call is spent finding that out.
+        match self.stream.read_buf(&mut buf).now_or_never() {
+            None => {
+                self.keep_leftover(buf, 0);
+                Ok(())
+            }
+            Some(Ok(0)) => Err(End::Gone),
+            Some(Ok(_)) => {
+                self.last_seen = Instant::now();
+                self.process(buf).await
+            }
+            Some(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.keep_leftover(buf, 0);
+                Ok(())
+            }
+            Some(Err(err)) => Err(End::Io(err)),
+        }
+    }
+
+    /// Handles every complete frame in `buf`; keeps an incomplete tail.
+    async fn process(&mut self, mut buf: Vec<u8>) -> Result<(), End> {
+        let max = self.shared.config.max_frame_bytes;
+        let hard_cap = max.saturating_mul(2);
+        let mut pos = 0;
+        while pos < buf.len() {
+            if self.skip > 0 {
+                let available = (buf.len() - pos) as u64;
+                let skipped = self.skip.min(available);
+                pos += skipped as usize;
+                self.skip -= skipped;
+                continue;
+            }
+            let header = match websocket::parse_header(&buf[pos..]) {
+                Ok(Some(header)) => header,
+                Ok(None) => break,
+                Err(err) => return Err(End::Protocol(err)),
+            };
+            match (header.opcode, &self.message) {
+                (Opcode::Text | Opcode::Binary, Some(_)) => {
+                    return Err(End::Protocol(FrameError::Interleaved));
+                }
+                (Opcode::Continuation, None) => {
+                    return Err(End::Protocol(FrameError::StrayContinuation));
+                }
+                _ => {}
+            }
+            let so_far = self.message.as_ref().map_or(0, |m| m.data.len() as u64);
+            if !header.opcode.is_control() {
+                let total = so_far + header.len;
+                if total > hard_cap as u64 {
+                    return Err(End::TooLarge(hard_cap));
+                }
+                if total > max as u64 {
+                    pos += header.header_len;
+                    self.skip = header.len;
+                    self.refuse_oversized(header, total);
+                    continue;
+                }
+            }
+            let frame_len = header.header_len + header.len as usize;
+            if buf.len() - pos < frame_len {
+                // Make room for the whole frame, so the next read can
+                // complete it.
+                buf.reserve(frame_len);
+                break;
+            }
+            let payload = &mut buf[pos + header.header_len..pos + frame_len];
+            websocket::unmask(payload, header.mask, 0);
+            let result = self.on_frame(header, payload).await;
+            pos += frame_len;
+            result?;
+        }
+        self.keep_leftover(buf, pos);
+        Ok(())
+    }
+
+    /// Keeps `buf[consumed..]` for the next read, in an allocation of its
+    /// own when it is small, and returns the buffer to the pool.
+    fn keep_leftover(&mut self, mut buf: Vec<u8>, consumed: usize) {
+        if consumed == buf.len() {
+            websocket::give_buffer(buf);
+            self.inbuf = Vec::new();
+        } else if buf.len() - consumed <= 1024 && buf.capacity() == websocket::BUFFER_BYTES {
+            self.inbuf = buf[consumed..].to_vec();
+            websocket::give_buffer(buf);
+        } else {
+            buf.drain(..consumed);
+            self.inbuf = buf;
+        }
+    }
+
+    /// An oversized data frame: refused once per message, its payload skipped.
+    fn refuse_oversized(&mut self, header: Header, total: u64) {
+        let max = self.shared.config.max_frame_bytes;
+        let already = match (&mut self.message, header.opcode) {
+            (Some(partial), Opcode::Continuation) => {
+                let already = partial.refused;
+                partial.refused = true;
+                partial.data = Vec::new();
+                already
+            }
+            _ => false,
+        };
+        if header.opcode != Opcode::Continuation && !header.fin {
+            self.message = Some(Partial {
+                opcode: header.opcode,
+                data: Vec::new(),
+                refused: true,
+            });
+        }
+        if header.fin {
+            self.message = None;
+        }
+        if !already {
+            let message = format!(
+                "frame of {total} bytes is over the limit of {max} bytes; send smaller messages"
+            );
+            self.reject(ErrorCode::FrameTooLarge, message, None);
+        }
+    }
+
+    /// Handles one complete, unmasked frame.
+    async fn on_frame(&mut self, header: Header, payload: &mut [u8]) -> Result<(), End> {
+        match header.opcode {
+            Opcode::Ping => {
+                if self.admit() {
+                    self.queue_control(Opcode::Pong, payload);
+                }
+                Ok(())
+            }
+            Opcode::Pong => {
+                self.admit();
+                Ok(())
+            }
+            Opcode::Close => {
+                let code = match payload {
+                    [hi, lo, ..] => u16::from_be_bytes([*hi, *lo]),
+                    _ => close_code::NORMAL,
+                };
+                Err(End::ClientClosed(code))
+            }
+            Opcode::Text | Opcode::Binary if !header.fin => {
+                self.message = Some(Partial {
+                    opcode: header.opcode,
+                    data: payload.to_vec(),
+                    refused: false,
+                });
+                Ok(())
+            }
+            Opcode::Text | Opcode::Binary => self.on_message(header.opcode, payload).await,
+            Opcode::Continuation => {
+                let Some(partial) = self.message.as_mut() else {
+                    return Err(End::Protocol(FrameError::StrayContinuation));
+                };
+                if !partial.refused {
+                    partial.data.extend_from_slice(payload);
+                }
+                if !header.fin {
+                    return Ok(());
+                }
+                let Some(partial) = self.message.take() else {
+                    return Ok(());
+                };
+                if partial.refused {
+                    return Ok(());
+                }
+                let mut data = partial.data;
+                self.on_message(partial.opcode, &mut data).await
+            }
+        }
+    }
+
+    /// Handles one complete text or binary message.
+    async fn on_message(&mut self, opcode: Opcode, payload: &mut [u8]) -> Result<(), End> {
+        if !self.admit() {
+            return Ok(());
+        }
+        if opcode == Opcode::Binary {
+            self.reject(
+                ErrorCode::BinaryFrame,
+                "binary frames are not part of the protocol; send each message as a JSON text frame"
+                    .into(),
+                None,
+            );
+            return Ok(());
+        }
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return Err(End::NotUtf8);
+        };
+        match ClientMessage::parse(text) {
+            Ok(message) => self.dispatch(message).await,
+            Err(err) => self.reject(err.code(), err.to_string(), None),
+        }
+        Ok(())
     }
 
     async fn dispatch(&mut self, message: ClientMessage) {
@@ -296,52 +545,69 @@ impl Session {
         self.conn.outbox().push(Frame::from(error.to_json()));
     }
 
-    /// Writes `messages` and flushes once. A write that cannot finish within
-    /// the idle timeout, or an outbox closed meanwhile, ends the connection.
-    async fn write(
-        &self,
-        ws: &mut WebSocket,
-        messages: impl IntoIterator<Item = Message>,
-    ) -> Result<(), End> {
-        let mut write = pin!(async {
-            for message in messages {
-                ws.feed(message).await?;
-            }
-            ws.flush().await
-        });
-        // Most batches go out at once; only a blocked socket needs a timer.
-        if let Some(result) = write.as_mut().now_or_never() {
-            return result.map_err(End::WriteFailed);
+    /// Queues a ping or pong behind whatever is pending.
+    fn queue_control(&mut self, opcode: Opcode, payload: &[u8]) {
+        if self.outbuf.len() - self.written > MAX_PENDING_FOR_PONG {
+            return;
         }
-        // Boxed: the timer lives on the heap only while a write is blocked,
-        // instead of in every idle connection's task.
-        let outbox = self.conn.outbox();
-        let mut deadline = Box::pin(tokio::time::sleep(self.shared.config.idle_timeout));
-        loop {
-            tokio::select! {
-                result = write.as_mut() => return result.map_err(End::WriteFailed),
-                () = outbox.changed() => {
-                    if let Some(reason) = outbox.closed() {
-                        return Err(End::Closed(reason));
-                    }
+        if self.outbuf.capacity() == 0 {
+            self.outbuf = websocket::take_buffer();
+        }
+        websocket::encode(&mut self.outbuf, opcode, payload);
+    }
+
+    /// Writes as much of `outbuf` as the socket takes now. When all of it is
+    /// written the buffer goes back to the pool.
+    fn write_pending(&mut self) -> io::Result<()> {
+        while self.written < self.outbuf.len() {
+            match self.stream.try_write(&self.outbuf[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked_since.get_or_insert_with(Instant::now);
+                    return Ok(());
                 }
-                () = deadline.as_mut() => return Err(End::Closed(CloseReason::SlowConsumer)),
+                Err(err) => return Err(err),
             }
         }
+        if self.outbuf.capacity() > 0 {
+            websocket::give_buffer(std::mem::take(&mut self.outbuf));
+        }
+        self.written = 0;
+        self.write_blocked_since = None;
+        Ok(())
     }
 
     /// Says goodbye the way `end` calls for, bounded in time.
-    async fn finish(&mut self, ws: &mut WebSocket, end: End) {
+    async fn finish(mut self, end: End) {
         let id = self.conn.id();
         let peer = self.peer;
-        let (error, code, reason) = match end {
-            End::ClientClosed | End::Gone => {
-                debug!(conn = id, ?peer, "connection closed by client");
+        let (text, code, reason) = match end {
+            End::ClientClosed(code) => {
+                debug!(conn = id, ?peer, code, "connection closed by client");
+                // Codes that must not be sent on the wire become 1000.
+                let code = if matches!(code, 1004..=1006 | 1015) || !(1000..5000).contains(&code) {
+                    close_code::NORMAL
+                } else {
+                    code
+                };
+                (None, code, "")
+            }
+            End::Gone => {
+                debug!(conn = id, ?peer, "connection dropped by client");
                 return;
             }
-            End::ReadFailed(err) | End::WriteFailed(err) => {
+            End::Io(err) => {
                 debug!(conn = id, ?peer, %err, "connection failed");
                 return;
+            }
+            End::Protocol(err) => {
+                info!(conn = id, ?peer, %err, "WebSocket protocol error; closing");
+                (None, close_code::PROTOCOL, "protocol error")
+            }
+            End::NotUtf8 => {
+                info!(conn = id, ?peer, "text frame is not UTF-8; closing");
+                (None, close_code::INVALID_DATA, "text is not UTF-8")
             }
             End::Shutdown => {
                 let spread = self.shared.config.reconnect_spread.as_millis();
@@ -390,23 +656,23 @@ impl Session {
             }
             End::TooLarge(max) => {
                 let message = format!(
-                    "frame over {max} bytes; closing, because a frame this large cannot be skipped"
+                    "frame over {max} bytes; closing, because a frame this large is not worth reading"
                 );
-                let error = self.goodbye_error(ErrorCode::FrameTooLarge, message);
-                // The rest of the oversized frame is still unread: do not
-                // linger reading it.
-                let close = close_frame(close_code::SIZE, "frame too large");
-                let send = async {
-                    if let Some(error) = error {
-                        ws.feed(Message::Text(error.into())).await?;
-                    }
-                    ws.send(close).await
-                };
-                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, send).await;
-                return;
+                (
+                    self.goodbye_error(ErrorCode::FrameTooLarge, message),
+                    close_code::TOO_BIG,
+                    "frame too large",
+                )
             }
         };
-        goodbye(ws, error, code, reason).await;
+        // Whatever is still unwritten goes first, then the goodbye.
+        let mut out = std::mem::take(&mut self.outbuf);
+        out.drain(..self.written);
+        if let Some(text) = text {
+            websocket::encode(&mut out, Opcode::Text, text.as_bytes());
+        }
+        websocket::encode_close(&mut out, code, reason);
+        goodbye(&mut self.stream, &out).await;
     }
 
     /// Logs and counts an error that ends the connection, and encodes it.
@@ -417,35 +683,15 @@ impl Session {
     }
 }
 
-/// Sends an optional last text frame and a close frame, then waits briefly
-/// for the client's close reply.
-async fn goodbye(ws: &mut WebSocket, last: Option<String>, code: u16, reason: &'static str) {
+/// Writes `out` (ending in a close frame), half-closes, and waits briefly
+/// for the client to close its side, discarding what it still sends.
+async fn goodbye(stream: &mut TcpStream, out: &[u8]) {
     let exchange = async {
-        if let Some(text) = last {
-            ws.feed(Message::Text(text.into())).await?;
-        }
-        ws.send(close_frame(code, reason)).await?;
-        while let Some(Ok(_)) = ws.recv().await {}
-        Ok::<(), axum::Error>(())
+        stream.write_all(out).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
     };
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, exchange).await;
-}
-
-fn close_frame(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }))
-}
-
-/// Tells a frame over the WebSocket library's hard cap from other failures.
-fn read_failure(err: axum::Error) -> End {
-    let inner = err.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
-            max_size,
-            ..
-        })) => End::TooLarge(*max_size),
-        _ => End::ReadFailed(axum::Error::new(inner)),
-    }
 }

@@ -4,26 +4,20 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use rust_embed::RustEmbed;
+use tokio::net::TcpStream;
 use tower_http::services::ServeDir;
+use tracing::{debug, warn};
 
 use crate::connection;
 use crate::server::Shared;
-
-/// Bytes the WebSocket library reads per call, and the buffer each
-/// connection keeps for it. Small, because every idle connection holds one
-/// (the library's default of 128 KiB is what makes idle connections
-/// expensive elsewhere); it grows on demand for a larger frame.
-const READ_BUFFER_BYTES: usize = 1024;
-
-/// Bytes of encoded frames the WebSocket library collects before writing
-/// during a batch. Every batch ends with a flush anyway.
-const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+use crate::websocket;
 
 /// The web client, built into the binary from `web/` (browser tests and
 /// npm modules excluded). Debug builds read the files from disk.
@@ -50,31 +44,95 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     router.with_state(shared)
 }
 
-/// `GET /ws`: upgrades to a WebSocket and hands it to a connection task.
-async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+/// `GET /ws`: checks the WebSocket opening handshake (RFC 6455 §4.2),
+/// answers `101 Switching Protocols`, and hands the raw TCP stream to a
+/// connection task.
+async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Request) -> Response {
     if shared.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    // Frames up to twice the protocol limit are read whole and refused with
-    // `frame_too_large`, keeping the connection; larger ones break the
-    // stream, and the connection is closed.
-    let hard_cap = shared.config.max_frame_bytes.saturating_mul(2);
-    let ws = ws
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(WRITE_BUFFER_BYTES + 2 * hard_cap)
-        .max_message_size(hard_cap)
-        .max_frame_size(hard_cap);
+    let headers = request.headers();
+    if !header_has_token(headers, header::UPGRADE, "websocket")
+        || !header_has_token(headers, header::CONNECTION, "upgrade")
+    {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::UPGRADE, HeaderValue::from_static("websocket"))],
+            "this endpoint speaks WebSocket only: connect with a WebSocket client\n",
+        )
+            .into_response();
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|version| version.as_bytes() != b"13")
+    {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            )],
+            "unsupported WebSocket version; use version 13\n",
+        )
+            .into_response();
+    }
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|key| websocket::valid_key(key.as_bytes()))
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "missing or malformed Sec-WebSocket-Key\n",
+        )
+            .into_response();
+    };
+    let accept = websocket::accept_key(key.as_bytes());
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "this connection cannot be upgraded (HTTP/1.1 is required)\n",
+        )
+            .into_response();
+    };
     let permit = shared.connections.clone().try_acquire_owned().ok();
     let tracker = shared.tracker.clone();
-    ws.on_upgrade(move |socket| {
-        let fut = async move {
-            match permit {
-                Some(permit) => connection::run(socket, shared, permit).await,
-                None => connection::refuse(socket, shared).await,
+    tracker.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                debug!(%err, "WebSocket upgrade failed");
+                return;
             }
         };
-        tracker.track_future(fut)
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            warn!("upgraded connection is not a plain TCP stream; dropping it");
+            return;
+        };
+        let stream = parts.io.into_inner();
+        match permit {
+            Some(permit) => connection::run(stream, parts.read_buf, shared, permit).await,
+            None => connection::refuse(stream, shared).await,
+        }
+    });
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::UPGRADE, HeaderValue::from_static("websocket")),
+            (header::CONNECTION, HeaderValue::from_static("Upgrade")),
+        ],
+        [(header::SEC_WEBSOCKET_ACCEPT, accept)],
+    )
+        .into_response()
+}
+
+/// Whether a comma-separated header holds `token` (case-insensitive).
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|value| {
+        value.to_str().is_ok_and(|value| {
+            value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        })
     })
 }
 

@@ -11,6 +11,8 @@
 //! - `http`: routes (`/ws`, `/healthz`, `/readyz`, `/metrics`, the web client).
 //! - `connection`: one task per WebSocket — size check, rate limit, parse,
 //!   dispatch, batched writes, heartbeat, idle timeout.
+//! - [`websocket`]: the RFC 6455 pieces (handshake key, frames, masking) and
+//!   the pooled I/O buffers that let idle connections hold none.
 //! - [`broker`]: what connections talk to; today in memory, shaped so a
 //!   shared (Redis) backend can take its place.
 //! - [`registry`]: rooms, peers, resume tokens and expiry as a synchronous
@@ -44,6 +46,7 @@ pub mod outbox;
 pub mod rate_limit;
 pub mod registry;
 pub mod server;
+pub mod websocket;
 
 pub use config::{Config, LogFormat};
 pub use server::{Server, ServerError, runtime, shutdown_signal};

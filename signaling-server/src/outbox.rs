@@ -7,9 +7,9 @@
 //! sender is slowed down by it.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-
-use tokio::sync::Notify;
+use std::task::{Context, Poll, Waker};
 
 /// One encoded JSON text frame, shared (not copied) between its receivers.
 pub type Frame = axum::extract::ws::Utf8Bytes;
@@ -27,7 +27,6 @@ pub enum CloseReason {
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
-    wake: Notify,
     max_frames: usize,
     max_bytes: usize,
 }
@@ -37,6 +36,9 @@ struct State {
     frames: VecDeque<Frame>,
     bytes: usize,
     closed: Option<CloseReason>,
+    /// The reader's waker while it waits; a plain slot is cheaper than a
+    /// general notification primitive, and there is only one reader.
+    waker: Option<Waker>,
 }
 
 /// What the connection takes out of its outbox in one go.
@@ -53,7 +55,6 @@ impl Outbox {
     pub fn new(max_frames: usize, max_bytes: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            wake: Notify::new(),
             max_frames,
             max_bytes,
         }
@@ -71,14 +72,12 @@ impl Outbox {
             state.closed = Some(CloseReason::SlowConsumer);
             state.frames = VecDeque::new();
             state.bytes = 0;
-            drop(state);
-            self.wake.notify_one();
+            wake(state);
             return false;
         }
         state.bytes = bytes;
         state.frames.push_back(frame);
-        drop(state);
-        self.wake.notify_one();
+        wake(state);
         true
     }
 
@@ -88,8 +87,7 @@ impl Outbox {
         if state.closed.is_none() {
             state.closed = Some(reason);
         }
-        drop(state);
-        self.wake.notify_one();
+        wake(state);
     }
 
     /// Takes everything queued. The queue's memory goes with it, so an idle
@@ -108,16 +106,39 @@ impl Outbox {
         self.lock().closed
     }
 
-    /// Completes after a push or close since the last call (at once if one
-    /// happened while nobody waited).
-    pub async fn changed(&self) {
-        self.wake.notified().await;
+    /// Completes once the outbox is closed or, if `frames_wanted`, once it
+    /// holds frames. The reader passes `false` while its socket is blocked,
+    /// so it still learns of a close (slow consumer) without spinning on
+    /// frames it cannot take yet.
+    pub async fn wanted(&self, frames_wanted: bool) {
+        poll_fn(|cx| self.poll_wanted(cx, frames_wanted)).await;
+    }
+
+    fn poll_wanted(&self, cx: &mut Context<'_>, frames_wanted: bool) -> Poll<()> {
+        let mut state = self.lock();
+        if state.closed.is_some() || (frames_wanted && !state.frames.is_empty()) {
+            return Poll::Ready(());
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent even if a holder panicked: every
         // critical section is a few field updates.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Wakes the reader, outside the lock.
+fn wake(mut state: MutexGuard<'_, State>) {
+    let waker = state.waker.take();
+    drop(state);
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 
@@ -176,12 +197,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn close_wakes_a_reader_that_wants_no_frames() {
+        let outbox = std::sync::Arc::new(Outbox::new(1, 1024));
+        let reader = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                outbox.wanted(false).await;
+                outbox.closed()
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(outbox.push(Frame::from("a")));
+        tokio::task::yield_now().await;
+        assert!(!reader.is_finished(), "frames alone do not wake it");
+        assert!(!outbox.push(Frame::from("b")));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, Some(CloseReason::SlowConsumer));
+    }
+
+    #[tokio::test]
     async fn push_wakes_the_reader() {
         let outbox = std::sync::Arc::new(Outbox::new(4, 1024));
         let reader = {
             let outbox = outbox.clone();
             tokio::spawn(async move {
-                outbox.changed().await;
+                outbox.wanted(true).await;
                 outbox.take().frames.len()
             })
         };

@@ -1,16 +1,20 @@
 //! The server as a library: bind, run until told to stop, shut down cleanly.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::broker::{Broker, BrokerSettings};
 use crate::config::{Config, ConfigError};
@@ -32,10 +36,10 @@ pub enum ServerError {
         /// What the OS said.
         source: io::Error,
     },
-    /// The HTTP server stopped with an error.
-    #[error("HTTP server failed: {0}")]
-    Serve(io::Error),
 }
+
+/// How long a client may take to send its HTTP request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// State shared by the routes and every connection task.
 #[derive(Debug)]
@@ -126,37 +130,59 @@ impl Server {
     ) -> Result<(), ServerError> {
         let shared = self.shared;
         let router = crate::http::router(shared.clone());
-        let listener = self.listener.tap_io(|tcp| {
-            // Frames are small and latency matters; batching is done above TCP.
-            if let Err(err) = tcp.set_nodelay(true) {
-                warn!(%err, "cannot set TCP_NODELAY");
-            }
-        });
-        let token = shared.shutdown.clone();
-        let serve = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .into_future();
-        let mut serve = tokio::spawn(serve);
         let expiry = {
             let shared = shared.clone();
             tokio::spawn(async move { shared.broker.run_expiry(shared.shutdown.clone()).await })
         };
         info!(addr = %self.local_addr, "listening");
 
-        let early_end = tokio::select! {
-            () = shutdown => None,
-            result = &mut serve => Some(result),
-        };
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.as_mut() => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, usually: wait for some to free up.
+                    warn!(%err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            // Frames are small and latency matters; batching is done above TCP.
+            if let Err(err) = stream.set_nodelay(true) {
+                debug!(%err, "cannot set TCP_NODELAY");
+            }
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(router.clone()),
+                )
+                .with_upgrades();
+            let stop = shared.shutdown.clone();
+            shared.tracker.spawn(async move {
+                let mut connection = std::pin::pin!(connection);
+                let result = tokio::select! {
+                    result = connection.as_mut() => result,
+                    () = stop.cancelled() => {
+                        // Finish the request in progress, then close.
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(err) = result {
+                    debug!(%err, "HTTP connection ended with an error");
+                }
+            });
+        }
+
+        drop(self.listener);
         shared.shutdown.cancel();
         shared.tracker.close();
-        if let Some(result) = early_end {
-            let _ = expiry.await;
-            return match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(ServerError::Serve(err)),
-                Err(join) => Err(ServerError::Serve(io::Error::other(join))),
-            };
-        }
         let open = shared.tracker.len();
         info!(
             open,
@@ -164,7 +190,6 @@ impl Server {
         );
         let drain = async {
             shared.tracker.wait().await;
-            let _ = serve.await;
             let _ = expiry.await;
         };
         if tokio::time::timeout(shared.config.shutdown_timeout, drain)

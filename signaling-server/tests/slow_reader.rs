@@ -20,7 +20,10 @@ async fn slow_reader_is_dropped_and_memory_stays_bounded() {
     let server = TestServer::start(Config {
         messages_per_second: 1_000_000,
         message_burst: 1_000_000,
-        outbound_queue: 100,
+        // The byte bound is what stops the slow reader (48 KiB frames); the
+        // frame bound is high so the senders' own stream of small errors
+        // (once the slow peer is gone) never trips it.
+        outbound_queue: 5_000,
         outbound_queue_bytes: 512 * 1024,
         max_queued_signals: 50,
         max_queued_bytes: 256 * 1024,
