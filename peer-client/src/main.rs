@@ -9,7 +9,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,rtc=error,rtc_ice=error,rtc_dtls=error")
+                tracing_subscriber::EnvFilter::new(
+                    "warn,webrtc=error,rtc=error,rtc_ice=error,rtc_dtls=error",
+                )
             }),
         )
         .init();

@@ -272,14 +272,7 @@ impl Room {
     ) {
         loop {
             tokio::select! {
-                event = signaling_events.recv() => match event {
-                    Some(event) => self.on_signaling(event).await,
-                    // The signaling task ended; links keep running until closed.
-                    None => {
-                        tracing::debug!("signaling task ended");
-                        signaling_events = mpsc::channel(1).1;
-                    }
-                },
+                Some(event) = signaling_events.recv() => self.on_signaling(event).await,
                 Some(out) = outbound.recv() => {
                     if !self.signaling.signal(out.to, out.signal.to_raw()) {
                         tracing::warn!(peer = %out.to, "signaling queue full; dropped a signal");
@@ -366,8 +359,9 @@ impl Room {
 
     async fn on_rejoined(&mut self, welcome: Welcome) {
         if !welcome.resumed {
-            // A new identity: the other peers saw us leave. Existing channels stay
-            // open; new links are made under the new id.
+            // The server forgot us (it restarted, or the grace period ran out): the
+            // others know us by the new id only, and drop their links to the old one.
+            // Start over like a newcomer, as the web client does.
             if let Ok(mut id) = self.shared.id.lock() {
                 *id = welcome.peer_id;
             }
@@ -375,13 +369,11 @@ impl Room {
             if !self.ice_override {
                 self.ctx.ice_servers = welcome.ice_servers.clone();
             }
-            let fresh: Vec<PeerId> = welcome
-                .peers
-                .iter()
-                .copied()
-                .filter(|peer| !self.links.contains_key(peer))
-                .collect();
-            self.offer_to(&fresh).await;
+            let old: Vec<PeerId> = self.links.drain().map(|(peer, _)| peer).collect();
+            for peer in old {
+                self.emit(Event::PeerLeft(peer)).await;
+            }
+            self.offer_to(&welcome.peers).await;
         }
         self.emit(Event::Signaling(SignalingStatus::Reconnected {
             resumed: welcome.resumed,

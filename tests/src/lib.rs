@@ -61,7 +61,13 @@ pub fn binary(name: &str) -> PathBuf {
 impl Process {
     /// Starts `binary(name)` with `args`.
     pub fn start(label: &str, name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(binary(name))
+        Self::start_program(label, &binary(name).to_string_lossy(), args)
+    }
+
+    /// Starts `program` (a path) with `args`.
+    pub fn start_program(label: &str, program: &str, args: &[&str]) -> Self {
+        let name = program;
+        let mut child = Command::new(program)
             .args(args)
             .env("NO_COLOR", "1")
             .env(
@@ -260,3 +266,68 @@ pub fn chat(server_url: &str, room: &str, name: &str) -> Process {
 
 /// The stderr line `peer-client chat` prints when a chat channel opens.
 pub const CHAT_OPEN: &str = "channel \"chat\" open";
+
+/// A coturn `turnserver` on loopback with one long-term user; its state
+/// directory is removed when dropped.
+pub struct TurnServer {
+    /// The process.
+    pub process: Process,
+    /// `turn:USER:PASSWORD@127.0.0.1:PORT?transport=udp`, as `--ice-server` takes it.
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl TurnServer {
+    /// Starts `/usr/bin/turnserver` (or `$TURNSERVER_PATH`).
+    pub fn start() -> Self {
+        let program =
+            std::env::var("TURNSERVER_PATH").unwrap_or_else(|_| "/usr/bin/turnserver".into());
+        assert!(
+            std::path::Path::new(&program).exists(),
+            "{program} not found: install Debian's coturn package or set TURNSERVER_PATH"
+        );
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|err| panic!("no free UDP port: {err}"));
+        let dir = std::env::temp_dir().join(format!("e2e-turn-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
+        let relay_base = 50_000 + (port % 10_000);
+        let args = [
+            "-n".to_owned(),
+            "--listening-ip=127.0.0.1".into(),
+            "--relay-ip=127.0.0.1".into(),
+            format!("--listening-port={port}"),
+            "--lt-cred-mech".into(),
+            "--user=e2e:e2e-secret".into(),
+            "--realm=e2e.invalid".into(),
+            "--no-tls".into(),
+            "--no-dtls".into(),
+            "--no-tcp".into(),
+            "--allow-loopback-peers".into(),
+            "--no-cli".into(),
+            format!("--min-port={relay_base}"),
+            format!("--max-port={}", relay_base + 100),
+            format!("--userdb={}", dir.join("turndb").display()),
+            format!("--pidfile={}", dir.join("turnserver.pid").display()),
+            "--log-file=stdout".into(),
+            "--simple-log".into(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = Process::start_program("turnserver", &program, &args);
+        process.wait_for(Stream::Stdout, "Total General servers", 0);
+        Self {
+            process,
+            url: format!("turn:e2e:e2e-secret@127.0.0.1:{port}?transport=udp"),
+            dir,
+        }
+    }
+}
+
+impl Drop for TurnServer {
+    fn drop(&mut self) {
+        self.process.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -42,6 +42,9 @@ const ICE_MAX_BINDING_REQUESTS: u16 = 500;
 /// Consent/keepalive checks on an established link (RFC 7675 asks for
 /// roughly one every 5 s; browsers send one every 1–2.5 s).
 const ICE_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a relayed pair waits before it may be chosen, giving a direct
+/// pair the chance to win (no wait when only relays are allowed).
+const RELAY_ACCEPTANCE_WAIT: Duration = Duration::from_secs(2);
 /// Silence after which a link is reported disconnected, then failed.
 const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(5);
 const ICE_FAILED_TIMEOUT: Duration = Duration::from_secs(25);
@@ -151,6 +154,11 @@ impl RtcConnection {
             )
             .with_host_acceptance_min_wait(Some(Duration::ZERO))
             .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            .with_relay_acceptance_min_wait(Some(if options.relay_only {
+                Duration::ZERO
+            } else {
+                RELAY_ACCEPTANCE_WAIT
+            }))
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_multicast_dns_mode(mdns)
             .with_sctp_max_receive_buffer_size(sizing.sctp_receive_window as u32)
