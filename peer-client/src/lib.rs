@@ -54,7 +54,7 @@ mod signal;
 mod signaling;
 
 pub use channel::Channel;
-pub use engine::NetStats;
+pub use engine::{DtlsFingerprints, NetStats};
 pub use error::Error;
 pub use event::{Event, LinkPath, LinkState, Payload, SignalingStatus};
 pub use options::{

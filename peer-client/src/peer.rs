@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use signaling_protocol::{IceServer, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{ChannelEvent, NetStats, RtcChannel, RtcConnection, RtcEvent};
+use crate::engine::{
+    ChannelEvent, DtlsFingerprints, NetStats, RtcChannel, RtcConnection, RtcEvent,
+};
 use crate::options::TransportOptions;
 use crate::signal::{PeerSignal, SdpKind};
 use crate::{Channel, Error, Event, LinkState};
@@ -37,6 +39,7 @@ pub(crate) struct Outbound {
 /// What a link is told to do.
 pub(crate) enum LinkInput {
     Signal(PeerSignal),
+    Fingerprints(oneshot::Sender<Option<DtlsFingerprints>>),
     OpenChannel(String, oneshot::Sender<Result<Channel, Error>>),
 }
 
@@ -112,6 +115,13 @@ impl PeerLink {
         wait.await.map_err(|_| Error::SessionClosed)?
     }
 
+    /// Both sides' DTLS fingerprints, once negotiated.
+    pub(crate) async fn fingerprints(&self) -> Option<DtlsFingerprints> {
+        let (reply, wait) = oneshot::channel();
+        self.input.send(LinkInput::Fingerprints(reply)).await.ok()?;
+        wait.await.ok()?
+    }
+
     /// Datagram counters of the connection.
     pub(crate) fn net_stats(&self) -> NetStats {
         (self.stats)()
@@ -145,6 +155,9 @@ impl LinkTask {
                             tracing::warn!(peer = %self.remote, %err, "negotiation step failed");
                             self.report(Event::PeerError { peer: self.remote, error: err.to_string() }).await;
                         }
+                    }
+                    Some(LinkInput::Fingerprints(reply)) => {
+                        let _ = reply.send(self.connection.fingerprints().await);
                     }
                     Some(LinkInput::OpenChannel(label, reply)) => {
                         let result = self.connection.create_channel(&label).await.map(|channel| {

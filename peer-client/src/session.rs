@@ -10,7 +10,8 @@ use crate::peer::{ChannelMap, LinkContext, Outbound, PeerLink};
 use crate::signal::{PeerSignal, SdpKind};
 use crate::signaling::{QUEUE, SignalingClient, SignalingEvent, Welcome};
 use crate::{
-    CHAT_LABEL, Channel, Error, Event, NetStats, Payload, SignalingStatus, TransportOptions,
+    CHAT_LABEL, Channel, DtlsFingerprints, Error, Event, NetStats, Payload, SignalingStatus,
+    TransportOptions,
 };
 
 /// Most links one session keeps; signals from further peers are ignored.
@@ -71,6 +72,10 @@ enum Command {
         reply: tokio::sync::oneshot::Sender<Result<Channel, Error>>,
     },
     NetStats(tokio::sync::oneshot::Sender<HashMap<PeerId, NetStats>>),
+    Fingerprints {
+        peer: PeerId,
+        reply: tokio::sync::oneshot::Sender<Option<DtlsFingerprints>>,
+    },
     Close(tokio::sync::oneshot::Sender<()>),
 }
 
@@ -236,6 +241,21 @@ impl SessionHandle {
         wait.await.map_err(|_| Error::SessionClosed)?
     }
 
+    /// The DTLS certificate fingerprints of the link to `peer` (ours and
+    /// theirs). A program that shares a secret with the peer (a code phrase)
+    /// can prove it over these values on a data channel, so that a signaling
+    /// server cannot sit in the middle.
+    pub async fn fingerprints(&self, peer: PeerId) -> Result<DtlsFingerprints, Error> {
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        self.commands
+            .send(Command::Fingerprints { peer, reply })
+            .await
+            .map_err(|_| Error::SessionClosed)?;
+        wait.await
+            .map_err(|_| Error::SessionClosed)?
+            .ok_or(Error::PeerGone(peer))
+    }
+
     /// Datagram counters of every link.
     pub async fn net_stats(&self) -> HashMap<PeerId, NetStats> {
         let (reply, wait) = tokio::sync::oneshot::channel();
@@ -285,6 +305,13 @@ impl Room {
                             None => Err(Error::PeerGone(peer)),
                         };
                         let _ = reply.send(result);
+                    }
+                    Some(Command::Fingerprints { peer, reply }) => {
+                        let fingerprints = match self.links.get(&peer) {
+                            Some(link) => link.fingerprints().await,
+                            None => None,
+                        };
+                        let _ = reply.send(fingerprints);
                     }
                     Some(Command::NetStats(reply)) => {
                         let stats = self.links.iter().map(|(peer, link)| (*peer, link.net_stats())).collect();

@@ -100,3 +100,25 @@ async fn the_link_reports_a_direct_path() {
     assert_eq!(path, Some(peer_client::LinkPath::Direct));
     drop(second);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_see_the_same_dtls_fingerprints_crosswise() {
+    let server = TestServer::start().await;
+    let mut first = join(&server.url(), "fp").await;
+    let mut second = join(&server.url(), "fp").await;
+    chat_open(&mut first, None).await;
+    chat_open(&mut second, None).await;
+    let a = first.handle().fingerprints(second.id()).await.unwrap();
+    let b = second.handle().fingerprints(first.id()).await.unwrap();
+    assert_eq!(a.local, b.remote);
+    assert_eq!(a.remote, b.local);
+    assert_ne!(a.local, a.remote);
+    assert!(a.local.starts_with("sha-256 "), "{a:?}");
+    assert!(matches!(
+        first
+            .handle()
+            .fingerprints(peer_client::PeerId::random())
+            .await,
+        Err(Error::PeerGone(_))
+    ));
+}

@@ -87,6 +87,16 @@ pub struct NetStats {
     pub max_message_bytes: usize,
 }
 
+/// The DTLS certificate fingerprints of a link, as the descriptions carry
+/// them (`sha-256 AB:CD:...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtlsFingerprints {
+    /// This side's certificate.
+    pub local: String,
+    /// The other side's certificate, which DTLS verified.
+    pub remote: String,
+}
+
 /// Sizes derived from the socket buffer the kernel grants.
 #[derive(Debug, Clone, Copy)]
 struct Sizing {
@@ -302,6 +312,19 @@ impl RtcConnection {
         self.pc.add_ice_candidate(init).await.map_err(rtc_error)
     }
 
+    /// The DTLS certificate fingerprints (`sha-256 AB:CD:...`) of both sides,
+    /// once both descriptions are set. DTLS checks the other side's
+    /// certificate against its fingerprint, so proving knowledge of a shared
+    /// secret over these values authenticates the link end to end.
+    pub(crate) async fn fingerprints(&self) -> Option<DtlsFingerprints> {
+        let local = self.pc.local_description().await?;
+        let remote = self.pc.remote_description().await?;
+        Some(DtlsFingerprints {
+            local: sdp_fingerprint(&local.sdp)?,
+            remote: sdp_fingerprint(&remote.sdp)?,
+        })
+    }
+
     /// Whether the selected candidate pair runs through a TURN relay.
     pub(crate) async fn path(&self) -> Option<LinkPath> {
         let sctp = self.pc.sctp().await?;
@@ -373,6 +396,13 @@ async fn pump_until_open(dc: Arc<dyn DataChannel>) {
         }
         tokio::time::sleep(OPEN_PUMP_INTERVAL).await;
     }
+}
+
+/// The first `a=fingerprint:` value of a description.
+fn sdp_fingerprint(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|line| line.strip_prefix("a=fingerprint:"))
+        .map(|value| value.trim().to_owned())
 }
 
 fn rtc_error(err: webrtc::error::Error) -> Error {
@@ -479,6 +509,14 @@ impl PeerConnectionEventHandler for Handler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_fingerprint_line() {
+        let sdp =
+            "v=0\r\na=group:BUNDLE 0\r\na=fingerprint:sha-256 AB:CD:EF\r\nm=application 9\r\n";
+        assert_eq!(sdp_fingerprint(sdp).as_deref(), Some("sha-256 AB:CD:EF"));
+        assert_eq!(sdp_fingerprint("v=0\r\n"), None);
+    }
 
     #[test]
     fn window_stays_below_a_small_socket_buffer() {
