@@ -224,8 +224,16 @@ impl MemoryBroker {
         data: SignalData,
     ) -> Result<(), Rejection> {
         let mut registry = self.lock();
+        let peers = registry.peer_count();
         registry.signal(from, conn, to, data)?;
-        self.settle(&mut registry);
+        if registry.peer_count() == peers {
+            // The common case: nobody was evicted, so only deliver.
+            for (conn, frame) in registry.drain_deliveries() {
+                conn.outbox.push(frame);
+            }
+        } else {
+            self.settle(&mut registry);
+        }
         drop(registry);
         self.metrics.signals_relayed.increment(1);
         Ok(())

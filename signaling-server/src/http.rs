@@ -109,8 +109,13 @@ async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Request) -> Res
             return;
         };
         let stream = parts.io.into_inner();
+        // Copy what the HTTP layer read past the handshake (usually nothing)
+        // and let go of its read buffer, which would otherwise stay
+        // allocated for the life of the connection.
+        let leftover = parts.read_buf.to_vec();
+        drop(parts.read_buf);
         match permit {
-            Some(permit) => connection::run(stream, parts.read_buf, shared, permit).await,
+            Some(permit) => connection::run(stream, leftover, shared, permit).await,
             None => connection::refuse(stream, shared).await,
         }
     });

@@ -21,6 +21,8 @@ pub enum CloseReason {
     SlowConsumer,
     /// The peer resumed on another connection; this one is stale.
     Replaced,
+    /// The server is shutting down.
+    Shutdown,
 }
 
 /// A bounded, non-blocking frame queue with a wake-up for its one reader.

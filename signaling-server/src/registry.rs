@@ -140,7 +140,7 @@ enum Presence<C> {
 pub struct Registry<C> {
     limits: RegistryLimits,
     rooms: HashMap<Arc<str>, Vec<PeerId>>,
-    peers: HashMap<PeerId, Peer<C>>,
+    peers: HashMap<PeerId, Peer<C>, PeerIdHash>,
     tokens: HashMap<String, PeerId>,
     deadlines: BTreeSet<(Instant, PeerId)>,
     deliveries: Vec<(C, Frame)>,
@@ -152,7 +152,7 @@ impl<C: Clone + PartialEq> Registry<C> {
         Self {
             limits,
             rooms: HashMap::new(),
-            peers: HashMap::new(),
+            peers: HashMap::default(),
             tokens: HashMap::new(),
             deadlines: BTreeSet::new(),
             deliveries: Vec::new(),
@@ -412,6 +412,39 @@ impl<C: Clone + PartialEq> Registry<C> {
             {
                 self.deliveries.push((conn.clone(), frame.clone()));
             }
+        }
+    }
+}
+
+/// Hashing for maps keyed by [`PeerId`]. Peer ids are random (v4) UUIDs
+/// made by the server, so their own bits are already a uniform hash; a
+/// client can look ids up but cannot choose the ids stored, so there is no
+/// collision flooding to defend against, and SipHash's cost is skipped.
+#[derive(Debug, Clone, Copy, Default)]
+struct PeerIdHash;
+
+impl std::hash::BuildHasher for PeerIdHash {
+    type Hasher = PeerIdHasher;
+
+    fn build_hasher(&self) -> PeerIdHasher {
+        PeerIdHasher(0)
+    }
+}
+
+/// Folds the id's bytes into 64 bits; see [`PeerIdHash`].
+#[derive(Debug)]
+struct PeerIdHasher(u64);
+
+impl std::hash::Hasher for PeerIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The server as a library: bind, run until told to stop, shut down cleanly.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use std::time::Duration;
 
@@ -16,10 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::broker::{Broker, BrokerSettings};
+use crate::broker::{Broker, BrokerSettings, ConnHandle};
 use crate::config::{Config, ConfigError};
 use crate::ice::IceConfig;
 use crate::metrics::{self, Metrics};
+use crate::outbox::CloseReason;
 use crate::registry::RegistryLimits;
 
 /// Why the server could not start or keep running.
@@ -53,6 +55,36 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// One permit per allowed connection.
     pub(crate) connections: Arc<Semaphore>,
+    /// Every open WebSocket connection, so shutdown can close their outboxes
+    /// (cheaper than each connection task watching a cancellation token).
+    pub(crate) open: Mutex<HashMap<u64, ConnHandle>>,
+}
+
+impl Shared {
+    /// Registers an open connection; closes it at once if shutdown began.
+    pub(crate) fn opened(&self, conn: &ConnHandle) {
+        self.lock_open().insert(conn.id(), conn.clone());
+        if self.shutdown.is_cancelled() {
+            conn.outbox().close(CloseReason::Shutdown);
+        }
+    }
+
+    /// Forgets a closed connection.
+    pub(crate) fn closed(&self, conn: &ConnHandle) {
+        self.lock_open().remove(&conn.id());
+    }
+
+    /// Begins shutdown: stops accepting and tells every connection.
+    fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+        for conn in self.lock_open().values() {
+            conn.outbox().close(CloseReason::Shutdown);
+        }
+    }
+
+    fn lock_open(&self) -> MutexGuard<'_, HashMap<u64, ConnHandle>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A bound, not yet running server.
@@ -106,6 +138,7 @@ impl Server {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             connections: Arc::new(Semaphore::new(config.max_connections)),
+            open: Mutex::new(HashMap::new()),
             config,
         });
         Ok(Self {
@@ -181,7 +214,7 @@ impl Server {
         }
 
         drop(self.listener);
-        shared.shutdown.cancel();
+        shared.begin_shutdown();
         shared.tracker.close();
         let open = shared.tracker.len();
         info!(
