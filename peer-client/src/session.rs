@@ -355,8 +355,11 @@ impl Room {
                 if !self.links.contains_key(&from) {
                     let opens =
                         matches!(&signal, PeerSignal::Description(d) if d.kind == SdpKind::Offer);
-                    if !opens && !matches!(signal, PeerSignal::Candidate(_)) {
-                        tracing::debug!(peer = %from, "answer from a peer without a link ignored");
+                    // A peer's offer precedes its candidates on the one socket the
+                    // server relays them over; anything else without a link is left
+                    // over from a peer that is gone.
+                    if !opens {
+                        tracing::debug!(peer = %from, "signal from a peer without a link ignored");
                         return;
                     }
                     if self.links.len() >= MAX_PEERS {
