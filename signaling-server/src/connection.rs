@@ -469,7 +469,7 @@ impl Session {
                 let broker = &self.shared.broker;
                 match broker.join(&self.conn, &room, resume.as_deref()).await {
                     Ok(peer) => {
-                        info!(conn = self.conn.id(), %peer, room, resumed_with_token = resume.is_some(), "joined");
+                        debug!(conn = self.conn.id(), %peer, room, resumed_with_token = resume.is_some(), "joined");
                         self.peer = Some(peer);
                     }
                     Err(rejection) => self.refused(rejection),
@@ -490,7 +490,7 @@ impl Session {
                 };
                 match self.shared.broker.leave(&self.conn, peer).await {
                     Ok(()) => {
-                        info!(conn = self.conn.id(), %peer, "left");
+                        debug!(conn = self.conn.id(), %peer, "left");
                         self.peer = None;
                     }
                     Err(rejection) => self.refused(rejection),
@@ -584,6 +584,7 @@ impl Session {
     async fn finish(mut self, end: End) {
         let id = self.conn.id();
         let peer = self.peer;
+        let client_closed = matches!(end, End::ClientClosed(_));
         let (text, code, reason) = match end {
             End::ClientClosed(code) => {
                 debug!(conn = id, ?peer, code, "connection closed by client");
@@ -674,6 +675,12 @@ impl Session {
             websocket::encode(&mut out, Opcode::Text, text.as_bytes());
         }
         websocket::encode_close(&mut out, code, reason);
+        if client_closed {
+            // The client has finished sending: answer its close frame and
+            // close the socket, with no need to wait for anything.
+            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.stream.write_all(&out)).await;
+            return;
+        }
         goodbye(&mut self.stream, &out).await;
     }
 

@@ -226,7 +226,7 @@ impl<C: Clone + PartialEq> Registry<C> {
             }
             None => Arc::from(room),
         };
-        let peer_id = PeerId::random();
+        let peer_id = new_peer_id();
         let token = new_token();
         let members = self.rooms.entry(room.clone()).or_default();
         let peers = members.clone();
@@ -467,6 +467,12 @@ fn validate_room(room: &str) -> Result<(), RegistryError> {
     Ok(())
 }
 
+/// A random (v4) UUID from the thread-local CSPRNG, which costs no system
+/// call (unlike asking the OS for every id).
+fn new_peer_id() -> PeerId {
+    PeerId::from(uuid::Builder::from_random_bytes(rand::random()).into_uuid())
+}
+
 /// 128 random bits from the thread-local CSPRNG, as 32 hex digits.
 fn new_token() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -534,6 +540,13 @@ mod tests {
         let b = join(&mut reg, 2, "r");
         let c = join(&mut reg, 3, "r");
         assert_eq!(c.peers, [a.peer_id, b.peer_id]);
+    }
+
+    #[test]
+    fn peer_ids_are_version_4_uuids() {
+        let id = new_peer_id();
+        assert_eq!(id.as_uuid().get_version_num(), 4);
+        assert_ne!(id, new_peer_id());
     }
 
     #[test]
