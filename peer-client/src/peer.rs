@@ -337,3 +337,88 @@ impl LinkTask {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Payload;
+
+    /// Starts a link from `local` to `remote` whose signals go out on the returned receiver.
+    async fn link(
+        local: PeerId,
+        remote: PeerId,
+        offer: bool,
+    ) -> (
+        Arc<PeerLink>,
+        mpsc::Receiver<Outbound>,
+        mpsc::Receiver<Event>,
+    ) {
+        let (outbound, signals) = mpsc::channel(256);
+        let (events_tx, events) = mpsc::channel(256);
+        let ctx = LinkContext {
+            local,
+            options: TransportOptions::loopback(),
+            ice_servers: Vec::new(),
+            outbound,
+            events: events_tx,
+            channels: Arc::default(),
+            initial_channels: vec!["chat".into()],
+        };
+        let link = PeerLink::start(ctx, remote, offer).await.unwrap();
+        (Arc::new(link), signals, events)
+    }
+
+    fn relay(mut signals: mpsc::Receiver<Outbound>, to: Arc<PeerLink>) {
+        tokio::spawn(async move {
+            while let Some(out) = signals.recv().await {
+                to.deliver(out.signal);
+            }
+        });
+    }
+
+    async fn open_chat(events: &mut mpsc::Receiver<Event>) -> Channel {
+        let wait = async {
+            while let Some(event) = events.recv().await {
+                if let Event::ChannelOpen { channel, .. } = event {
+                    return channel;
+                }
+            }
+            panic!("link ended before a channel opened");
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(15), wait)
+            .await
+            .expect("a channel opens within 15 s")
+    }
+
+    /// Both sides offer at once (glare): perfect negotiation settles it — the
+    /// polite side rolls its offer back and answers — and channels open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn simultaneous_offers_settle() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let (link_a, out_a, mut events_a) = link(a, b, true).await;
+        let (link_b, out_b, mut events_b) = link(b, a, true).await;
+        relay(out_a, Arc::clone(&link_b));
+        relay(out_b, Arc::clone(&link_a));
+        let chat_a = open_chat(&mut events_a).await;
+        let chat_b = open_chat(&mut events_b).await;
+        chat_a.send(Payload::Text("from a".into())).await.unwrap();
+        chat_b.send(Payload::Text("from b".into())).await.unwrap();
+        for (events, want) in [(&mut events_b, "from a"), (&mut events_a, "from b")] {
+            let got = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+                while let Some(event) = events.recv().await {
+                    if let Event::Message {
+                        payload: Payload::Text(text),
+                        ..
+                    } = event
+                    {
+                        return text;
+                    }
+                }
+                String::new()
+            })
+            .await
+            .unwrap();
+            assert_eq!(got, want);
+        }
+    }
+}
