@@ -187,28 +187,31 @@ async function waitUntilServing(url, child) {
 }
 
 /**
- * Starts `signaling-server --listen 127.0.0.1:PORT --web-dir web`, on a free port unless `port` is given.
+ * Starts `signaling-server --listen 127.0.0.1:PORT --web-dir web`. Without `port` it listens on
+ * port 0 and reads the port it got from the `listening on ADDR` line it prints on stdout.
  * @param {{port?: number, args?: string[], embedded?: boolean}} [options]
  *   `embedded`: serve the copy of web/ built into the binary instead of the files on disk.
  * @returns {Promise<{child: Child, httpUrl: string, wsUrl: string, port: number}>}
  */
-export async function startSignalingServer({ port = null, args: extraArgs = [], embedded = false } = {}) {
+export async function startSignalingServer({ port = 0, args: extraArgs = [], embedded = false } = {}) {
   const file = binary('signaling-server', 'SIGNALING_SERVER_BIN');
-  port ??= await freePort();
   const webArgs = embedded ? [] : ['--web-dir', WEB_DIR];
   const child = new Child('signaling-server', file, ['--listen', `127.0.0.1:${port}`, ...webArgs, ...extraArgs], {
     RUST_LOG: process.env.RUST_LOG ?? 'info',
     // Only the command line decides where the page comes from.
     SIGNALING_WEB_DIR: undefined,
   });
-  const httpUrl = `http://127.0.0.1:${port}/`;
   try {
+    const line = await child.waitForLine(/^listening on 127\.0\.0\.1:\d+$/, { stream: 'stdout' });
+    const bound = Number(line.slice(line.lastIndexOf(':') + 1));
+    if (port !== 0 && bound !== port) throw new Error(`asked for port ${port}, got ${bound}`);
+    const httpUrl = `http://127.0.0.1:${bound}/`;
     await waitUntilServing(httpUrl, child);
+    return { child, httpUrl, wsUrl: `ws://127.0.0.1:${bound}/ws`, port: bound };
   } catch (err) {
     await child.kill();
     throw err;
   }
-  return { child, httpUrl, wsUrl: `ws://127.0.0.1:${port}/ws`, port };
 }
 
 /**
