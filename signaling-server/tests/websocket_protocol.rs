@@ -3,7 +3,7 @@
 //! violations that close the connection.
 
 // Test helpers: a failed expectation is a failed test.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
