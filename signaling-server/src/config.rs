@@ -120,6 +120,11 @@ pub struct Config {
     #[arg(long, env = "SIGNALING_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
 
+    /// On SIGTERM/SIGINT, how long to keep accepting connections while /readyz already
+    /// answers 503, so a load balancer can take the instance out of rotation first.
+    #[arg(long, env = "SIGNALING_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+
     /// On SIGTERM/SIGINT, how long to wait for connections to close before exiting.
     #[arg(long, env = "SIGNALING_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -161,6 +166,7 @@ impl Default for Config {
             web_dir: None,
             log_format: LogFormat::Text,
             worker_threads: None,
+            drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(5),
             reconnect_spread: Duration::from_secs(2),
         }

@@ -141,9 +141,10 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
     })
 }
 
-/// `GET /readyz`: 200 while accepting connections, 503 once shutting down.
+/// `GET /readyz`: 200 while accepting connections, 503 once shutdown was
+/// requested (during the drain delay the server still accepts).
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.shutdown.is_cancelled() {
+    if shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else {
         "ready\n".into_response()

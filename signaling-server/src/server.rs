@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -55,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// One permit per allowed connection.
     pub(crate) connections: Arc<Semaphore>,
+    /// Set when shutdown was requested: `/readyz` answers 503 from then on.
+    pub(crate) draining: AtomicBool,
     /// Every open WebSocket connection, so shutdown can close their outboxes
     /// (cheaper than each connection task watching a cancellation token).
     pub(crate) open: Mutex<HashMap<u64, ConnHandle>>,
@@ -139,6 +142,7 @@ impl Server {
             tracker: TaskTracker::new(),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             open: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
             config,
         });
         Ok(Self {
@@ -153,8 +157,8 @@ impl Server {
         self.local_addr
     }
 
-    /// Serves until `shutdown` completes, then: stops accepting, reports not
-    /// ready, sends every client `shutdown {reconnect_after_ms}` and a close
+    /// Serves until `shutdown` completes, then: reports not ready, keeps
+    /// serving for `config.drain_delay`, stops accepting, sends every client `shutdown {reconnect_after_ms}` and a close
     /// frame, and waits for connections to end, at most
     /// `config.shutdown_timeout`.
     pub async fn run(
@@ -170,9 +174,21 @@ impl Server {
         info!(addr = %self.local_addr, "listening");
 
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut drain_end = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+        let mut draining = false;
         loop {
             let accepted = tokio::select! {
-                () = shutdown.as_mut() => break,
+                () = shutdown.as_mut(), if !draining => {
+                    // Report not ready first, and keep serving for the drain
+                    // delay so load balancers stop sending new clients here.
+                    draining = true;
+                    shared.draining.store(true, Ordering::Relaxed);
+                    let delay = shared.config.drain_delay;
+                    info!(?delay, "shutdown requested; /readyz now answers 503");
+                    drain_end.as_mut().reset((Instant::now() + delay).into());
+                    continue;
+                }
+                () = drain_end.as_mut(), if draining => break,
                 accepted = self.listener.accept() => accepted,
             };
             let stream = match accepted {

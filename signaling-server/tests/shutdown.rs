@@ -46,3 +46,28 @@ async fn shutdown_is_bounded_even_if_clients_ignore_it() {
     assert!(took < Duration::from_secs(4), "stopped in {took:?}");
     drop(deaf);
 }
+
+#[tokio::test]
+async fn readyz_turns_503_during_the_drain_delay_while_clients_still_work() {
+    let mut server = TestServer::start(signaling_server::Config {
+        drain_delay: Duration::from_millis(800),
+        ..config()
+    })
+    .await;
+    assert_eq!(server.get("/readyz").await.status, 200);
+    let mut a = server.connect().await;
+    a.join("r").await;
+    server.begin_stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.get("/readyz").await.status, 503);
+    assert_eq!(server.get("/healthz").await.status, 200);
+    // Still serving during the delay: existing and new clients work.
+    a.assert_usable().await;
+    server.connect().await.assert_usable().await;
+    // Then the shutdown proper.
+    let (messages, _) = a.expect_closed().await;
+    assert!(
+        matches!(messages[..], [ServerMessage::Shutdown { .. }]),
+        "{messages:?}"
+    );
+}
