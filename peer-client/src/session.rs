@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use signaling_protocol::{IceServer, PeerId};
+use signaling_protocol::{ErrorCode, IceServer, PeerId};
 use tokio::sync::mpsc;
 
 use crate::peer::{ChannelMap, LinkContext, Outbound, PeerLink};
@@ -377,7 +377,12 @@ impl Room {
                 message,
                 peer_id,
             } => {
-                tracing::warn!(%code, %message, peer = ?peer_id, "the signaling server refused a message");
+                if code == ErrorCode::UnknownPeer {
+                    // Candidates still trickling towards a peer that just left.
+                    tracing::debug!(%message, peer = ?peer_id, "signal to a peer that is gone");
+                } else {
+                    tracing::warn!(%code, %message, peer = ?peer_id, "the signaling server refused a message");
+                }
             }
             SignalingEvent::Disconnected(reason) => {
                 self.emit(Event::Signaling(SignalingStatus::Reconnecting { reason }))
