@@ -134,6 +134,11 @@ impl Session {
     }
 
     /// The next event; `None` once the session is closed.
+    ///
+    /// Events wait in a bounded queue. While it is full, incoming messages
+    /// stay in the data channels (the senders slow down) and the session's
+    /// own work waits too, so keep reading events while awaiting a
+    /// [`SessionHandle`] call from the same task.
     pub async fn next_event(&mut self) -> Option<Event> {
         self.events.recv().await
     }
