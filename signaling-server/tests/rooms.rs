@@ -280,3 +280,34 @@ async fn peer_joined_comes_before_the_newcomers_first_signal() {
     }
     a.expect_silence(Duration::from_millis(100)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaying_works_on_a_multi_threaded_runtime() {
+    let server = TestServer::start(config()).await;
+    let mut pairs = Vec::new();
+    for i in 0..8 {
+        let room = format!("mt{i}");
+        let mut a = server.connect().await;
+        let wa = a.join(&room).await;
+        let mut b = server.connect().await;
+        let wb = b.join(&room).await;
+        a.expect_peer_joined(wb.peer_id).await;
+        pairs.push((a, wa.peer_id, b, wb.peer_id));
+    }
+    let tasks: Vec<_> = pairs
+        .into_iter()
+        .map(|(mut a, ida, mut b, idb)| {
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    a.signal(idb, &i.to_string()).await;
+                    assert_eq!(b.expect_signal(ida).await, i.to_string());
+                    b.signal(ida, &i.to_string()).await;
+                    assert_eq!(a.expect_signal(idb).await, i.to_string());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
