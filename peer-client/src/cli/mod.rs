@@ -38,7 +38,7 @@ pub enum Command {
 /// Where to meet and how to connect.
 #[derive(Debug, Clone, Args)]
 pub struct RoomArgs {
-    /// WebSocket URL of the signaling server.
+    /// WebSocket URL of the signaling server (ws:// or wss://, path /ws).
     #[arg(
         long,
         value_name = "URL",
