@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -111,13 +111,12 @@ impl Server {
     /// Checks the configuration and binds the listening socket.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         config.validate()?;
-        let listener =
-            TcpListener::bind(&config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen.clone(),
-                    source,
-                })?;
+        let listener = listen(&config.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.listen.clone(),
+                source,
+            })?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: config.listen.clone(),
             source,
@@ -200,7 +199,8 @@ impl Server {
                     continue;
                 }
             };
-            // Frames are small and latency matters; batching is done above TCP.
+            // Linux hands the listener's TCP_NODELAY down to accepted sockets.
+            #[cfg(not(target_os = "linux"))]
             if let Err(err) = stream.set_nodelay(true) {
                 debug!(%err, "cannot set TCP_NODELAY");
             }
@@ -254,6 +254,34 @@ impl Server {
         info!("stopped");
         Ok(())
     }
+}
+
+/// Pending connections the kernel may queue before they are accepted; a
+/// burst of new sessions should not overflow it (the kernel caps it at
+/// `net.core.somaxconn`).
+const ACCEPT_BACKLOG: u32 = 4096;
+
+/// Binds the first address `addr` resolves to, with `SO_REUSEADDR` (so a
+/// restart does not wait for old connections in TIME_WAIT) and
+/// `TCP_NODELAY` (frames are small and latency matters; batching is done
+/// above TCP), and a deep accept queue.
+async fn listen(addr: &str) -> io::Result<TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_nodelay(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return socket.listen(ACCEPT_BACKLOG),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "address resolves to nothing")))
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).
