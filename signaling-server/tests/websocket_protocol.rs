@@ -295,3 +295,30 @@ async fn server_pings_carry_on_while_client_answers() {
         ServerMessage::Pong
     ));
 }
+
+#[tokio::test]
+async fn fragmented_message_over_the_limit_is_refused_once_and_connection_stays() {
+    let server = TestServer::start(signaling_server::Config {
+        max_frame_bytes: 1024,
+        ..config()
+    })
+    .await;
+    let mut stream = open(&server).await;
+    // Three fragments of 600 bytes: the second takes the message over 1024.
+    let mut bytes = frame(false, 1, &[b' '; 600]);
+    bytes.extend(frame(false, 0, &[b' '; 600]));
+    bytes.extend(frame(true, 0, &[b' '; 600]));
+    bytes.extend(frame(true, 1, br#"{"type":"ping"}"#));
+    stream.write_all(&bytes).await.unwrap();
+    match read_message(&mut stream).await {
+        ServerMessage::Error { code, message, .. } => {
+            assert_eq!(code, signaling_protocol::ErrorCode::FrameTooLarge);
+            assert!(message.contains("1200"), "{message}");
+        }
+        other => panic!("expected frame_too_large, got {other:?}"),
+    }
+    assert!(
+        matches!(read_message(&mut stream).await, ServerMessage::Pong),
+        "one error for the whole message, then the next message is served"
+    );
+}
