@@ -3,8 +3,9 @@
 //! A single task per connection does everything in one `select!` loop:
 //! write what is pending (the outbox's frames, encoded into one buffer and
 //! written with one system call), then wait for the first of shutdown, new
-//! outbox frames, a readable socket, a writable socket (only while a write
-//! is blocked), or the heartbeat. One task instead of a reader and a writer
+//! outbox frames (or a heartbeat or close, which arrive through the outbox
+//! too), a readable socket, or a writable socket (only while a write is
+//! blocked). One task instead of a reader and a writer
 //! halves the tasks and timers per connection, which is most of what an idle
 //! connection costs; and an idle connection holds no I/O buffer at all (see
 //! `websocket.rs`). A client that does not read only stalls its own writes:
@@ -23,7 +24,6 @@ use signaling_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, PeerId, Ser
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::MissedTickBehavior;
 use tracing::{debug, info};
 
 use crate::broker::{ConnHandle, Rejection};
@@ -181,9 +181,6 @@ struct Session {
 
 impl Session {
     async fn serve(&mut self) -> End {
-        let period = self.shared.config.heartbeat_interval;
-        let mut heartbeat = tokio::time::interval_at((Instant::now() + period).into(), period);
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         if !self.inbuf.is_empty() {
             let buf = std::mem::take(&mut self.inbuf);
             if let Err(end) = self.process(buf).await {
@@ -191,7 +188,7 @@ impl Session {
             }
         }
         loop {
-            if self.outbuf.is_empty() {
+            let heartbeat = if self.outbuf.is_empty() {
                 let batch = self.conn.outbox().take();
                 if !batch.frames.is_empty() {
                     self.outbuf = websocket::take_buffer();
@@ -202,8 +199,26 @@ impl Session {
                 if let Some(reason) = batch.closed {
                     return End::Closed(reason);
                 }
-            } else if let Some(reason) = self.conn.outbox().closed() {
-                return End::Closed(reason);
+                batch.heartbeat
+            } else {
+                let (closed, heartbeat) = self.conn.outbox().take_status();
+                if let Some(reason) = closed {
+                    return End::Closed(reason);
+                }
+                heartbeat
+            };
+            if heartbeat {
+                let idle = self.shared.config.idle_timeout;
+                if self.last_seen.elapsed() >= idle {
+                    return End::IdleTimeout;
+                }
+                if self
+                    .write_blocked_since
+                    .is_some_and(|since| since.elapsed() >= idle)
+                {
+                    return End::Closed(CloseReason::SlowConsumer);
+                }
+                self.queue_control(Opcode::Ping, &[]);
             }
             if let Err(err) = self.write_pending() {
                 return End::Io(err);
@@ -229,16 +244,6 @@ impl Session {
                     if let Err(end) = self.read().await {
                         return end;
                     }
-                }
-                _ = heartbeat.tick() => {
-                    let idle = self.shared.config.idle_timeout;
-                    if self.last_seen.elapsed() >= idle {
-                        return End::IdleTimeout;
-                    }
-                    if self.write_blocked_since.is_some_and(|since| since.elapsed() >= idle) {
-                        return End::Closed(CloseReason::SlowConsumer);
-                    }
-                    self.queue_control(Opcode::Ping, &[]);
                 }
             }
         }
@@ -505,7 +510,8 @@ impl Session {
     /// Takes a token from the rate limiter; on refusal counts it and, at
     /// most once per second, tells the client.
     fn admit(&mut self) -> bool {
-        let now = Instant::now();
+        // Messages count as arriving when their bytes were read.
+        let now = self.last_seen;
         if self.bucket.try_take(now) {
             return true;
         }

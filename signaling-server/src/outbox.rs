@@ -38,6 +38,8 @@ struct State {
     frames: VecDeque<Frame>,
     bytes: usize,
     closed: Option<CloseReason>,
+    /// A heartbeat is due: the reader checks for idleness and pings.
+    heartbeat: bool,
     /// The reader's waker while it waits; a plain slot is cheaper than a
     /// general notification primitive, and there is only one reader.
     waker: Option<Waker>,
@@ -50,6 +52,8 @@ pub struct Batch {
     pub frames: VecDeque<Frame>,
     /// Set once the outbox is closed; the connection should end after writing.
     pub closed: Option<CloseReason>,
+    /// A heartbeat came due since the last take.
+    pub heartbeat: bool,
 }
 
 impl Outbox {
@@ -100,7 +104,23 @@ impl Outbox {
         Batch {
             frames: std::mem::take(&mut state.frames),
             closed: state.closed,
+            heartbeat: std::mem::take(&mut state.heartbeat),
         }
+    }
+
+    /// Like [`Outbox::take`] without taking the frames: for a reader whose
+    /// socket is blocked and cannot write more yet.
+    pub fn take_status(&self) -> (Option<CloseReason>, bool) {
+        let mut state = self.lock();
+        (state.closed, std::mem::take(&mut state.heartbeat))
+    }
+
+    /// Marks a heartbeat as due and wakes the reader. One timer for all
+    /// connections, instead of one per connection polled on every wake-up.
+    pub fn heartbeat(&self) {
+        let mut state = self.lock();
+        state.heartbeat = true;
+        wake(state);
     }
 
     /// Whether the outbox was closed, and why.
@@ -108,8 +128,8 @@ impl Outbox {
         self.lock().closed
     }
 
-    /// Completes once the outbox is closed or, if `frames_wanted`, once it
-    /// holds frames. The reader passes `false` while its socket is blocked,
+    /// Completes once the outbox is closed or a heartbeat is due or, if
+    /// `frames_wanted`, once it holds frames. The reader passes `false` while its socket is blocked,
     /// so it still learns of a close (slow consumer) without spinning on
     /// frames it cannot take yet.
     pub async fn wanted(&self, frames_wanted: bool) {
@@ -118,7 +138,8 @@ impl Outbox {
 
     fn poll_wanted(&self, cx: &mut Context<'_>, frames_wanted: bool) -> Poll<()> {
         let mut state = self.lock();
-        if state.closed.is_some() || (frames_wanted && !state.frames.is_empty()) {
+        if state.closed.is_some() || state.heartbeat || (frames_wanted && !state.frames.is_empty())
+        {
             return Poll::Ready(());
         }
         match &mut state.waker {
@@ -218,6 +239,17 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got, Some(CloseReason::SlowConsumer));
+    }
+
+    #[test]
+    fn heartbeat_is_taken_once() {
+        let outbox = Outbox::new(4, 1024);
+        outbox.heartbeat();
+        assert_eq!(outbox.take_status(), (None, true));
+        assert_eq!(outbox.take_status(), (None, false));
+        outbox.heartbeat();
+        assert!(outbox.take().heartbeat);
+        assert!(!outbox.take().heartbeat);
     }
 
     #[tokio::test]

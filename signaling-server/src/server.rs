@@ -72,6 +72,23 @@ impl Shared {
         }
     }
 
+    /// Every heartbeat interval, tells each open connection to check for
+    /// idleness and ping its client, until shutdown.
+    async fn run_heartbeat(&self) {
+        let period = self.config.heartbeat_interval;
+        let mut ticks = tokio::time::interval_at((Instant::now() + period).into(), period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            for conn in self.lock_open().values() {
+                conn.outbox().heartbeat();
+            }
+        }
+    }
+
     /// Forgets a closed connection.
     pub(crate) fn closed(&self, conn: &ConnHandle) {
         self.lock_open().remove(&conn.id());
@@ -170,6 +187,10 @@ impl Server {
             let shared = shared.clone();
             tokio::spawn(async move { shared.broker.run_expiry(shared.shutdown.clone()).await })
         };
+        let heartbeat = {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.run_heartbeat().await })
+        };
         info!(addr = %self.local_addr, "listening");
 
         let mut shutdown = std::pin::pin!(shutdown);
@@ -240,6 +261,7 @@ impl Server {
         let drain = async {
             shared.tracker.wait().await;
             let _ = expiry.await;
+            let _ = heartbeat.await;
         };
         if tokio::time::timeout(shared.config.shutdown_timeout, drain)
             .await
