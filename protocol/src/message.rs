@@ -354,11 +354,16 @@ impl ServerMessage {
 
 /// Encodes a relayed signal by splicing the raw payload in, without a serializer pass over it.
 pub(crate) fn signal_json(from: PeerId, data: &RawValue) -> String {
+    const HEAD: &str = r#"{"type":"signal","from":""#;
+    const MID: &str = r#"","data":"#;
     let data = data.get();
-    let mut out = String::with_capacity(data.len() + 72);
-    out.push_str(r#"{"type":"signal","from":""#);
-    out.push_str(&from.to_string());
-    out.push_str(r#"","data":"#);
+    let mut id = uuid::Uuid::encode_buffer();
+    let id = from.as_uuid().hyphenated().encode_lower(&mut id);
+    // Exact size, so the frame converts into shared bytes without reallocating.
+    let mut out = String::with_capacity(HEAD.len() + id.len() + MID.len() + data.len() + 1);
+    out.push_str(HEAD);
+    out.push_str(id);
+    out.push_str(MID);
     out.push_str(data);
     out.push('}');
     out
@@ -520,6 +525,7 @@ mod tests {
         assert_eq!(value["type"], "signal");
         assert_eq!(value["from"], from.to_string());
         assert_eq!(value["data"]["a"], "\"quoted\"");
+        assert_eq!(text.len(), text.capacity());
     }
 
     #[test]
