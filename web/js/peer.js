@@ -161,7 +161,7 @@ export class PeerLink extends EventTarget {
         description.type === 'offer' && (this._makingOffer || this.pc.signalingState !== 'stable');
       this._ignoreOffer = !this.polite && collision;
       if (this._ignoreOffer) return;
-      await this.pc.setRemoteDescription(description);
+      await this.pc.setRemoteDescription({ type: description.type, sdp: description.sdp });
       if (description.type === 'offer') {
         await this.pc.setLocalDescription();
         this._sendSignal({ description: this.pc.localDescription.toJSON() });

@@ -46,6 +46,11 @@ export const MAX_NAME_CHARS = 64;
 /** Most links one room keeps, whatever the server says. */
 const MAX_LINKS = 64;
 
+/** True for the states in which a link carries data. */
+function isUp(state) {
+  return state === 'direct' || state === 'relayed';
+}
+
 /**
  * Encodes a chat message in the format every client of this project speaks on the
  * `chat` channel: `{"type":"message","name":"...","text":"..."}`.
@@ -109,6 +114,8 @@ export class Room extends EventTarget {
     this.peerId = null;
     /** @type {Map<string, PeerLink>} */
     this._links = new Map();
+    /** Peers the server reported as left whose link still worked at the time. */
+    this._departed = new Set();
     this._iceServersOverride = iceServers ?? null;
     this._iceTransportPolicy = iceTransportPolicy;
     this._iceServers = [];
@@ -228,9 +235,10 @@ export class Room extends EventTarget {
     });
     sig.addEventListener('peer_left', ({ detail }) => {
       const link = this._links.get(detail.peer_id);
-      // A link that still works outlives the peer's signaling session; its channel closing ends it.
-      if (link && (link.state === 'direct' || link.state === 'relayed')) return;
-      this._dropLink(detail.peer_id);
+      // A link that still works outlives the peer's signaling session: its channel closing,
+      // or the link breaking, ends it.
+      if (link && isUp(link.state)) this._departed.add(detail.peer_id);
+      else this._dropLink(detail.peer_id);
     });
     sig.addEventListener('signal', ({ detail }) => {
       // Only an offer starts a link; a stray candidate or answer from a peer we have no
@@ -243,7 +251,7 @@ export class Room extends EventTarget {
       this._emit('server-error', detail);
       if (detail.code === 'unknown_peer' && detail.peer_id) {
         const link = this._links.get(detail.peer_id);
-        if (link && link.state !== 'direct' && link.state !== 'relayed') this._dropLink(detail.peer_id);
+        if (link && !isUp(link.state)) this._dropLink(detail.peer_id);
       }
     });
     sig.addEventListener('state', ({ detail }) => {
@@ -302,10 +310,13 @@ export class Room extends EventTarget {
     link.addEventListener('message', ({ detail }) => this._onMessage(peerId, detail));
     link.addEventListener('link-state', ({ detail }) => {
       this._emit('link-state', { peerId, state: detail.state });
+      // The server already said this peer left; now the link is down too, so it is gone.
+      if (this._departed.has(peerId) && !isUp(detail.state)) link.close();
     });
     link.addEventListener('closed', () => {
       if (this._links.get(peerId) !== link) return;
       this._links.delete(peerId);
+      this._departed.delete(peerId);
       this._emit('peer-left', { peerId });
     });
     this._emit('peer-joined', { peerId });
