@@ -233,13 +233,7 @@ export class Room extends EventTarget {
       // The newcomer offers (it finds us in its welcome); we wait for it.
       this._ensureLink(detail.peer_id, false);
     });
-    sig.addEventListener('peer_left', ({ detail }) => {
-      const link = this._links.get(detail.peer_id);
-      // A link that still works outlives the peer's signaling session: its channel closing,
-      // or the link breaking, ends it.
-      if (link && isUp(link.state)) this._departed.add(detail.peer_id);
-      else this._dropLink(detail.peer_id);
-    });
+    sig.addEventListener('peer_left', ({ detail }) => this._onPeerLeft(detail.peer_id));
     sig.addEventListener('signal', ({ detail }) => {
       // Only an offer starts a link; a stray candidate or answer from a peer we have no
       // link to (one we just closed, say) is dropped.
@@ -279,11 +273,23 @@ export class Room extends EventTarget {
       limits: welcome.limits ?? null,
     });
     const peers = Array.isArray(welcome.peers) ? welcome.peers : [];
+    if (welcome.resumed) {
+      // No peer_left reaches an absent peer: whoever is no longer listed left meanwhile.
+      for (const peerId of [...this._links.keys()]) if (!peers.includes(peerId)) this._onPeerLeft(peerId);
+    }
     // On a fresh join we are the newcomer and offer to everyone present. After a resume,
     // peers we do not know yet joined while we were away and will offer to us.
     const initiator = !welcome.resumed;
     for (const peerId of peers) this._ensureLink(peerId, initiator);
     if (previousId === null) this._ready.resolve(welcome.peer_id);
+  }
+
+  _onPeerLeft(peerId) {
+    const link = this._links.get(peerId);
+    // A link that still works outlives the peer's signaling session: its channel closing,
+    // or the link breaking, ends it.
+    if (link && isUp(link.state)) this._departed.add(peerId);
+    else this._dropLink(peerId);
   }
 
   /** Returns the link to `peerId`, creating it if needed; null if none may be created. */
