@@ -130,12 +130,16 @@ class ChatPage {
     room.addEventListener('channel-open', ({ detail }) => {
       if (detail.label !== 'chat') return;
       this.openPeers.add(detail.peerId);
+      const entry = this.peerEntry(detail.peerId);
+      if (entry) entry.dataset.chat = 'open';
       this.system(`Connected to ${this.label(detail.peerId)}.`);
       this.updateNotice();
     });
     room.addEventListener('channel-close', ({ detail }) => {
       if (detail.label !== 'chat') return;
       this.openPeers.delete(detail.peerId);
+      const entry = this.peerEntry(detail.peerId);
+      if (entry) delete entry.dataset.chat;
       this.updateNotice();
     });
     room.addEventListener('message', ({ detail }) => this.onMessage(detail));

@@ -47,3 +47,37 @@ test('a browser page and peer-client chat talk both ways', { timeout: 90_000 }, 
   assert.equal(await page.evaluate(() => window.__pwned ?? null), null);
   assert.deepEqual(browser.pageErrors, []);
 });
+
+test('a page and peer-client chat find each other again after a server restart', { timeout: 120_000 }, async (t) => {
+  let server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const cli = startPeerClient('chat', { wsUrl: server.wsUrl, room: 'native-restart', args: ['--name', 'Linus'] });
+  t.after(() => cli.kill());
+
+  const page = await browser.newPage();
+  await openChat(page, server.httpUrl, 'native-restart', 'Ada');
+  const oldId = await waitForLink(page);
+
+  await server.child.kill('SIGKILL');
+  server = await startSignalingServer({ port: server.port });
+  // Both come back as new peers of the new server and link again: one link, under the new id.
+  await page.waitForFunction(
+    (oldId) => {
+      const peers = [...document.querySelectorAll('#peer-list .peer')];
+      return peers.length === 1 && peers[0].dataset.peerId !== oldId && peers[0].dataset.state === 'direct';
+    },
+    oldId,
+    { timeout: 40_000 },
+  );
+  await waitForConnected(page, 2);
+
+  const after = cli.cursor;
+  await sendMessage(page, 'after the restart');
+  await cli.waitForLine('Ada: after the restart', { stream: 'stdout', after });
+  cli.writeLine('the terminal is back too');
+  assert.deepEqual(await waitForMessage(page, 'the terminal is back too'), { from: 'Linus', text: 'the terminal is back too' });
+  assert.equal(await page.evaluate(() => document.querySelectorAll('#peer-list .peer').length), 1);
+  assert.deepEqual(browser.pageErrors, []);
+});

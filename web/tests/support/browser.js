@@ -76,22 +76,22 @@ export async function openChat(page, httpUrl, room, name) {
   return page.evaluate(() => document.body.dataset.peerId);
 }
 
-/** Waits until the page lists peer `peerId` (or, without an id, any peer) with a link state in `states`. */
+/**
+ * Waits until the page lists peer `peerId` (or, without an id, any peer) with a link state in
+ * `states` and an open `chat` channel; returns that peer's id.
+ */
 export async function waitForLink(page, { peerId = null, states = ['direct', 'relayed'] } = {}) {
-  await page.waitForFunction(
-    ({ peerId, states }) =>
-      [...document.querySelectorAll('#peer-list .peer')].some(
-        (item) => (peerId === null || item.dataset.peerId === peerId) && states.includes(item.dataset.state),
-      ),
-    { peerId, states },
-  );
-  return page.evaluate(
+  const handle = await page.waitForFunction(
     ({ peerId, states }) =>
       [...document.querySelectorAll('#peer-list .peer')].find(
-        (item) => (peerId === null || item.dataset.peerId === peerId) && states.includes(item.dataset.state),
-      ).dataset.peerId,
+        (item) =>
+          (peerId === null || item.dataset.peerId === peerId) &&
+          states.includes(item.dataset.state) &&
+          item.dataset.chat === 'open',
+      )?.dataset.peerId,
     { peerId, states },
   );
+  return handle.jsonValue();
 }
 
 /** Waits until `count` peers have an open chat channel ("Connected to …" shown for each). */
