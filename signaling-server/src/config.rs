@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
 use clap::{Parser, ValueEnum};
+
+use crate::secret::Secret;
 use signaling_protocol::{
     DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_PEERS_PER_ROOM, DEFAULT_MAX_QUEUED_FOR_ABSENT,
     DEFAULT_MESSAGE_BURST, DEFAULT_MESSAGES_PER_SECOND, Limits,
@@ -21,9 +23,14 @@ use signaling_protocol::{
         Clients connect to ws://HOST:PORT/ws, join a room and relay offers, answers and ICE \
         candidates to each other. The web client is served at /, health at /healthz and \
         /readyz, Prometheus metrics at /metrics. See docs/protocol.md for the wire protocol.\n\n\
-        Durations accept a unit: 500ms, 30s, 2m, 1h (a bare number means seconds)."
+        Durations accept a unit: 500ms, 30s, 2m, 1h (a bare number means seconds).",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Config {
+    /// Something to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on, HOST:PORT. Port 0 picks a free port.
     #[arg(long, env = "SIGNALING_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -107,6 +114,72 @@ pub struct Config {
     )]
     pub stun: Vec<String>,
 
+    /// TURN server URL handed to clients with short-lived credentials minted from
+    /// --turn-secret, e.g. turn:turn.example.org:3478?transport=udp. Repeat for several
+    /// (comma-separated in the variable).
+    #[arg(
+        long = "turn",
+        env = "SIGNALING_TURN",
+        value_name = "URL",
+        value_delimiter = ',',
+        requires = "turn_secret"
+    )]
+    pub turn: Vec<String>,
+
+    /// Secret shared with the TURN server (coturn's static-auth-secret, use-auth-secret
+    /// mode); at least 16 characters. Prefer the environment variable over the flag.
+    #[arg(
+        long,
+        env = "SIGNALING_TURN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub turn_secret: Option<Secret>,
+
+    /// How long the TURN credentials in each welcome stay valid.
+    #[arg(long, env = "SIGNALING_TURN_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub turn_ttl: Duration,
+
+    /// Require a room token (`/ws?token=...`, minted by `signaling-server token`) signed
+    /// with this secret; at least 16 characters. Prefer the environment variable.
+    #[arg(
+        long,
+        env = "SIGNALING_AUTH_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub auth_secret: Option<Secret>,
+
+    /// Accept WebSocket upgrades only from pages of this origin, e.g.
+    /// https://chat.example.org (exact match). Repeat for several (comma-separated in the
+    /// variable). Unset: any origin. Requests without an Origin header (non-browser
+    /// clients) are not affected.
+    #[arg(
+        long = "allowed-origin",
+        env = "SIGNALING_ALLOWED_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Serve https:// and wss:// with this PEM certificate chain (needs --tls-key).
+    #[arg(
+        long,
+        env = "SIGNALING_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(
+        long,
+        env = "SIGNALING_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
     /// Serve the web client from this directory instead of the copy built into the binary.
     #[arg(long, env = "SIGNALING_WEB_DIR", value_name = "PATH")]
     pub web_dir: Option<PathBuf>,
@@ -135,6 +208,35 @@ pub struct Config {
     pub reconnect_spread: Duration,
 }
 
+/// Subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print a room token for clients of a server started with --auth-secret
+    /// (they connect to /ws?token=TOKEN).
+    Token(TokenArgs),
+}
+
+/// Options of `signaling-server token`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// The room the token allows joining.
+    #[arg(long)]
+    pub room: String,
+
+    /// How long the token stays valid.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+
+    /// The server's --auth-secret. Prefer the environment variable over the flag.
+    #[arg(
+        long,
+        env = "SIGNALING_AUTH_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub auth_secret: Secret,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -148,6 +250,7 @@ impl Default for Config {
     /// The defaults `--help` shows, with no environment variables read.
     fn default() -> Self {
         Self {
+            command: None,
             listen: "127.0.0.1:8080".into(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
@@ -163,6 +266,13 @@ impl Default for Config {
             outbound_queue: 1024,
             outbound_queue_bytes: 2 * 1024 * 1024,
             stun: Vec::new(),
+            turn: Vec::new(),
+            turn_secret: None,
+            turn_ttl: Duration::from_secs(3600),
+            auth_secret: None,
+            allowed_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             web_dir: None,
             log_format: LogFormat::Text,
             worker_threads: None,
@@ -210,6 +320,12 @@ impl Config {
                 needed,
             });
         }
+        if !self.turn.is_empty() && self.turn_secret.is_none() {
+            return Err(ConfigError::TurnSecret);
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::TlsPair);
+        }
         Ok(())
     }
 }
@@ -247,6 +363,12 @@ pub enum ConfigError {
         /// The least that works with the other options.
         needed: usize,
     },
+    /// TURN URLs are useless without credentials.
+    #[error("--turn needs --turn-secret (the TURN server's static-auth-secret)")]
+    TurnSecret,
+    /// A certificate without its key, or the reverse.
+    #[error("--tls-cert and --tls-key go together")]
+    TlsPair,
 }
 
 fn ceil_secs(duration: Duration) -> u64 {
@@ -323,6 +445,43 @@ mod tests {
                 "--{id} has no environment variable"
             );
         }
+    }
+
+    #[test]
+    fn token_subcommand_takes_room_ttl_and_secret() {
+        let parsed = Config::try_parse_from([
+            "signaling-server",
+            "token",
+            "--room",
+            "lobby",
+            "--ttl",
+            "10m",
+            "--auth-secret",
+            "0123456789abcdef",
+        ])
+        .unwrap();
+        let Some(Command::Token(args)) = parsed.command else {
+            panic!("no token command");
+        };
+        assert_eq!(args.room, "lobby");
+        assert_eq!(args.ttl, Duration::from_secs(600));
+        assert!(Config::try_parse_from(["signaling-server", "token"]).is_err());
+    }
+
+    #[test]
+    fn turn_needs_a_secret_and_tls_needs_both_files() {
+        let turn = Config {
+            turn: vec!["turn:127.0.0.1:3478".into()],
+            ..Config::default()
+        };
+        assert!(matches!(turn.validate(), Err(ConfigError::TurnSecret)));
+        assert!(Config::try_parse_from(["signaling-server", "--turn", "turn:x:3478"]).is_err());
+        let tls = Config {
+            tls_cert: Some("cert.pem".into()),
+            ..Config::default()
+        };
+        assert!(matches!(tls.validate(), Err(ConfigError::TlsPair)));
+        assert!(Config::try_parse_from(["signaling-server", "--tls-key", "k.pem"]).is_err());
     }
 
     #[test]

@@ -22,14 +22,16 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use signaling_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, PeerId, ServerMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info};
 
+use crate::auth::{self, Claims};
 use crate::broker::{ConnHandle, Rejection};
+use crate::metrics::Refusal;
 use crate::outbox::{CloseReason, Frame};
 use crate::rate_limit::TokenBucket;
 use crate::server::Shared;
+use crate::socket::Socket;
 use crate::websocket::{self, FrameError, Header, Opcode};
 
 /// How long the goodbye (last frames, close frame) may take to write, and
@@ -84,10 +86,11 @@ enum End {
 /// HTTP layer read past the handshake. `_permit` holds the connection's slot
 /// under the connection limit.
 pub(crate) async fn run(
-    stream: TcpStream,
+    stream: Socket,
     leftover: Vec<u8>,
     shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
+    claims: Option<Claims>,
 ) {
     let config = &shared.config;
     let conn = shared
@@ -106,6 +109,7 @@ pub(crate) async fn run(
         shared: shared.clone(),
         conn,
         peer: None,
+        claims,
         last_seen: Instant::now(),
         rate_notice: None,
         stream,
@@ -127,20 +131,27 @@ pub(crate) async fn run(
     shared.metrics.connections.decrement(1.0);
 }
 
-/// Answers a connection over the connection limit with `server_full` and
-/// closes it.
-pub(crate) async fn refuse(mut stream: TcpStream, shared: Arc<Shared>) {
-    let limit = shared.config.max_connections;
-    let message = format!(
-        "the server holds its limit of {limit} connections; try again later or another server"
-    );
-    shared.metrics.connections_rejected.increment(1);
-    shared.metrics.error(ErrorCode::ServerFull);
-    info!(code = %ErrorCode::ServerFull, "{message}");
+/// Answers a connection that may not stay (over the connection limit, no
+/// valid token) with `error {code, message}` and a close frame, logs it and
+/// counts it.
+pub(crate) async fn refuse(
+    mut stream: Socket,
+    shared: Arc<Shared>,
+    refusal: Refusal,
+    code: ErrorCode,
+    message: String,
+) {
+    shared.metrics.refused(refusal);
+    shared.metrics.error(code);
+    info!(%code, "connection refused: {message}");
+    let (close, reason) = match refusal {
+        Refusal::ServerFull => (close_code::AGAIN, "server full"),
+        _ => (close_code::POLICY, "unauthorized"),
+    };
     let mut out = Vec::new();
-    let error = ServerMessage::error(ErrorCode::ServerFull, message).to_json();
+    let error = ServerMessage::error(code, message).to_json();
     websocket::encode(&mut out, Opcode::Text, error.as_bytes());
-    websocket::encode_close(&mut out, close_code::AGAIN, "server full");
+    websocket::encode_close(&mut out, close, reason);
     goodbye(&mut stream, &out).await;
 }
 
@@ -158,12 +169,14 @@ struct Session {
     conn: ConnHandle,
     /// The peer this connection carries, once joined.
     peer: Option<PeerId>,
+    /// What the client's token allows (with `--auth-secret`).
+    claims: Option<Claims>,
     /// When the client last sent anything (pongs included).
     last_seen: Instant,
     bucket: TokenBucket,
     /// When the last `rate_limited` error was sent.
     rate_notice: Option<Instant>,
-    stream: TcpStream,
+    stream: Socket,
     /// Bytes of a frame that arrived only in part; empty (no allocation)
     /// between frames.
     inbuf: Vec<u8>,
@@ -471,6 +484,16 @@ impl Session {
                             .to_owned();
                     return self.reject(ErrorCode::AlreadyJoined, message, None);
                 }
+                if self.shared.config.auth_secret.is_some() {
+                    let allowed = match &self.claims {
+                        Some(claims) => claims.check_room(&room, auth::unix_now()),
+                        None => Err(auth::TokenError::Missing),
+                    };
+                    if let Err(err) = allowed {
+                        self.shared.metrics.refused(Refusal::Unauthorized);
+                        return self.reject(ErrorCode::Unauthorized, err.to_string(), None);
+                    }
+                }
                 let broker = &self.shared.broker;
                 match broker.join(&self.conn, &room, resume.as_deref()).await {
                     Ok(peer) => {
@@ -700,7 +723,7 @@ impl Session {
 
 /// Writes `out` (ending in a close frame), half-closes, and waits briefly
 /// for the client to close its side, discarding what it still sends.
-async fn goodbye(stream: &mut TcpStream, out: &[u8]) {
+async fn goodbye(stream: &mut Socket, out: &[u8]) {
     let exchange = async {
         stream.write_all(out).await?;
         stream.shutdown().await?;

@@ -8,15 +8,23 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use rust_embed::RustEmbed;
-use tokio::net::TcpStream;
-use tower_http::services::ServeDir;
-use tracing::{debug, warn};
+use signaling_protocol::ErrorCode;
+use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::server::TlsStream;
+use tower_http::services::ServeDir;
+use tracing::{debug, info, warn};
+
+use crate::auth;
 use crate::connection;
+use crate::metrics::Refusal;
 use crate::server::Shared;
+use crate::socket::Socket;
 use crate::websocket;
 
 /// The web client, built into the binary from `web/` (browser tests and
@@ -86,6 +94,23 @@ async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Request) -> Res
         )
             .into_response();
     };
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !origin_allowed(&shared.config.allowed_origins, origin)
+    {
+        shared.metrics.refused(Refusal::Origin);
+        info!(origin = ?origin, "WebSocket upgrade refused: origin not allowed");
+        return (
+            StatusCode::FORBIDDEN,
+            "this origin may not connect; see the server's --allowed-origin\n",
+        )
+            .into_response();
+    }
+    let access = shared.config.auth_secret.as_ref().map(|secret| {
+        match auth::token_from_query(request.uri().query()) {
+            Some(token) => auth::verify(secret.as_bytes(), token, auth::unix_now()),
+            None => Err(auth::TokenError::Missing),
+        }
+    });
     let accept = websocket::accept_key(key.as_bytes());
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         return (
@@ -104,20 +129,28 @@ async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Request) -> Res
                 return;
             }
         };
-        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
-            warn!("upgraded connection is not a plain TCP stream; dropping it");
+        let Some((socket, leftover)) = unwrap_upgraded(upgraded, &shared) else {
             return;
         };
-        let stream = parts.io.into_inner();
-        // Copy what the HTTP layer read past the handshake (usually nothing)
-        // and let go of its read buffer, which would otherwise stay
-        // allocated for the life of the connection.
-        let leftover = parts.read_buf.to_vec();
-        drop(parts.read_buf);
-        match permit {
-            Some(permit) => connection::run(stream, leftover, shared, permit).await,
-            None => connection::refuse(stream, shared).await,
-        }
+        let (claims, permit) = match (access.transpose(), permit) {
+            (Err(err), _) => {
+                let message = format!("{err}; closing");
+                let refusal = Refusal::Unauthorized;
+                let code = ErrorCode::Unauthorized;
+                info!(reason = err.reason(), "token refused");
+                return connection::refuse(socket, shared, refusal, code, message).await;
+            }
+            (Ok(_), None) => {
+                let limit = shared.config.max_connections;
+                let message = format!(
+                    "the server holds its limit of {limit} connections; try again later or another server"
+                );
+                let (refusal, code) = (Refusal::ServerFull, ErrorCode::ServerFull);
+                return connection::refuse(socket, shared, refusal, code, message).await;
+            }
+            (Ok(claims), Some(permit)) => (claims, permit),
+        };
+        connection::run(socket, leftover, shared, permit, claims).await;
     });
     (
         StatusCode::SWITCHING_PROTOCOLS,
@@ -128,6 +161,76 @@ async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Request) -> Res
         [(header::SEC_WEBSOCKET_ACCEPT, accept)],
     )
         .into_response()
+}
+
+/// The socket under an upgraded connection, and what the HTTP layer read
+/// past the handshake (usually nothing). A TLS stream is relayed through a
+/// Unix socket pair by a task of its own (see `socket.rs`).
+fn unwrap_upgraded(upgraded: Upgraded, shared: &Shared) -> Option<(Socket, Vec<u8>)> {
+    // Copy the leftover bytes and let go of the HTTP read buffer, which
+    // would otherwise stay allocated for the life of the connection.
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let leftover = parts.read_buf.to_vec();
+            return Some((Socket::Tcp(parts.io.into_inner()), leftover));
+        }
+        Err(upgraded) => upgraded,
+    };
+    let Ok(parts) = upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() else {
+        warn!("upgraded connection is neither TCP nor TLS over TCP; dropping it");
+        return None;
+    };
+    let leftover = parts.read_buf.to_vec();
+    let (local, relay_end) = match UnixStream::pair() {
+        Ok(pair) => pair,
+        Err(err) => {
+            warn!(%err, "cannot create a socket pair for a TLS connection; dropping it");
+            return None;
+        }
+    };
+    shared
+        .tracker
+        .spawn(relay_tls(parts.io.into_inner(), relay_end));
+    Some((Socket::Unix(local), leftover))
+}
+
+/// Copies between a client's TLS stream and the connection's end of a
+/// socket pair. When either side finishes, the other gets a bounded time
+/// to finish too (the goodbye, or the client's close).
+async fn relay_tls(tls: TlsStream<TcpStream>, local: UnixStream) {
+    let (mut tls_read, mut tls_write) = tokio::io::split(tls);
+    let (mut local_read, mut local_write) = local.into_split();
+    let down = async {
+        let _ = tokio::io::copy(&mut local_read, &mut tls_write).await;
+        let _ = tls_write.shutdown().await;
+    };
+    let up = async {
+        let _ = tokio::io::copy(&mut tls_read, &mut local_write).await;
+        let _ = local_write.shutdown().await;
+    };
+    let (mut down, mut up) = (std::pin::pin!(down), std::pin::pin!(up));
+    tokio::select! {
+        () = down.as_mut() => {
+            let _ = tokio::time::timeout(TLS_RELAY_LINGER, up).await;
+        }
+        () = up.as_mut() => {
+            let _ = tokio::time::timeout(TLS_RELAY_LINGER, down).await;
+        }
+    }
+}
+
+/// How long a TLS relay waits for its second direction once the first ended.
+const TLS_RELAY_LINGER: Duration = Duration::from_secs(5);
+
+/// Whether `origin` is allowed: any when the list is empty, else an exact
+/// (ASCII case-insensitive) match.
+fn origin_allowed(allowed: &[String], origin: &HeaderValue) -> bool {
+    allowed.is_empty()
+        || origin.to_str().is_ok_and(|origin| {
+            allowed
+                .iter()
+                .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        })
 }
 
 /// Whether a comma-separated header holds `token` (case-insensitive).

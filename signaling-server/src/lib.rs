@@ -36,6 +36,7 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 mod connection;
@@ -45,7 +46,10 @@ pub mod metrics;
 pub mod outbox;
 pub mod rate_limit;
 pub mod registry;
+pub mod secret;
 pub mod server;
+mod socket;
+pub mod tls;
 pub mod websocket;
 
 pub use config::{Config, LogFormat};

@@ -2,11 +2,19 @@
 
 use anyhow::Context;
 use clap::Parser;
-use signaling_server::{Config, LogFormat, Server};
+use signaling_server::config::Command;
+use signaling_server::{Config, LogFormat, Server, auth};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    if let Some(Command::Token(args)) = &config.command {
+        println!(
+            "{}",
+            auth::mint(args.auth_secret.as_bytes(), &args.room, args.ttl)
+        );
+        return Ok(());
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)

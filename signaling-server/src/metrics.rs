@@ -32,8 +32,7 @@ pub struct Metrics {
     pub connections: Gauge,
     /// WebSocket connections accepted since start.
     pub connections_total: Counter,
-    /// Connections refused because the server was full.
-    pub connections_rejected: Counter,
+    rejected: Vec<Counter>,
     /// Rooms held.
     pub rooms: Gauge,
     /// Peers held (present and absent).
@@ -56,7 +55,12 @@ impl Metrics {
         Self {
             connections: gauge!("signaling_connections"),
             connections_total: counter!("signaling_connections_total"),
-            connections_rejected: counter!("signaling_connections_rejected_total"),
+            rejected: Refusal::ALL
+                .iter()
+                .map(|reason| {
+                    counter!("signaling_connections_rejected_total", "reason" => reason.as_str())
+                })
+                .collect(),
             rooms: gauge!("signaling_rooms"),
             peers: gauge!("signaling_peers"),
             signals_relayed: counter!("signaling_signals_relayed_total"),
@@ -76,6 +80,46 @@ impl Metrics {
             self.errors[index].increment(1);
         }
     }
+
+    /// Counts one connection refused before it could join.
+    pub fn refused(&self, reason: Refusal) {
+        if let Some(index) = Refusal::ALL.iter().position(|&r| r == reason) {
+            self.rejected[index].increment(1);
+        }
+    }
+}
+
+/// Why a connection was refused before it could join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The connection limit was reached.
+    ServerFull,
+    /// No valid token (with `--auth-secret`).
+    Unauthorized,
+    /// An `Origin` not in `--allowed-origin`.
+    Origin,
+    /// The TLS handshake failed or timed out.
+    Tls,
+}
+
+impl Refusal {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 4] = [
+        Self::ServerFull,
+        Self::Unauthorized,
+        Self::Origin,
+        Self::Tls,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServerFull => "server_full",
+            Self::Unauthorized => "unauthorized",
+            Self::Origin => "origin",
+            Self::Tls => "tls",
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -93,7 +137,7 @@ fn describe() {
     );
     describe_counter!(
         "signaling_connections_rejected_total",
-        "Connections refused with server_full"
+        "Connections refused before joining, by reason (server_full, unauthorized, origin, tls)"
     );
     describe_gauge!("signaling_rooms", "Rooms held");
     describe_gauge!("signaling_peers", "Peers held, present and absent");

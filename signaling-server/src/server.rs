@@ -12,18 +12,21 @@ use std::time::{Duration, Instant};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::broker::{Broker, BrokerSettings, ConnHandle};
 use crate::config::{Config, ConfigError};
-use crate::ice::IceConfig;
-use crate::metrics::{self, Metrics};
+use crate::ice::{IceConfig, TurnConfig};
+use crate::metrics::{self, Metrics, Refusal};
 use crate::outbox::CloseReason;
 use crate::registry::RegistryLimits;
+use crate::tls::TlsError;
 
 /// Why the server could not start or keep running.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,9 @@ pub enum ServerError {
     /// The options contradict each other.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -117,11 +123,20 @@ impl Shared {
 /// server.run(signaling_server::shutdown_signal()).await
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     local_addr: SocketAddr,
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -138,8 +153,21 @@ impl Server {
             addr: config.listen.clone(),
             source,
         })?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+            _ => None,
+        };
         metrics::prometheus();
         let metrics = Arc::new(Metrics::new());
+        let turn = config
+            .turn_secret
+            .clone()
+            .filter(|_| !config.turn.is_empty())
+            .map(|secret| TurnConfig {
+                urls: config.turn.clone(),
+                secret,
+                ttl: config.turn_ttl,
+            });
         let settings = BrokerSettings {
             registry: RegistryLimits {
                 max_peers_per_room: config.max_peers_per_room,
@@ -149,10 +177,11 @@ impl Server {
                 max_queued_bytes: config.max_queued_bytes,
             },
             limits: config.limits(),
-            ice: IceConfig::new(config.stun.clone()),
+            ice: IceConfig::new(config.stun.clone(), turn),
         };
+        let broker = Broker::memory(settings, metrics.clone());
         let shared = Arc::new(Shared {
-            broker: Broker::memory(settings, metrics.clone()),
+            broker,
             metrics,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -163,6 +192,7 @@ impl Server {
         });
         Ok(Self {
             listener,
+            tls,
             local_addr,
             shared,
         })
@@ -225,29 +255,30 @@ impl Server {
             if let Err(err) = stream.set_nodelay(true) {
                 debug!(%err, "cannot set TCP_NODELAY");
             }
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(router.clone()),
-                )
-                .with_upgrades();
+            let router = router.clone();
             let stop = shared.shutdown.clone();
-            shared.tracker.spawn(async move {
-                let mut connection = std::pin::pin!(connection);
-                let result = tokio::select! {
-                    result = connection.as_mut() => result,
-                    () = stop.cancelled() => {
-                        // Finish the request in progress, then close.
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
-                };
-                if let Err(err) = result {
-                    debug!(%err, "HTTP connection ended with an error");
+            match &self.tls {
+                None => {
+                    shared.tracker.spawn(serve_http(stream, router, stop));
                 }
-            });
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    let metrics = shared.metrics.clone();
+                    shared.tracker.spawn(async move {
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
+                            Ok(Ok(stream)) => serve_http(stream, router, stop).await,
+                            Ok(Err(err)) => {
+                                metrics.refused(Refusal::Tls);
+                                debug!(%err, "TLS handshake failed");
+                            }
+                            Err(_) => {
+                                metrics.refused(Refusal::Tls);
+                                debug!("TLS handshake timed out");
+                            }
+                        }
+                    });
+                }
+            }
         }
 
         drop(self.listener);
@@ -275,6 +306,31 @@ impl Server {
         }
         info!("stopped");
         Ok(())
+    }
+}
+
+/// Serves HTTP/1.1 (with WebSocket upgrades) on one accepted connection,
+/// plain or TLS, until it ends or shutdown finishes the request in progress.
+async fn serve_http<IO>(io: IO, router: axum::Router, stop: CancellationToken)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(router))
+        .with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stop.cancelled() => {
+            // Finish the request in progress, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        debug!(%err, "HTTP connection ended with an error");
     }
 }
 

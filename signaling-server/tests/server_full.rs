@@ -46,7 +46,7 @@ async fn connection_over_the_limit_is_refused_then_slot_is_reused() {
 
     let metrics = server.get("/metrics").await.text();
     assert!(
-        metrics.contains("signaling_connections_rejected_total 1"),
+        metrics.contains(r#"signaling_connections_rejected_total{reason="server_full"} 1"#),
         "{metrics}"
     );
 }

@@ -1,0 +1,238 @@
+//! TURN credentials from `welcome` work against a real coturn running in
+//! `use-auth-secret` mode: two peers allowed to use relays only connect
+//! through it and exchange a message. Needs `/usr/bin/turnserver` (Debian's
+//! coturn package) or `$TURNSERVER_PATH`.
+
+// Test helpers: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestServer, config};
+use peer_client::{Event, LinkPath, LinkState, Payload, Session, SessionConfig, TransportOptions};
+use signaling_server::Config;
+
+const SECRET: &str = "turn secret shared with coturn";
+const STEP: Duration = Duration::from_secs(20);
+
+/// coturn on a free loopback port with `use-auth-secret`; killed and its
+/// directory removed when dropped.
+struct Coturn {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Coturn {
+    fn start() -> Self {
+        let program =
+            std::env::var("TURNSERVER_PATH").unwrap_or_else(|_| "/usr/bin/turnserver".into());
+        assert!(
+            std::path::Path::new(&program).exists(),
+            "{program} not found: install Debian's coturn package or set TURNSERVER_PATH"
+        );
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("signaling-turn-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let relay_base = 40_000 + (port % 10_000);
+        let conf = format!(
+            "listening-ip=127.0.0.1\n\
+             relay-ip=127.0.0.1\n\
+             listening-port={port}\n\
+             min-port={relay_base}\n\
+             max-port={}\n\
+             use-auth-secret\n\
+             static-auth-secret={SECRET}\n\
+             realm=signaling.test\n\
+             no-tls\n\
+             no-dtls\n\
+             no-tcp\n\
+             no-cli\n\
+             allow-loopback-peers\n\
+             userdb={}\n\
+             pidfile={}\n\
+             log-file={}\n\
+             simple-log\n\
+             verbose\n",
+            relay_base + 100,
+            dir.join("turndb").display(),
+            dir.join("turnserver.pid").display(),
+            dir.join("turnserver.log").display(),
+        );
+        let conf_path = dir.join("turnserver.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(&program)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut coturn = Self { child, port, dir };
+        coturn.wait_ready();
+        coturn
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("turnserver.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log().contains("Total General servers") {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("turnserver exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "turnserver not ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn relay_only_session(url: &str) -> Session {
+    let mut config = SessionConfig::new(url, "relayed");
+    config.transport = TransportOptions {
+        relay_only: true,
+        ..TransportOptions::loopback()
+    };
+    tokio::time::timeout(STEP, Session::connect(config))
+        .await
+        .expect("join in time")
+        .expect("join")
+}
+
+/// Waits for the link to `peer`'s side to be connected; returns its path.
+async fn connected_path(session: &mut Session) -> LinkPath {
+    tokio::time::timeout(STEP, async {
+        loop {
+            match session.next_event().await.expect("session ended") {
+                Event::LinkState {
+                    state: LinkState::Connected,
+                    path: Some(path),
+                    ..
+                } => return path,
+                Event::LinkState {
+                    state: LinkState::Failed,
+                    ..
+                } => panic!("the link failed"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the link connects in time")
+}
+
+async fn next_text(session: &mut Session) -> String {
+    tokio::time::timeout(STEP, async {
+        loop {
+            if let Event::Message {
+                payload: Payload::Text(text),
+                ..
+            } = session.next_event().await.expect("session ended")
+            {
+                return text;
+            }
+        }
+    })
+    .await
+    .expect("a message in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_only_peers_connect_through_coturn_with_welcome_credentials() {
+    let coturn = Coturn::start();
+    let server = TestServer::start(Config {
+        turn: vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)],
+        turn_secret: Some(SECRET.parse().unwrap()),
+        turn_ttl: Duration::from_secs(600),
+        ..config()
+    })
+    .await;
+
+    let mut first = relay_only_session(&server.ws_url()).await;
+    let mut second = relay_only_session(&server.ws_url()).await;
+    assert_eq!(connected_path(&mut second).await, LinkPath::Relayed);
+    assert_eq!(connected_path(&mut first).await, LinkPath::Relayed);
+
+    let handle = second.handle();
+    let deadline = Instant::now() + STEP;
+    // The chat channel opens just after the link connects.
+    while handle.channel(first.id(), "chat").is_none() {
+        assert!(Instant::now() < deadline, "chat channel did not open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle
+        .send(first.id(), "chat", Payload::Text("via coturn".into()))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut first).await, "via coturn");
+
+    // coturn saw our credentials: an allocation for a `EXPIRY:PEER_ID` user.
+    let log = coturn.log();
+    assert!(
+        log.contains(&format!(":{}", first.id())) || log.contains(&format!(":{}", second.id())),
+        "coturn log does not show the minted usernames:\n{log}"
+    );
+    first.close().await;
+    second.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_signed_with_another_secret_do_not_relay() {
+    let coturn = Coturn::start();
+    let server = TestServer::start(Config {
+        turn: vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)],
+        turn_secret: Some("a different secret than coturn's".parse().unwrap()),
+        ..config()
+    })
+    .await;
+    let first = relay_only_session(&server.ws_url()).await;
+    let mut second = relay_only_session(&server.ws_url()).await;
+    // Without a relay allocation there is no candidate pair: no link within
+    // the time a working relay takes.
+    let connected = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            if let Some(Event::LinkState {
+                state: LinkState::Connected,
+                ..
+            }) = second.next_event().await
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        connected.is_err(),
+        "connected although coturn refuses the credentials"
+    );
+    assert!(
+        coturn.log().contains("401"),
+        "coturn did not refuse:\n{}",
+        coturn.log()
+    );
+    first.close().await;
+    second.close().await;
+}
