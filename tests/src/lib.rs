@@ -6,6 +6,8 @@
 //! lives in (`target/debug/`); build them first with `cargo build --bins`
 //! (`scripts/test` does).
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
