@@ -40,7 +40,12 @@
 //! to [`Channel::max_message_bytes`]. [`SessionHandle::open_channel`] opens
 //! more of them (a file transfer, say) next to the `chat` channel the offerer
 //! creates.
+//!
+//! [`transfer`] sends files and directories between two peers that share a
+//! code phrase, authenticated end to end ([`auth`]): the signaling server
+//! can neither read nor redirect them.
 
+pub mod auth;
 mod channel;
 pub mod chat;
 pub mod cli;
@@ -52,6 +57,7 @@ mod peer;
 mod session;
 mod signal;
 mod signaling;
+pub mod transfer;
 
 pub use channel::Channel;
 pub use engine::{DtlsFingerprints, NetStats};

@@ -50,6 +50,7 @@ impl SessionConfig {
 pub struct Session {
     handle: SessionHandle,
     events: mpsc::Receiver<Event>,
+    peers_at_join: Vec<PeerId>,
 }
 
 /// A cloneable handle that sends on a session's channels.
@@ -115,17 +116,24 @@ impl Session {
             ice_override: config.ice_servers.is_some(),
         };
         tracing::info!(peer_id = %welcome.peer_id, room = %config.room, peers = welcome.peers.len(), "joined");
+        let peers_at_join = welcome.peers.clone();
         room.offer_to(&welcome.peers).await;
         tokio::spawn(room.run(signaling_events, outbound, commands_rx));
         Ok(Self {
             handle: SessionHandle { shared, commands },
             events,
+            peers_at_join,
         })
     }
 
     /// Our peer id in the room.
     pub fn id(&self) -> PeerId {
         self.handle.id()
+    }
+
+    /// The peers that were in the room when we joined (we offered to each).
+    pub fn peers_at_join(&self) -> &[PeerId] {
+        &self.peers_at_join
     }
 
     /// A handle for sending from other tasks.

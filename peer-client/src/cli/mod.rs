@@ -4,15 +4,21 @@
 mod bench;
 mod chat;
 mod echo;
-mod terminal;
+mod progress;
+mod receive;
+mod send;
+pub(crate) mod terminal;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::{IceServer, MdnsMode, SessionConfig, TransportOptions};
 
 pub use bench::BenchArgs;
+pub use receive::ReceiveArgs;
+pub use send::SendArgs;
 
-/// Peer-to-peer data channels through a signaling server: chat, echo, benchmarks.
+/// Peer-to-peer data channels through a signaling server: file transfer,
+/// chat, echo, benchmarks.
 #[derive(Debug, Parser)]
 #[command(name = "peer-client", version, about, long_about = None)]
 pub struct Cli {
@@ -33,11 +39,28 @@ pub enum Command {
     /// Measure connection setup, throughput and idle traffic between two
     /// peers in this process over loopback (no server needed).
     Bench(BenchArgs),
+    /// Send files and directories: prints a code phrase, then waits for the
+    /// receiver. Authenticated end to end; resumes if run again.
+    Send(SendArgs),
+    /// Receive what a sender offers under a code phrase.
+    Receive(ReceiveArgs),
 }
 
 /// Where to meet and how to connect.
 #[derive(Debug, Clone, Args)]
 pub struct RoomArgs {
+    /// Signaling server and transport settings.
+    #[command(flatten)]
+    pub net: NetArgs,
+
+    /// Room to join.
+    #[arg(long)]
+    pub room: String,
+}
+
+/// Signaling server and transport settings.
+#[derive(Debug, Clone, Args)]
+pub struct NetArgs {
     /// WebSocket URL of the signaling server (ws:// or wss://, path /ws).
     #[arg(
         long,
@@ -46,10 +69,6 @@ pub struct RoomArgs {
         env = "PEER_CLIENT_SERVER"
     )]
     pub server: String,
-
-    /// Room to join.
-    #[arg(long)]
-    pub room: String,
 
     /// Local UDP address to bind (repeat for several). Default: every
     /// non-loopback IPv4 interface plus 127.0.0.1.
@@ -87,7 +106,14 @@ pub struct ChatArgs {
 impl RoomArgs {
     /// The session settings these arguments describe.
     pub fn session_config(&self) -> SessionConfig {
-        let mut config = SessionConfig::new(&self.server, &self.room);
+        self.net.session_config(&self.room)
+    }
+}
+
+impl NetArgs {
+    /// The session settings for `room`.
+    pub fn session_config(&self, room: &str) -> SessionConfig {
+        let mut config = SessionConfig::new(&self.server, room);
         let mut transport = TransportOptions::default();
         if !self.bind.is_empty() {
             transport.bind_addrs = self.bind.clone();
@@ -134,6 +160,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(args).await,
         Command::Echo(args) => echo::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Send(args) => send::run(args).await,
+        Command::Receive(args) => receive::run(args).await,
     }
 }
 

@@ -1,0 +1,136 @@
+//! `peer-client receive CODE`: receives what a sender offers.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+
+use super::NetArgs;
+use super::progress::{Bar, counts, human_bytes, megabytes_per_second};
+use super::terminal::printable;
+use crate::auth::{Code, Role};
+use crate::transfer::{EntryKind, Link, Manifest, Offer, ReceiveOptions};
+
+/// Entries listed before asking; the rest are counted.
+const LISTED: usize = 20;
+
+/// Arguments of `receive`.
+#[derive(Debug, Clone, Args)]
+pub struct ReceiveArgs {
+    /// The code phrase the sender printed (`7-crossword-banana`).
+    pub code: String,
+
+    /// Signaling server and transport settings.
+    #[command(flatten)]
+    pub net: NetArgs,
+
+    /// Directory to write into (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+
+    /// Accept without asking.
+    #[arg(long, short)]
+    pub yes: bool,
+
+    /// Replace existing files that differ from the offered ones.
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Print JSON lines on stdout (the offer, then a summary) instead of
+    /// text and progress bars.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
+    let code = Code::parse(&args.code)?;
+    let link = Link::open(args.net.session_config(""), &code, Role::Receiver, false).await?;
+    let offer = Offer::read(link).await?;
+    let manifest = offer.manifest();
+    show(&args, manifest);
+    if !args.yes && !ask(&args.out).await {
+        offer.decline().await;
+        anyhow::bail!("declined; no file was written");
+    }
+    let options = ReceiveOptions {
+        out: args.out.clone(),
+        overwrite: args.overwrite,
+    };
+    let mut bar = Bar::new(args.json);
+    let summary = offer
+        .accept(&options, &mut bar)
+        .await
+        .context("the transfer stopped")?;
+    drop(bar);
+    let rate = megabytes_per_second(summary.received_bytes, summary.elapsed);
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "event": "done",
+                "files": summary.files,
+                "dirs": summary.dirs,
+                "total_bytes": summary.total_bytes,
+                "received_bytes": summary.received_bytes,
+                "skipped_bytes": summary.skipped_bytes,
+                "seconds": summary.elapsed.as_secs_f64(),
+                "mb_per_s": rate,
+                "out": args.out.display().to_string(),
+            })
+        );
+    } else {
+        println!(
+            "Received {} ({}) into {} in {:.2} s, {rate:.1} MB/s; every file verified (BLAKE3); {} were already here",
+            counts(summary.files, summary.dirs),
+            human_bytes(summary.received_bytes),
+            args.out.display(),
+            summary.elapsed.as_secs_f64(),
+            human_bytes(summary.skipped_bytes),
+        );
+    }
+    Ok(())
+}
+
+fn show(args: &ReceiveArgs, manifest: &Manifest) {
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "event": "offer",
+                "files": manifest.files(),
+                "dirs": manifest.dirs(),
+                "total_bytes": manifest.total_bytes(),
+            })
+        );
+        return;
+    }
+    eprintln!(
+        "The sender offers {} ({}):",
+        counts(manifest.files(), manifest.dirs()),
+        human_bytes(manifest.total_bytes())
+    );
+    for entry in manifest.entries().iter().take(LISTED) {
+        match entry.kind {
+            EntryKind::Dir => eprintln!("  {}/", printable(&entry.path)),
+            EntryKind::File => {
+                eprintln!("  {} ({})", printable(&entry.path), human_bytes(entry.size))
+            }
+        }
+    }
+    if manifest.entries().len() > LISTED {
+        eprintln!("  … and {} more", manifest.entries().len() - LISTED);
+    }
+}
+
+/// Asks on stderr, reads a line from stdin; anything but y/yes declines.
+async fn ask(out: &std::path::Path) -> bool {
+    eprint!("Accept into {}? [y/N] ", out.display());
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).is_ok()
+            && matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    })
+    .await
+    .unwrap_or(false)
+}

@@ -1,0 +1,185 @@
+//! `peer-client send PATH...`: offers files under a code phrase.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+
+use super::NetArgs;
+use super::progress::{Bar, counts, human_bytes, megabytes_per_second};
+use crate::auth::{Code, Role};
+use crate::transfer::{Link, Source, TransferError, send};
+
+/// Default signaling server, as `--server` documents it.
+pub(crate) const DEFAULT_SERVER: &str = "ws://127.0.0.1:8080/ws";
+/// Generated codes tried when a number is already in use.
+const CODE_ATTEMPTS: usize = 5;
+
+/// Arguments of `send`.
+#[derive(Debug, Clone, Args)]
+pub struct SendArgs {
+    /// Files and directories to send (directories with everything in them).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Signaling server and transport settings.
+    #[command(flatten)]
+    pub net: NetArgs,
+
+    /// Use this code phrase instead of a generated one: a number, a dash,
+    /// then secret words (`7-crossword-banana`). Too short a secret is refused.
+    #[arg(long)]
+    pub code: Option<String>,
+
+    /// Print JSON lines on stdout (the code, then a summary) instead of text
+    /// and progress bars.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) async fn run(args: SendArgs) -> anyhow::Result<()> {
+    let source = Source::collect(&args.paths)?;
+    let manifest = &source.manifest;
+    let chosen = args.code.as_deref().map(Code::parse).transpose()?;
+    let mut attempt = 0;
+    let mut link = loop {
+        attempt += 1;
+        let code = chosen.clone().unwrap_or_else(Code::generate);
+        let config = args.net.session_config("");
+        let waiting = Link::open(config, &code, Role::Sender, chosen.is_none());
+        // The code is shown once the room is known to be ours; joining is quick.
+        let announce = announce(
+            &args,
+            &code,
+            manifest.files(),
+            manifest.dirs(),
+            manifest.total_bytes(),
+        );
+        tokio::pin!(waiting);
+        let mut shown = false;
+        let result = loop {
+            tokio::select! {
+                result = &mut waiting => break result,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(300)), if !shown => {
+                    shown = true;
+                    announce();
+                }
+            }
+        };
+        match result {
+            Ok(link) => {
+                if !shown {
+                    announce();
+                }
+                break link;
+            }
+            Err(TransferError::NameplateInUse { .. })
+                if chosen.is_none() && attempt < CODE_ATTEMPTS =>
+            {
+                continue;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    };
+    if !args.json {
+        eprintln!("The receiver proved it knows the code; sending.");
+    }
+    let mut bar = Bar::new(args.json);
+    let result = send(&mut link, &source, &mut bar).await;
+    drop(bar);
+    link.close().await;
+    let summary = result.context("the transfer stopped")?;
+    let rate = megabytes_per_second(summary.sent_bytes, summary.elapsed);
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "event": "done",
+                "files": summary.files,
+                "dirs": summary.dirs,
+                "total_bytes": summary.total_bytes,
+                "sent_bytes": summary.sent_bytes,
+                "skipped_bytes": summary.skipped_bytes,
+                "seconds": summary.elapsed.as_secs_f64(),
+                "mb_per_s": rate,
+            })
+        );
+    } else {
+        println!(
+            "Sent {} ({}) in {:.2} s, {rate:.1} MB/s; {} skipped (already on the receiver)",
+            counts(summary.files, summary.dirs),
+            human_bytes(summary.sent_bytes),
+            summary.elapsed.as_secs_f64(),
+            human_bytes(summary.skipped_bytes),
+        );
+    }
+    Ok(())
+}
+
+/// Prints the code, the receive command and the web link (once).
+fn announce<'a>(
+    args: &'a SendArgs,
+    code: &'a Code,
+    files: usize,
+    dirs: usize,
+    bytes: u64,
+) -> impl Fn() + 'a {
+    move || {
+        let server = if args.net.server == DEFAULT_SERVER {
+            String::new()
+        } else {
+            format!(" --server {}", args.net.server)
+        };
+        let command = format!("peer-client receive {code}{server}");
+        let link = web_link(&args.net.server, code);
+        if args.json {
+            println!(
+                "{}",
+                json!({"event": "code", "code": code.as_str(), "receive_command": command, "web_link": link})
+            );
+        } else {
+            println!("Offering {} ({})", counts(files, dirs), human_bytes(bytes));
+            println!("Code: {code}");
+            println!("On the other computer run:");
+            println!("  {command}");
+            if let Some(link) = link {
+                println!("or open {link}");
+            }
+            println!("Waiting for the receiver…");
+        }
+    }
+}
+
+/// `http(s)://HOST/#code=CODE` for a `ws(s)://HOST/...` server URL.
+pub(crate) fn web_link(server: &str, code: &Code) -> Option<String> {
+    let (scheme, rest) = if let Some(rest) = server.strip_prefix("wss://") {
+        ("https", rest)
+    } else {
+        ("http", server.strip_prefix("ws://")?)
+    };
+    let host = rest
+        .split(['/', '?', '#'])
+        .next()
+        .filter(|h| !h.is_empty())?;
+    Some(format!("{scheme}://{host}/#code={code}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_link_follows_the_server() {
+        let code = Code::parse("7-apple-tiger").unwrap();
+        assert_eq!(
+            web_link("ws://127.0.0.1:8080/ws", &code).as_deref(),
+            Some("http://127.0.0.1:8080/#code=7-apple-tiger")
+        );
+        assert_eq!(
+            web_link("wss://example.org/ws", &code).as_deref(),
+            Some("https://example.org/#code=7-apple-tiger")
+        );
+        assert_eq!(web_link("http://x/ws", &code), None);
+    }
+}

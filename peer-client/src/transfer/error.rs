@@ -1,0 +1,97 @@
+//! Errors of a file transfer.
+
+use crate::auth::AuthError;
+
+use super::paths::PathError;
+
+/// What stopped a transfer. Messages name the file and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// Authentication failed (wrong code, tampering, bad code).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The session failed (server unreachable, channel gone, ...).
+    #[error(transparent)]
+    Session(#[from] crate::Error),
+    /// The sender offered a path that is not safe to write.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// Reading a local file failed.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Writing a received file failed (disk full, permissions, ...).
+    #[error(
+        "cannot write {path}: {source}; files received so far are kept, run the same command again to resume"
+    )]
+    Write {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file to send cannot be sent (not UTF-8, vanished, changed, ...).
+    #[error("cannot send {path}: {reason}")]
+    Source {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The target exists and `--overwrite` was not given.
+    #[error(
+        "{path} already exists and differs from the offered file; nothing was changed (pass --overwrite to replace it)"
+    )]
+    Exists {
+        /// The file.
+        path: String,
+    },
+    /// A received file's hash does not match the sender's.
+    #[error(
+        "{path}: the received data does not match the sender's BLAKE3 hash; the partial file was removed"
+    )]
+    HashMismatch {
+        /// The file.
+        path: String,
+    },
+    /// The other side sent something the protocol does not allow.
+    #[error("the other side broke the transfer protocol: {0}")]
+    Protocol(String),
+    /// The other side stopped with an error message.
+    #[error("the other side stopped the transfer: {0}")]
+    Peer(String),
+    /// The other side disappeared.
+    #[error("the other side went away ({0}); run the same command again to resume")]
+    Gone(&'static str),
+    /// The receiver said no.
+    #[error("the receiver declined the transfer")]
+    Declined,
+    /// Nobody waits in the code's room.
+    #[error(
+        "nobody is sending with code {nameplate}-…; check the code and that the sender is still waiting"
+    )]
+    NoSender {
+        /// The code's number.
+        nameplate: String,
+    },
+    /// Someone else already waits in the code's room.
+    #[error("the code number {nameplate} is in use on this server; choose another code")]
+    NameplateInUse {
+        /// The code's number.
+        nameplate: String,
+    },
+    /// A step took too long.
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+}
+
+impl TransferError {
+    /// Whether the other side already knows (it sent the error, or is gone).
+    pub(crate) fn peer_knows(&self) -> bool {
+        matches!(self, Self::Peer(_) | Self::Gone(_) | Self::Declined)
+    }
+}

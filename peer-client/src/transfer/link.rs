@@ -1,0 +1,327 @@
+//! The authenticated link a transfer runs over: a session in the code's
+//! room, the `transfer` channel to the one peer, and the PAKE handshake with
+//! fingerprint binding that must succeed before anything else is sent.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::TransferError;
+use super::wire::{Message, TRANSFER_LABEL};
+use crate::auth::{AuthError, CONFIRMATION_BYTES, Code, Pake, Role, hex};
+use crate::{Channel, Event, LinkState, Payload, PeerId, Session, SessionConfig};
+
+/// Longest wait for the receiver's channel to open once it has joined, and
+/// for each handshake message.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a finished side waits for the other to close first.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How long a link may stay disconnected (ICE found no packets for 5 s)
+/// before the transfer gives up on it.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
+/// Largest file-data frame sent (Chromium takes up to 256 KiB).
+pub const MAX_CHUNK_BYTES: usize = 256 * 1024;
+
+/// What arrives on the transfer channel.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A control message.
+    Message(Message),
+    /// File data.
+    Data(Bytes),
+}
+
+/// An authenticated transfer channel to one peer.
+pub struct Link {
+    session: Session,
+    channel: Channel,
+    peer: PeerId,
+    role: Role,
+    disconnected: Option<tokio::time::Instant>,
+}
+
+impl Link {
+    /// Joins the code's room and waits for the other side: as the sender,
+    /// for a receiver to arrive and open the channel (however long that
+    /// takes); as the receiver, for the channel to the waiting sender (at
+    /// most [`STEP_TIMEOUT`]). Then runs the handshake; a wrong code or a
+    /// tampering server ends here with [`AuthError::Mismatch`].
+    ///
+    /// A sender that finds the room occupied fails with
+    /// [`TransferError::NameplateInUse`] when `exclusive` (a generated code:
+    /// pick another); otherwise it waits there too (the occupant may be its
+    /// own earlier run, which the server keeps for a grace period).
+    pub async fn open(
+        mut config: SessionConfig,
+        code: &Code,
+        role: Role,
+        exclusive: bool,
+    ) -> Result<Self, TransferError> {
+        config.room = code.room();
+        if role == Role::Receiver {
+            // The receiver joins later, so it offers, with the transfer channel.
+            config.initial_channels = vec![TRANSFER_LABEL.to_owned()];
+        }
+        let mut session = Session::connect(config).await?;
+        match role {
+            Role::Receiver if session.peers_at_join().is_empty() => {
+                session.close().await;
+                return Err(TransferError::NoSender {
+                    nameplate: code.nameplate().to_owned(),
+                });
+            }
+            Role::Sender if exclusive && !session.peers_at_join().is_empty() => {
+                session.close().await;
+                return Err(TransferError::NameplateInUse {
+                    nameplate: code.nameplate().to_owned(),
+                });
+            }
+            _ => {}
+        }
+        let channel = match role {
+            Role::Sender => wait_channel(&mut session).await,
+            Role::Receiver => tokio::time::timeout(STEP_TIMEOUT, wait_channel(&mut session))
+                .await
+                .unwrap_or(Err(TransferError::Timeout(
+                    "connecting to the sender (no direct or relayed path was found)",
+                ))),
+        };
+        let channel = match channel {
+            Ok(channel) => channel,
+            Err(err) => {
+                session.close().await;
+                return Err(err);
+            }
+        };
+        let mut link = Self {
+            peer: channel.peer(),
+            session,
+            channel,
+            role,
+            disconnected: None,
+        };
+        match link.handshake(code).await {
+            Ok(()) => Ok(link),
+            Err(err) => {
+                if !err.peer_knows() {
+                    link.fail(&err).await;
+                }
+                link.session.close().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Establishes the link over an open channel of a session the caller
+    /// set up (for programs that join rooms themselves), and authenticates.
+    pub async fn over(
+        session: Session,
+        channel: Channel,
+        code: &Code,
+        role: Role,
+    ) -> Result<Self, TransferError> {
+        let mut link = Self {
+            peer: channel.peer(),
+            session,
+            channel,
+            role,
+            disconnected: None,
+        };
+        link.handshake(code).await?;
+        Ok(link)
+    }
+
+    /// SPAKE2, then key confirmation over both DTLS fingerprints.
+    async fn handshake(&mut self, code: &Code) -> Result<(), TransferError> {
+        let (pake, message) = Pake::start(code);
+        self.send(&Message::Pake {
+            message: hex::encode(&message),
+        })
+        .await?;
+        let peer_message = match self.recv_step().await? {
+            Incoming::Message(Message::Pake { message }) => {
+                hex::decode(&message).ok_or(AuthError::BadPakeMessage)?
+            }
+            other => return Err(unexpected("a key-exchange message", &other)),
+        };
+        let key = pake.finish(&peer_message)?;
+        let fingerprints = self.session.handle().fingerprints(self.peer).await?;
+        self.send(&Message::Confirm {
+            mac: hex::encode(&key.confirmation(self.role, &fingerprints)),
+        })
+        .await?;
+        let mac = match self.recv_step().await? {
+            Incoming::Message(Message::Confirm { mac }) => hex::decode(&mac)
+                .filter(|mac| mac.len() == CONFIRMATION_BYTES)
+                .unwrap_or_default(),
+            other => return Err(unexpected("a key confirmation", &other)),
+        };
+        key.verify(
+            self.role.peer(),
+            &fingerprints,
+            &mac,
+            self.role.consequence(),
+        )?;
+        tracing::info!(peer = %self.peer, "the other side proved it knows the code");
+        Ok(())
+    }
+
+    async fn recv_step(&mut self) -> Result<Incoming, TransferError> {
+        tokio::time::timeout(STEP_TIMEOUT, self.recv())
+            .await
+            .unwrap_or(Err(TransferError::Timeout(
+                "waiting for the other side's key exchange",
+            )))
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Largest file-data frame to send: the channel's largest message,
+    /// at most [`MAX_CHUNK_BYTES`].
+    pub fn chunk_bytes(&self) -> usize {
+        self.channel.max_message_bytes().clamp(1, MAX_CHUNK_BYTES)
+    }
+
+    /// Sends a control message.
+    pub async fn send(&self, message: &Message) -> Result<(), TransferError> {
+        self.channel
+            .send(Payload::Text(message.to_json()))
+            .await
+            .map_err(|_| TransferError::Gone("the channel closed"))
+    }
+
+    /// Sends file data (waits while 1 MiB is unacknowledged).
+    pub async fn send_data(&self, data: BytesMut) -> Result<(), TransferError> {
+        self.channel
+            .send_bytes(data)
+            .await
+            .map_err(|_| TransferError::Gone("the channel closed"))
+    }
+
+    /// The next frame from the peer. A peer's `error` message becomes
+    /// [`TransferError::Peer`]; the peer leaving becomes
+    /// [`TransferError::Gone`].
+    pub async fn recv(&mut self) -> Result<Incoming, TransferError> {
+        loop {
+            let event = match self.disconnected {
+                Some(since) => {
+                    tokio::time::timeout_at(since + DISCONNECT_GRACE, self.session.next_event())
+                        .await
+                        .map_err(|_| TransferError::Gone("the connection was lost"))?
+                }
+                None => self.session.next_event().await,
+            };
+            let Some(event) = event else {
+                return Err(TransferError::Gone("the session ended"));
+            };
+            match event {
+                Event::LinkState {
+                    peer,
+                    state: LinkState::Disconnected,
+                    ..
+                } if peer == self.peer => {
+                    self.disconnected
+                        .get_or_insert_with(tokio::time::Instant::now);
+                }
+                Event::LinkState {
+                    peer,
+                    state: LinkState::Connected,
+                    ..
+                } if peer == self.peer => self.disconnected = None,
+                Event::Message {
+                    peer,
+                    label,
+                    payload,
+                } if peer == self.peer && label == TRANSFER_LABEL => {
+                    return match payload {
+                        Payload::Binary(data) => Ok(Incoming::Data(data)),
+                        Payload::Text(text) => match Message::parse(&text)? {
+                            Message::Error { message } => Err(TransferError::Peer(
+                                crate::cli::terminal::printable(&message),
+                            )),
+                            message => Ok(Incoming::Message(message)),
+                        },
+                    };
+                }
+                Event::ChannelClosed { peer, label }
+                    if peer == self.peer && label == TRANSFER_LABEL =>
+                {
+                    return Err(TransferError::Gone("the channel closed"));
+                }
+                Event::PeerLeft(peer) if peer == self.peer => {
+                    return Err(TransferError::Gone("it left"));
+                }
+                Event::LinkState {
+                    peer,
+                    state: LinkState::Failed | LinkState::Closed,
+                    ..
+                } if peer == self.peer => {
+                    return Err(TransferError::Gone("the connection failed"));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A frame if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Option<Result<Incoming, TransferError>> {
+        futures_util::FutureExt::now_or_never(self.recv())
+    }
+
+    /// Tells the peer why we stop (best effort).
+    pub async fn fail(&self, error: &TransferError) {
+        let message = Message::Error {
+            message: match error {
+                TransferError::Auth(AuthError::Mismatch { .. }) => {
+                    "the code did not match, or someone is interfering with the connection".into()
+                }
+                other => other.to_string(),
+            },
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.send(&message)).await;
+    }
+
+    /// Waits (bounded) until the peer closes the channel or leaves, then
+    /// leaves the room.
+    pub async fn close_after_peer(mut self) {
+        let _ =
+            tokio::time::timeout(CLOSE_WAIT, async { while self.recv().await.is_ok() {} }).await;
+        self.session.close().await;
+    }
+
+    /// Leaves the room once what was sent is acknowledged (bounded wait).
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while self.channel.queued_bytes().await > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        self.session.close().await;
+    }
+}
+
+async fn wait_channel(session: &mut Session) -> Result<Channel, TransferError> {
+    while let Some(event) = session.next_event().await {
+        if let Event::ChannelOpen { channel, .. } = event
+            && channel.label() == TRANSFER_LABEL
+        {
+            return Ok(channel);
+        }
+    }
+    Err(TransferError::Gone("the session ended"))
+}
+
+pub(super) fn unexpected(wanted: &str, got: &Incoming) -> TransferError {
+    let got = match got {
+        Incoming::Data(data) => format!("{} bytes of file data", data.len()),
+        Incoming::Message(message) => {
+            let json = message.to_json();
+            json.split('"').nth(3).unwrap_or("?").to_owned()
+        }
+    };
+    TransferError::Protocol(format!("expected {wanted}, got {got}"))
+}

@@ -1,0 +1,356 @@
+//! The receiving side: read and check the offer, let the user decide, claim
+//! what is already on disk, then write each file to `NAME.part`, verify its
+//! BLAKE3 hash and rename it into place.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::TransferError;
+use super::link::{Incoming, Link, unexpected};
+use super::manifest::{Entry, MAX_ENTRIES, Manifest};
+use super::paths::{self, part_path};
+use super::progress::Progress;
+use super::sender::hash_prefix;
+use super::wire::{EntryKind, Message};
+use crate::auth::hex;
+
+/// Where and how to write.
+#[derive(Debug, Clone)]
+pub struct ReceiveOptions {
+    /// Output directory (created if missing).
+    pub out: PathBuf,
+    /// Replace existing files that differ from the offered ones.
+    pub overwrite: bool,
+}
+
+/// What a finished receive did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiveSummary {
+    /// Files in the offer.
+    pub files: usize,
+    /// Directories in the offer.
+    pub dirs: usize,
+    /// Bytes in all files.
+    pub total_bytes: u64,
+    /// Bytes received now.
+    pub received_bytes: u64,
+    /// Bytes already held from an earlier run (not sent again).
+    pub skipped_bytes: u64,
+    /// Time from acceptance to the last file verified.
+    pub elapsed: Duration,
+}
+
+/// An offer read from the sender, waiting for a decision.
+pub struct Offer {
+    link: Link,
+    manifest: Manifest,
+}
+
+/// What is on disk for one offered file before the transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Held {
+    Nothing,
+    /// `NAME.part` with this many bytes of this hash.
+    Partial {
+        offset: u64,
+        hash: String,
+    },
+    /// The final file exists with the offered size and this hash.
+    Complete {
+        hash: String,
+    },
+}
+
+impl Offer {
+    /// Reads the sender's manifest; every path is checked before the offer
+    /// is shown to anyone.
+    pub async fn read(mut link: Link) -> Result<Self, TransferError> {
+        match Self::read_manifest(&mut link).await {
+            Ok(manifest) => Ok(Self { link, manifest }),
+            Err(err) => {
+                if !err.peer_knows() {
+                    link.fail(&err).await;
+                }
+                link.close().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn read_manifest(link: &mut Link) -> Result<Manifest, TransferError> {
+        let (count, bytes) = match link.recv().await? {
+            Incoming::Message(Message::Offer { entries, bytes }) => (entries, bytes),
+            other => return Err(unexpected("an offer", &other)),
+        };
+        if count > MAX_ENTRIES as u64 {
+            return Err(TransferError::Protocol(format!(
+                "the offer has {count} entries, at most {MAX_ENTRIES} are accepted"
+            )));
+        }
+        let mut entries = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            match link.recv().await? {
+                Incoming::Message(Message::Entry { path, kind, size }) => {
+                    paths::check_relative(&path)?;
+                    entries.push(Entry { path, kind, size });
+                }
+                other => return Err(unexpected("a manifest entry", &other)),
+            }
+        }
+        let manifest = Manifest::new(entries)?;
+        let sum = manifest
+            .entries()
+            .iter()
+            .try_fold(0u64, |sum, e| sum.checked_add(e.size));
+        if sum != Some(bytes) {
+            return Err(TransferError::Protocol(
+                "the offer's total does not match its entries".into(),
+            ));
+        }
+        Ok(manifest)
+    }
+
+    /// What is offered.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Says no; nothing is written.
+    pub async fn decline(self) {
+        let _ = self.link.send(&Message::Decline).await;
+        self.link.close_after_peer().await;
+    }
+
+    /// Accepts and receives every file into `options.out`.
+    pub async fn accept(
+        mut self,
+        options: &ReceiveOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<ReceiveSummary, TransferError> {
+        let result = receive(&mut self.link, &self.manifest, options, progress).await;
+        match &result {
+            Ok(_) => self.link.close_after_peer().await,
+            Err(err) => {
+                if !err.peer_knows() {
+                    self.link.fail(err).await;
+                }
+                self.link.close().await;
+            }
+        }
+        result
+    }
+}
+
+async fn receive(
+    link: &mut Link,
+    manifest: &Manifest,
+    options: &ReceiveOptions,
+    progress: &mut dyn Progress,
+) -> Result<ReceiveSummary, TransferError> {
+    let out = &options.out;
+    // Every path is resolved (and refused) before anything is written.
+    let targets = manifest
+        .entries()
+        .iter()
+        .map(|entry| paths::resolve(out, &entry.path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut held = Vec::with_capacity(targets.len());
+    for (entry, target) in manifest.entries().iter().zip(&targets) {
+        held.push(inspect(entry, target, options.overwrite)?);
+    }
+
+    std::fs::create_dir_all(out).map_err(|source| write_error(out, source))?;
+    for (entry, target) in manifest.entries().iter().zip(&targets) {
+        if entry.kind == EntryKind::Dir {
+            std::fs::create_dir_all(target).map_err(|source| write_error(target, source))?;
+        }
+    }
+    for (index, state) in held.iter().enumerate() {
+        let (offset, hash) = match state {
+            Held::Nothing => continue,
+            Held::Partial { offset, hash } => (*offset, hash.clone()),
+            Held::Complete { hash } => (manifest.entries()[index].size, hash.clone()),
+        };
+        link.send(&Message::Resume {
+            index: index as u64,
+            offset,
+            blake3: hash,
+        })
+        .await?;
+    }
+    link.send(&Message::Accept).await?;
+
+    let started = Instant::now();
+    progress.begin(manifest.total_bytes());
+    let (mut received_bytes, mut skipped_bytes) = (0u64, 0u64);
+    for (index, entry) in manifest.entries().iter().enumerate() {
+        if entry.kind != EntryKind::File {
+            continue;
+        }
+        progress.file(&entry.path);
+        let offset = match link.recv().await? {
+            Incoming::Message(Message::File { index: i, offset }) if i == index as u64 => offset,
+            other => return Err(unexpected(&format!("the start of file {index}"), &other)),
+        };
+        let target = &targets[index];
+        let state = &held[index];
+        let (claimed, claimed_hash) = match state {
+            Held::Nothing => (0, None),
+            Held::Partial { offset, hash } => (*offset, Some(hash)),
+            Held::Complete { hash } => (entry.size, Some(hash)),
+        };
+        if offset != 0 && offset != claimed {
+            return Err(TransferError::Protocol(format!(
+                "file {index} starts at {offset}, but {claimed} bytes were held"
+            )));
+        }
+        if offset == 0 && matches!(state, Held::Complete { .. }) && entry.size > 0 {
+            return Err(TransferError::Exists {
+                path: entry.path.clone(),
+            });
+        }
+        skipped_bytes += offset;
+        progress.skipped(offset);
+
+        if let (Held::Complete { .. }, true) = (state, offset == entry.size) {
+            // Already here and identical: only the final hash is checked.
+            let expected = expect_end(link, index).await?;
+            if Some(&expected) != claimed_hash {
+                return Err(TransferError::HashMismatch {
+                    path: entry.path.clone(),
+                });
+            }
+            continue;
+        }
+
+        let part = part_path(target);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| write_error(parent, source))?;
+        }
+        let (mut file, mut hasher) =
+            open_part(&part, offset).map_err(|source| write_error(&part, source))?;
+        let mut remaining = entry.size - offset;
+        while remaining > 0 {
+            let data = match link.recv().await? {
+                Incoming::Data(data) => data,
+                other => return Err(unexpected("file data", &other)),
+            };
+            if data.len() as u64 > remaining {
+                return Err(TransferError::Protocol(format!(
+                    "more data than the size offered for {:?}",
+                    entry.path
+                )));
+            }
+            file.write_all(&data)
+                .map_err(|source| write_error(&part, source))?;
+            hasher.update(&data);
+            remaining -= data.len() as u64;
+            received_bytes += data.len() as u64;
+            progress.advance(data.len() as u64);
+        }
+        let expected = expect_end(link, index).await?;
+        drop(file);
+        if hex::encode(hasher.finalize().as_bytes()) != expected {
+            let _ = std::fs::remove_file(&part);
+            return Err(TransferError::HashMismatch {
+                path: entry.path.clone(),
+            });
+        }
+        std::fs::rename(&part, target).map_err(|source| write_error(target, source))?;
+    }
+    match link.recv().await? {
+        Incoming::Message(Message::Done) => {}
+        other => return Err(unexpected("done", &other)),
+    }
+    link.send(&Message::Done).await?;
+    progress.end();
+    Ok(ReceiveSummary {
+        files: manifest.files(),
+        dirs: manifest.dirs(),
+        total_bytes: manifest.total_bytes(),
+        received_bytes,
+        skipped_bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// What is on disk for `entry` at `target`; refuses what must not be touched.
+fn inspect(entry: &Entry, target: &Path, overwrite: bool) -> Result<Held, TransferError> {
+    let existing = std::fs::symlink_metadata(target).ok();
+    if entry.kind == EntryKind::Dir {
+        return match existing {
+            Some(meta) if !meta.is_dir() => Err(TransferError::Exists {
+                path: entry.path.clone(),
+            }),
+            _ => Ok(Held::Nothing),
+        };
+    }
+    if let Some(meta) = existing {
+        if meta.is_dir() {
+            return Err(TransferError::Exists {
+                path: entry.path.clone(),
+            });
+        }
+        if !overwrite {
+            if meta.len() != entry.size {
+                return Err(TransferError::Exists {
+                    path: entry.path.clone(),
+                });
+            }
+            let hash = hash_file(target, entry.size)?;
+            return Ok(Held::Complete { hash });
+        }
+    }
+    let part = part_path(target);
+    match std::fs::symlink_metadata(&part) {
+        Ok(meta) if meta.is_file() && meta.len() > 0 && meta.len() <= entry.size => {
+            let offset = meta.len();
+            Ok(Held::Partial {
+                offset,
+                hash: hash_file(&part, offset)?,
+            })
+        }
+        _ => Ok(Held::Nothing),
+    }
+}
+
+fn hash_file(path: &Path, len: u64) -> Result<String, TransferError> {
+    let read_error = |source| TransferError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read_error)?;
+    let mut hasher = blake3::Hasher::new();
+    hash_prefix(&mut file, len, &mut hasher).map_err(read_error)?;
+    Ok(hex::encode(hasher.finalize().as_bytes()))
+}
+
+/// Opens `part` to continue at `offset` (hashing what is there), or creates
+/// it afresh when `offset` is 0.
+fn open_part(part: &Path, offset: u64) -> std::io::Result<(File, blake3::Hasher)> {
+    let mut hasher = blake3::Hasher::new();
+    if offset == 0 {
+        return Ok((File::create(part)?, hasher));
+    }
+    let mut file = OpenOptions::new().read(true).write(true).open(part)?;
+    hash_prefix(&mut file, offset, &mut hasher)?;
+    file.set_len(offset)?;
+    file.seek(SeekFrom::Start(offset))?;
+    Ok((file, hasher))
+}
+
+async fn expect_end(link: &mut Link, index: usize) -> Result<String, TransferError> {
+    match link.recv().await? {
+        Incoming::Message(Message::FileEnd { index: i, blake3 }) if i == index as u64 => Ok(blake3),
+        other => Err(unexpected(&format!("the end of file {index}"), &other)),
+    }
+}
+
+fn write_error(path: &Path, source: std::io::Error) -> TransferError {
+    TransferError::Write {
+        path: path.display().to_string(),
+        source,
+    }
+}

@@ -1,0 +1,207 @@
+//! The sending side: offer the manifest, learn what the receiver already
+//! holds, stream the rest in chunks with a BLAKE3 hash per file.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use super::TransferError;
+use super::link::{Incoming, Link, unexpected};
+use super::manifest::Source;
+use super::progress::Progress;
+use super::wire::{EntryKind, Message};
+use crate::auth::hex;
+
+/// Longest wait for the receiver's final `done` after the last file.
+const DONE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a finished send did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendSummary {
+    /// Files offered.
+    pub files: usize,
+    /// Directories offered.
+    pub dirs: usize,
+    /// Bytes in all files.
+    pub total_bytes: u64,
+    /// Bytes sent now.
+    pub sent_bytes: u64,
+    /// Bytes the receiver already had (not sent again).
+    pub skipped_bytes: u64,
+    /// Time from the receiver's acceptance to its confirmation.
+    pub elapsed: Duration,
+}
+
+/// Sends `source` over an authenticated link. If the receiver declines,
+/// fails or goes away the error says so; on a local error the receiver is
+/// told why.
+pub async fn send(
+    link: &mut Link,
+    source: &Source,
+    progress: &mut dyn Progress,
+) -> Result<SendSummary, TransferError> {
+    let result = run(link, source, progress).await;
+    if let Err(err) = &result
+        && !err.peer_knows()
+    {
+        link.fail(err).await;
+    }
+    result
+}
+
+async fn run(
+    link: &mut Link,
+    source: &Source,
+    progress: &mut dyn Progress,
+) -> Result<SendSummary, TransferError> {
+    let manifest = &source.manifest;
+    link.send(&Message::Offer {
+        entries: manifest.entries().len() as u64,
+        bytes: manifest.total_bytes(),
+    })
+    .await?;
+    for entry in manifest.entries() {
+        link.send(&Message::Entry {
+            path: entry.path.clone(),
+            kind: entry.kind,
+            size: entry.size,
+        })
+        .await?;
+    }
+
+    // The receiver may take its time to decide (a person is asked).
+    let mut resume: HashMap<usize, (u64, String)> = HashMap::new();
+    loop {
+        match link.recv().await? {
+            Incoming::Message(Message::Resume {
+                index,
+                offset,
+                blake3,
+            }) => {
+                let index = usize::try_from(index).unwrap_or(usize::MAX);
+                match manifest.entries().get(index) {
+                    Some(entry) if entry.kind == EntryKind::File && offset <= entry.size => {
+                        resume.insert(index, (offset, blake3));
+                    }
+                    _ => {
+                        return Err(TransferError::Protocol(format!(
+                            "resume offset {offset} for entry {index} does not fit the manifest"
+                        )));
+                    }
+                }
+            }
+            Incoming::Message(Message::Accept) => break,
+            Incoming::Message(Message::Decline) => return Err(TransferError::Declined),
+            other => return Err(unexpected("accept or decline", &other)),
+        }
+    }
+
+    let started = Instant::now();
+    progress.begin(manifest.total_bytes());
+    let chunk = link.chunk_bytes();
+    let (mut sent_bytes, mut skipped_bytes) = (0u64, 0u64);
+    for (index, entry) in manifest.entries().iter().enumerate() {
+        if entry.kind != EntryKind::File {
+            continue;
+        }
+        progress.file(&entry.path);
+        let local = &source.local[index];
+        let shown = local.display().to_string();
+        let read_error = |source| TransferError::Read {
+            path: shown.clone(),
+            source,
+        };
+        let mut file = File::open(local).map_err(read_error)?;
+        let size = file.metadata().map_err(read_error)?.len();
+        if size != entry.size {
+            return Err(TransferError::Source {
+                path: shown,
+                reason: format!(
+                    "it changed size while being sent ({} bytes offered, {size} now)",
+                    entry.size
+                ),
+            });
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut offset = 0;
+        if let Some((claimed, claimed_hash)) = resume.get(&index) {
+            hash_prefix(&mut file, *claimed, &mut hasher).map_err(read_error)?;
+            if hex::encode(hasher.finalize().as_bytes()) == *claimed_hash {
+                offset = *claimed;
+            } else {
+                tracing::info!(path = %entry.path, "the receiver's partial copy differs; sending it whole");
+                hasher.reset();
+                file.seek(SeekFrom::Start(0)).map_err(read_error)?;
+            }
+        }
+        link.send(&Message::File {
+            index: index as u64,
+            offset,
+        })
+        .await?;
+        skipped_bytes += offset;
+        progress.skipped(offset);
+        let mut remaining = entry.size - offset;
+        while remaining > 0 {
+            let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(chunk);
+            let mut buffer = BytesMut::zeroed(n);
+            file.read_exact(&mut buffer).map_err(read_error)?;
+            hasher.update(&buffer);
+            link.send_data(buffer).await?;
+            remaining -= n as u64;
+            sent_bytes += n as u64;
+            progress.advance(n as u64);
+            // The receiver may have stopped (disk full, ...): hear it now.
+            if let Some(incoming) = link.try_recv() {
+                return Err(match incoming {
+                    Err(err) => err,
+                    Ok(other) => unexpected("nothing while data flows", &other),
+                });
+            }
+        }
+        link.send(&Message::FileEnd {
+            index: index as u64,
+            blake3: hex::encode(hasher.finalize().as_bytes()),
+        })
+        .await?;
+    }
+    link.send(&Message::Done).await?;
+    match tokio::time::timeout(DONE_TIMEOUT, link.recv()).await {
+        Ok(Ok(Incoming::Message(Message::Done))) => {}
+        Ok(Ok(other)) => return Err(unexpected("the receiver's done", &other)),
+        Ok(Err(err)) => return Err(err),
+        Err(_) => {
+            return Err(TransferError::Timeout(
+                "waiting for the receiver to confirm the files",
+            ));
+        }
+    }
+    progress.end();
+    Ok(SendSummary {
+        files: manifest.files(),
+        dirs: manifest.dirs(),
+        total_bytes: manifest.total_bytes(),
+        sent_bytes,
+        skipped_bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Feeds the first `len` bytes of `file` to `hasher` (streaming).
+pub(super) fn hash_prefix(
+    file: &mut File,
+    len: u64,
+    hasher: &mut blake3::Hasher,
+) -> std::io::Result<()> {
+    let copied = std::io::copy(&mut Read::by_ref(file).take(len), hasher)?;
+    if copied != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the file is shorter than expected",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Messages of the transfer protocol (`docs/transfer.md`): UTF-8 JSON text
+//! frames on the `transfer` channel, tagged by `"type"`. File data travels
+//! as binary frames on the same channel, between a `file` and its `file_end`.
+
+use serde::{Deserialize, Serialize};
+
+use super::TransferError;
+
+/// Label of the data channel a transfer runs on (the receiver creates it).
+pub const TRANSFER_LABEL: &str = "transfer";
+
+/// Whether a manifest entry is a file or a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory (sent so that empty ones arrive too).
+    Dir,
+}
+
+/// A control message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// Both sides, first: the SPAKE2 message, hex.
+    Pake {
+        /// 33 bytes, hex.
+        message: String,
+    },
+    /// Both sides, second: the key-confirmation MAC, hex.
+    Confirm {
+        /// 32 bytes, hex.
+        mac: String,
+    },
+    /// Sender: what follows is a manifest of `entries` entries.
+    Offer {
+        /// Number of `entry` messages that follow.
+        entries: u64,
+        /// Sum of the file sizes.
+        bytes: u64,
+    },
+    /// Sender: one manifest entry.
+    Entry {
+        /// Relative `/`-separated path.
+        path: String,
+        /// File or directory.
+        kind: EntryKind,
+        /// Size in bytes (0 for a directory).
+        size: u64,
+    },
+    /// Receiver: it already holds the first `offset` bytes of file `index`,
+    /// whose BLAKE3 hash is `blake3`.
+    Resume {
+        /// Manifest index of the file.
+        index: u64,
+        /// Bytes held.
+        offset: u64,
+        /// BLAKE3 of those bytes, hex.
+        blake3: String,
+    },
+    /// Receiver: send the files.
+    Accept,
+    /// Receiver: the offer is declined.
+    Decline,
+    /// Sender: data of file `index` follows, starting at `offset`.
+    File {
+        /// Manifest index of the file.
+        index: u64,
+        /// First byte sent (the receiver's resume offset, or 0).
+        offset: u64,
+    },
+    /// Sender: file `index` is complete; `blake3` covers the whole file.
+    FileEnd {
+        /// Manifest index of the file.
+        index: u64,
+        /// BLAKE3 of the whole file, hex.
+        blake3: String,
+    },
+    /// Sender: every file was sent. Receiver: every file was verified.
+    Done,
+    /// Either side: the transfer stops, for this reason.
+    Error {
+        /// A sentence for the person at the other end.
+        message: String,
+    },
+}
+
+impl Message {
+    /// Reads a text frame.
+    pub fn parse(text: &str) -> Result<Self, TransferError> {
+        serde_json::from_str(text)
+            .map_err(|err| TransferError::Protocol(format!("unreadable control message: {err}")))
+    }
+
+    /// The JSON text frame.
+    pub fn to_json(&self) -> String {
+        // Serialising these plain enums cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_match_the_documentation() {
+        let entry = Message::Entry {
+            path: "dir/a.txt".into(),
+            kind: EntryKind::File,
+            size: 5,
+        };
+        assert_eq!(
+            entry.to_json(),
+            r#"{"type":"entry","path":"dir/a.txt","kind":"file","size":5}"#
+        );
+        assert_eq!(
+            Message::FileEnd {
+                index: 2,
+                blake3: "ab".into()
+            }
+            .to_json(),
+            r#"{"type":"file_end","index":2,"blake3":"ab"}"#
+        );
+        assert_eq!(Message::Accept.to_json(), r#"{"type":"accept"}"#);
+        assert_eq!(
+            Message::parse(r#"{"type":"offer","entries":1,"bytes":5,"extra":true}"#).unwrap(),
+            Message::Offer {
+                entries: 1,
+                bytes: 5
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        for bad in [
+            "",
+            "{}",
+            r#"{"type":"nope"}"#,
+            r#"{"type":"file","index":-1,"offset":0}"#,
+            r#"{"type":"entry","path":"a","kind":"socket","size":0}"#,
+        ] {
+            assert!(matches!(
+                Message::parse(bad),
+                Err(TransferError::Protocol(_))
+            ));
+        }
+    }
+}

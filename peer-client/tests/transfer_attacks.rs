@@ -1,0 +1,252 @@
+//! Attacks on a transfer, with the real `peer-client` binary on the victim's
+//! side: a signaling server that puts itself in the middle (it terminates
+//! both WebRTC connections and relays every message, the code phrase's
+//! SPAKE2 messages included) is detected by the fingerprint binding; a
+//! sender that knows the code but offers hostile paths gets them refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use common::{STEP, TestServer, bounded, config};
+use peer_client::auth::{Code, Role};
+use peer_client::transfer::{EntryKind, Link, Message, TRANSFER_LABEL, TransferError};
+use peer_client::{Channel, Event, Session};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("attack-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn peer_client(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_peer-client"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start peer-client (cargo builds it for integration tests)")
+}
+
+fn receiver(server: &str, code: &str, out: &Path) -> Child {
+    peer_client(&[
+        "receive",
+        code,
+        "--server",
+        server,
+        "--out",
+        &out.display().to_string(),
+        "--bind",
+        "127.0.0.1:0",
+        "--yes",
+    ])
+}
+
+/// Waits (bounded) for the process to exit; returns success and stderr.
+async fn finish(child: Child) -> (bool, String) {
+    let output = bounded("the peer-client process to exit", child.wait_with_output())
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn transfer_channel(session: &mut Session) -> Channel {
+    common::wait_for(session, "the transfer channel", |event| match event {
+        Event::ChannelOpen { channel, .. } if channel.label() == TRANSFER_LABEL => Some(channel),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signaling_server_in_the_middle_is_detected() {
+    // The sender uses the honest server; the receiver was pointed at the
+    // attacker's, which bridges the two rooms with WebRTC links of its own.
+    let honest = TestServer::start().await;
+    let rogue = TestServer::start().await;
+    let temp = TempDir::new("mitm");
+    let file = temp.0.join("secret.txt");
+    std::fs::write(&file, b"for the receiver only").unwrap();
+    let code = Code::parse("47-apple-tiger").unwrap();
+
+    let mut sender = peer_client(&[
+        "send",
+        &file.display().to_string(),
+        "--server",
+        &honest.url(),
+        "--code",
+        code.as_str(),
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    let mut lines = BufReader::new(sender.stdout.take().unwrap()).lines();
+    bounded("the sender's code", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(code.as_str()) {
+                return;
+            }
+        }
+        panic!("the sender exited before printing its code");
+    })
+    .await;
+
+    // The attacker knows the public nameplate, hence the room; not the secret.
+    let mut toward_receiver = common::join(&rogue.url(), &code.room()).await;
+    let mut to_sender_config = config(&honest.url(), &code.room());
+    to_sender_config.initial_channels = vec![TRANSFER_LABEL.to_owned()];
+    let mut toward_sender = bounded("joining", Session::connect(to_sender_config))
+        .await
+        .unwrap();
+    let out = temp.0.join("out");
+    let receiver = receiver(&rogue.url(), code.as_str(), &out);
+    let sender_side = transfer_channel(&mut toward_sender).await;
+    let receiver_side = transfer_channel(&mut toward_receiver).await;
+
+    // Relay every message both ways, unchanged, until both sides give up.
+    let relay = tokio::spawn(async move {
+        let mut relayed = 0usize;
+        loop {
+            tokio::select! {
+                Some(event) = toward_sender.next_event() => {
+                    if let Event::Message { label, payload, .. } = event
+                        && label == TRANSFER_LABEL {
+                        relayed += 1;
+                        let _ = receiver_side.send(payload).await;
+                    }
+                }
+                Some(event) = toward_receiver.next_event() => {
+                    if let Event::Message { label, payload, .. } = event
+                        && label == TRANSFER_LABEL {
+                        relayed += 1;
+                        let _ = sender_side.send(payload).await;
+                    }
+                }
+                else => return relayed,
+            }
+        }
+    });
+
+    let (received_ok, receiver_err) = finish(receiver).await;
+    let (sent_ok, sender_err) = finish(sender).await;
+    relay.abort();
+    assert!(!received_ok && !sent_ok);
+    assert!(
+        receiver_err.contains(
+            "the code did not match, or someone is interfering with the connection; no file was written"
+        ),
+        "{receiver_err}"
+    );
+    assert!(
+        sender_err.contains("someone is interfering with the connection; nothing was sent"),
+        "{sender_err}"
+    );
+    assert!(!out.exists(), "the receiver created its output directory");
+}
+
+/// Runs a hostile sender that knows the code and offers one entry at
+/// `path`; returns the receiver's stderr.
+async fn offer_hostile_path(
+    code: &str,
+    path: &str,
+    out: &Path,
+    prepare: impl FnOnce(&Path),
+) -> String {
+    let server = TestServer::start().await;
+    let code = Code::parse(code).unwrap();
+    let mut session = common::join(&server.url(), &code.room()).await;
+    prepare(out);
+    let receiver = receiver(&server.url(), code.as_str(), out);
+    let channel = transfer_channel(&mut session).await;
+    let mut link = bounded(
+        "the handshake",
+        Link::over(session, channel, &code, Role::Sender),
+    )
+    .await
+    .expect("the hostile sender knows the code");
+    link.send(&Message::Offer {
+        entries: 1,
+        bytes: 4,
+    })
+    .await
+    .unwrap();
+    link.send(&Message::Entry {
+        path: path.to_owned(),
+        kind: EntryKind::File,
+        size: 4,
+    })
+    .await
+    .unwrap();
+    // The receiver says why it stops.
+    let reply = bounded("the receiver's answer", link.recv()).await;
+    match reply {
+        Err(TransferError::Peer(message)) => {
+            assert!(message.contains("refused the path"), "{message}")
+        }
+        other => panic!("expected the receiver to refuse, got {other:?}"),
+    }
+    let (ok, stderr) = finish(receiver).await;
+    assert!(!ok, "the receiver accepted {path:?}");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_paths_from_a_sender_with_the_code_are_refused() {
+    let temp = TempDir::new("paths");
+    let cases = [
+        ("../escaped.txt", "it contains . or .."),
+        ("/tmp/absolute.txt", "it is absolute"),
+        ("inner/../../escaped.txt", "it contains . or .."),
+        ("C:/Windows/escaped.txt", "Windows drive prefix"),
+        ("inner\\..\\escaped.txt", "backslash"),
+        ("name\u{1b}[2J", "control characters"),
+    ];
+    for (index, (path, reason)) in cases.iter().enumerate() {
+        let out = temp.0.join(format!("out{index}"));
+        let stderr = offer_hostile_path("48-apple-tiger", path, &out, |_| {}).await;
+        assert!(stderr.contains("refused the path"), "{path:?}: {stderr}");
+        assert!(stderr.contains(reason), "{path:?}: {stderr}");
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "an escape reached the terminal: {stderr:?}"
+        );
+        assert!(!out.exists(), "{path:?}: the output directory was created");
+    }
+    assert!(!temp.0.join("escaped.txt").exists());
+
+    // A symbolic link planted in the output directory does not lead out.
+    let out = temp.0.join("out-link");
+    let outside = temp.0.join("outside");
+    let stderr = offer_hostile_path("49-apple-tiger", "link/escaped.txt", &out, |out| {
+        std::fs::create_dir_all(out).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, out.join("link")).unwrap();
+    })
+    .await;
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert!(!outside.join("escaped.txt").exists());
+    let _ = STEP;
+}
