@@ -2,11 +2,15 @@
 //!
 //! The connection code sees only [`Broker`] and its own [`ConnHandle`]. The
 //! broker decides where room state lives and how frames reach other peers'
-//! connections. Today that is [`MemoryBroker`]: the [`Registry`] behind a
-//! mutex, in this process. A shared backend (rooms in Redis, frames for peers
-//! on other instances through pub/sub) becomes another variant of
-//! [`Broker`]; its operations are already `async` so such a backend can wait
-//! on the network, and the connection code does not change.
+//! connections: [`MemoryBroker`] keeps the [`Registry`] behind a mutex, in
+//! this process; [`RedisBroker`] keeps rooms in Redis and sends frames for
+//! peers on other instances through pub/sub, so several instances share
+//! rooms. The operations are `async` so a backend can wait on the network;
+//! the connection code does not know which one it talks to.
+
+mod redis_broker;
+
+pub use redis_broker::{RedisBroker, RedisError};
 
 use std::future::pending;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,9 +86,15 @@ pub struct BrokerSettings {
 
 /// The backend that holds rooms and routes frames.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one broker per server, held in an Arc: its size does not matter"
+)]
 pub enum Broker {
     /// Everything in this process.
     Memory(MemoryBroker),
+    /// Rooms shared with other instances through Redis.
+    Redis(RedisBroker),
 }
 
 impl Broker {
@@ -93,11 +103,25 @@ impl Broker {
         Self::Memory(MemoryBroker::new(settings, metrics))
     }
 
+    /// A broker sharing rooms through the Redis server at `url`; this
+    /// instance counts as alive for `liveness` after each refresh.
+    pub async fn redis(
+        url: &str,
+        liveness: std::time::Duration,
+        settings: BrokerSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, RedisError> {
+        Ok(Self::Redis(
+            RedisBroker::connect(url, liveness, settings, metrics).await?,
+        ))
+    }
+
     /// Registers a new connection whose outbox holds at most `max_frames`
     /// frames and `max_bytes` bytes.
     pub fn open(&self, max_frames: usize, max_bytes: usize) -> ConnHandle {
         match self {
             Self::Memory(broker) => broker.open(max_frames, max_bytes),
+            Self::Redis(broker) => broker.open(max_frames, max_bytes),
         }
     }
 
@@ -112,6 +136,7 @@ impl Broker {
     ) -> Result<PeerId, Rejection> {
         match self {
             Self::Memory(broker) => broker.join(conn, room, resume),
+            Self::Redis(broker) => broker.join(conn, room, resume).await,
         }
     }
 
@@ -125,6 +150,7 @@ impl Broker {
     ) -> Result<(), Rejection> {
         match self {
             Self::Memory(broker) => broker.signal(conn, from, to, data),
+            Self::Redis(broker) => broker.signal(conn, from, to, data).await,
         }
     }
 
@@ -132,6 +158,7 @@ impl Broker {
     pub async fn leave(&self, conn: &ConnHandle, peer: PeerId) -> Result<(), Rejection> {
         match self {
             Self::Memory(broker) => broker.leave(conn, peer),
+            Self::Redis(broker) => broker.leave(conn, peer).await,
         }
     }
 
@@ -140,13 +167,26 @@ impl Broker {
     pub async fn disconnect(&self, conn: &ConnHandle, peer: PeerId) {
         match self {
             Self::Memory(broker) => broker.disconnect(conn, peer),
+            Self::Redis(broker) => broker.disconnect(conn, peer).await,
         }
     }
 
-    /// Removes absent peers as their grace periods end, until `shutdown`.
+    /// Whether the broker can serve: always in memory; with Redis, whether
+    /// its last request to Redis went through.
+    pub fn ready(&self) -> bool {
+        match self {
+            Self::Memory(_) => true,
+            Self::Redis(broker) => broker.ready(),
+        }
+    }
+
+    /// Removes absent peers as their grace periods end, until `shutdown`
+    /// (with Redis also: reads frames from other instances, refreshes this
+    /// instance's liveness, removes the peers of dead instances).
     pub async fn run_expiry(&self, shutdown: CancellationToken) {
         match self {
             Self::Memory(broker) => broker.run_expiry(shutdown).await,
+            Self::Redis(broker) => broker.run(shutdown).await,
         }
     }
 }

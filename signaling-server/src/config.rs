@@ -180,6 +180,16 @@ pub struct Config {
     )]
     pub tls_key: Option<PathBuf>,
 
+    /// Share rooms with other instances through this Redis server, e.g.
+    /// redis://127.0.0.1:6379/0. Unset: rooms live in this process only.
+    #[arg(long, env = "SIGNALING_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// With --redis: an instance that has not refreshed its liveness key for this long is
+    /// taken for dead, and its peers leave their rooms.
+    #[arg(long, env = "SIGNALING_REDIS_LIVENESS", default_value = "6s", value_parser = parse_duration)]
+    pub redis_liveness: Duration,
+
     /// Serve the web client from this directory instead of the copy built into the binary.
     #[arg(long, env = "SIGNALING_WEB_DIR", value_name = "PATH")]
     pub web_dir: Option<PathBuf>,
@@ -273,6 +283,8 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            redis: None,
+            redis_liveness: Duration::from_secs(6),
             web_dir: None,
             log_format: LogFormat::Text,
             worker_threads: None,
@@ -326,6 +338,9 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::TlsPair);
         }
+        if self.redis.is_some() && self.redis_liveness < Duration::from_secs(1) {
+            return Err(ConfigError::Liveness(self.redis_liveness));
+        }
         Ok(())
     }
 }
@@ -369,6 +384,9 @@ pub enum ConfigError {
     /// A certificate without its key, or the reverse.
     #[error("--tls-cert and --tls-key go together")]
     TlsPair,
+    /// Liveness is refreshed a few times per period; below a second that is busy work.
+    #[error("--redis-liveness ({0:?}) must be at least 1s")]
+    Liveness(Duration),
 }
 
 fn ceil_secs(duration: Duration) -> u64 {

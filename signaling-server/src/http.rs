@@ -245,10 +245,13 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 }
 
 /// `GET /readyz`: 200 while accepting connections, 503 once shutdown was
-/// requested (during the drain delay the server still accepts).
+/// requested (during the drain delay the server still accepts) and, with
+/// `--redis`, while Redis does not answer.
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {
     if shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if !shared.broker.ready() {
+        (StatusCode::SERVICE_UNAVAILABLE, "Redis unreachable\n").into_response()
     } else {
         "ready\n".into_response()
     }

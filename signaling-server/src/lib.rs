@@ -13,8 +13,10 @@
 //!   dispatch, batched writes, heartbeat, idle timeout.
 //! - [`websocket`]: the RFC 6455 pieces (handshake key, frames, masking) and
 //!   the pooled I/O buffers that let idle connections hold none.
-//! - [`broker`]: what connections talk to; today in memory, shaped so a
-//!   shared (Redis) backend can take its place.
+//! - [`broker`]: what connections talk to: rooms in this process, or with
+//!   `--redis` shared by several instances through Redis.
+//! - [`auth`]: room tokens (`/ws?token=...`); [`ice`]: STUN and TURN servers
+//!   with short-lived TURN credentials; [`tls`]: `wss://` and `https://`.
 //! - [`registry`]: rooms, peers, resume tokens and expiry as a synchronous
 //!   state machine without sockets or clocks.
 //! - [`outbox`]: the bounded per-connection queue that keeps a slow client

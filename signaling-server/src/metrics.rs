@@ -45,6 +45,8 @@ pub struct Metrics {
     pub resumes: Counter,
     /// Absent peers whose grace period ran out.
     pub peers_expired: Counter,
+    /// Failed requests to Redis (with `--redis`).
+    pub redis_errors: Counter,
     errors: Vec<Counter>,
 }
 
@@ -67,6 +69,7 @@ impl Metrics {
             joins: counter!("signaling_joins_total"),
             resumes: counter!("signaling_resumes_total"),
             peers_expired: counter!("signaling_peers_expired_total"),
+            redis_errors: counter!("signaling_redis_errors_total"),
             errors: ErrorCode::ALL
                 .iter()
                 .map(|code| counter!("signaling_errors_total", "code" => code.as_str()))
@@ -139,8 +142,14 @@ fn describe() {
         "signaling_connections_rejected_total",
         "Connections refused before joining, by reason (server_full, unauthorized, origin, tls)"
     );
-    describe_gauge!("signaling_rooms", "Rooms held");
-    describe_gauge!("signaling_peers", "Peers held, present and absent");
+    describe_gauge!(
+        "signaling_rooms",
+        "Rooms held (with --redis: by all instances together)"
+    );
+    describe_gauge!(
+        "signaling_peers",
+        "Peers held, present and absent (with --redis: by all instances together)"
+    );
     describe_counter!(
         "signaling_signals_relayed_total",
         "Signals routed to a peer"
@@ -156,6 +165,10 @@ fn describe() {
     describe_counter!(
         "signaling_peers_expired_total",
         "Absent peers removed after the resume grace period"
+    );
+    describe_counter!(
+        "signaling_redis_errors_total",
+        "Failed requests to Redis (with --redis)"
     );
     describe_counter!(
         "signaling_errors_total",

@@ -450,7 +450,7 @@ impl std::hash::Hasher for PeerIdHasher {
 }
 
 /// Room names: 1–128 bytes of UTF-8 without control characters.
-fn validate_room(room: &str) -> Result<(), RegistryError> {
+pub(crate) fn validate_room(room: &str) -> Result<(), RegistryError> {
     if room.is_empty() {
         return Err(RegistryError::InvalidRoom("the name is empty"));
     }
@@ -469,12 +469,12 @@ fn validate_room(room: &str) -> Result<(), RegistryError> {
 
 /// A random (v4) UUID from the thread-local CSPRNG, which costs no system
 /// call (unlike asking the OS for every id).
-fn new_peer_id() -> PeerId {
+pub(crate) fn new_peer_id() -> PeerId {
     PeerId::from(uuid::Builder::from_random_bytes(rand::random()).into_uuid())
 }
 
 /// 128 random bits from the thread-local CSPRNG, as 32 hex digits.
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::broker::{Broker, BrokerSettings, ConnHandle};
+use crate::broker::{Broker, BrokerSettings, ConnHandle, RedisError};
 use crate::config::{Config, ConfigError};
 use crate::ice::{IceConfig, TurnConfig};
 use crate::metrics::{self, Metrics, Refusal};
@@ -34,6 +34,9 @@ pub enum ServerError {
     /// The options contradict each other.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Redis could not be reached.
+    #[error(transparent)]
+    Redis(#[from] RedisError),
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -179,7 +182,12 @@ impl Server {
             limits: config.limits(),
             ice: IceConfig::new(config.stun.clone(), turn),
         };
-        let broker = Broker::memory(settings, metrics.clone());
+        let broker = match &config.redis {
+            Some(url) => {
+                Broker::redis(url, config.redis_liveness, settings, metrics.clone()).await?
+            }
+            None => Broker::memory(settings, metrics.clone()),
+        };
         let shared = Arc::new(Shared {
             broker,
             metrics,

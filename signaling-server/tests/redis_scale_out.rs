@@ -1,0 +1,375 @@
+//! Several instances share rooms through a real `redis-server` (Debian's
+//! redis-server package, or `$REDIS_SERVER_PATH`): membership, signals,
+//! resume on another instance with the signals queued meanwhile, expiry,
+//! atomic room limits, and the peers of a killed instance leaving.
+
+// Test helpers: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Client, TestServer, config};
+use signaling_protocol::{ErrorCode, ServerMessage};
+use signaling_server::Config;
+
+/// A `redis-server` on a free loopback port without persistence; killed
+/// and its directory removed when dropped.
+struct Redis {
+    child: Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let program =
+            std::env::var("REDIS_SERVER_PATH").unwrap_or_else(|_| "/usr/bin/redis-server".into());
+        assert!(
+            std::path::Path::new(&program).exists(),
+            "{program} not found: install Debian's redis-server package or set REDIS_SERVER_PATH"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("signaling-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(&program)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let redis = Self {
+            child,
+            dir,
+            url: format!("redis://127.0.0.1:{port}/"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn config(&self) -> Config {
+        Config {
+            redis: Some(self.url.clone()),
+            redis_liveness: Duration::from_secs(2),
+            ..config()
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn two_instances(redis: &Redis) -> (TestServer, TestServer) {
+    (
+        TestServer::start(redis.config()).await,
+        TestServer::start(redis.config()).await,
+    )
+}
+
+#[tokio::test]
+async fn peers_on_different_instances_meet_signal_and_leave() {
+    let redis = Redis::start();
+    let (one, two) = two_instances(&redis).await;
+    let mut a = one.connect().await;
+    let mut b = two.connect().await;
+    let wa = a.join("shared").await;
+    let wb = b.join("shared").await;
+    assert_eq!(wb.peers, [wa.peer_id]);
+    assert!(!wb.resumed);
+    a.expect_peer_joined(wb.peer_id).await;
+
+    // Signals cross instances verbatim and in order.
+    for i in 0..20 {
+        b.signal(wa.peer_id, &format!(r#"{{"n":{i}}}"#)).await;
+    }
+    for i in 0..20 {
+        assert_eq!(a.expect_signal(wb.peer_id).await, format!(r#"{{"n":{i}}}"#));
+    }
+    a.signal(wb.peer_id, r#"{"candidate":null}"#).await;
+    assert_eq!(b.expect_signal(wa.peer_id).await, r#"{"candidate":null}"#);
+
+    // A third peer on the first instance sees both, oldest first.
+    let mut c = one.connect().await;
+    let wc = c.join("shared").await;
+    assert_eq!(wc.peers, [wa.peer_id, wb.peer_id]);
+    a.expect_peer_joined(wc.peer_id).await;
+    b.expect_peer_joined(wc.peer_id).await;
+
+    // Rooms are separate across instances too.
+    let mut d = two.connect().await;
+    let wd = d.join("elsewhere").await;
+    assert!(wd.peers.is_empty());
+    d.signal(wa.peer_id, "{}").await;
+    let (_, peer) = d.expect_error(ErrorCode::UnknownPeer).await;
+    assert_eq!(peer, Some(wa.peer_id));
+
+    // Leaving is seen on the other instance.
+    b.send_text(r#"{"type":"leave"}"#).await;
+    a.expect_peer_left(wb.peer_id).await;
+    c.expect_peer_left(wb.peer_id).await;
+    // Both instances report the shared totals.
+    let metrics = one.get("/metrics").await.text();
+    assert!(metrics.contains("signaling_rooms "), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_peer_resumes_on_another_instance_and_gets_what_was_queued() {
+    let redis = Redis::start();
+    let (one, two) = two_instances(&redis).await;
+    let mut a = one.connect().await;
+    let mut b = two.connect().await;
+    let wa = a.join("resume").await;
+    let wb = b.join("resume").await;
+    a.expect_peer_joined(wb.peer_id).await;
+
+    // b's connection drops without a goodbye; its instance marks it absent.
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.signal(wb.peer_id, r#"{"queued":1}"#).await;
+    a.signal(wb.peer_id, r#"{"queued":2}"#).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // It comes back through the other instance with its token.
+    let mut b = one.connect().await;
+    let back = b.join_with("resume", Some(&wb.resume_token)).await;
+    assert!(back.resumed);
+    assert_eq!(back.peer_id, wb.peer_id);
+    assert_eq!(back.peers, [wa.peer_id]);
+    assert_ne!(back.resume_token, wb.resume_token);
+    assert_eq!(b.expect_signal(wa.peer_id).await, r#"{"queued":1}"#);
+    assert_eq!(b.expect_signal(wa.peer_id).await, r#"{"queued":2}"#);
+    // Nobody saw it leave, and it talks again.
+    b.signal(wa.peer_id, r#"{"back":true}"#).await;
+    assert_eq!(a.expect_signal(wb.peer_id).await, r#"{"back":true}"#);
+
+    // The used token is spent: a second resume with it joins afresh.
+    let mut again = two.connect().await;
+    let fresh = again.join_with("resume", Some(&wb.resume_token)).await;
+    assert!(!fresh.resumed);
+    assert_ne!(fresh.peer_id, wb.peer_id);
+}
+
+#[tokio::test]
+async fn a_resume_elsewhere_takes_over_a_connection_still_open() {
+    let redis = Redis::start();
+    let (one, two) = two_instances(&redis).await;
+    let mut a = one.connect().await;
+    let wa = a.join("takeover").await;
+    let mut b = two.connect().await;
+    let wb = b.join("takeover").await;
+    a.expect_peer_joined(wb.peer_id).await;
+
+    let mut b2 = one.connect().await;
+    let back = b2.join_with("takeover", Some(&wb.resume_token)).await;
+    assert!(back.resumed);
+    // The old connection on the other instance is closed.
+    let (_, close) = b.expect_closed().await;
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1000));
+    a.signal(wb.peer_id, r#"{"to":"new"}"#).await;
+    assert_eq!(b2.expect_signal(wa.peer_id).await, r#"{"to":"new"}"#);
+    a.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn an_absent_peer_expires_for_everyone() {
+    let redis = Redis::start();
+    let (one, two) = two_instances(&redis).await;
+    let mut a = one.connect().await;
+    let mut b = two.connect().await;
+    a.join("expiry").await;
+    let wb = b.join("expiry").await;
+    a.expect_peer_joined(wb.peer_id).await;
+    drop(b);
+    // Grace 2 s (test config) plus at most one maintenance period.
+    let started = Instant::now();
+    a.expect_peer_left(wb.peer_id).await;
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    let mut late = one.connect().await;
+    let welcome = late.join_with("expiry", Some(&wb.resume_token)).await;
+    assert!(!welcome.resumed);
+}
+
+#[tokio::test]
+async fn concurrent_joins_across_instances_never_overfill_a_room() {
+    let redis = Redis::start();
+    let limited = Config {
+        max_peers_per_room: 3,
+        ..redis.config()
+    };
+    let one = TestServer::start(limited.clone()).await;
+    let two = TestServer::start(limited).await;
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        let server = if i % 2 == 0 { &one } else { &two };
+        clients.push(server.connect().await);
+    }
+    for client in &mut clients {
+        client
+            .send_text(r#"{"type":"join","room":"crowded"}"#)
+            .await;
+    }
+    let (mut welcomed, mut full) = (0, 0);
+    for client in &mut clients {
+        match client.recv().await {
+            ServerMessage::Welcome { .. } => welcomed += 1,
+            ServerMessage::Error {
+                code: ErrorCode::RoomFull,
+                ..
+            } => full += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((welcomed, full), (3, 9));
+}
+
+/// A `signaling-server` process; killed when dropped.
+struct Process {
+    child: Child,
+    url: String,
+}
+
+impl Process {
+    fn start(redis: &Redis) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_signaling-server"))
+            .args(["--listen", "127.0.0.1:0", "--redis", &redis.url])
+            .args(["--redis-liveness", "2s"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the server prints its address");
+        Self {
+            child,
+            url: format!("ws://{addr}/ws"),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn peers_of_a_killed_instance_leave_within_the_liveness_bound() {
+    let redis = Redis::start();
+    let survivor = TestServer::start(redis.config()).await;
+    let mut doomed = Process::start(&redis);
+    let mut a = survivor.connect().await;
+    let wa = a.join("fragile").await;
+    let mut x = Client::connect(&doomed.url).await;
+    let wx = x.join("fragile").await;
+    assert_eq!(wx.peers, [wa.peer_id]);
+    a.expect_peer_joined(wx.peer_id).await;
+    // The same path works from the process to this one.
+    x.signal(wa.peer_id, r#"{"from":"process"}"#).await;
+    assert_eq!(a.expect_signal(wx.peer_id).await, r#"{"from":"process"}"#);
+
+    // SIGKILL: no goodbye, no cleanup. Liveness is 2 s.
+    doomed.child.kill().unwrap();
+    let killed = Instant::now();
+    match a.next_within(Duration::from_secs(6)).await {
+        Some(common::Received::Message(ServerMessage::PeerLeft { peer_id })) => {
+            assert_eq!(peer_id, wx.peer_id);
+        }
+        other => panic!("expected peer_left within 6 s, got {other:?}"),
+    }
+    let took = killed.elapsed();
+    assert!(took <= Duration::from_secs(4), "took {took:?}");
+    // The room is usable and the dead peer is gone from it.
+    let mut c = survivor.connect().await;
+    let wc = c.join("fragile").await;
+    assert_eq!(wc.peers, [wa.peer_id]);
+}
+
+#[tokio::test]
+async fn clients_of_a_stopping_instance_resume_on_another() {
+    let redis = Redis::start();
+    let (one, two) = two_instances(&redis).await;
+    let mut a = two.connect().await;
+    let wa = a.join("moving").await;
+    let mut b = one.connect().await;
+    let wb = b.join("moving").await;
+    a.expect_peer_joined(wb.peer_id).await;
+
+    // The instance stops gracefully: its client is told to reconnect.
+    let stopping = tokio::spawn(one.stop());
+    let (messages, _) = b.expect_closed().await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Shutdown { .. })),
+        "{messages:?}"
+    );
+    stopping.await.unwrap();
+    a.signal(wb.peer_id, r#"{"while":"moving"}"#).await;
+
+    // It resumes on the instance still running, keeping its id and the
+    // signal sent meanwhile; the other peer never sees it leave.
+    let mut b = two.connect().await;
+    let back = b.join_with("moving", Some(&wb.resume_token)).await;
+    assert!(back.resumed);
+    assert_eq!(back.peer_id, wb.peer_id);
+    assert_eq!(b.expect_signal(wa.peer_id).await, r#"{"while":"moving"}"#);
+    a.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn readiness_follows_redis() {
+    let mut redis = Redis::start();
+    let server = TestServer::start(redis.config()).await;
+    assert_eq!(server.get("/readyz").await.status, 200);
+    redis.child.kill().unwrap();
+    redis.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = server.get("/readyz").await;
+        if response.status == 503 {
+            assert!(response.text().contains("Redis"), "{}", response.text());
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz still 200 without Redis");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Joins fail with a clear error rather than hanging.
+    let mut client = server.connect().await;
+    client.send_text(r#"{"type":"join","room":"r"}"#).await;
+    let (message, _) = client.expect_error(ErrorCode::Internal).await;
+    assert!(message.contains("unreachable"), "{message}");
+}
