@@ -98,6 +98,11 @@ impl Wire {
             "netns",
             self.netns.name(),
         ]);
+        // The hub sees frames as the host hands them to its veth: have the
+        // kernel cut segmentation-offloaded (GSO) packets into MTU-sized
+        // frames first, since the hub cannot (the segment size is not in
+        // the frame).
+        host.ip(&["link", "set", ifname, "gso_max_segs", "1"]);
         host.ip(&["addr", "add", addr, "dev", ifname]);
         host.ip(&["link", "set", ifname, "up"]);
         self.netns.ip(&["link", "set", &hub_if, "up"]);
@@ -251,8 +256,7 @@ fn transmit(
                 if due > now {
                     std::thread::sleep(due - now);
                 }
-                // Oversized (segmentation-offloaded) frames fail; like any
-                // loss, TCP sends them again.
+                // A frame over the MTU fails like any lost frame.
                 let _ = tx.send_to(&frame, None);
             }
             Err(RecvTimeoutError::Timeout) => {}
