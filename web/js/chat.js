@@ -301,4 +301,10 @@ class ChatPage {
   }
 }
 
-new ChatPage().start();
+// A transfer link (`/#code=7-crossword-banana`, as `peer-client send` prints it) opens the
+// file-transfer page; the fragment, and so the code, never reaches the server.
+if (new URLSearchParams(location.hash.slice(1)).has('code')) {
+  location.replace(`transfer.html${location.hash}`);
+} else {
+  new ChatPage().start();
+}

@@ -1,0 +1,55 @@
+// Helpers of the file-transfer tests: the native `peer-client send`/`receive`, test files, hashes.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Child, REPO_ROOT } from './processes.js';
+
+const TARGET_DIR = process.env.CARGO_TARGET_DIR
+  ? path.resolve(REPO_ROOT, process.env.CARGO_TARGET_DIR)
+  : path.join(REPO_ROOT, 'target');
+
+function peerClientBinary() {
+  const file = process.env.PEER_CLIENT_BIN ?? path.join(TARGET_DIR, 'debug', 'peer-client');
+  if (!fs.existsSync(file)) throw new Error(`${file} does not exist: build it first with \`cargo build --bins\``);
+  return file;
+}
+
+/** Starts `peer-client ARGS...` (e.g. `send FILE --server URL --code CODE`). */
+export function runPeerClient(label, args) {
+  return new Child(label, peerClientBinary(), args, { RUST_LOG: process.env.RUST_LOG ?? 'info' });
+}
+
+/** A temporary directory, removed by the returned function. */
+export function tempDir(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'web-transfer-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Writes `size` random bytes to `dir/name`; returns the path. */
+export function randomFile(dir, name, size) {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, crypto.randomBytes(size));
+  return file;
+}
+
+/** SHA-256 of a file, hex. */
+export function sha256File(file) {
+  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+/** Waits for a child to exit (bounded); returns its exit status. */
+export async function exited(child, timeoutMs = 60_000) {
+  let timer;
+  const status = await Promise.race([
+    child.exited,
+    new Promise((resolve) => {
+      timer = setTimeout(() => resolve(null), timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (!status) throw new Error(`${child.label} did not exit within ${timeoutMs} ms\n${child.log()}`);
+  return status;
+}

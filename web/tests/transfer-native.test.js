@@ -1,0 +1,149 @@
+// File transfer between the page and the native peer-client, both ways, in headless Chromium.
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { launchBrowser } from './support/browser.js';
+import { startSignalingServer } from './support/processes.js';
+import { exited, randomFile, runPeerClient, sha256File, tempDir } from './support/transfer.js';
+
+const MiB = 1024 * 1024;
+
+/** Collects the page's downloads as {name, file}. */
+function collectDownloads(page, dir) {
+  const saved = [];
+  page.on('download', (download) => {
+    const file = path.join(dir, download.suggestedFilename());
+    saved.push(download.saveAs(file).then(() => ({ name: download.suggestedFilename(), file })));
+  });
+  return () => Promise.all(saved);
+}
+
+test('native peer-client send → page receives, files verified', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  const files = [randomFile(src, 'big.bin', 5 * MiB + 12345), randomFile(src, 'small.txt', 1000), randomFile(src, 'empty', 0)];
+  const code = '7-apple-tiger';
+  const sender = runPeerClient('peer-client send', ['send', ...files, '--server', server.wsUrl, '--code', code, '--json']);
+  t.after(() => sender.kill());
+  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  const downloads = path.join(dir, 'downloads');
+  fs.mkdirSync(downloads);
+  const saved = collectDownloads(page, downloads);
+  // The link the sender prints: the chat page forwards it to the transfer page.
+  await page.goto(`${server.httpUrl}#code=${code}`);
+  await page.waitForSelector('#offer', { state: 'visible' });
+  assert.match(await page.textContent('#offer-summary'), /3 files, 5\.3 MB in all/);
+  assert.deepEqual(await page.$$eval('#offer-list li', (items) => items.map((i) => i.textContent.split(' (')[0])), [
+    'big.bin',
+    'small.txt',
+    'empty',
+  ]);
+  // The code left the address bar once read.
+  assert.equal(new URL(page.url()).hash, '');
+  await page.click('#accept-download');
+  await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 60_000 });
+  assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
+  assert.match(await page.textContent('#transfer-status'), /BLAKE3-verified/);
+
+  const got = await saved();
+  assert.deepEqual(got.map((d) => d.name).sort(), ['big.bin', 'empty', 'small.txt']);
+  for (const { name, file } of got) {
+    assert.equal(sha256File(file), sha256File(path.join(src, name)), `${name} differs`);
+  }
+  const status = await exited(sender);
+  assert.equal(status.code, 0, sender.log());
+  assert.match(sender.output.map((l) => l.line).join('\n'), /"event":"done"/);
+  assert.deepEqual(browser.pageErrors, []);
+});
+
+test('page sends → native peer-client receive, files verified', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  const files = [randomFile(src, 'photo.raw', 4 * MiB + 7), randomFile(src, 'notes.txt', 333)];
+
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${server.httpUrl}transfer.html`);
+  await page.setInputFiles('#send-files', files);
+  await page.click('#send-start');
+  await page.waitForFunction(() => document.body.dataset.code);
+  const code = await page.getAttribute('body', 'data-code');
+  assert.match(code, /^[1-9][0-9]{0,2}-[a-z]+-[a-z]+$/);
+  assert.equal(await page.textContent('#send-command'), `peer-client receive ${code} --server ${server.wsUrl}`);
+  assert.equal(await page.getAttribute('#send-link', 'href'), `${server.httpUrl}#code=${code}`);
+
+  const out = path.join(dir, 'out');
+  const receiver = runPeerClient('peer-client receive', ['receive', code, '--server', server.wsUrl, '--out', out, '--yes']);
+  t.after(() => receiver.kill());
+  const status = await exited(receiver);
+  assert.equal(status.code, 0, receiver.log());
+  for (const file of files) {
+    assert.equal(sha256File(path.join(out, path.basename(file))), sha256File(file), `${path.basename(file)} differs`);
+  }
+  assert.deepEqual(fs.readdirSync(out).sort(), ['notes.txt', 'photo.raw']);
+  await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 30_000 });
+  assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
+  assert.deepEqual(browser.pageErrors, []);
+});
+
+test('a wrong code in the page ends with a clear error and nothing saved', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const file = randomFile(dir, 'secret.bin', 1 * MiB);
+  const sender = runPeerClient('peer-client send', ['send', file, '--server', server.wsUrl, '--code', '7-apple-tiger']);
+  t.after(() => sender.kill());
+  await sender.waitForLine('Waiting for the receiver');
+
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  let downloads = 0;
+  page.on('download', () => {
+    downloads += 1;
+  });
+  // Same number (so the same room), other words.
+  await page.goto(`${server.httpUrl}#code=7-apple-banana`);
+  await page.waitForSelector('#transfer-error', { state: 'visible', timeout: 60_000 });
+  assert.match(
+    await page.textContent('#transfer-error'),
+    /the code did not match, or someone is interfering with the connection/,
+  );
+  assert.equal(await page.isVisible('#offer'), false);
+  assert.equal(await page.$$eval('#received-list li', (items) => items.length), 0);
+  assert.equal(downloads, 0);
+  const status = await exited(sender);
+  assert.notEqual(status.code, 0);
+  assert.match(sender.log(), /the code did not match/);
+  assert.deepEqual(browser.pageErrors, []);
+});
+
+test('a code nobody sends with is explained', { timeout: 60_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${server.httpUrl}transfer.html`);
+  await page.fill('#receive-code', '42 Apple Tiger');
+  await page.click('#receive-connect');
+  await page.waitForSelector('#transfer-error', { state: 'visible' });
+  assert.match(await page.textContent('#transfer-error'), /nobody is sending with code 42-…/);
+  await page.fill('#receive-code', '42-banana');
+  await page.click('#receive-connect');
+  await page.waitForFunction(() => /too short to be safe/.test(document.getElementById('transfer-error').textContent));
+  assert.deepEqual(browser.pageErrors, []);
+});
