@@ -1,0 +1,201 @@
+// File transfer in headless Chromium beyond the basic native interop: streaming into a directory
+// (the origin-private file system stands in for a picked folder, which needs a person), page to
+// page, and a sender that lies about a hash or offers a path outside the target.
+
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { launchBrowser } from './support/browser.js';
+import { startSignalingServer } from './support/processes.js';
+import { exited, randomFile, runPeerClient, sha256File, tempDir } from './support/transfer.js';
+
+const MiB = 1024 * 1024;
+
+/** Receives `code` in `page` with the module API into OPFS folder `folder`; returns {summary} or {error}. */
+function receiveIntoOpfs(page, wsUrl, code, folder) {
+  return page.evaluate(
+    async ({ wsUrl, code, folder }) => {
+      const { Code, directorySink, receiveOffer } = await import('/js/transfer.js');
+      const root = await navigator.storage.getDirectory();
+      const dir = await root.getDirectoryHandle(folder, { create: true });
+      try {
+        const offer = await receiveOffer({ url: wsUrl, code: Code.parse(code) });
+        return { summary: await offer.accept(directorySink(dir)) };
+      } catch (err) {
+        return { error: err.message };
+      }
+    },
+    { wsUrl, code, folder },
+  );
+}
+
+/** Every entry under OPFS folder `folder`: path → sha256 hex for files, 'dir' for folders. */
+function listOpfs(page, folder) {
+  return page.evaluate(async (folder) => {
+    const root = await navigator.storage.getDirectory();
+    const out = {};
+    const walk = async (dir, prefix) => {
+      for await (const [name, handle] of dir.entries()) {
+        const p = prefix ? `${prefix}/${name}` : name;
+        if (handle.kind === 'directory') {
+          out[p] = 'dir';
+          await walk(handle, p);
+        } else {
+          const bytes = await (await handle.getFile()).arrayBuffer();
+          const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+          out[p] = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+        }
+      }
+    };
+    await walk(await root.getDirectoryHandle(folder), '');
+    return out;
+  }, folder);
+}
+
+test('a folder from peer-client streams into a directory handle, verified; existing files are not replaced', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const tree = path.join(dir, 'album');
+  fs.mkdirSync(path.join(tree, 'sub'), { recursive: true });
+  fs.mkdirSync(path.join(tree, 'empty'));
+  randomFile(tree, 'a.bin', 3 * MiB + 1);
+  randomFile(path.join(tree, 'sub'), 'b.bin', 700_000);
+  randomFile(tree, 'zero', 0);
+  const sender = runPeerClient('peer-client send', ['send', tree, '--server', server.wsUrl, '--code', '31-piano-tiger']);
+  t.after(() => sender.kill());
+  await sender.waitForLine('Waiting for the receiver');
+
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${server.httpUrl}transfer.html`);
+  const result = await receiveIntoOpfs(page, server.wsUrl, '31-piano-tiger', 'inbox');
+  assert.equal(result.error, undefined, `${result.error}\n${sender.log()}`);
+  assert.equal(result.summary.files, 3);
+  assert.equal((await exited(sender)).code, 0, sender.log());
+
+  const sha = (p) => crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+  assert.deepEqual(await listOpfs(page, 'inbox'), {
+    album: 'dir',
+    'album/a.bin': sha(path.join(tree, 'a.bin')),
+    'album/sub': 'dir',
+    'album/sub/b.bin': sha(path.join(tree, 'sub/b.bin')),
+    'album/empty': 'dir',
+    'album/zero': sha(path.join(tree, 'zero')),
+  });
+
+  // The same offer again into the same folder: refused before anything is written.
+  const again = runPeerClient('peer-client send', ['send', tree, '--server', server.wsUrl, '--code', '32-piano-tiger']);
+  t.after(() => again.kill());
+  await again.waitForLine('Waiting for the receiver');
+  const second = await receiveIntoOpfs(page, server.wsUrl, '32-piano-tiger', 'inbox');
+  assert.match(second.error ?? '', /album\/a\.bin already exists; nothing was changed/);
+  assert.notEqual((await exited(again)).code, 0);
+  assert.match(again.log(), /already exists/);
+  assert.deepEqual(browser.pageErrors, []);
+});
+
+test('page to page: the link a page shows brings the files to another page', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const file = randomFile(dir, 'movie.bin', 3 * MiB + 99);
+
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const sender = await browser.newPage();
+  await sender.goto(`${server.httpUrl}transfer.html`);
+  await sender.setInputFiles('#send-files', [file]);
+  await sender.click('#send-start');
+  await sender.waitForFunction(() => document.body.dataset.code);
+  const link = await sender.getAttribute('#send-link', 'href');
+
+  const receiver = await browser.newPage();
+  const saved = [];
+  receiver.on('download', (d) => saved.push(d.saveAs(path.join(dir, `got-${d.suggestedFilename()}`)).then(() => d.suggestedFilename())));
+  await receiver.goto(link);
+  await receiver.waitForSelector('#offer', { state: 'visible' });
+  await receiver.click('#accept-download');
+  await receiver.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 60_000 });
+  assert.equal(await receiver.getAttribute('body', 'data-transfer'), 'done', await receiver.textContent('#transfer-error'));
+  assert.deepEqual(await Promise.all(saved), ['movie.bin']);
+  assert.equal(sha256File(path.join(dir, 'got-movie.bin')), sha256File(file));
+  await sender.waitForFunction(() => document.body.dataset.transfer === 'done', null, { timeout: 30_000 });
+  assert.deepEqual(browser.pageErrors, []);
+});
+
+/** Starts a hostile sender in `page` that runs `script` after the receiver accepted (or not). */
+function hostileSender(page, wsUrl, code, { entries, afterAccept }) {
+  return page.evaluate(
+    async ({ wsUrl, code, entries, afterAccept }) => {
+      const { Code, TransferLink } = await import('/js/transfer.js');
+      const link = await TransferLink.open({ url: wsUrl, code: Code.parse(code), role: 'sender' });
+      link.sendMessage({ type: 'offer', entries: entries.length, bytes: entries.reduce((s, e) => s + e.size, 0) });
+      for (const entry of entries) link.sendMessage({ type: 'entry', ...entry });
+      try {
+        const accepted = await link.next(20_000);
+        if (afterAccept && accepted.message?.type === 'accept') {
+          link.sendMessage({ type: 'file', index: 0, offset: 0 });
+          await link.sendData(new Uint8Array([1, 2, 3, 4]));
+          link.sendMessage({ type: 'file_end', index: 0, blake3: '00'.repeat(32) });
+          await link.next(20_000);
+        }
+        return 'no error';
+      } catch (err) {
+        return err.message;
+      } finally {
+        await link.close();
+      }
+    },
+    { wsUrl, code, entries, afterAccept },
+  );
+}
+
+test('a hash that does not match, or a path outside the target, ends with a clear error and nothing saved', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+
+  for (const { code, entries, afterAccept, error } of [
+    {
+      code: '51-apple-tiger',
+      entries: [{ path: 'x.bin', kind: 'file', size: 4 }],
+      afterAccept: true,
+      error: /x\.bin: the received data does not match the sender's BLAKE3 hash/,
+    },
+    {
+      code: '52-apple-tiger',
+      entries: [{ path: '../evil', kind: 'file', size: 0 }],
+      afterAccept: false,
+      error: /refused the path "\.\.\/evil" offered by the sender/,
+    },
+  ]) {
+    const evil = await browser.newPage();
+    await evil.goto(`${server.httpUrl}transfer.html`);
+    const evilDone = hostileSender(evil, server.wsUrl, code, { entries, afterAccept });
+    await evil.waitForTimeout(300); // the hostile sender joins first
+    const page = await browser.newPage();
+    let downloads = 0;
+    page.on('download', () => {
+      downloads += 1;
+    });
+    await page.goto(`${server.httpUrl}#code=${code}`);
+    if (afterAccept) {
+      await page.waitForSelector('#offer', { state: 'visible' });
+      await page.click('#accept-download');
+    }
+    await page.waitForSelector('#transfer-error', { state: 'visible' });
+    assert.match(await page.textContent('#transfer-error'), error);
+    assert.equal(await page.$$eval('#received-list li', (items) => items.length), 0);
+    assert.equal(downloads, 0);
+    // The sender is told why.
+    assert.match(await evilDone, /the other side stopped the transfer/);
+    await evil.close();
+    await page.close();
+  }
+  assert.deepEqual(browser.pageErrors, []);
+});
