@@ -38,10 +38,12 @@ enum Op {
         token: Option<prop::sample::Index>,
         made_up: bool,
     },
-    /// A known peer signals another known peer, on its own or a wrong connection.
+    /// A known peer signals another known peer (mostly a member of its own
+    /// room), on its own or a wrong connection.
     Signal {
         from: prop::sample::Index,
         to: prop::sample::Index,
+        same_room: bool,
         size: usize,
         wrong_conn: bool,
     },
@@ -61,11 +63,11 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..ROOMS.len(), prop::option::of(index()), any::<bool>())
             .prop_map(|(room, token, made_up)| Op::Join { room, token, made_up }),
-        5 => (index(), index(), 0usize..200, prop::bool::weighted(0.1))
-            .prop_map(|(from, to, size, wrong_conn)| Op::Signal { from, to, size, wrong_conn }),
+        6 => (index(), index(), prop::bool::weighted(0.8), prop_oneof![3 => 0usize..16, 1 => 0usize..200], prop::bool::weighted(0.1))
+            .prop_map(|(from, to, same_room, size, wrong_conn)| Op::Signal { from, to, same_room, size, wrong_conn }),
         1 => (index(), prop::bool::weighted(0.1)).prop_map(|(peer, wrong_conn)| Op::Leave { peer, wrong_conn }),
         2 => index().prop_map(|peer| Op::Disconnect { peer }),
-        1 => (0u64..15).prop_map(|seconds| Op::Expire { seconds }),
+        1 => prop_oneof![3 => 0u64..4, 1 => 0u64..15].prop_map(|seconds| Op::Expire { seconds }),
     ]
 }
 
@@ -265,13 +267,34 @@ fn run(ops: Vec<Op>) {
             Op::Signal {
                 from,
                 to,
+                same_room,
                 size,
                 wrong_conn,
             } => {
                 if model.known.is_empty() {
                     continue;
                 }
-                let (from, to) = (*from.get(&model.known), *to.get(&model.known));
+                let present: Vec<PeerId> = model
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| matches!(p.presence, Presence::Present(_)))
+                    .map(|(id, _)| *id)
+                    .collect();
+                let from = if same_room && !present.is_empty() {
+                    *from.get(&present)
+                } else {
+                    *from.get(&model.known)
+                };
+                let roommates: Vec<PeerId> = model
+                    .peers
+                    .get(&from)
+                    .map(|p| model.room_members(&p.room).into_iter().collect())
+                    .unwrap_or_default();
+                let to = if same_room && !roommates.is_empty() {
+                    *to.get(&roommates)
+                } else {
+                    *to.get(&model.known)
+                };
                 let sender = model.present_conn(from);
                 let conn = match (sender, wrong_conn) {
                     (Some(conn), false) => conn,
@@ -444,7 +467,7 @@ proptest! {
     #![proptest_config(ProptestConfig { max_shrink_iters: 10_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_operations_keep_the_registry_consistent(ops in prop::collection::vec(op(), 1..120)) {
+    fn random_operations_keep_the_registry_consistent(ops in prop::collection::vec(op(), 1..200)) {
         run(ops);
     }
 }
