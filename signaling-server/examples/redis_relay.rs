@@ -231,7 +231,29 @@ async fn run_pair(
     Ok(())
 }
 
-async fn measure(label: &str, urls: (String, String), args: &Args) -> anyhow::Result<()> {
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn measure(
+    label: &str,
+    urls: (String, String),
+    processes: &[(&str, u32)],
+    args: &Args,
+) -> anyhow::Result<()> {
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut pairs = Vec::new();
@@ -245,11 +267,13 @@ async fn measure(label: &str, urls: (String, String), args: &Args) -> anyhow::Re
         )));
     }
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let cpu_before: Vec<f64> = processes.iter().map(|&(_, pid)| cpu_secs(pid)).collect();
     tally.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     tally.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_after: Vec<f64> = processes.iter().map(|&(_, pid)| cpu_secs(pid)).collect();
     stop.store(true, Ordering::Relaxed);
     for pair in pairs {
         pair.await??;
@@ -260,14 +284,23 @@ async fn measure(label: &str, urls: (String, String), args: &Args) -> anyhow::Re
         rtts.get(((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1)))
             .map_or(0.0, |&us| f64::from(us) / 1000.0)
     };
+    let relayed = tally.relayed.load(Ordering::Relaxed) as f64;
     println!(
         "{label:>6}: {:>8.0} messages/s relayed, round trip p50 {:.1} ms, p99 {:.1} ms ({} pairs, window {})",
-        tally.relayed.load(Ordering::Relaxed) as f64 / elapsed,
+        relayed / elapsed,
         pct(0.50),
         pct(0.99),
         args.pairs,
         args.window
     );
+    for (i, (name, _)) in processes.iter().enumerate() {
+        let cpu = cpu_after[i] - cpu_before[i];
+        println!(
+            "        {name}: {:.0} % of a core, {:.2} µs per relayed message",
+            100.0 * cpu / elapsed,
+            1e6 * cpu / relayed.max(1.0)
+        );
+    }
     Ok(())
 }
 
@@ -287,12 +320,18 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     {
-        let (_server, url) = start_server(&server_bin, None)?;
-        measure("memory", (url.clone(), url), &args).await?;
+        let (server, url) = start_server(&server_bin, None)?;
+        let processes = [("instance", server.child.id())];
+        measure("memory", (url.clone(), url), &processes, &args).await?;
     }
-    let (_redis, redis_url) = start_redis(&args.redis_server)?;
-    let (_one, url_one) = start_server(&server_bin, Some(&redis_url))?;
-    let (_two, url_two) = start_server(&server_bin, Some(&redis_url))?;
-    measure("redis", (url_one, url_two), &args).await?;
+    let (redis, redis_url) = start_redis(&args.redis_server)?;
+    let (one, url_one) = start_server(&server_bin, Some(&redis_url))?;
+    let (two, url_two) = start_server(&server_bin, Some(&redis_url))?;
+    let processes = [
+        ("instance 1", one.child.id()),
+        ("instance 2", two.child.id()),
+        ("redis-server", redis.child.id()),
+    ];
+    measure("redis", (url_one, url_two), &processes, &args).await?;
     Ok(())
 }
