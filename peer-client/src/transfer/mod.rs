@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+mod disk;
 mod error;
 mod link;
 mod manifest;

@@ -3,11 +3,12 @@
 //! BLAKE3 hash and rename it into place.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::TransferError;
+use super::disk;
 use super::link::{Incoming, Link, unexpected};
 use super::manifest::{Entry, MAX_ENTRIES, Manifest};
 use super::paths::{self, part_path};
@@ -229,29 +230,36 @@ async fn receive(
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|source| write_error(parent, source))?;
         }
-        let (mut file, mut hasher) =
+        let (file, hasher) =
             open_part(&part, offset).map_err(|source| write_error(&part, source))?;
+        let (chunks, writer) = disk::spawn_writer(file, hasher);
         let mut remaining = entry.size - offset;
         while remaining > 0 {
             let data = match link.recv().await? {
                 Incoming::Data(data) => data,
                 other => return Err(unexpected("file data", &other)),
             };
-            if data.len() as u64 > remaining {
+            let n = data.len() as u64;
+            if n > remaining {
                 return Err(TransferError::Protocol(format!(
                     "more data than the size offered for {:?}",
                     entry.path
                 )));
             }
-            file.write_all(&data)
-                .map_err(|source| write_error(&part, source))?;
-            hasher.update(&data);
-            remaining -= data.len() as u64;
-            received_bytes += data.len() as u64;
-            progress.advance(data.len() as u64);
+            if chunks.send(data).await.is_err() {
+                // The writer stopped on an error; its result says which.
+                break;
+            }
+            remaining -= n;
+            received_bytes += n;
+            progress.advance(n);
         }
+        drop(chunks);
+        let hasher = writer
+            .await
+            .map_err(|err| write_error(&part, std::io::Error::other(err)))?
+            .map_err(|source| write_error(&part, source))?;
         let expected = expect_end(link, index).await?;
-        drop(file);
         if hex::encode(hasher.finalize().as_bytes()) != expected {
             let _ = std::fs::remove_file(&part);
             return Err(TransferError::HashMismatch {

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-
 use super::TransferError;
+use super::disk;
 use super::link::{Incoming, Link, unexpected};
 use super::manifest::Source;
 use super::progress::Progress;
@@ -144,16 +144,14 @@ async fn run(
         .await?;
         skipped_bytes += offset;
         progress.skipped(offset);
-        let mut remaining = entry.size - offset;
-        while remaining > 0 {
-            let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(chunk);
-            let mut buffer = BytesMut::zeroed(n);
-            file.read_exact(&mut buffer).map_err(read_error)?;
-            hasher.update(&buffer);
+        let remaining = entry.size - offset;
+        let (mut chunks, reader) = disk::spawn_reader(file, hasher, remaining, chunk);
+        while let Some(read) = chunks.recv().await {
+            let buffer = read.map_err(read_error)?;
+            let n = buffer.len() as u64;
             link.send_data(buffer).await?;
-            remaining -= n as u64;
-            sent_bytes += n as u64;
-            progress.advance(n as u64);
+            sent_bytes += n;
+            progress.advance(n);
             // The receiver may have stopped (disk full, ...): hear it now.
             if let Some(incoming) = link.try_recv() {
                 return Err(match incoming {
@@ -162,6 +160,10 @@ async fn run(
                 });
             }
         }
+        let hasher = reader.await.map_err(|err| TransferError::Read {
+            path: shown.clone(),
+            source: std::io::Error::other(err),
+        })?;
         link.send(&Message::FileEnd {
             index: index as u64,
             blake3: hex::encode(hasher.finalize().as_bytes()),
