@@ -276,8 +276,31 @@ pub struct Coturn {
 }
 
 impl Coturn {
-    /// Starts `/usr/bin/turnserver` (or `$TURNSERVER_PATH`) in `netns` on `addr`.
+    /// Starts `/usr/bin/turnserver` (or `$TURNSERVER_PATH`) in `netns` on
+    /// `addr`, accepting the long-term user [`TURN_USER`].
     pub fn start(netns: &Netns, addr: &str) -> Self {
+        Self::start_with(
+            netns,
+            addr,
+            &["--lt-cred-mech", &format!("--user={TURN_USER}")],
+        )
+    }
+
+    /// Like [`Coturn::start`], but accepting only short-lived credentials
+    /// minted from `secret` (coturn's `use-auth-secret` mode, what the
+    /// signaling server's `--turn-secret` hands out).
+    pub fn start_with_secret(netns: &Netns, addr: &str, secret: &str) -> Self {
+        Self::start_with(
+            netns,
+            addr,
+            &[
+                "--use-auth-secret",
+                &format!("--static-auth-secret={secret}"),
+            ],
+        )
+    }
+
+    fn start_with(netns: &Netns, addr: &str, auth: &[&str]) -> Self {
         let program =
             std::env::var("TURNSERVER_PATH").unwrap_or_else(|_| "/usr/bin/turnserver".into());
         assert!(
@@ -287,13 +310,11 @@ impl Coturn {
         let dir = std::env::temp_dir().join(format!("e2e-coturn-{}", netns.name()));
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
-        let args = [
+        let mut args = vec![
             "-n".to_owned(),
             format!("--listening-ip={addr}"),
             format!("--relay-ip={addr}"),
             "--listening-port=3478".into(),
-            "--lt-cred-mech".into(),
-            format!("--user={TURN_USER}"),
             "--realm=e2e.invalid".into(),
             "--no-tls".into(),
             "--no-dtls".into(),
@@ -306,6 +327,7 @@ impl Coturn {
             "--log-file=stdout".into(),
             "--simple-log".into(),
         ];
+        args.extend(auth.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = netns.spawn_program("turnserver", &program, &args);
         process.wait_for(crate::Stream::Stdout, "Total General servers", 0);

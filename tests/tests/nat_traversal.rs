@@ -30,12 +30,17 @@ struct Meeting {
 /// Starts the signaling server and `peer-client chat` on both sites' hosts
 /// with `extra` arguments (ICE servers, `--relay-only`).
 fn meet(internet: &Internet, extra: &[&str]) -> Meeting {
+    meet_with_server(internet, &[], extra)
+}
+
+/// Like [`meet`], with `server_args` for the signaling server.
+fn meet_with_server(internet: &Internet, server_args: &[&str], extra: &[&str]) -> Meeting {
     let listen = format!("{PUBLIC_ADDR}:8080");
-    let server = internet.public.spawn(
-        "signaling-server",
-        "signaling-server",
-        &["--listen", &listen],
-    );
+    let mut args = vec!["--listen", &listen];
+    args.extend_from_slice(server_args);
+    let server = internet
+        .public
+        .spawn("signaling-server", "signaling-server", &args);
     server.wait_for(Stream::Stdout, "listening on ", 0);
     let server_url = format!("ws://{listen}/ws");
     let chat = |site: usize, name: &str| {
@@ -122,6 +127,22 @@ fn nat_symmetric_peers_connect_through_the_turn_relay() {
     );
     let elapsed = meeting.connect_and_talk("(relayed)");
     println!("connect time through TURN (symmetric NATs): {elapsed:?}");
+}
+
+#[test]
+fn nat_symmetric_peers_relay_with_the_servers_short_lived_turn_credentials() {
+    let internet = Internet::build(&[Nat::Symmetric, Nat::Symmetric]);
+    let secret = "e2e-turn-secret-0123456789";
+    let _coturn = Coturn::start_with_secret(&internet.public, PUBLIC_ADDR, secret);
+    let turn = format!("turn:{PUBLIC_ADDR}:3478?transport=udp");
+    // No --ice-server: the peers use what the signaling server announces.
+    let meeting = meet_with_server(
+        &internet,
+        &["--turn", &turn, "--turn-secret", secret],
+        &["--relay-only"],
+    );
+    let elapsed = meeting.connect_and_talk("(relayed)");
+    println!("connect time through TURN with the server's credentials: {elapsed:?}");
 }
 
 /// What a browser does: every candidate type, and ICE finds that only the
