@@ -149,7 +149,8 @@ async function receive(text) {
     const summary = await offer.accept(sink, { onStatus, onProgress: showProgress });
     setStatus(
       `Received ${counts(summary.files, offer.dirs)} (${humanBytes(summary.receivedBytes)}) in ` +
-        `${summary.seconds.toFixed(2)} s, every file BLAKE3-verified.`,
+        `${summary.seconds.toFixed(2)} s, every file BLAKE3-verified` +
+        (summary.skippedBytes ? `; ${humanBytes(summary.skippedBytes)} were already here.` : '.'),
       'done',
     );
     document.body.dataset.transfer = 'done';

@@ -51,6 +51,8 @@ const DISCONNECT_GRACE_MS = 8000;
 const DONE_TIMEOUT_MS = 60_000;
 /** How long a finished side waits for the other to close first. */
 const CLOSE_WAIT_MS = 5000;
+/** Most peers of the room a transfer tries to connect to at once. */
+const MAX_CANDIDATES = 8;
 /** Generated codes tried when a number is already in use. */
 const CODE_ATTEMPTS = 5;
 /** Suffix of files being received. */
@@ -165,8 +167,10 @@ export class TransferLink {
   constructor(signaling, role) {
     this.role = role;
     this._signaling = signaling;
-    /** @type {PeerLink|null} */
+    /** @type {PeerLink|null} The link whose transfer channel opened first. */
     this._link = null;
+    /** @type {Map<string, PeerLink>} Links still being set up, by peer id. */
+    this._candidates = new Map();
     /** @type {RTCDataChannel|null} */
     this.channel = null;
     this._inbox = [];
@@ -255,18 +259,19 @@ export class TransferLink {
     signaling.addEventListener('signal', ({ detail }) => {
       const isOffer = detail.data?.description?.type === 'offer';
       if (!this._link && isOffer && this.role === 'sender') this._makeLink(detail.from, iceServers);
-      if (this._link && detail.from === this._link.remoteId) this._link.handleSignal(detail.data);
+      const link = this._link ?? this._candidates.get(detail.from);
+      if (link && detail.from === link.remoteId) link.handleSignal(detail.data);
     });
     signaling.addEventListener('peer_left', ({ detail }) => {
-      if (this._link && detail.peer_id === this._link.remoteId && !this.channel) {
-        // The receiver left before its channel opened: wait for the next one.
-        this._link.close();
-        this._link = null;
-      }
+      // A peer that left before its channel opened: wait for the others.
+      this._candidates.get(detail.peer_id)?.close();
+      this._candidates.delete(detail.peer_id);
     });
     if (this.role === 'receiver') {
-      // The later joiner offers, with the transfer channel in its offer.
-      this._makeLink(peers[0], iceServers).openChannel(TRANSFER_LABEL);
+      // The later joiner offers, with the transfer channel in its offer, to everyone present
+      // (one of them may be a sender's earlier run that the server still keeps); the first
+      // transfer channel that opens is the sender's.
+      for (const peerId of peers.slice(0, MAX_CANDIDATES)) this._makeLink(peerId, iceServers)?.openChannel(TRANSFER_LABEL);
       onStatus('connecting');
       await this._race(withTimeout(channelOpen, STEP_TIMEOUT_MS, 'connecting to the sender (no direct or relayed path was found)'));
     } else {
@@ -276,6 +281,7 @@ export class TransferLink {
   }
 
   _makeLink(peerId, iceServers) {
+    if (this._candidates.has(peerId) || this._candidates.size >= MAX_CANDIDATES) return null;
     const link = new PeerLink({
       localId: this._signaling.peerId,
       remoteId: peerId,
@@ -283,9 +289,13 @@ export class TransferLink {
       sendSignal: (data) => this._signaling.signal(peerId, data),
       initiator: false,
     });
-    this._link = link;
+    this._candidates.set(peerId, link);
     link.addEventListener('channel-open', ({ detail }) => {
-      if (detail.label !== TRANSFER_LABEL || this.channel || link !== this._link) return;
+      if (detail.label !== TRANSFER_LABEL || this._link) return;
+      this._link = link;
+      this._candidates.delete(peerId);
+      for (const other of this._candidates.values()) other.close();
+      this._candidates.clear();
       this._adopt(detail.channel);
       this._channelOpened();
     });
@@ -481,6 +491,8 @@ export class TransferLink {
     }
     clearTimeout(this._disconnectTimer);
     this._link?.close();
+    for (const other of this._candidates.values()) other.close();
+    this._candidates.clear();
     this._signaling.close();
     this._fail(new TransferError('closed', { peerKnows: true, kind: 'closed' }));
   }
@@ -545,9 +557,16 @@ export class Progress {
   }
 }
 
-/** An incremental BLAKE3 hash in hex. */
+/** An incremental BLAKE3 hash. */
 function hasher() {
   return blake3.create();
+}
+
+/** Feeds the first `length` bytes of a Blob to `hash`, a chunk at a time. */
+async function hashBlob(blob, length, hash) {
+  for (let at = 0; at < length; at += MAX_CHUNK_BYTES) {
+    hash.update(new Uint8Array(await blob.slice(at, Math.min(length, at + MAX_CHUNK_BYTES)).arrayBuffer()));
+  }
 }
 
 /**
@@ -632,14 +651,10 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
     let offset = 0;
     const claim = resume.get(index);
     if (claim) {
-      for (let at = 0; at < claim.offset; at += chunk) {
-        hash.update(new Uint8Array(await file.slice(at, Math.min(claim.offset, at + chunk)).arrayBuffer()));
-      }
+      await hashBlob(file, claim.offset, hash);
       if (bytesToHex(hash.digest()) === claim.blake3) offset = claim.offset;
       hash = hasher();
-      for (let at = 0; at < offset; at += chunk) {
-        hash.update(new Uint8Array(await file.slice(at, Math.min(offset, at + chunk)).arrayBuffer()));
-      }
+      await hashBlob(file, offset, hash);
     }
     link.sendMessage({ type: 'file', index, offset });
     skippedBytes += offset;
@@ -677,7 +692,19 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
  * presented: a directory on disk (File System Access API), or blobs offered as downloads.
  * @typedef {object} Sink
  * @property {(entries: object[]) => Promise<void>} prepare checks targets, creates directories
- * @property {(path: string, size: number) => Promise<{write: (bytes: Uint8Array) => Promise<void>, finish: () => Promise<void>, abort: () => Promise<void>}>} open
+ * @property {(entry: object) => Promise<{offset: number, blake3: string}|null>} [held] what an
+ *   earlier, interrupted run left of a file (a resume claim)
+ * @property {(path: string, offset: number, hash: object) => Promise<FileWriter>} open starts a file
+ *   at `offset` (feeding the bytes already held to `hash`)
+ */
+
+/**
+ * One file being written.
+ * @typedef {object} FileWriter
+ * @property {(bytes: Uint8Array) => Promise<void>} write
+ * @property {() => Promise<void>} finish the hash matched: the file gets its name
+ * @property {() => Promise<void>} abort the hash did not match (or worse): what arrived is removed
+ * @property {() => Promise<void>} keep the other side went away: what arrived stays for a resume
  */
 
 /**
@@ -732,15 +759,37 @@ export function directorySink(root) {
       }
       for (const entry of entries) if (entry.kind === 'dir') await dirOf(entry.path.split('/'), true);
     },
-    async open(path) {
+    async held(entry) {
+      if (entry.kind !== 'file' || entry.size === 0) return null;
+      const parts = entry.path.split('/');
+      const name = parts.pop();
+      let file;
+      try {
+        file = await (await (await dirOf(parts, false)).getFileHandle(name + PART_SUFFIX)).getFile();
+      } catch {
+        return null;
+      }
+      if (file.size === 0 || file.size > entry.size) return null;
+      const hash = hasher();
+      await hashBlob(file, file.size, hash);
+      return { offset: file.size, blake3: bytesToHex(hash.digest()) };
+    },
+    async open(path, offset, hash) {
       const parts = path.split('/');
       const name = parts.pop();
       const dir = await dirOf(parts, true);
       const partName = name + PART_SUFFIX;
       const handle = await dir.getFileHandle(partName, { create: true });
-      const writable = await handle.createWritable({ keepExistingData: false });
+      const writable = await handle.createWritable({ keepExistingData: offset > 0 });
+      if (offset > 0) {
+        await hashBlob(await handle.getFile(), offset, hash);
+        await writable.truncate(offset);
+        await writable.seek(offset);
+      }
       return {
         write: (bytes) => writable.write(bytes),
+        /** Keeps what arrived as `NAME.part`, for a later resume. */
+        keep: () => writable.close().catch(() => {}),
         async finish() {
           await writable.close();
           if (typeof handle.move === 'function') await handle.move(name);
@@ -783,6 +832,9 @@ export function blobSink(onFile) {
           parts = [];
         },
         async abort() {
+          parts = [];
+        },
+        async keep() {
           parts = [];
         },
       };
@@ -864,21 +916,34 @@ export async function receiveOffer({ url, code, onStatus = () => {}, signal }) {
 
 async function runReceive(link, entries, total, sink, onStatus, onProgress) {
   await sink.prepare(entries);
+  const claims = new Map();
+  for (const [index, entry] of entries.entries()) {
+    const held = await sink.held?.(entry);
+    if (!held) continue;
+    claims.set(index, held.offset);
+    link.sendMessage({ type: 'resume', index, ...held });
+  }
   link.sendMessage({ type: 'accept' });
   onStatus('receiving');
   const started = performance.now();
   const progress = new Progress(onProgress);
   progress.begin(total);
   let receivedBytes = 0;
+  let skippedBytes = 0;
   for (const [index, entry] of entries.entries()) {
     if (entry.kind !== 'file') continue;
     progress.setFile(entry.path);
     const start = await link.expect('file', `the start of file ${index}`);
     if (start.index !== index) throw protocolError(`expected the start of file ${index}, got file ${start.index}`);
-    if (start.offset !== 0) throw protocolError(`file ${index} starts at ${start.offset}, but 0 bytes were held`);
-    const out = await sink.open(entry.path, entry.size);
+    const claimed = claims.get(index) ?? 0;
+    if (start.offset !== 0 && start.offset !== claimed) {
+      throw protocolError(`file ${index} starts at ${start.offset}, but ${claimed} bytes were held`);
+    }
     const hash = hasher();
-    let remaining = entry.size;
+    const out = await sink.open(entry.path, start.offset, hash);
+    progress.skip(start.offset);
+    skippedBytes += start.offset;
+    let remaining = entry.size - start.offset;
     try {
       while (remaining > 0) {
         const frame = await link.next();
@@ -900,7 +965,9 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
         );
       }
     } catch (err) {
-      await out.abort();
+      // What arrived intact stays for a resume when the other side went away; anything else is dropped.
+      if (err.kind === 'gone') await out.keep();
+      else await out.abort();
       throw err;
     }
     await out.finish();
@@ -909,5 +976,5 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
   link.sendMessage({ type: 'done' });
   progress.end();
   onStatus('done');
-  return { files: entries.filter((e) => e.kind === 'file').length, totalBytes: total, receivedBytes, seconds: (performance.now() - started) / 1000 };
+  return { files: entries.filter((e) => e.kind === 'file').length, totalBytes: total, receivedBytes, skippedBytes, seconds: (performance.now() - started) / 1000 };
 }

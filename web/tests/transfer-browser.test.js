@@ -199,3 +199,57 @@ test('a hash that does not match, or a path outside the target, ends with a clea
   }
   assert.deepEqual(browser.pageErrors, []);
 });
+
+test('an interrupted receive into a directory resumes: what arrived is not sent again', { timeout: 180_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const file = randomFile(dir, 'large.bin', 24 * MiB + 5);
+  const code = '61-piano-tiger';
+  const first = runPeerClient('peer-client send', ['send', file, '--server', server.wsUrl, '--code', code]);
+  t.after(() => first.kill());
+  await first.waitForLine('Waiting for the receiver');
+
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${server.httpUrl}transfer.html`);
+  // Receive, and kill the sender once a few MiB have arrived.
+  const interrupted = page.evaluate(
+    async ({ wsUrl, code }) => {
+      const { Code, directorySink, receiveOffer } = await import('/js/transfer.js');
+      const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('resume', { create: true });
+      const offer = await receiveOffer({ url: wsUrl, code: Code.parse(code) });
+      try {
+        await offer.accept(directorySink(dir), {
+          onProgress: ({ done }) => {
+            if (done > 4 * 1024 * 1024) window.enoughArrived = true;
+          },
+        });
+        return 'finished';
+      } catch (err) {
+        return err.message;
+      }
+    },
+    { wsUrl: server.wsUrl, code },
+  );
+  await page.waitForFunction(() => window.enoughArrived === true, null, { timeout: 60_000 });
+  await first.kill('SIGKILL');
+  assert.match(await interrupted, /the other side went away/);
+  const partSize = await page.evaluate(async () => {
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('resume');
+    return (await (await dir.getFileHandle('large.bin.part')).getFile()).size;
+  });
+  assert.ok(partSize > 4 * MiB && partSize < 24 * MiB, `part file of ${partSize} bytes`);
+
+  const second = runPeerClient('peer-client send', ['send', file, '--server', server.wsUrl, '--code', code]);
+  t.after(() => second.kill());
+  await second.waitForLine('Waiting for the receiver');
+  const result = await receiveIntoOpfs(page, server.wsUrl, code, 'resume');
+  assert.equal(result.error, undefined, `${result.error}\n${second.log()}`);
+  assert.equal(result.summary.skippedBytes, partSize);
+  assert.equal(result.summary.receivedBytes, 24 * MiB + 5 - partSize);
+  assert.equal((await exited(second)).code, 0, second.log());
+  assert.deepEqual(await listOpfs(page, 'resume'), { 'large.bin': sha256File(file) });
+  assert.deepEqual(browser.pageErrors, []);
+});
