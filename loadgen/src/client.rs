@@ -7,38 +7,16 @@ use anyhow::{Context, Result, bail};
 use signaling_protocol::{ClientMessage, PeerId, ServerMessage};
 
 use crate::inbound::clip;
-use crate::ws::{Conn, Frame};
+use crate::ws::Conn;
 
 /// How long a setup step may wait for the server.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Reads until the next protocol message, answering pings on the way.
-pub async fn next_message(conn: &mut Conn) -> Result<ServerMessage> {
-    loop {
-        let mut got = None;
-        while let Some(frame) = conn.rd.next_frame()? {
-            match frame {
-                Frame::Text(text) => {
-                    let text = std::str::from_utf8(text).context("text frame is not UTF-8")?;
-                    got = Some(ServerMessage::parse(text).with_context(|| {
-                        format!("server sent an unreadable message: {}", clip(text))
-                    })?);
-                    break;
-                }
-                Frame::Ping(payload) => conn.wr.pong(payload),
-                Frame::Pong => {}
-                Frame::Binary(_) => bail!("server sent a binary frame"),
-                Frame::Close => bail!("server closed the connection"),
-            }
-        }
-        conn.flush().await?;
-        if let Some(msg) = got {
-            return Ok(msg);
-        }
-        if conn.fill().await? == 0 {
-            bail!("server closed the connection");
-        }
-    }
+/// Reads a text frame as a protocol message.
+fn parse_message(text: &[u8]) -> Result<ServerMessage> {
+    let text = std::str::from_utf8(text).context("text frame is not UTF-8")?;
+    ServerMessage::parse(text)
+        .with_context(|| format!("server sent an unreadable message: {}", clip(text)))
 }
 
 /// What `welcome` told a client.
@@ -58,7 +36,7 @@ pub async fn join(conn: &mut Conn, room: &str) -> Result<Joined> {
     };
     conn.wr.text(join.to_json().as_bytes());
     conn.flush().await?;
-    let msg = tokio::time::timeout(SETUP_TIMEOUT, next_message(conn))
+    let msg = tokio::time::timeout(SETUP_TIMEOUT, conn.receive(parse_message))
         .await
         .with_context(|| format!("no welcome within {SETUP_TIMEOUT:?} after joining {room}"))??;
     match msg {
@@ -75,7 +53,7 @@ pub async fn join(conn: &mut Conn, room: &str) -> Result<Joined> {
 
 /// Waits for `peer_joined` of `peer`.
 pub async fn expect_peer_joined(conn: &mut Conn, peer: PeerId) -> Result<()> {
-    let msg = tokio::time::timeout(SETUP_TIMEOUT, next_message(conn))
+    let msg = tokio::time::timeout(SETUP_TIMEOUT, conn.receive(parse_message))
         .await
         .context("no peer_joined in time")??;
     match msg {

@@ -15,7 +15,7 @@ use signaling_protocol::{PeerId, ServerMessage};
 
 use crate::client::{self, SETUP_TIMEOUT};
 use crate::inbound::{self, ID_LEN, Inbound, clip};
-use crate::ws::{Conn, Frame, Target};
+use crate::ws::{Conn, Target};
 
 const MATCHBOX_SIGNAL_PREFIX: &[u8] = br#"{"Signal":{"sender":""#;
 const MATCHBOX_DATA_INFIX: &[u8] = br#"","data":"#;
@@ -47,7 +47,7 @@ impl Dialect {
         match self {
             Self::Native => Ok(client::join(conn, room).await?.id),
             Self::Matchbox => {
-                let event = tokio::time::timeout(SETUP_TIMEOUT, matchbox_event(conn))
+                let event = tokio::time::timeout(SETUP_TIMEOUT, conn.receive(parse_matchbox_event))
                     .await
                     .context("no IdAssigned in time")??;
                 match event {
@@ -63,7 +63,7 @@ impl Dialect {
         match self {
             Self::Native => client::expect_peer_joined(conn, peer).await,
             Self::Matchbox => {
-                let event = tokio::time::timeout(SETUP_TIMEOUT, matchbox_event(conn))
+                let event = tokio::time::timeout(SETUP_TIMEOUT, conn.receive(parse_matchbox_event))
                     .await
                     .context("no NewPeer in time")??;
                 match event {
@@ -139,32 +139,6 @@ fn parse_matchbox_event(text: &[u8]) -> Result<(&'static str, PeerId)> {
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("matchbox event without a peer id: {}", clip(&shown)))?;
     Ok((kind, id))
-}
-
-/// Reads until the next matchbox event, answering pings.
-async fn matchbox_event(conn: &mut Conn) -> Result<(&'static str, PeerId)> {
-    loop {
-        let mut got = None;
-        while let Some(frame) = conn.rd.next_frame()? {
-            match frame {
-                Frame::Text(text) => {
-                    got = Some(parse_matchbox_event(text)?);
-                    break;
-                }
-                Frame::Ping(payload) => conn.wr.pong(payload),
-                Frame::Pong => {}
-                Frame::Binary(_) => bail!("server sent a binary frame"),
-                Frame::Close => bail!("server closed the connection"),
-            }
-        }
-        conn.flush().await?;
-        if let Some(event) = got {
-            return Ok(event);
-        }
-        if conn.fill().await? == 0 {
-            bail!("server closed the connection");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -120,12 +120,7 @@ pub fn run(common: &Common, args: &IdleArgs) -> Result<bool> {
         report.set("rss_after_kib", after);
         report.set("kib_per_connection", per_conn);
         let clean = tally.is_clean();
-        report.line(format!(
-            "  {}: {}",
-            if clean { "check passed" } else { "CHECK FAILED" },
-            tally.describe()
-        ));
-        report.set("integrity", tally.to_json());
+        report.check(&tally, clean);
         anyhow::Ok(clean)
     })?;
     report.finish();

@@ -18,7 +18,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::client::{Sources, join, signal_frame};
 use crate::inbound::{self, IdText, Inbound, clip, id_text};
 use crate::integrity::{Integrity, get_digits};
-use crate::ws::{Conn, Frame, Target};
+use crate::ws::{Conn, Target};
 
 /// The fixed parts of the signals of a session.
 pub struct Payloads {
@@ -31,7 +31,7 @@ impl Payloads {
     /// An offer and an answer of about `sdp_bytes` each, and `candidates` candidates.
     pub fn new(sdp_bytes: usize, candidates: usize) -> Self {
         let description = |kind: &str| {
-            let sdp = fake_sdp(kind, sdp_bytes);
+            let sdp = synthetic_sdp(kind, sdp_bytes);
             let sdp = serde_json::Value::String(sdp).to_string();
             format!(r#","description":{{"type":"{kind}","sdp":{sdp}}}}}"#)
         };
@@ -65,8 +65,8 @@ impl Payloads {
     }
 }
 
-/// SDP-like text of about `bytes` bytes.
-fn fake_sdp(kind: &str, bytes: usize) -> String {
+/// Filler SDP of about `bytes` bytes, shaped like a browser's data-channel-only offer or answer.
+fn synthetic_sdp(kind: &str, bytes: usize) -> String {
     let mut sdp = format!(
         "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
          a=msid-semantic: WMS\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n\
@@ -257,20 +257,7 @@ async fn negotiate_member(
                 bail!("server closed the connection");
             }
             let mut answer_to = Vec::new();
-            while let Some(frame) = conn.rd.next_frame()? {
-                let text = match frame {
-                    Frame::Text(text) => text,
-                    Frame::Ping(payload) => {
-                        conn.wr.pong(payload);
-                        continue;
-                    }
-                    Frame::Pong => continue,
-                    Frame::Binary(_) => {
-                        tally.fault("server sent a binary frame");
-                        continue;
-                    }
-                    Frame::Close => bail!("server sent close"),
-                };
+            while let Some(text) = conn.next_text(&mut tally)? {
                 let (from, data) = match inbound::read(text)? {
                     Inbound::Signal { from, data } => (from, data),
                     Inbound::Other(ServerMessage::PeerJoined { peer_id })

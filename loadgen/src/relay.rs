@@ -25,7 +25,7 @@ use crate::inbound::{IdText, Inbound, clip, id_text};
 use crate::integrity::{Integrity, get_digits, put_digits};
 use crate::proc_stats::{CoreTimes, Proc};
 use crate::report::Report;
-use crate::ws::{Conn, Frame, Target, Writer};
+use crate::ws::{Conn, Target, Writer};
 use crate::{Common, latency_ms, run_id};
 
 /// Options of the `relay` scenario.
@@ -304,16 +304,7 @@ pub fn run(common: &Common, args: &RelayArgs) -> Result<bool> {
     let server_cpu = server_before.zip(server_after).map(|(b, a)| a - b);
     report.cores(&cores_before, &cores_after, server_cpu, own, measured);
     let clean = tally.is_clean();
-    report.line(format!(
-        "  {}: {}",
-        if clean {
-            "check passed"
-        } else {
-            "CHECK FAILED"
-        },
-        tally.describe()
-    ));
-    report.set("integrity", tally.to_json());
+    report.check(&tally, clean);
     report.finish();
     Ok(clean)
 }
@@ -441,12 +432,13 @@ type Roles = (u32, u32, IdText);
 async fn pinger(
     mut conn: Conn,
     dialect: Dialect,
-    (me, partner, partner_id): Roles,
+    roles: Roles,
     mut frame: RelayFrame,
     window: usize,
     shared: Rc<Shared>,
     deadline: Instant,
 ) -> Integrity {
+    let (me, ..) = roles;
     let mut tally = Integrity::default();
     let mut outstanding: Vec<(u64, Instant)> = Vec::with_capacity(window);
     let mut next_seq = 0u64;
@@ -473,20 +465,7 @@ async fn pinger(
             let now = Instant::now();
             let measuring = shared.measuring.get();
             let sending = shared.sending.get();
-            while let Some(received) = conn.rd.next_frame()? {
-                let text = match received {
-                    Frame::Text(text) => text,
-                    Frame::Ping(payload) => {
-                        conn.wr.pong(payload);
-                        continue;
-                    }
-                    Frame::Pong => continue,
-                    Frame::Binary(_) => {
-                        tally.fault("server sent a binary frame");
-                        continue;
-                    }
-                    Frame::Close => bail!("server sent close"),
-                };
+            while let Some(text) = conn.next_text(&mut tally)? {
                 let (from, data) = match dialect.read(text)? {
                     Inbound::Signal { from, data } => (from, data),
                     Inbound::Other(msg) => {
@@ -494,14 +473,10 @@ async fn pinger(
                         continue;
                     }
                 };
-                let Some(payload) = decode(&data, frame.data_len) else {
-                    tally.corrupt += 1;
+                let Some(payload) = accept_signal(&mut tally, &roles, &from, &data, frame.data_len)
+                else {
                     continue;
                 };
-                if from != partner_id || payload.src != partner || payload.dst != me {
-                    tally.misrouted += 1;
-                    continue;
-                }
                 let Some(at) = outstanding.iter().position(|(seq, _)| *seq == payload.seq) else {
                     if payload.seq < next_seq {
                         tally.duplicated += 1;
@@ -547,11 +522,12 @@ async fn pinger(
 async fn echoer(
     mut conn: Conn,
     dialect: Dialect,
-    (me, partner, partner_id): Roles,
+    roles: Roles,
     mut frame: RelayFrame,
     shared: Rc<Shared>,
     deadline: Instant,
 ) -> Integrity {
+    let (me, _, partner_id) = roles;
     let mut tally = Integrity::default();
     let partner_peer: Option<PeerId> = std::str::from_utf8(&partner_id)
         .ok()
@@ -568,20 +544,7 @@ async fn echoer(
             }
             let measuring = shared.measuring.get();
             let mut partner_left = false;
-            while let Some(received) = conn.rd.next_frame()? {
-                let text = match received {
-                    Frame::Text(text) => text,
-                    Frame::Ping(payload) => {
-                        conn.wr.pong(payload);
-                        continue;
-                    }
-                    Frame::Pong => continue,
-                    Frame::Binary(_) => {
-                        tally.fault("server sent a binary frame");
-                        continue;
-                    }
-                    Frame::Close => bail!("server sent close"),
-                };
+            while let Some(text) = conn.next_text(&mut tally)? {
                 let (from, data) = match dialect.read(text)? {
                     Inbound::Signal { from, data } => (from, data),
                     Inbound::Other(ServerMessage::PeerLeft { peer_id })
@@ -595,14 +558,10 @@ async fn echoer(
                         continue;
                     }
                 };
-                let Some(payload) = decode(&data, frame.data_len) else {
-                    tally.corrupt += 1;
+                let Some(payload) = accept_signal(&mut tally, &roles, &from, &data, frame.data_len)
+                else {
                     continue;
                 };
-                if from != partner_id || payload.src != partner || payload.dst != me {
-                    tally.misrouted += 1;
-                    continue;
-                }
                 if payload.seq < expected {
                     tally.duplicated += 1;
                     continue;
@@ -633,6 +592,26 @@ async fn echoer(
         tally.fault(format!("client {me} closing: {err:#}"));
     }
     tally
+}
+
+/// The payload of an intact signal from the partner to this client; `None`
+/// once it is counted as corrupt or misrouted.
+fn accept_signal(
+    tally: &mut Integrity,
+    (me, partner, partner_id): &Roles,
+    from: &IdText,
+    data: &[u8],
+    data_len: usize,
+) -> Option<Payload> {
+    let Some(payload) = decode(data, data_len) else {
+        tally.corrupt += 1;
+        return None;
+    };
+    if from != partner_id || payload.src != *partner || payload.dst != *me {
+        tally.misrouted += 1;
+        return None;
+    }
+    Some(payload)
 }
 
 /// Accounts for a message that is not a signal.

@@ -2,7 +2,17 @@
 
 use serde_json::{Map, Value};
 
+use crate::integrity::Integrity;
 use crate::proc_stats::CoreTimes;
+
+/// The word a checked line starts with. `main` points to `CHECK FAILED` lines when a run fails.
+pub fn verdict(passed: bool) -> &'static str {
+    if passed {
+        "check passed"
+    } else {
+        "CHECK FAILED"
+    }
+}
 
 /// The figures of one run.
 pub struct Report {
@@ -60,6 +70,13 @@ impl Report {
         }
         self.line(text);
         self.set("core_busy_share", busy);
+    }
+
+    /// Prints whether the run passed its checks, with the signal counters,
+    /// and records the counters as `integrity`.
+    pub fn check(&mut self, tally: &Integrity, passed: bool) {
+        self.line(format!("  {}: {}", verdict(passed), tally.describe()));
+        self.set("integrity", tally.to_json());
     }
 
     /// Prints the JSON object, if asked for.

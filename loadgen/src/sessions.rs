@@ -171,16 +171,7 @@ pub fn run(common: &Common, args: &SessionsArgs) -> Result<bool> {
     report.set("generator_cpu_share", own_cpu / elapsed);
     report.cores(&cores_before, &cores_after, server_cpu, own_cpu, elapsed);
     let clean = tally.is_clean();
-    report.line(format!(
-        "  {}: {}",
-        if clean {
-            "check passed"
-        } else {
-            "CHECK FAILED"
-        },
-        tally.describe()
-    ));
-    report.set("integrity", tally.to_json());
+    report.check(&tally, clean);
     report.finish();
     Ok(clean)
 }

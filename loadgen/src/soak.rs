@@ -13,7 +13,7 @@ use crate::idle::returned_share;
 use crate::integrity::Integrity;
 use crate::mesh::{Payloads, Room, close_room, negotiate, open_room};
 use crate::proc_stats::Proc;
-use crate::report::Report;
+use crate::report::{Report, verdict};
 use crate::{Common, run_id};
 
 /// Options of the `soak` scenario.
@@ -154,7 +154,7 @@ pub fn run(common: &Common, args: &SoakArgs) -> Result<bool> {
             ));
             report.line(format!(
                 "    {}: {}",
-                if round_tally.is_clean() && complete { "check passed" } else { "CHECK FAILED" },
+                verdict(round_tally.is_clean() && complete),
                 round_tally.describe()
             ));
             rounds_json.push(serde_json::json!({
@@ -185,12 +185,7 @@ pub fn run(common: &Common, args: &SoakArgs) -> Result<bool> {
         report.set("rss_returned_share", share);
         report.set("rounds", rounds_json);
         let clean = tally.is_clean() && all_complete;
-        report.line(format!(
-            "  {}: {}",
-            if clean { "check passed" } else { "CHECK FAILED" },
-            tally.describe()
-        ));
-        report.set("integrity", tally.to_json());
+        report.check(&tally, clean);
         anyhow::Ok(clean && memory_ok)
     })?;
     report.finish();

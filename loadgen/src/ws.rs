@@ -14,6 +14,8 @@ use anyhow::{Context, Result, bail, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::integrity::Integrity;
+
 /// Largest frame accepted from the server; bounds the read buffer.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 /// Initial read buffer size; grows on demand up to one maximal frame.
@@ -131,6 +133,58 @@ impl Conn {
             self.wr.buf.clear();
         }
         Ok(())
+    }
+
+    /// The next text frame already read, or `None` if more bytes are needed.
+    ///
+    /// Frames before it are handled on the way: a ping is answered (the pong
+    /// goes out with the next [`Self::flush`]), a pong is skipped, a binary
+    /// frame is counted as a fault in `tally`, and a close frame is an error.
+    pub fn next_text(&mut self, tally: &mut Integrity) -> Result<Option<&[u8]>> {
+        let len = loop {
+            match self.rd.next_frame()? {
+                None => return Ok(None),
+                Some(Frame::Text(text)) => break text.len(),
+                Some(Frame::Ping(payload)) => self.wr.pong(payload),
+                Some(Frame::Pong) => {}
+                Some(Frame::Binary(_)) => tally.fault("server sent a binary frame"),
+                Some(Frame::Close) => bail!("server sent close"),
+            }
+        };
+        // The text is borrowed again here rather than returned from inside
+        // the loop, which the borrow checker would refuse; `next_frame`
+        // leaves `start` just past the payload it returned.
+        let end = self.rd.start;
+        Ok(Some(&self.rd.buf[end - len..end]))
+    }
+
+    /// Waits for the next text frame and returns what `parse` makes of it.
+    ///
+    /// Pings on the way are answered; a binary frame, a close frame or the
+    /// end of the stream is an error.
+    pub async fn receive<T>(&mut self, mut parse: impl FnMut(&[u8]) -> Result<T>) -> Result<T> {
+        loop {
+            let mut got = None;
+            while let Some(frame) = self.rd.next_frame()? {
+                match frame {
+                    Frame::Text(text) => {
+                        got = Some(parse(text)?);
+                        break;
+                    }
+                    Frame::Ping(payload) => self.wr.pong(payload),
+                    Frame::Pong => {}
+                    Frame::Binary(_) => bail!("server sent a binary frame"),
+                    Frame::Close => bail!("server closed the connection"),
+                }
+            }
+            self.flush().await?;
+            if let Some(parsed) = got {
+                return Ok(parsed);
+            }
+            if self.fill().await? == 0 {
+                bail!("server closed the connection");
+            }
+        }
     }
 
     /// Closes politely: sends `leave` (if asked) and a close frame, then
@@ -432,6 +486,129 @@ mod tests {
         let mut huge = vec![0x81, 127];
         huge.extend_from_slice(&(MAX_FRAME_BYTES as u64 + 1).to_be_bytes());
         assert!(reader_with(&huge).next_frame().is_err());
+    }
+
+    /// Unmasked server frames of the given opcodes and payloads.
+    fn server_frames(frames: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (opcode, payload) in frames {
+            out.push(0x80 | opcode);
+            out.push(u8::try_from(payload.len()).unwrap());
+            out.extend_from_slice(payload);
+        }
+        out
+    }
+
+    /// A connection to a loopback peer that accepts the upgrade, sends
+    /// `frames`, then closes its side once the client has closed its own.
+    async fn connection_receiving(frames: Vec<u8>) -> Conn {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            while find(&request, b"\r\n\r\n").is_none() {
+                let mut chunk = [0u8; 1024];
+                let n = socket.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "client closed during the handshake");
+                request.extend_from_slice(&chunk[..n]);
+            }
+            let mut reply = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {HANDSHAKE_ACCEPT}\r\n\r\n"
+            )
+            .into_bytes();
+            reply.extend_from_slice(&frames);
+            socket.write_all(&reply).await.unwrap();
+            let mut rest = Vec::new();
+            let _ = socket.read_to_end(&mut rest).await;
+        });
+        let target = Target {
+            addr,
+            path: "/ws".into(),
+        };
+        Conn::connect(&target, None).await.unwrap()
+    }
+
+    /// Reads until `next_text` has a text frame, or fails.
+    async fn wait_next_text(conn: &mut Conn, tally: &mut Integrity) -> Result<Vec<u8>> {
+        loop {
+            if let Some(text) = conn.next_text(tally)? {
+                return Ok(text.to_vec());
+            }
+            ensure!(conn.fill().await? > 0, "stream ended");
+        }
+    }
+
+    const TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn next_text_answers_pings_counts_binary_frames_and_stops_at_close() {
+        tokio::time::timeout(TEST_LIMIT, async {
+            let frames = server_frames(&[
+                (OP_PING, b"p"),
+                (OP_BINARY, b"b"),
+                (OP_PONG, b""),
+                (OP_TEXT, b"hello"),
+                (OP_TEXT, b"world"),
+                (OP_CLOSE, &[0x03, 0xe8]),
+            ]);
+            let mut conn = connection_receiving(frames).await;
+            let mut tally = Integrity::default();
+            assert_eq!(
+                wait_next_text(&mut conn, &mut tally).await.unwrap(),
+                b"hello"
+            );
+            assert_eq!(tally.faults, 1, "the binary frame is a fault");
+            assert_eq!(unmask(&conn.wr.buf), (OP_PONG, b"p".to_vec()));
+            assert_eq!(
+                wait_next_text(&mut conn, &mut tally).await.unwrap(),
+                b"world"
+            );
+            let closed = wait_next_text(&mut conn, &mut tally).await.unwrap_err();
+            assert_eq!(closed.to_string(), "server sent close");
+            assert_eq!(tally.faults, 1);
+        })
+        .await
+        .expect("test ran over its time limit");
+    }
+
+    #[tokio::test]
+    async fn receive_parses_the_next_text_and_refuses_binary_frames() {
+        tokio::time::timeout(TEST_LIMIT, async {
+            let frames = server_frames(&[
+                (OP_PING, b"p"),
+                (OP_TEXT, b"42"),
+                (OP_TEXT, b"not a number"),
+                (OP_BINARY, b"b"),
+            ]);
+            let mut conn = connection_receiving(frames).await;
+            let parse = |text: &[u8]| -> Result<u32> {
+                let text = std::str::from_utf8(text)?;
+                text.parse()
+                    .with_context(|| format!("{text:?} is not a number"))
+            };
+            assert_eq!(conn.receive(parse).await.unwrap(), 42);
+            assert!(conn.wr.buf.is_empty(), "the pong was flushed");
+            let unparsed = conn.receive(parse).await.unwrap_err();
+            assert_eq!(unparsed.to_string(), r#""not a number" is not a number"#);
+            let binary = conn.receive(parse).await.unwrap_err();
+            assert_eq!(binary.to_string(), "server sent a binary frame");
+        })
+        .await
+        .expect("test ran over its time limit");
+    }
+
+    #[tokio::test]
+    async fn receive_fails_when_the_stream_ends() {
+        tokio::time::timeout(TEST_LIMIT, async {
+            let mut conn = connection_receiving(Vec::new()).await;
+            conn.stream.shutdown().await.unwrap();
+            let ended = conn.receive(|_| Ok(())).await.unwrap_err();
+            assert_eq!(ended.to_string(), "server closed the connection");
+        })
+        .await
+        .expect("test ran over its time limit");
     }
 
     #[test]
