@@ -277,11 +277,11 @@ impl Server {
                             Ok(Ok(stream)) => serve_http(stream, router, stop).await,
                             Ok(Err(err)) => {
                                 metrics.refused(Refusal::Tls);
-                                debug!(%err, "TLS handshake failed");
+                                info!(%err, "connection refused: TLS handshake failed");
                             }
                             Err(_) => {
                                 metrics.refused(Refusal::Tls);
-                                debug!("TLS handshake timed out");
+                                info!("connection refused: TLS handshake timed out");
                             }
                         }
                     });

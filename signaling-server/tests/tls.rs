@@ -114,23 +114,28 @@ async fn peers_meet_and_signal_over_wss() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn https_serves_health_and_plain_tcp_clients_are_refused() {
-    let cert = Certificate::new();
-    let server = TestServer::start(cert.config()).await;
+/// `GET path` over HTTPS; the whole response.
+async fn https_get(server: &TestServer, cert: &Certificate, path: &str) -> String {
     let connector = tokio_rustls::TlsConnector::from(cert.client_config());
     let exchange = async {
         let tcp = TcpStream::connect(server.addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let mut tls = connector.connect(name, tcp).await.unwrap();
-        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         tls.read_to_string(&mut response).await.unwrap();
         response
     };
-    let response = tokio::time::timeout(WAIT, exchange).await.unwrap();
+    tokio::time::timeout(WAIT, exchange).await.unwrap()
+}
+
+#[tokio::test]
+async fn https_serves_health_and_plain_tcp_clients_are_refused() {
+    let cert = Certificate::new();
+    let server = TestServer::start(cert.config()).await;
+    let response = https_get(&server, &cert, "/healthz").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("ok\n"), "{response}");
 
@@ -147,6 +152,12 @@ async fn https_serves_health_and_plain_tcp_clients_are_refused() {
     .await
     .unwrap();
     assert!(!plain.starts_with(b"HTTP/1.1 200"));
+    let metrics = https_get(&server, &cert, "/metrics").await;
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"signaling_connections_rejected_total{reason="tls"}"#))
+        .unwrap_or_else(|| panic!("no TLS refusals counted:\n{metrics}"));
+    assert!(!refused.ends_with(" 0"), "{refused}");
     let mut a = wss_client(&server, &cert).await;
     a.join("after").await;
 }
