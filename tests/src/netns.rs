@@ -49,9 +49,41 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) {
     );
 }
 
+/// Removes namespaces left by test processes that no longer exist (killed
+/// before their destructors ran, e.g. by the test runner's timeout): kills
+/// what still runs inside them, then deletes them.
+fn sweep_stale_namespaces() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("e2e-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if std::path::Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        if let Ok(output) = Command::new("ip").args(["netns", "pids", &name]).output() {
+            for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 impl Netns {
     /// Creates an empty namespace with its loopback interface up.
     pub fn new(tag: &str) -> Self {
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(sweep_stale_namespaces);
         let name = format!(
             "e2e-{}-{}-{tag}",
             std::process::id(),
