@@ -160,3 +160,31 @@ async fn without_a_secret_no_token_is_needed() {
     let mut client = server.connect().await;
     client.join("open").await;
 }
+
+#[tokio::test]
+async fn the_token_subcommand_mints_tokens_the_server_accepts() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_signaling-server"))
+        .args(["token", "--room", "minted", "--ttl", "5m"])
+        .env("SIGNALING_AUTH_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout).unwrap();
+    let token = token.trim();
+    let claims = auth::verify(SECRET.as_bytes(), token, auth::unix_now()).unwrap();
+    assert_eq!(claims.room, "minted");
+    assert!(claims.exp <= auth::unix_now() + 300);
+
+    let server = server().await;
+    let mut client = Client::connect(&format!("{}?token={token}", server.ws_url())).await;
+    assert_eq!(client.join("minted").await.room, "minted");
+
+    // Without a secret the subcommand says what is missing.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_signaling-server"))
+        .args(["token", "--room", "minted"])
+        .env_remove("SIGNALING_AUTH_SECRET")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--auth-secret"));
+}
