@@ -253,3 +253,20 @@ test('an interrupted receive into a directory resumes: what arrived is not sent 
   assert.deepEqual(await listOpfs(page, 'resume'), { 'large.bin': sha256File(file) });
   assert.deepEqual(browser.pageErrors, []);
 });
+
+test('the server serves the transfer page and its modules from its built-in copy', { timeout: 60_000 }, async (t) => {
+  const server = await startSignalingServer({ embedded: true });
+  t.after(() => server.child.kill());
+  for (const file of ['transfer.html', 'js/transfer.js', 'vendor/@noble/curves/ed25519.js', 'vendor/@noble/hashes/blake3.js']) {
+    const response = await fetch(new URL(file, server.httpUrl));
+    assert.equal(response.status, 200, file);
+    assert.match(response.headers.get('content-type'), file.endsWith('.js') ? /javascript/ : /html/, file);
+  }
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  // The whole module graph loads under the page's Content-Security-Policy.
+  await page.goto(`${server.httpUrl}transfer.html`);
+  await page.waitForFunction(() => document.body.dataset.ready === 'true');
+  assert.deepEqual(browser.pageErrors, []);
+});
