@@ -19,8 +19,10 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How long a link may stay disconnected (ICE found no packets for 5 s)
 /// before the transfer gives up on it.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
-/// Largest file-data frame sent (Chromium takes up to 256 KiB).
-pub const MAX_CHUNK_BYTES: usize = 256 * 1024;
+/// Largest file-data frame sent. Larger frames move a little faster, but
+/// the session queues up to 256 received messages while the disk catches up,
+/// so the frame size bounds that memory (256 × 64 KiB = 16 MiB).
+pub const MAX_CHUNK_BYTES: usize = 64 * 1024;
 
 /// What arrives on the transfer channel.
 #[derive(Debug)]
