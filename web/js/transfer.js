@@ -13,7 +13,7 @@
  */
 
 import { blake3 } from '../vendor/@noble/hashes/blake3.js';
-import { bytesToHex } from '../vendor/@noble/hashes/utils.js';
+import { bytesToHex, concatBytes } from '../vendor/@noble/hashes/utils.js';
 import { Code } from './code.js';
 import {
   CONFIRMATION_BYTES,
@@ -51,6 +51,8 @@ const DISCONNECT_GRACE_MS = 8000;
 const DONE_TIMEOUT_MS = 60_000;
 /** How long a finished side waits for the other to close first. */
 const CLOSE_WAIT_MS = 5000;
+/** Received data gathered into one write of a directory sink. */
+const WRITE_BATCH_BYTES = 2 * 1024 * 1024;
 /** Most peers of the room a transfer tries to connect to at once. */
 const MAX_CANDIDATES = 8;
 /** Generated codes tried when a number is already in use. */
@@ -786,11 +788,30 @@ export function directorySink(root) {
         await writable.truncate(offset);
         await writable.seek(offset);
       }
+      // Frames are small (64–256 KiB); each write to the file system is a round trip to the
+      // browser process, so they are gathered into writes of about WRITE_BATCH_BYTES.
+      let batch = [];
+      let batched = 0;
+      const flush = async () => {
+        if (batched === 0) return;
+        const joined = batch.length === 1 ? batch[0] : concatBytes(...batch);
+        batch = [];
+        batched = 0;
+        await writable.write(joined);
+      };
       return {
-        write: (bytes) => writable.write(bytes),
+        async write(bytes) {
+          batch.push(bytes);
+          batched += bytes.length;
+          if (batched >= WRITE_BATCH_BYTES) await flush();
+        },
         /** Keeps what arrived as `NAME.part`, for a later resume. */
-        keep: () => writable.close().catch(() => {}),
+        async keep() {
+          await flush().catch(() => {});
+          await writable.close().catch(() => {});
+        },
         async finish() {
+          await flush();
           await writable.close();
           if (typeof handle.move === 'function') await handle.move(name);
           else {
