@@ -85,7 +85,7 @@ function onStatus(state) {
 }
 
 function busy(yes) {
-  for (const id of ['receive-connect', 'send-start', 'receive-code', 'send-files']) $(id).disabled = yes;
+  for (const id of ['receive-connect', 'send-start', 'receive-code', 'send-files', 'send-folder']) $(id).disabled = yes;
 }
 
 async function receive(text) {
@@ -177,20 +177,24 @@ function offerDownload(path, blob) {
 
 async function send() {
   clearError();
-  const picked = [...$('send-files').files];
-  if (picked.length === 0) return;
+  // A folder's files carry their path inside it (`album/sub/a.jpg`).
+  const picked = [...$('send-files').files, ...$('send-folder').files].map((file) => ({
+    path: file.webkitRelativePath || file.name,
+    file,
+  }));
+  if (picked.length === 0) return showError(new Error('pick files or a folder to send'));
   busy(true);
   document.body.dataset.transfer = 'waiting';
   try {
     const summary = await sendFiles({
       url: signalingUrl(),
-      files: picked.map((file) => ({ path: file.name, file })),
+      files: picked,
       onCode: showCode,
       onStatus,
       onProgress: showProgress,
     });
     setStatus(
-      `Sent ${counts(summary.files, 0)} (${humanBytes(summary.sentBytes)}) in ${summary.seconds.toFixed(2)} s; ` +
+      `Sent ${counts(summary.files, summary.dirs)} (${humanBytes(summary.sentBytes)}) in ${summary.seconds.toFixed(2)} s; ` +
         `${humanBytes(summary.skippedBytes)} were already on the receiver.`,
       'done',
     );

@@ -577,16 +577,26 @@ async function hashBlob(blob, length, hash) {
  *
  * @param {object} options
  * @param {string} options.url
- * @param {{path: string, file: File}[]} options.files relative paths and their contents
+ * @param {{path: string, file: File}[]} options.files relative `/`-separated paths and their contents
+ * @param {string[]} [options.dirs] folders to create on the receiver (parents before children);
+ *   the parents of every file are added
  * @param {Code} [options.code] a chosen code; a generated one otherwise
  * @param {(code: Code) => void} [options.onCode] the code to tell the receiver
  * @param {(status: string) => void} [options.onStatus]
  * @param {(progress: object) => void} [options.onProgress]
  * @param {AbortSignal} [options.signal]
- * @returns {Promise<{files: number, totalBytes: number, sentBytes: number, skippedBytes: number, seconds: number}>}
+ * @returns {Promise<{files: number, dirs: number, totalBytes: number, sentBytes: number, skippedBytes: number, seconds: number}>}
  */
-export async function sendFiles({ url, files, code, onCode = () => {}, onStatus = () => {}, onProgress = () => {}, signal }) {
-  const entries = files.map(({ path, file }) => ({ path, kind: 'file', size: file.size }));
+export async function sendFiles({ url, files, dirs = [], code, onCode = () => {}, onStatus = () => {}, onProgress = () => {}, signal }) {
+  const folders = new Set(dirs);
+  for (const { path } of files) {
+    const parts = path.split('/');
+    for (let i = 1; i < parts.length; i += 1) folders.add(parts.slice(0, i).join('/'));
+  }
+  // Sorted, a folder comes before everything in it.
+  const entries = [...folders].sort().map((path) => ({ path, kind: 'dir', size: 0 }));
+  for (const { path, file } of files) entries.push({ path, kind: 'file', size: file.size });
+  if (entries.length > MAX_ENTRIES) throw new TransferError(`at most ${MAX_ENTRIES} files and folders can be sent at once`);
   const total = entries.reduce((sum, e) => sum + e.size, 0);
   checkManifest(entries, total);
   let link;
@@ -647,7 +657,9 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
   const chunk = link.chunkBytes;
   let sentBytes = 0;
   let skippedBytes = 0;
-  for (const [index, { path, file }] of files.entries()) {
+  const firstFile = entries.length - files.length;
+  for (const [i, { path, file }] of files.entries()) {
+    const index = firstFile + i;
     progress.setFile(path);
     let hash = hasher();
     let offset = 0;
@@ -682,6 +694,7 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
   onStatus('done');
   return {
     files: files.length,
+    dirs: entries.length - files.length,
     totalBytes: total,
     sentBytes,
     skippedBytes,
@@ -924,7 +937,8 @@ export async function receiveOffer({ url, code, onStatus = () => {}, signal }) {
       if (typeof entry.path !== 'string' || (entry.kind !== 'file' && entry.kind !== 'dir') || !isCount(entry.size)) {
         throw protocolError('a manifest entry is malformed');
       }
-      entries.push({ path: entry.path, kind: entry.kind, size: entry.kind === 'dir' ? 0 : entry.size });
+      if (entry.kind === 'dir' && entry.size !== 0) throw protocolError(`directory ${JSON.stringify(printable(entry.path))} has a size`);
+      entries.push({ path: entry.path, kind: entry.kind, size: entry.size });
     }
     checkManifest(entries, offer.bytes);
     return new IncomingOffer(link, entries, offer.bytes);

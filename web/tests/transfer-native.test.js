@@ -147,3 +147,37 @@ test('a code nobody sends with is explained', { timeout: 60_000 }, async (t) => 
   await page.waitForFunction(() => /too short to be safe/.test(document.getElementById('transfer-error').textContent));
   assert.deepEqual(browser.pageErrors, []);
 });
+
+test('page sends a folder → native peer-client receive keeps the relative paths', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const album = path.join(dir, 'album');
+  fs.mkdirSync(path.join(album, 'sub', 'deeper'), { recursive: true });
+  const files = [
+    randomFile(album, 'a.bin', 2 * MiB + 3),
+    randomFile(path.join(album, 'sub'), 'b.txt', 10),
+    randomFile(path.join(album, 'sub', 'deeper'), 'c.bin', 100_000),
+  ];
+
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${server.httpUrl}transfer.html`);
+  await page.setInputFiles('#send-folder', album);
+  await page.click('#send-start');
+  await page.waitForFunction(() => document.body.dataset.code);
+  const code = await page.getAttribute('body', 'data-code');
+
+  const out = path.join(dir, 'out');
+  const receiver = runPeerClient('peer-client receive', ['receive', code, '--server', server.wsUrl, '--out', out, '--yes']);
+  t.after(() => receiver.kill());
+  assert.equal((await exited(receiver)).code, 0, receiver.log());
+  for (const file of files) {
+    const relative = path.relative(dir, file);
+    assert.equal(sha256File(path.join(out, relative)), sha256File(file), `${relative} differs`);
+  }
+  await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 30_000 });
+  assert.match(await page.textContent('#transfer-status'), /Sent 3 files and 3 folders/);
+  assert.deepEqual(browser.pageErrors, []);
+});
