@@ -84,8 +84,20 @@ function onStatus(state) {
   setStatus(STATUS_TEXT[state] ?? state, state);
 }
 
+/** Stops what runs now (the Cancel button). */
+let cancel = null;
+
+/** A fresh AbortSignal for the next transfer; the Cancel button aborts it. */
+function cancellable() {
+  const controller = new AbortController();
+  cancel = controller;
+  return controller.signal;
+}
+
 function busy(yes) {
   for (const id of ['receive-connect', 'send-start', 'receive-code', 'send-files', 'send-folder']) $(id).disabled = yes;
+  $('cancel').hidden = !yes;
+  if (!yes) cancel = null;
 }
 
 async function receive(text) {
@@ -101,7 +113,7 @@ async function receive(text) {
   document.body.dataset.transfer = 'connecting';
   let offer;
   try {
-    offer = await receiveOffer({ url: signalingUrl(), code, onStatus });
+    offer = await receiveOffer({ url: signalingUrl(), code, onStatus, signal: cancellable() });
   } catch (err) {
     busy(false);
     return showError(err);
@@ -135,6 +147,7 @@ async function receive(text) {
       }
     };
     $('decline').onclick = () => resolve(null);
+    cancel?.signal.addEventListener('abort', () => resolve(null), { once: true });
   });
   const sink = await decided;
   $('offer').hidden = true;
@@ -192,6 +205,7 @@ async function send() {
       onCode: showCode,
       onStatus,
       onProgress: showProgress,
+      signal: cancellable(),
     });
     setStatus(
       `Sent ${counts(summary.files, summary.dirs)} (${humanBytes(summary.sentBytes)}) in ${summary.seconds.toFixed(2)} s; ` +
@@ -227,6 +241,7 @@ function main() {
     event.preventDefault();
     send();
   });
+  $('cancel').addEventListener('click', () => cancel?.abort());
   $('copy-code').addEventListener('click', () => navigator.clipboard?.writeText($('send-code').textContent));
   const code = new URLSearchParams(location.hash.slice(1)).get('code');
   if (code) {

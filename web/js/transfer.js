@@ -186,7 +186,7 @@ export class TransferLink {
   /**
    * Joins the code's room and waits for the other side, then authenticates. As the receiver it
    * fails at once when nobody waits in the room; as the sender it waits however long it takes
-   * (until `signal` aborts). A sender with `exclusive` (a generated code) fails with
+   * (until `signal` aborts; aborting later stops the transfer and tells the peer). A sender with `exclusive` (a generated code) fails with
    * `kind: 'in-use'` when the room is occupied.
    *
    * @param {object} options
@@ -202,8 +202,13 @@ export class TransferLink {
   static async open({ url, code, role, exclusive = false, onStatus = () => {}, onJoined = () => {}, signal }) {
     const signaling = new SignalingClient(url, code.room());
     const link = new TransferLink(signaling, role);
-    const abort = () => link._fail(new TransferError('stopped', { peerKnows: true, kind: 'aborted' }));
+    const abort = () => {
+      link.sendMessage({ type: 'error', message: 'the transfer was cancelled' });
+      link._fail(new TransferError('the transfer was cancelled', { peerKnows: true, kind: 'aborted' }));
+    };
     signal?.addEventListener('abort', abort, { once: true });
+    // Cancelling works until the link is closed, during the transfer too.
+    link._unlisten = () => signal?.removeEventListener('abort', abort);
     try {
       onStatus('joining');
       await link._connect(code, exclusive, onStatus, onJoined);
@@ -220,8 +225,6 @@ export class TransferLink {
       }
       await link.close();
       throw err;
-    } finally {
-      signal?.removeEventListener('abort', abort);
     }
   }
 
@@ -485,6 +488,7 @@ export class TransferLink {
   async close({ afterPeer = false } = {}) {
     if (this._closed) return;
     this._closed = true;
+    this._unlisten?.();
     const deadline = Date.now() + CLOSE_WAIT_MS;
     while (this.channel?.readyState === 'open' && Date.now() < deadline) {
       if (!afterPeer && this.channel.bufferedAmount === 0) break;

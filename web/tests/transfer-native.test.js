@@ -181,3 +181,39 @@ test('page sends a folder → native peer-client receive keeps the relative path
   assert.match(await page.textContent('#transfer-status'), /Sent 3 files and 3 folders/);
   assert.deepEqual(browser.pageErrors, []);
 });
+
+test('declining in the page tells peer-client send; cancelling a waiting send leaves the room', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const file = randomFile(dir, 'unwanted.bin', 1000);
+  const sender = runPeerClient('peer-client send', ['send', file, '--server', server.wsUrl, '--code', '8-apple-tiger']);
+  t.after(() => sender.kill());
+  await sender.waitForLine('Waiting for the receiver');
+
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${server.httpUrl}#code=8-apple-tiger`);
+  await page.waitForSelector('#offer', { state: 'visible' });
+  await page.click('#decline');
+  await page.waitForFunction(() => document.body.dataset.transfer === 'declined');
+  assert.notEqual((await exited(sender)).code, 0);
+  assert.match(sender.log(), /the receiver declined the transfer/);
+
+  // A send waiting for its receiver is cancelled: the code no longer leads anywhere.
+  await page.goto(`${server.httpUrl}transfer.html`);
+  await page.setInputFiles('#send-files', [file]);
+  await page.click('#send-start');
+  await page.waitForFunction(() => document.body.dataset.code);
+  const code = await page.getAttribute('body', 'data-code');
+  await page.click('#cancel');
+  await page.waitForSelector('#transfer-error', { state: 'visible' });
+  assert.match(await page.textContent('#transfer-error'), /the transfer was cancelled/);
+  const receiver = runPeerClient('peer-client receive', ['receive', code, '--server', server.wsUrl, '--out', path.join(dir, 'out'), '--yes']);
+  t.after(() => receiver.kill());
+  assert.notEqual((await exited(receiver)).code, 0);
+  assert.match(receiver.log(), /nobody is sending with code/);
+  assert.equal(fs.existsSync(path.join(dir, 'out')), false);
+  assert.deepEqual(browser.pageErrors, []);
+});
