@@ -14,6 +14,7 @@ mod idle;
 mod inbound;
 mod integrity;
 mod mesh;
+mod observed;
 mod proc_stats;
 mod relay;
 mod report;

@@ -6,8 +6,13 @@
 //! number and the indices of its sender and addressee, so each arrival is
 //! checked: right addressee, right `from`, payload intact, in order, not seen
 //! before. Signals still outstanding when the run ends are lost.
+//!
+//! With `--peer-server`, the second client of every pair connects to another
+//! instance sharing rooms with the first (through Redis), so every signal
+//! and every echo crosses from one instance to the other.
 
 use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -23,6 +28,7 @@ use crate::client::Sources;
 use crate::dialect::Dialect;
 use crate::inbound::{IdText, Inbound, clip, id_text};
 use crate::integrity::{Integrity, get_digits, put_digits};
+use crate::observed::{NamedPid, ObservedSet};
 use crate::proc_stats::{CoreTimes, Proc};
 use crate::report::Report;
 use crate::ws::{Conn, Target, Writer};
@@ -55,6 +61,19 @@ pub struct RelayArgs {
     /// Pairs being set up at the same time.
     #[arg(long, default_value_t = 100)]
     pub setup_concurrency: usize,
+    /// Address of a second server instance that shares rooms with `--server`
+    /// (e.g. both started with the same `--redis`). The first client of every
+    /// pair connects to `--server`, the second to this one, so every signal
+    /// crosses instances.
+    #[arg(long)]
+    pub peer_server: Option<SocketAddr>,
+    /// Process id of the `--peer-server` instance, to report its CPU time per message.
+    #[arg(long, requires = "peer_server")]
+    pub peer_server_pid: Option<u32>,
+    /// Another process whose CPU time per message to report, as NAME=PID
+    /// (e.g. `redis=1234`); may be given several times.
+    #[arg(long = "watch-pid", value_name = "NAME=PID")]
+    pub watch_pids: Vec<NamedPid>,
 }
 
 // Layout of the payload: {"dst":"<8>","seq":"<12>","src":"<8>","zpad":"xxx..."}.
@@ -191,6 +210,14 @@ pub fn run(common: &Common, args: &RelayArgs) -> Result<bool> {
         "relay: {} pairs, {} signals of {} bytes in flight per pair, {} s warm-up, {} s measured, {} generator thread(s)",
         args.pairs, args.window, args.size, args.warmup, args.duration, args.threads
     ));
+    if let Some(peer) = args.peer_server {
+        report.line(format!(
+            "  across two instances: first client of each pair on {}, second on {peer}",
+            common.server
+        ));
+        report.set("server", common.server.to_string());
+        report.set("peer_server", peer.to_string());
+    }
     let threads = args.threads.clamp(1, args.pairs);
     let run = run_id();
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -235,14 +262,14 @@ pub fn run(common: &Common, args: &RelayArgs) -> Result<bool> {
         // A worker that went away reports its error when joined.
         let _ = start_tx.send(plan);
     }
-    let server = common.server_pid.map(Proc::Pid);
+    let mut observed = ObservedSet::new(common.server_pid, args.peer_server_pid, &args.watch_pids);
     std::thread::sleep(plan.measure_start.saturating_duration_since(Instant::now()));
-    let server_before = server.map(|p| p.cpu_secs()).transpose()?;
+    observed.start()?;
     let own_before = Proc::Own.cpu_secs()?;
     let cores_before = CoreTimes::read()?;
     let measured_from = Instant::now();
     std::thread::sleep(plan.measure_end.saturating_duration_since(Instant::now()));
-    let server_after = server.map(|p| p.cpu_secs()).transpose()?;
+    observed.stop()?;
     let own_after = Proc::Own.cpu_secs()?;
     let cores_after = CoreTimes::read()?;
     let measured = measured_from.elapsed().as_secs_f64();
@@ -282,18 +309,7 @@ pub fn run(common: &Common, args: &RelayArgs) -> Result<bool> {
     report.set("rtt_p50_ms", latency_ms(&rtt_us, 50.0));
     report.set("rtt_p99_ms", latency_ms(&rtt_us, 99.0));
     report.set("rtt_max_ms", rtt_us.max() as f64 / 1000.0);
-    if let (Some(before), Some(after)) = (server_before, server_after) {
-        let cpu = after - before;
-        let per_msg = cpu * 1e6 / relayed.max(1) as f64;
-        report.line(format!(
-            "  server CPU: {:.0} % of a core, {per_msg:.2} µs per relayed message",
-            cpu / measured * 100.0
-        ));
-        report.set("server_cpu_share", cpu / measured);
-        report.set("server_us_per_message", per_msg);
-    } else {
-        report.line("  server CPU: not measured (pass --server-pid)");
-    }
+    observed.report(&mut report, relayed, measured);
     let own = own_after - own_before;
     report.line(format!(
         "  generator CPU: {:.0} % of a core ({:.2} µs per message)",
@@ -301,8 +317,13 @@ pub fn run(common: &Common, args: &RelayArgs) -> Result<bool> {
         own * 1e6 / relayed.max(1) as f64
     ));
     report.set("generator_cpu_share", own / measured);
-    let server_cpu = server_before.zip(server_after).map(|(b, a)| a - b);
-    report.cores(&cores_before, &cores_after, server_cpu, own, measured);
+    report.cores(
+        &cores_before,
+        &cores_after,
+        observed.total_cpu(),
+        own,
+        measured,
+    );
     let clean = tally.is_clean();
     report.check(&tally, clean);
     report.finish();
@@ -327,11 +348,19 @@ fn worker(
         .enable_all()
         .build()
         .context("building a runtime")?;
-    let (target, sources, dialect) = (common.target(), common.sources(), common.protocol);
+    let (sources, dialect) = (common.sources(), common.protocol);
+    let first = common.target();
+    let second = match args.peer_server {
+        Some(addr) => Target {
+            addr,
+            path: common.path.clone(),
+        },
+        None => first.clone(),
+    };
     LocalSet::new().block_on(&rt, async move {
         let opened = futures_util::stream::iter(pairs.map(|index| {
-            let target = &target;
-            async move { open_pair(target, dialect, sources, run, index).await }
+            let targets = (&first, &second);
+            async move { open_pair(targets, dialect, sources, run, index).await }
         }))
         .buffer_unordered(args.setup_concurrency.max(1))
         .collect::<Vec<_>>()
@@ -401,19 +430,18 @@ fn worker(
     })
 }
 
-/// Connects two clients into a fresh room.
+/// Connects two clients into a fresh room, the first to `first` and the second to `second`.
 async fn open_pair(
-    target: &Target,
+    (first, second): (&Target, &Target),
     dialect: Dialect,
     sources: Sources,
     run: u64,
     index: usize,
 ) -> Result<Pair> {
     let room = format!("relay-{run}-{index}");
-    let target = dialect.target(target, &room);
-    let mut a = Conn::connect(&target, sources.pick(index * 2)).await?;
+    let mut a = Conn::connect(&dialect.target(first, &room), sources.pick(index * 2)).await?;
     let a_id = dialect.join(&mut a, &room).await?;
-    let mut b = Conn::connect(&target, sources.pick(index * 2 + 1)).await?;
+    let mut b = Conn::connect(&dialect.target(second, &room), sources.pick(index * 2 + 1)).await?;
     let b_id = dialect.join(&mut b, &room).await?;
     dialect.expect_peer_joined(&mut a, b_id).await?;
     Ok(Pair {
