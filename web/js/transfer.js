@@ -51,6 +51,8 @@ const DISCONNECT_GRACE_MS = 8000;
 const DONE_TIMEOUT_MS = 60_000;
 /** How long a finished side waits for the other to close first. */
 const CLOSE_WAIT_MS = 5000;
+/** Largest file a Blob sink accepts: it holds the whole file in memory until it is verified. */
+export const MAX_BLOB_FILE_BYTES = 2 * 1024 * 1024 * 1024;
 /** Received data gathered into one write of a directory sink. */
 const WRITE_BATCH_BYTES = 2 * 1024 * 1024;
 /** Most peers of the room a transfer tries to connect to at once. */
@@ -858,7 +860,15 @@ export function directorySink(root) {
 export function blobSink(onFile) {
   return {
     kind: 'blob',
-    async prepare() {},
+    async prepare(entries) {
+      const largest = entries.reduce((max, e) => Math.max(max, e.size), 0);
+      if (largest > MAX_BLOB_FILE_BYTES) {
+        throw new TransferError(
+          `a file of ${largest} bytes is too large to hold in the browser's memory (at most ${MAX_BLOB_FILE_BYTES}); ` +
+            'save into a folder instead; nothing was written',
+        );
+      }
+    },
     async open(path) {
       let parts = [];
       return {

@@ -154,7 +154,7 @@ function hostileSender(page, wsUrl, code, { entries, afterAccept }) {
   );
 }
 
-test('a hash that does not match, or a path outside the target, ends with a clear error and nothing saved', { timeout: 120_000 }, async (t) => {
+test('a hash that does not match, a path outside the target, or a file too large for memory ends with a clear error and nothing saved', { timeout: 120_000 }, async (t) => {
   const server = await startSignalingServer();
   t.after(() => server.child.kill());
   const browser = await launchBrowser();
@@ -166,6 +166,12 @@ test('a hash that does not match, or a path outside the target, ends with a clea
       entries: [{ path: 'x.bin', kind: 'file', size: 4 }],
       afterAccept: true,
       error: /x\.bin: the received data does not match the sender's BLAKE3 hash/,
+    },
+    {
+      code: '53-apple-tiger',
+      entries: [{ path: 'huge.iso', kind: 'file', size: 3 * 1024 * MiB }],
+      afterAccept: true,
+      error: /too large to hold in the browser's memory .*nothing was written/,
     },
     {
       code: '52-apple-tiger',
