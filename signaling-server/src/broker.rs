@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ice::IceConfig;
 use crate::metrics::Metrics;
-use crate::outbox::{CloseReason, Frame, Outbox};
+use crate::outbox::{CloseReason, Frame, Outbox, OutboxBudget};
 use crate::registry::{Registry, RegistryError, RegistryLimits};
 
 /// One connection as the broker knows it: an id, and the outbox frames for
@@ -117,11 +117,16 @@ impl Broker {
     }
 
     /// Registers a new connection whose outbox holds at most `max_frames`
-    /// frames and `max_bytes` bytes.
-    pub fn open(&self, max_frames: usize, max_bytes: usize) -> ConnHandle {
+    /// frames and `max_bytes` bytes, counted against the shared `budget`.
+    pub fn open(
+        &self,
+        max_frames: usize,
+        max_bytes: usize,
+        budget: &Arc<OutboxBudget>,
+    ) -> ConnHandle {
         match self {
-            Self::Memory(broker) => broker.open(max_frames, max_bytes),
-            Self::Redis(broker) => broker.open(max_frames, max_bytes),
+            Self::Memory(broker) => broker.open(max_frames, max_bytes, budget),
+            Self::Redis(broker) => broker.open(max_frames, max_bytes, budget),
         }
     }
 
@@ -215,10 +220,10 @@ impl MemoryBroker {
         }
     }
 
-    fn open(&self, max_frames: usize, max_bytes: usize) -> ConnHandle {
+    fn open(&self, max_frames: usize, max_bytes: usize, budget: &Arc<OutboxBudget>) -> ConnHandle {
         ConnHandle {
             id: self.next_conn.fetch_add(1, Ordering::Relaxed),
-            outbox: Arc::new(Outbox::new(max_frames, max_bytes)),
+            outbox: Arc::new(Outbox::new(max_frames, max_bytes, budget.clone())),
         }
     }
 

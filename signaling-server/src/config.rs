@@ -67,6 +67,13 @@ pub struct Config {
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
 
+    /// Most connections at once still in their HTTP phase (TLS handshake, request headers,
+    /// plain HTTP requests) before a WebSocket upgrade; further ones are closed as soon as
+    /// they are accepted. Upgraded connections count against --max-connections instead.
+    #[arg(long, env = "SIGNALING_MAX_PENDING_CONNECTIONS", default_value_t = 1024,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_pending_connections: usize,
+
     /// A connection that sends nothing (not even a pong to the server's pings) for this long
     /// gets `idle_timeout` and is closed; its peer becomes absent and may resume.
     #[arg(long, env = "SIGNALING_IDLE_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
@@ -91,6 +98,13 @@ pub struct Config {
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_queued_bytes: usize,
 
+    /// Most bytes of signals held for all absent peers together. A signal that would
+    /// exceed it evicts the absent peers with the largest queues until it fits (they
+    /// leave their rooms).
+    #[arg(long, env = "SIGNALING_MAX_ABSENT_QUEUE_BYTES", default_value_t = 64 * 1024 * 1024,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_absent_queue_bytes: usize,
+
     /// Most frames waiting to be written to one connection. A client that lets more pile up
     /// is disconnected with `slow_consumer`. Must exceed --max-queued-signals, so a resumed
     /// peer's backlog fits.
@@ -103,6 +117,14 @@ pub struct Config {
     #[arg(long, env = "SIGNALING_OUTBOUND_QUEUE_BYTES", default_value_t = 2 * 1024 * 1024,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub outbound_queue_bytes: usize,
+
+    /// Most bytes waiting to be written to all connections together. A frame that would
+    /// exceed it disconnects its addressee with `slow_consumer` if frames are already
+    /// waiting for it; while more than half is in use, connections whose frames have not
+    /// been written for a whole heartbeat interval are disconnected the same way.
+    #[arg(long, env = "SIGNALING_OUTBOUND_QUEUE_BYTES_TOTAL", default_value_t = 256 * 1024 * 1024,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub outbound_queue_bytes_total: usize,
 
     /// STUN server URL handed to clients in `welcome.ice_servers`, e.g.
     /// stun:stun.example.org:3478. Repeat for several (comma-separated in the variable).
@@ -268,13 +290,16 @@ impl Default for Config {
             max_peers_per_room: DEFAULT_MAX_PEERS_PER_ROOM,
             max_rooms: 20_000,
             max_connections: 20_000,
+            max_pending_connections: 1024,
             idle_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(15),
             resume_grace: Duration::from_secs(signaling_protocol::DEFAULT_RESUME_GRACE_SECS),
             max_queued_signals: DEFAULT_MAX_QUEUED_FOR_ABSENT,
             max_queued_bytes: 512 * 1024,
+            max_absent_queue_bytes: 64 * 1024 * 1024,
             outbound_queue: 1024,
             outbound_queue_bytes: 2 * 1024 * 1024,
+            outbound_queue_bytes_total: 256 * 1024 * 1024,
             stun: Vec::new(),
             turn: Vec::new(),
             turn_secret: None,

@@ -93,9 +93,11 @@ pub(crate) async fn run(
     claims: Option<Claims>,
 ) {
     let config = &shared.config;
-    let conn = shared
-        .broker
-        .open(config.outbound_queue, config.outbound_queue_bytes);
+    let conn = shared.broker.open(
+        config.outbound_queue,
+        config.outbound_queue_bytes,
+        &shared.outbox_budget,
+    );
     shared.metrics.connections.increment(1.0);
     shared.metrics.connections_total.increment(1);
     shared.opened(&conn);

@@ -103,15 +103,19 @@ pub enum Refusal {
     Origin,
     /// The TLS handshake failed or timed out.
     Tls,
+    /// Too many connections were still in their HTTP phase
+    /// (`--max-pending-connections`).
+    PendingFull,
 }
 
 impl Refusal {
     /// Every reason, in label order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::ServerFull,
         Self::Unauthorized,
         Self::Origin,
         Self::Tls,
+        Self::PendingFull,
     ];
 
     /// The `reason` label.
@@ -121,6 +125,7 @@ impl Refusal {
             Self::Unauthorized => "unauthorized",
             Self::Origin => "origin",
             Self::Tls => "tls",
+            Self::PendingFull => "pending_full",
         }
     }
 }

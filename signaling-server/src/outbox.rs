@@ -5,10 +5,21 @@
 //! batch with a single flush. A push that would exceed the bound closes the
 //! outbox instead: the connection is then dropped as a slow consumer, and no
 //! sender is slowed down by it.
+//!
+//! All outboxes also share one [`OutboxBudget`], a bound on the bytes queued
+//! for all connections together. A push that would exceed it closes the
+//! outbox pushed to as a slow consumer if that outbox already holds frames
+//! (its client is behind); a frame for an outbox that is empty still goes
+//! through, since its writer takes it at once, so the budget is overshot by
+//! at most one frame per connection. And while more than half the budget is
+//! in use, an outbox whose frames were not taken for a whole heartbeat
+//! interval (its socket is blocked) is closed as a slow consumer at the next
+//! heartbeat, so clients that never read cannot hold the budget for long.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 /// One encoded JSON text frame, shared (not copied) between its receivers.
@@ -25,12 +36,54 @@ pub enum CloseReason {
     Shutdown,
 }
 
+/// The bytes queued in all outboxes together, and their bound.
+#[derive(Debug)]
+pub struct OutboxBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl OutboxBudget {
+    /// A budget of `limit` bytes, none used.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            used: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Bytes queued now in all outboxes sharing this budget.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` if they fit, or if `force`; returns whether taken.
+    fn take(&self, bytes: usize, force: bool) -> bool {
+        let before = self.used.fetch_add(bytes, Ordering::Relaxed);
+        if force || before.saturating_add(bytes) <= self.limit {
+            return true;
+        }
+        self.release(bytes);
+        false
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether more than half the budget is in use.
+    fn under_pressure(&self) -> bool {
+        self.used() > self.limit / 2
+    }
+}
+
 /// A bounded, non-blocking frame queue with a wake-up for its one reader.
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
     max_frames: usize,
     max_bytes: usize,
+    budget: Arc<OutboxBudget>,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +93,8 @@ struct State {
     closed: Option<CloseReason>,
     /// A heartbeat is due: the reader checks for idleness and pings.
     heartbeat: bool,
+    /// Frames were queued at the last heartbeat and none were taken since.
+    stalled: bool,
     /// The reader's waker while it waits; a plain slot is cheaper than a
     /// general notification primitive, and there is only one reader.
     waker: Option<Waker>,
@@ -57,34 +112,46 @@ pub struct Batch {
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `max_frames` frames and `max_bytes` bytes.
-    pub fn new(max_frames: usize, max_bytes: usize) -> Self {
+    /// An empty outbox holding at most `max_frames` frames and `max_bytes`
+    /// bytes, its bytes also counted against the shared `budget`.
+    pub fn new(max_frames: usize, max_bytes: usize, budget: Arc<OutboxBudget>) -> Self {
         Self {
             state: Mutex::new(State::default()),
             max_frames,
             max_bytes,
+            budget,
         }
     }
 
     /// Queues a frame. Returns `false` when the outbox is closed, or when the
-    /// frame does not fit, in which case the outbox closes as a slow consumer.
+    /// frame does not fit (in this outbox, or in the shared budget while this
+    /// outbox holds frames), in which case the outbox closes as a slow
+    /// consumer.
     pub fn push(&self, frame: Frame) -> bool {
         let mut state = self.lock();
         if state.closed.is_some() {
             return false;
         }
         let bytes = state.bytes + frame.len();
-        if state.frames.len() >= self.max_frames || bytes > self.max_bytes {
-            state.closed = Some(CloseReason::SlowConsumer);
-            state.frames = VecDeque::new();
-            state.bytes = 0;
-            wake(state);
+        if state.frames.len() >= self.max_frames
+            || bytes > self.max_bytes
+            || !self.budget.take(frame.len(), state.frames.is_empty())
+        {
+            self.close_slow(state);
             return false;
         }
         state.bytes = bytes;
         state.frames.push_back(frame);
         wake(state);
         true
+    }
+
+    /// Closes as a slow consumer, dropping the queued frames.
+    fn close_slow(&self, mut state: MutexGuard<'_, State>) {
+        state.closed = Some(CloseReason::SlowConsumer);
+        state.frames = VecDeque::new();
+        self.budget.release(std::mem::take(&mut state.bytes));
+        wake(state);
     }
 
     /// Stops taking frames; queued ones are still handed to the reader.
@@ -100,7 +167,8 @@ impl Outbox {
     /// connection holds no queue allocation.
     pub fn take(&self) -> Batch {
         let mut state = self.lock();
-        state.bytes = 0;
+        self.budget.release(std::mem::take(&mut state.bytes));
+        state.stalled = false;
         Batch {
             frames: std::mem::take(&mut state.frames),
             closed: state.closed,
@@ -117,8 +185,16 @@ impl Outbox {
 
     /// Marks a heartbeat as due and wakes the reader. One timer for all
     /// connections, instead of one per connection polled on every wake-up.
+    /// Closes the outbox as a slow consumer if its frames were not taken
+    /// since the previous heartbeat while the shared budget is under
+    /// pressure.
     pub fn heartbeat(&self) {
         let mut state = self.lock();
+        if state.stalled && state.closed.is_none() && self.budget.under_pressure() {
+            self.close_slow(state);
+            return;
+        }
+        state.stalled = !state.frames.is_empty();
         state.heartbeat = true;
         wake(state);
     }
@@ -156,6 +232,13 @@ impl Outbox {
     }
 }
 
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        self.budget.release(state.bytes);
+    }
+}
+
 /// Wakes the reader, outside the lock.
 fn wake(mut state: MutexGuard<'_, State>) {
     let waker = state.waker.take();
@@ -169,9 +252,13 @@ fn wake(mut state: MutexGuard<'_, State>) {
 mod tests {
     use super::*;
 
+    fn outbox(max_frames: usize, max_bytes: usize) -> Outbox {
+        Outbox::new(max_frames, max_bytes, OutboxBudget::new(usize::MAX))
+    }
+
     #[test]
     fn takes_frames_in_order() {
-        let outbox = Outbox::new(4, 1024);
+        let outbox = outbox(4, 1024);
         assert!(outbox.push(Frame::from("a")));
         assert!(outbox.push(Frame::from("b")));
         let batch = outbox.take();
@@ -182,7 +269,7 @@ mod tests {
 
     #[test]
     fn overflow_by_count_closes_as_slow_consumer() {
-        let outbox = Outbox::new(2, 1024);
+        let outbox = outbox(2, 1024);
         assert!(outbox.push(Frame::from("a")));
         assert!(outbox.push(Frame::from("b")));
         assert!(!outbox.push(Frame::from("c")));
@@ -194,7 +281,7 @@ mod tests {
 
     #[test]
     fn overflow_by_bytes_closes_as_slow_consumer() {
-        let outbox = Outbox::new(100, 5);
+        let outbox = outbox(100, 5);
         assert!(outbox.push(Frame::from("abc")));
         assert!(!outbox.push(Frame::from("def")));
         assert_eq!(outbox.closed(), Some(CloseReason::SlowConsumer));
@@ -202,7 +289,7 @@ mod tests {
 
     #[test]
     fn taking_frees_byte_budget() {
-        let outbox = Outbox::new(100, 5);
+        let outbox = outbox(100, 5);
         assert!(outbox.push(Frame::from("abc")));
         outbox.take();
         assert!(outbox.push(Frame::from("def")));
@@ -210,7 +297,7 @@ mod tests {
 
     #[test]
     fn close_keeps_queued_frames_and_first_reason() {
-        let outbox = Outbox::new(4, 1024);
+        let outbox = outbox(4, 1024);
         assert!(outbox.push(Frame::from("a")));
         outbox.close(CloseReason::Replaced);
         outbox.close(CloseReason::SlowConsumer);
@@ -221,7 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_wakes_a_reader_that_wants_no_frames() {
-        let outbox = std::sync::Arc::new(Outbox::new(1, 1024));
+        let outbox = std::sync::Arc::new(outbox(1, 1024));
         let reader = {
             let outbox = outbox.clone();
             tokio::spawn(async move {
@@ -243,7 +330,7 @@ mod tests {
 
     #[test]
     fn heartbeat_is_taken_once() {
-        let outbox = Outbox::new(4, 1024);
+        let outbox = outbox(4, 1024);
         outbox.heartbeat();
         assert_eq!(outbox.take_status(), (None, true));
         assert_eq!(outbox.take_status(), (None, false));
@@ -254,7 +341,7 @@ mod tests {
 
     #[tokio::test]
     async fn push_wakes_the_reader() {
-        let outbox = std::sync::Arc::new(Outbox::new(4, 1024));
+        let outbox = std::sync::Arc::new(outbox(4, 1024));
         let reader = {
             let outbox = outbox.clone();
             tokio::spawn(async move {
@@ -269,5 +356,61 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got, 1);
+    }
+
+    #[test]
+    fn shared_budget_closes_the_outbox_with_a_backlog() {
+        let budget = OutboxBudget::new(8);
+        let slow = Outbox::new(100, 1024, budget.clone());
+        let other = Outbox::new(100, 1024, budget.clone());
+        assert!(slow.push(Frame::from("aaaa")));
+        assert!(slow.push(Frame::from("bbbb")));
+        assert_eq!(budget.used(), 8);
+        // An empty outbox still gets its frame: its writer takes it at once.
+        assert!(other.push(Frame::from("cc")));
+        assert_eq!(budget.used(), 10);
+        // One with a backlog is closed, and its bytes returned.
+        assert!(!slow.push(Frame::from("dd")));
+        assert_eq!(slow.closed(), Some(CloseReason::SlowConsumer));
+        assert_eq!(budget.used(), 2);
+        assert!(other.push(Frame::from("ee")));
+        assert_eq!(other.take().frames.len(), 2);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn dropped_outbox_returns_its_bytes() {
+        let budget = OutboxBudget::new(1024);
+        let outbox = Outbox::new(100, 1024, budget.clone());
+        assert!(outbox.push(Frame::from("abc")));
+        outbox.close(CloseReason::Shutdown);
+        assert_eq!(budget.used(), 3);
+        drop(outbox);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn stalled_outbox_is_closed_at_a_heartbeat_under_pressure() {
+        let budget = OutboxBudget::new(8);
+        let stalled = Outbox::new(100, 1024, budget.clone());
+        let reading = Outbox::new(100, 1024, budget.clone());
+        assert!(stalled.push(Frame::from("aaaaa")));
+        assert!(reading.push(Frame::from("b")));
+        stalled.heartbeat();
+        reading.heartbeat();
+        reading.take();
+        assert!(reading.push(Frame::from("c")));
+        stalled.heartbeat();
+        reading.heartbeat();
+        assert_eq!(stalled.closed(), Some(CloseReason::SlowConsumer));
+        assert_eq!(reading.closed(), None, "its frames were taken in between");
+        assert_eq!(budget.used(), 1);
+
+        // Without pressure, a stalled outbox is left alone.
+        let relaxed = Outbox::new(100, 1024, OutboxBudget::new(1024));
+        assert!(relaxed.push(Frame::from("x")));
+        relaxed.heartbeat();
+        relaxed.heartbeat();
+        assert_eq!(relaxed.closed(), None);
     }
 }

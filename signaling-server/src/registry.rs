@@ -12,6 +12,15 @@
 //! queued (bounded), and [`Registry::join`] with their resume token brings
 //! them back with the same id. [`Registry::expire`] turns absence that
 //! outlived the grace period into a real departure.
+//!
+//! Queued signals are bounded per absent peer (`max_queued_signals`,
+//! `max_queued_bytes`) and, summed over all absent peers, by
+//! `max_absent_queue_bytes`. When a signal would push the sum past that
+//! budget, the absent peer with the largest queue is evicted (it leaves its
+//! room, the others get `peer_left`), repeatedly until the signal fits. The
+//! largest queue goes first so that peers of one busy room cannot get every
+//! other absent peer on the server evicted; if the addressee itself holds the
+//! largest queue, it is the one evicted and the signal is dropped with it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -34,6 +43,8 @@ pub struct RegistryLimits {
     pub max_queued_signals: usize,
     /// Most bytes of signals queued for one absent peer.
     pub max_queued_bytes: usize,
+    /// Most bytes of signals queued for all absent peers together.
+    pub max_absent_queue_bytes: usize,
 }
 
 /// Why the registry refused an operation. The `Display` text is the
@@ -143,6 +154,10 @@ pub struct Registry<C> {
     peers: HashMap<PeerId, Peer<C>, PeerIdHash>,
     tokens: HashMap<String, PeerId>,
     deadlines: BTreeSet<(Instant, PeerId)>,
+    /// Queued bytes of every absent peer, so the largest is found at once.
+    absent_queues: BTreeSet<(usize, PeerId)>,
+    /// Sum of the queued bytes of all absent peers.
+    absent_bytes: usize,
     deliveries: Vec<(C, Frame)>,
 }
 
@@ -155,6 +170,8 @@ impl<C: Clone + PartialEq> Registry<C> {
             peers: HashMap::default(),
             tokens: HashMap::new(),
             deadlines: BTreeSet::new(),
+            absent_queues: BTreeSet::new(),
+            absent_bytes: 0,
             deliveries: Vec::new(),
         }
     }
@@ -193,9 +210,13 @@ impl<C: Clone + PartialEq> Registry<C> {
         let (backlog, replaced) = match previous {
             Presence::Present(old) => (VecDeque::new(), Some(old)),
             Presence::Absent {
-                deadline, backlog, ..
+                deadline,
+                backlog,
+                bytes,
             } => {
                 self.deadlines.remove(&(deadline, peer_id));
+                self.absent_queues.remove(&(bytes, peer_id));
+                self.absent_bytes -= bytes;
                 (backlog, None)
             }
         };
@@ -256,7 +277,9 @@ impl<C: Clone + PartialEq> Registry<C> {
     /// Relays `data` from `from` (attached to `conn`) to `to` in the same room.
     /// A signal to an absent peer is queued; one past the queue's bound evicts
     /// that peer (it leaves the room, everyone gets `peer_left`) rather than
-    /// leaving a silent gap in what it receives on resume.
+    /// leaving a silent gap in what it receives on resume. One past the
+    /// server-wide budget evicts the absent peers with the largest queues
+    /// until it fits (see the module documentation).
     pub fn signal(
         &mut self,
         from: PeerId,
@@ -277,21 +300,54 @@ impl<C: Clone + PartialEq> Registry<C> {
             return Err(unknown());
         }
         let frame = Frame::from(ServerMessage::Signal { from, data }.to_json());
-        match &mut target.presence {
-            Presence::Present(conn) => self.deliveries.push((conn.clone(), frame)),
+        match &target.presence {
+            Presence::Present(conn) => {
+                self.deliveries.push((conn.clone(), frame));
+                Ok(())
+            }
             Presence::Absent { backlog, bytes, .. } => {
-                let new_bytes = *bytes + frame.len();
                 if backlog.len() >= self.limits.max_queued_signals
-                    || new_bytes > self.limits.max_queued_bytes
+                    || bytes + frame.len() > self.limits.max_queued_bytes
                 {
                     self.remove_peer(to);
                 } else {
-                    *bytes = new_bytes;
-                    backlog.push_back(frame);
+                    self.queue_for_absent(to, frame);
                 }
+                Ok(())
             }
         }
-        Ok(())
+    }
+
+    /// Queues `frame` for the absent peer `to`, first evicting the absent
+    /// peers with the largest queues while the server-wide budget would be
+    /// exceeded. Drops the frame if `to` itself is evicted.
+    fn queue_for_absent(&mut self, to: PeerId, frame: Frame) {
+        while self.absent_bytes + frame.len() > self.limits.max_absent_queue_bytes {
+            let Some(&(_, largest)) = self.absent_queues.last() else {
+                break;
+            };
+            self.remove_peer(largest);
+            if largest == to {
+                return;
+            }
+        }
+        if self.absent_bytes + frame.len() > self.limits.max_absent_queue_bytes {
+            // Only reached when the frame alone exceeds the budget.
+            self.remove_peer(to);
+            return;
+        }
+        let Some(Peer {
+            presence: Presence::Absent { backlog, bytes, .. },
+            ..
+        }) = self.peers.get_mut(&to)
+        else {
+            return;
+        };
+        self.absent_queues.remove(&(*bytes, to));
+        *bytes += frame.len();
+        self.absent_bytes += frame.len();
+        self.absent_queues.insert((*bytes, to));
+        backlog.push_back(frame);
     }
 
     /// `peer` leaves its room for good: its token dies and the others get
@@ -319,6 +375,7 @@ impl<C: Clone + PartialEq> Registry<C> {
             bytes: 0,
         };
         self.deadlines.insert((deadline, peer));
+        self.absent_queues.insert((0, peer));
     }
 
     /// Removes every absent peer whose grace period ended at or before `now`;
@@ -356,6 +413,11 @@ impl<C: Clone + PartialEq> Registry<C> {
         self.peers.len()
     }
 
+    /// Bytes of signals queued for all absent peers together.
+    pub fn absent_queue_bytes(&self) -> usize {
+        self.absent_bytes
+    }
+
     /// The room of `peer` if it is present on `conn`.
     fn present_room(
         &self,
@@ -385,8 +447,13 @@ impl<C: Clone + PartialEq> Registry<C> {
             return;
         };
         self.tokens.remove(&peer.token);
-        if let Presence::Absent { deadline, .. } = peer.presence {
+        if let Presence::Absent {
+            deadline, bytes, ..
+        } = peer.presence
+        {
             self.deadlines.remove(&(deadline, peer_id));
+            self.absent_queues.remove(&(bytes, peer_id));
+            self.absent_bytes -= bytes;
         }
         let Some(members) = self.rooms.get_mut(&peer.room) else {
             return;
@@ -493,6 +560,7 @@ mod tests {
             resume_grace: Duration::from_secs(30),
             max_queued_signals: 2,
             max_queued_bytes: 10_000,
+            max_absent_queue_bytes: 1 << 20,
         }
     }
 
@@ -858,6 +926,76 @@ mod tests {
         let big = format!("\"{}\"", "x".repeat(150));
         reg.signal(a.peer_id, &1, b.peer_id, data(&big)).unwrap();
         assert_eq!(reg.peer_count(), 1);
+    }
+
+    #[test]
+    fn server_wide_budget_evicts_the_absent_peer_with_the_largest_queue() {
+        let big = format!("\"{}\"", "x".repeat(100));
+        let frame_len = ServerMessage::Signal {
+            from: PeerId::random(),
+            data: data(&big),
+        }
+        .to_json()
+        .len();
+        // Room for four queued frames, not five.
+        let mut reg = Registry::new(RegistryLimits {
+            max_rooms: 3,
+            max_queued_signals: 100,
+            max_queued_bytes: 10_000,
+            max_absent_queue_bytes: 4 * frame_len + frame_len / 2,
+            ..limits()
+        });
+        let now = Instant::now();
+        // Room "r": a present, b and c absent. Room "s": d present, e absent.
+        let a = join(&mut reg, 1, "r");
+        let b = join(&mut reg, 2, "r");
+        let c = join(&mut reg, 3, "r");
+        let d = join(&mut reg, 4, "s");
+        let e = join(&mut reg, 5, "s");
+        reg.disconnect(b.peer_id, &2, now);
+        reg.disconnect(c.peer_id, &3, now);
+        reg.disconnect(e.peer_id, &5, now);
+        drain(&mut reg);
+
+        // b gets three frames, e one: four, within budget.
+        for _ in 0..3 {
+            reg.signal(a.peer_id, &1, b.peer_id, data(&big)).unwrap();
+        }
+        reg.signal(d.peer_id, &4, e.peer_id, data(&big)).unwrap();
+        assert_eq!(reg.absent_queue_bytes(), 4 * frame_len);
+        assert!(drain(&mut reg).is_empty());
+
+        // A fifth, for e, does not fit: b, holding the largest queue, goes
+        // (from another room than the sender's).
+        reg.signal(d.peer_id, &4, e.peer_id, data(&big)).unwrap();
+        let got = drain(&mut reg);
+        assert!(
+            matches!(got[..], [(1, ServerMessage::PeerLeft { peer_id })] if peer_id == b.peer_id),
+            "{got:?}"
+        );
+        assert_eq!(reg.absent_queue_bytes(), 2 * frame_len);
+        assert!(!reg.join(2, "r", Some(&b.resume_token)).unwrap().resumed);
+        drain(&mut reg);
+
+        // When the addressee holds the largest queue, it is evicted itself
+        // and the signal dropped with it.
+        reg.signal(d.peer_id, &4, e.peer_id, data(&big)).unwrap();
+        reg.signal(a.peer_id, &1, c.peer_id, data(&big)).unwrap();
+        assert_eq!(reg.absent_queue_bytes(), 4 * frame_len);
+        assert!(drain(&mut reg).is_empty());
+        reg.signal(d.peer_id, &4, e.peer_id, data(&big)).unwrap();
+        let got = drain(&mut reg);
+        assert!(
+            matches!(got[..], [(4, ServerMessage::PeerLeft { peer_id })] if peer_id == e.peer_id),
+            "{got:?}"
+        );
+        assert_eq!(reg.absent_queue_bytes(), frame_len, "c's queue is kept");
+
+        // c resumes with its signal; nothing stays counted.
+        let back = reg.join(6, "r", Some(&c.resume_token)).unwrap();
+        assert!(back.resumed);
+        assert_eq!(back.backlog.len(), 1);
+        assert_eq!(reg.absent_queue_bytes(), 0);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::broker::{Broker, BrokerSettings, ConnHandle, RedisError};
 use crate::config::{Config, ConfigError};
 use crate::ice::{IceConfig, TurnConfig};
 use crate::metrics::{self, Metrics, Refusal};
-use crate::outbox::CloseReason;
+use crate::outbox::{CloseReason, OutboxBudget};
 use crate::registry::RegistryLimits;
 use crate::tls::TlsError;
 
@@ -65,6 +65,10 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// One permit per allowed connection.
     pub(crate) connections: Arc<Semaphore>,
+    /// One permit per allowed connection not yet upgraded to WebSocket.
+    pub(crate) pending: Arc<Semaphore>,
+    /// Bytes queued for all connections together.
+    pub(crate) outbox_budget: Arc<OutboxBudget>,
     /// Set when shutdown was requested: `/readyz` answers 503 from then on.
     pub(crate) draining: AtomicBool,
     /// Every open WebSocket connection, so shutdown can close their outboxes
@@ -178,6 +182,7 @@ impl Server {
                 resume_grace: config.resume_grace,
                 max_queued_signals: config.max_queued_signals,
                 max_queued_bytes: config.max_queued_bytes,
+                max_absent_queue_bytes: config.max_absent_queue_bytes,
             },
             limits: config.limits(),
             ice: IceConfig::new(config.stun.clone(), turn),
@@ -194,6 +199,8 @@ impl Server {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             connections: Arc::new(Semaphore::new(config.max_connections)),
+            pending: Arc::new(Semaphore::new(config.max_pending_connections)),
+            outbox_budget: OutboxBudget::new(config.outbound_queue_bytes_total),
             open: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             config,
@@ -263,16 +270,28 @@ impl Server {
             if let Err(err) = stream.set_nodelay(true) {
                 debug!(%err, "cannot set TCP_NODELAY");
             }
+            // The slot is held until the connection ends or is upgraded (the
+            // HTTP connection's future then completes).
+            let Ok(pending) = shared.pending.clone().try_acquire_owned() else {
+                shared.metrics.refused(Refusal::PendingFull);
+                debug!("connection refused: too many connections before the WebSocket upgrade");
+                drop(stream);
+                continue;
+            };
             let router = router.clone();
             let stop = shared.shutdown.clone();
             match &self.tls {
                 None => {
-                    shared.tracker.spawn(serve_http(stream, router, stop));
+                    shared.tracker.spawn(async move {
+                        serve_http(stream, router, stop).await;
+                        drop(pending);
+                    });
                 }
                 Some(acceptor) => {
                     let handshake = acceptor.accept(stream);
                     let metrics = shared.metrics.clone();
                     shared.tracker.spawn(async move {
+                        let _pending = pending;
                         match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
                             Ok(Ok(stream)) => serve_http(stream, router, stop).await,
                             Ok(Err(err)) => {

@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use super::{BrokerSettings, ConnHandle, Rejection};
 use crate::metrics::Metrics;
-use crate::outbox::{CloseReason, Frame, Outbox};
+use crate::outbox::{CloseReason, Frame, Outbox, OutboxBudget};
 use crate::registry::{RegistryError, new_peer_id, new_token, validate_room};
 
 /// Why the shared broker could not start.
@@ -278,10 +278,15 @@ impl RedisBroker {
         Ok(broker)
     }
 
-    pub(super) fn open(&self, max_frames: usize, max_bytes: usize) -> ConnHandle {
+    pub(super) fn open(
+        &self,
+        max_frames: usize,
+        max_bytes: usize,
+        budget: &Arc<OutboxBudget>,
+    ) -> ConnHandle {
         ConnHandle {
             id: self.next_conn.fetch_add(1, Ordering::Relaxed),
-            outbox: Arc::new(Outbox::new(max_frames, max_bytes)),
+            outbox: Arc::new(Outbox::new(max_frames, max_bytes, budget.clone())),
         }
     }
 
