@@ -133,7 +133,7 @@ impl ClientMessage {
             }
             "leave" => Ok(Self::Leave),
             "ping" => Ok(Self::Ping),
-            other => Err(ParseError::UnknownType(other.to_owned())),
+            other => Err(ParseError::UnknownType(clip(other, MAX_QUOTED_TYPE_CHARS))),
         }
     }
 
@@ -177,11 +177,29 @@ fn classify(text: &str, err: serde_json::Error) -> ParseError {
     };
     match object.get("type").and_then(|t| t.as_str()) {
         None => ParseError::MissingType,
-        Some(kind) if !CLIENT_TYPES.contains(&kind) => ParseError::UnknownType(kind.to_owned()),
+        Some(kind) if !CLIENT_TYPES.contains(&kind) => {
+            ParseError::UnknownType(clip(kind, MAX_QUOTED_TYPE_CHARS))
+        }
         Some(kind) => ParseError::InvalidMessage {
             kind: kind.to_owned(),
-            detail: strip_position(&err.to_string()),
+            detail: clip(&strip_position(&err.to_string()), MAX_DETAIL_CHARS),
         },
+    }
+}
+
+/// Most characters of a client's unknown `type` quoted back in an error.
+const MAX_QUOTED_TYPE_CHARS: usize = 64;
+
+/// Most characters of a parser's complaint (which may quote the client's
+/// values) passed on in an error.
+const MAX_DETAIL_CHARS: usize = 256;
+
+/// `text` cut to `max` characters, with `…` marking a cut, so an error
+/// never echoes a large part of a client's frame back to it.
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
     }
 }
 
@@ -438,6 +456,39 @@ mod tests {
             )),
             ErrorCode::InvalidMessage
         );
+    }
+
+    #[test]
+    fn errors_quote_only_a_clipped_part_of_the_frame() {
+        let long = "é".repeat(60_000);
+        let text = format!(r#"{{"type":"{long}","room":"a"}}"#);
+        match ClientMessage::parse(&text) {
+            Err(err @ ParseError::UnknownType(_)) => {
+                let message = err.to_string();
+                assert!(message.chars().count() < 150, "{message}");
+                assert!(
+                    message.contains(&format!("{}…", "é".repeat(64))),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // The fast path (a known field of the wrong type) too.
+        let text = format!(r#"{{"type":"{long}","v":"x"}}"#);
+        let err = ClientMessage::parse(&text).unwrap_err();
+        assert!(matches!(err, ParseError::UnknownType(_)), "{err:?}");
+        assert!(err.to_string().chars().count() < 150);
+        // A short type is quoted whole.
+        let err = ClientMessage::parse(r#"{"type":"hello"}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"unknown message type "hello"; expected join, signal, leave or ping"#
+        );
+        // Parser complaints that quote a value are clipped as well.
+        let text = format!(r#"{{"type":"join","room":"a","resume":{{"x":1}},"v":"{long}"}}"#);
+        let err = ClientMessage::parse(&text).unwrap_err();
+        assert!(matches!(err, ParseError::InvalidMessage { .. }), "{err:?}");
+        assert!(err.to_string().chars().count() < 300, "{err}");
     }
 
     #[test]
