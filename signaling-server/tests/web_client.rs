@@ -123,11 +123,80 @@ async fn embedded_web_client_serves_every_file_of_web() {
             );
         }
     }
-    if files.iter().any(|f| f == "index.html") {
-        let index = server.get("/").await;
-        assert_eq!(index.status, 200);
-        assert_eq!(index.body, std::fs::read(root.join("index.html")).unwrap());
+    // The loop above checks nothing if web/ is empty: the page and every
+    // module it loads, directly or through imports, must be there.
+    assert!(files.len() >= 5, "web/ holds only {files:?}");
+    let page = page_modules(&root, "index.html");
+    assert!(page.len() >= 3, "index.html loads only {page:?}");
+    for file in ["index.html"]
+        .iter()
+        .copied()
+        .chain(page.iter().map(String::as_str))
+    {
+        assert!(
+            files.iter().any(|f| f == file),
+            "{file} is missing from web/"
+        );
     }
+    let index = server.get("/").await;
+    assert_eq!(index.status, 200);
+    assert_eq!(index.body, std::fs::read(root.join("index.html")).unwrap());
     assert_eq!(server.get("/no-such-file.txt").await.status, 404);
     assert_eq!(server.get("/tests/").await.status, 404);
+}
+
+/// The files `page` (relative to `root`) loads as modules: `<script src>`
+/// and, from those, every relative `import`/`export ... from`, followed
+/// through the module graph.
+fn page_modules(root: &Path, page: &str) -> Vec<String> {
+    let html = std::fs::read_to_string(root.join(page)).unwrap();
+    let mut pending: Vec<String> = quoted_after(&html, "src=")
+        .into_iter()
+        .filter(|src| src.ends_with(".js"))
+        .collect();
+    let mut found = Vec::new();
+    while let Some(module) = pending.pop() {
+        if found.contains(&module) {
+            continue;
+        }
+        let source = std::fs::read_to_string(root.join(&module))
+            .unwrap_or_else(|err| panic!("{module}, loaded by {page}: {err}"));
+        // Code only: doc comments show imports as examples.
+        let code: String = source
+            .lines()
+            .filter(|line| {
+                let line = line.trim_start();
+                !line.starts_with('*') && !line.starts_with("//") && !line.starts_with("/*")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = Path::new(&module).parent().unwrap_or(Path::new(""));
+        for target in quoted_after(&code, "from ") {
+            if let Some(relative) = target.strip_prefix("./") {
+                pending.push(dir.join(relative).to_string_lossy().into_owned());
+            } else if target.starts_with("../") {
+                let mut path = dir.to_path_buf();
+                let mut rest = target.as_str();
+                while let Some(tail) = rest.strip_prefix("../") {
+                    path.pop();
+                    rest = tail;
+                }
+                pending.push(path.join(rest).to_string_lossy().into_owned());
+            }
+        }
+        found.push(module);
+    }
+    found
+}
+
+/// Every quoted string (single or double quotes) right after `marker`.
+fn quoted_after(text: &str, marker: &str) -> Vec<String> {
+    text.match_indices(marker)
+        .filter_map(|(at, _)| {
+            let rest = &text[at + marker.len()..];
+            let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+            let end = rest[1..].find(quote)?;
+            Some(rest[1..1 + end].to_owned())
+        })
+        .collect()
 }
