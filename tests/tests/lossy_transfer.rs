@@ -6,7 +6,8 @@
 //! The file is small by default so the test command stays quick;
 //! `LOSSY_TRANSFER_KIB=51200 cargo nextest run -p e2e lossy_transfer_arrives --no-capture`
 //! sends 50 MiB and prints the rate. `LOSSY_LOSS_PERCENT` and `LOSSY_RTT_MS`
-//! change the impairment (defaults 5 and 100) for measurements by hand.
+//! change the impairment (defaults 5 and 100) for measurements by hand;
+//! `LOSSY_STALL_SECS` how long the file may stop growing (default 30).
 
 // Test code: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -138,8 +139,11 @@ fn wait_for_file(
     }
 }
 
-/// A transfer whose file has not grown for this long has stopped.
-const STALL: Duration = Duration::from_secs(30);
+/// A transfer whose file has not grown for this long (`LOSSY_STALL_SECS`,
+/// 30 by default) has stopped.
+fn stall() -> Duration {
+    Duration::from_secs(setting("LOSSY_STALL_SECS", 30))
+}
 
 /// Time allowed for `bytes` over the impaired link: generous, at 20 KB/s.
 fn allowance(bytes: usize) -> Duration {
@@ -169,7 +173,7 @@ fn lossy_transfer_arrives_intact() {
     let done = out.join("data.bin");
     let part = out.join("data.bin.part");
     assert!(
-        wait_for_file(&done, &part, allowance(bytes), STALL, &receiver),
+        wait_for_file(&done, &part, allowance(bytes), stall(), &receiver),
         "the transfer stalled\n{}{}",
         sender.log(),
         receiver.log()
@@ -225,7 +229,7 @@ fn lossy_transfer_survives_a_cut_link() {
     setup.wire.set_loss(0.05);
     println!("link cut for 4 s at {cut_at} bytes, then restored");
 
-    if wait_for_file(&done, &part, allowance(bytes), STALL, &receiver) {
+    if wait_for_file(&done, &part, allowance(bytes), stall(), &receiver) {
         assert!(receiver.wait_exit().success(), "{}", receiver.log());
         assert!(sender.wait_exit().success(), "{}", sender.log());
         println!("the transfer carried on after the cut");
@@ -242,7 +246,7 @@ fn lossy_transfer_survives_a_cut_link() {
         let mut receiver =
             setup.peer_client(2, "receive", &["receive", code, "--out", &out_arg, "--yes"]);
         assert!(
-            wait_for_file(&done, &part, allowance(bytes), STALL, &receiver),
+            wait_for_file(&done, &part, allowance(bytes), stall(), &receiver),
             "the resumed transfer stalled\n{}",
             receiver.log()
         );
