@@ -2,7 +2,8 @@
 //! side: a signaling server that puts itself in the middle (it terminates
 //! both WebRTC connections and relays every message, the code phrase's
 //! SPAKE2 messages included) is detected by the fingerprint binding; a
-//! sender that knows the code but offers hostile paths gets them refused.
+//! sender that knows the code but offers hostile paths gets them refused, and
+//! a file that fails its hash or overruns its size is not kept.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,8 +14,8 @@ use std::process::Stdio;
 
 use common::{STEP, TestServer, bounded, config};
 use peer_client::auth::{Code, Role};
-use peer_client::transfer::{EntryKind, Link, Message, TRANSFER_LABEL, TransferError};
-use peer_client::{Channel, Event, Session};
+use peer_client::transfer::{EntryKind, Incoming, Link, Message, TRANSFER_LABEL, TransferError};
+use peer_client::{Channel, Event, Payload, Session};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -35,21 +36,36 @@ impl Drop for TempDir {
     }
 }
 
-fn peer_client(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_peer-client"))
+/// A running `peer-client` whose stderr goes to a file (read after it exits,
+/// or when it fails to exit in time).
+struct Running {
+    child: Child,
+    stderr: PathBuf,
+}
+
+static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn peer_client(args: &[&str]) -> Running {
+    let stderr = std::env::temp_dir().join(format!(
+        "attack-stderr-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let child = Command::new(env!("CARGO_BIN_EXE_peer-client"))
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,peer_client=debug")
         .env("NO_COLOR", "1")
         .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
         .kill_on_drop(true)
         .spawn()
-        .expect("start peer-client (cargo builds it for integration tests)")
+        .expect("start peer-client (cargo builds it for integration tests)");
+    Running { child, stderr }
 }
 
-fn receiver(server: &str, code: &str, out: &Path) -> Child {
+fn receiver(server: &str, code: &str, out: &Path) -> Running {
     peer_client(&[
         "receive",
         code,
@@ -64,22 +80,38 @@ fn receiver(server: &str, code: &str, out: &Path) -> Child {
 }
 
 /// Waits (bounded) for the process to exit; returns success and stderr.
-async fn finish(child: Child) -> (bool, String) {
-    let output = bounded("the peer-client process to exit", child.wait_with_output())
-        .await
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+async fn finish(running: Running) -> (bool, String) {
+    match try_finish(running).await {
+        (Some(ok), stderr) => (ok, stderr),
+        (None, stderr) => panic!("peer-client did not exit within {STEP:?}; its stderr:\n{stderr}"),
+    }
+}
+
+/// Waits (bounded) for the process to exit; `None` if it did not.
+async fn try_finish(mut running: Running) -> (Option<bool>, String) {
+    let status = tokio::time::timeout(STEP, running.child.wait()).await;
+    let stderr = std::fs::read_to_string(&running.stderr).unwrap_or_default();
+    let _ = std::fs::remove_file(&running.stderr);
+    (status.ok().map(|s| s.unwrap().success()), stderr)
 }
 
 async fn transfer_channel(session: &mut Session) -> Channel {
-    common::wait_for(session, "the transfer channel", |event| match event {
+    transfer_channel_and_early(session).await.0
+}
+
+/// The transfer channel, and any messages on it reported before it opened.
+async fn transfer_channel_and_early(session: &mut Session) -> (Channel, Vec<Payload>) {
+    let mut early = Vec::new();
+    let channel = common::wait_for(session, "the transfer channel", |event| match event {
         Event::ChannelOpen { channel, .. } if channel.label() == TRANSFER_LABEL => Some(channel),
+        Event::Message { label, payload, .. } if label == TRANSFER_LABEL => {
+            early.push(payload);
+            None
+        }
         _ => None,
     })
-    .await
+    .await;
+    (channel, early)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +135,7 @@ async fn a_signaling_server_in_the_middle_is_detected() {
         "--bind",
         "127.0.0.1:0",
     ]);
-    let mut lines = BufReader::new(sender.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(sender.child.stdout.take().unwrap()).lines();
     bounded("the sender's code", async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if line.contains(code.as_str()) {
@@ -123,37 +155,38 @@ async fn a_signaling_server_in_the_middle_is_detected() {
         .unwrap();
     let out = temp.0.join("out");
     let receiver = receiver(&rogue.url(), code.as_str(), &out);
-    let sender_side = transfer_channel(&mut toward_sender).await;
-    let receiver_side = transfer_channel(&mut toward_receiver).await;
+    let (sender_side, from_sender) = transfer_channel_and_early(&mut toward_sender).await;
+    let (receiver_side, from_receiver) = transfer_channel_and_early(&mut toward_receiver).await;
+    for payload in from_sender {
+        receiver_side.send(payload).await.unwrap();
+    }
+    for payload in from_receiver {
+        sender_side.send(payload).await.unwrap();
+    }
 
-    // Relay every message both ways, unchanged, until both sides give up.
-    let relay = tokio::spawn(async move {
-        let mut relayed = 0usize;
-        loop {
-            tokio::select! {
-                Some(event) = toward_sender.next_event() => {
-                    if let Event::Message { label, payload, .. } = event
-                        && label == TRANSFER_LABEL {
-                        relayed += 1;
-                        let _ = receiver_side.send(payload).await;
-                    }
+    // Relay every message both ways, unchanged (one task per direction).
+    let relay = |mut from: Session, to: Channel| {
+        tokio::spawn(async move {
+            while let Some(event) = from.next_event().await {
+                if let Event::Message { label, payload, .. } = event
+                    && label == TRANSFER_LABEL
+                {
+                    let _ = to.send(payload).await;
                 }
-                Some(event) = toward_receiver.next_event() => {
-                    if let Event::Message { label, payload, .. } = event
-                        && label == TRANSFER_LABEL {
-                        relayed += 1;
-                        let _ = sender_side.send(payload).await;
-                    }
-                }
-                else => return relayed,
             }
-        }
-    });
+        })
+    };
+    let upstream = relay(toward_receiver, sender_side);
+    let downstream = relay(toward_sender, receiver_side);
 
-    let (received_ok, receiver_err) = finish(receiver).await;
-    let (sent_ok, sender_err) = finish(sender).await;
-    relay.abort();
-    assert!(!received_ok && !sent_ok);
+    let (received, receiver_err) = try_finish(receiver).await;
+    let (sent, sender_err) = try_finish(sender).await;
+    upstream.abort();
+    downstream.abort();
+    assert!(
+        received == Some(false) && sent == Some(false),
+        "receiver {received:?}:\n{receiver_err}\nsender {sent:?}:\n{sender_err}"
+    );
     assert!(
         receiver_err.contains(
             "the code did not match, or someone is interfering with the connection; no file was written"
@@ -248,5 +281,76 @@ async fn hostile_paths_from_a_sender_with_the_code_are_refused() {
     .await;
     assert!(stderr.contains("symbolic link"), "{stderr}");
     assert!(!outside.join("escaped.txt").exists());
-    let _ = STEP;
+}
+
+/// A hostile sender that offers `file.bin` (4 bytes), then sends `data` and
+/// closes the file with `hash`; returns the receiver's stderr.
+async fn send_bad_file(code: &str, out: &Path, data: &[u8], hash: &str) -> String {
+    let server = TestServer::start().await;
+    let code = Code::parse(code).unwrap();
+    let mut session = common::join(&server.url(), &code.room()).await;
+    let receiver = receiver(&server.url(), code.as_str(), out);
+    let channel = transfer_channel(&mut session).await;
+    let mut link = bounded(
+        "the handshake",
+        Link::over(session, channel, &code, Role::Sender),
+    )
+    .await
+    .unwrap();
+    for message in [
+        Message::Offer {
+            entries: 1,
+            bytes: 4,
+        },
+        Message::Entry {
+            path: "file.bin".into(),
+            kind: EntryKind::File,
+            size: 4,
+        },
+    ] {
+        link.send(&message).await.unwrap();
+    }
+    let accepted = bounded("the acceptance", link.recv()).await.unwrap();
+    assert!(
+        matches!(accepted, Incoming::Message(Message::Accept)),
+        "{accepted:?}"
+    );
+    link.send(&Message::File {
+        index: 0,
+        offset: 0,
+    })
+    .await
+    .unwrap();
+    link.send_data(bytes::BytesMut::from(data)).await.unwrap();
+    link.send(&Message::FileEnd {
+        index: 0,
+        blake3: hash.to_owned(),
+    })
+    .await
+    .unwrap();
+    let (ok, stderr) = finish(receiver).await;
+    assert!(!ok, "the receiver accepted a bad file");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_fails_its_hash_or_overruns_its_size_is_not_kept() {
+    let temp = TempDir::new("badfile");
+    let out = temp.0.join("out");
+    let wrong_hash = "00".repeat(32);
+    let stderr = send_bad_file("50-apple-tiger", &out, b"abcd", &wrong_hash).await;
+    assert!(
+        stderr.contains("file.bin: the received data does not match the sender's BLAKE3 hash"),
+        "{stderr}"
+    );
+    assert!(!out.join("file.bin").exists());
+    assert!(!out.join("file.bin.part").exists());
+
+    let out = temp.0.join("out2");
+    let stderr = send_bad_file("51-apple-tiger", &out, b"abcdefgh", &wrong_hash).await;
+    assert!(
+        stderr.contains("more data than the size offered for \"file.bin\""),
+        "{stderr}"
+    );
+    assert!(!out.join("file.bin").exists());
 }

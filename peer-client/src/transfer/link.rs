@@ -19,6 +19,10 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How long a link may stay disconnected (ICE found no packets for 5 s)
 /// before the transfer gives up on it.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
+/// How long messages already on their way are still read after the
+/// signaling server reports that the peer left (its last words, such as an
+/// `error`, may arrive after that news).
+const LEFT_GRACE: Duration = Duration::from_secs(1);
 /// Largest file-data frame sent. Larger frames move a little faster, but
 /// the session queues up to 256 received messages while the disk catches up,
 /// so the frame size bounds that memory (256 × 64 KiB = 16 MiB).
@@ -40,7 +44,14 @@ pub struct Link {
     peer: PeerId,
     role: Role,
     disconnected: Option<tokio::time::Instant>,
+    left: Option<tokio::time::Instant>,
+    /// Messages that arrived before the channel's open event (at most
+    /// [`EARLY_MESSAGES`]); read first.
+    early: std::collections::VecDeque<Payload>,
 }
+
+/// Most messages kept that arrive before the channel is reported open.
+const EARLY_MESSAGES: usize = 8;
 
 impl Link {
     /// Joins the code's room and waits for the other side: as the sender,
@@ -80,13 +91,16 @@ impl Link {
             }
             _ => {}
         }
+        let mut early = std::collections::VecDeque::new();
         let channel = match role {
-            Role::Sender => wait_channel(&mut session).await,
-            Role::Receiver => tokio::time::timeout(STEP_TIMEOUT, wait_channel(&mut session))
-                .await
-                .unwrap_or(Err(TransferError::Timeout(
-                    "connecting to the sender (no direct or relayed path was found)",
-                ))),
+            Role::Sender => wait_channel(&mut session, &mut early).await,
+            Role::Receiver => {
+                tokio::time::timeout(STEP_TIMEOUT, wait_channel(&mut session, &mut early))
+                    .await
+                    .unwrap_or(Err(TransferError::Timeout(
+                        "connecting to the sender (no direct or relayed path was found)",
+                    )))
+            }
         };
         let channel = match channel {
             Ok(channel) => channel,
@@ -95,12 +109,15 @@ impl Link {
                 return Err(err);
             }
         };
+        tracing::debug!(peer = %channel.peer(), early = early.len(), "transfer channel open");
         let mut link = Self {
             peer: channel.peer(),
             session,
             channel,
             role,
             disconnected: None,
+            left: None,
+            early: early.into_iter().map(|(_, payload)| payload).collect(),
         };
         match link.handshake(code).await {
             Ok(()) => Ok(link),
@@ -108,7 +125,8 @@ impl Link {
                 if !err.peer_knows() {
                     link.fail(&err).await;
                 }
-                link.session.close().await;
+                // Lets our confirmation and error reach the peer before leaving.
+                link.close().await;
                 Err(err)
             }
         }
@@ -128,6 +146,8 @@ impl Link {
             channel,
             role,
             disconnected: None,
+            left: None,
+            early: std::collections::VecDeque::new(),
         };
         link.handshake(code).await?;
         Ok(link)
@@ -147,6 +167,7 @@ impl Link {
             other => return Err(unexpected("a key-exchange message", &other)),
         };
         let key = pake.finish(&peer_message)?;
+        tracing::debug!("key exchange done; confirming");
         let fingerprints = self.session.handle().fingerprints(self.peer).await?;
         self.send(&Message::Confirm {
             mac: hex::encode(&key.confirmation(self.role, &fingerprints)),
@@ -207,13 +228,22 @@ impl Link {
     /// [`TransferError::Peer`]; the peer leaving becomes
     /// [`TransferError::Gone`].
     pub async fn recv(&mut self) -> Result<Incoming, TransferError> {
+        if let Some(payload) = self.early.pop_front() {
+            return incoming(payload);
+        }
         loop {
-            let event = match self.disconnected {
-                Some(since) => {
-                    tokio::time::timeout_at(since + DISCONNECT_GRACE, self.session.next_event())
-                        .await
-                        .map_err(|_| TransferError::Gone("the connection was lost"))?
-                }
+            let deadline = [
+                self.disconnected
+                    .map(|since| (since + DISCONNECT_GRACE, "the connection was lost")),
+                self.left.map(|since| (since + LEFT_GRACE, "it left")),
+            ]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at);
+            let event = match deadline {
+                Some((at, why)) => tokio::time::timeout_at(at, self.session.next_event())
+                    .await
+                    .map_err(|_| TransferError::Gone(why))?,
                 None => self.session.next_event().await,
             };
             let Some(event) = event else {
@@ -238,15 +268,7 @@ impl Link {
                     label,
                     payload,
                 } if peer == self.peer && label == TRANSFER_LABEL => {
-                    return match payload {
-                        Payload::Binary(data) => Ok(Incoming::Data(data)),
-                        Payload::Text(text) => match Message::parse(&text)? {
-                            Message::Error { message } => Err(TransferError::Peer(
-                                crate::cli::terminal::printable(&message),
-                            )),
-                            message => Ok(Incoming::Message(message)),
-                        },
-                    };
+                    return incoming(payload);
                 }
                 Event::ChannelClosed { peer, label }
                     if peer == self.peer && label == TRANSFER_LABEL =>
@@ -254,7 +276,7 @@ impl Link {
                     return Err(TransferError::Gone("the channel closed"));
                 }
                 Event::PeerLeft(peer) if peer == self.peer => {
-                    return Err(TransferError::Gone("it left"));
+                    self.left.get_or_insert_with(tokio::time::Instant::now);
                 }
                 Event::LinkState {
                     peer,
@@ -306,15 +328,43 @@ impl Link {
     }
 }
 
-async fn wait_channel(session: &mut Session) -> Result<Channel, TransferError> {
+/// Waits for the transfer channel; keeps the first few messages that may
+/// arrive on it before its open event is reported.
+async fn wait_channel(
+    session: &mut Session,
+    early: &mut std::collections::VecDeque<(PeerId, Payload)>,
+) -> Result<Channel, TransferError> {
     while let Some(event) = session.next_event().await {
-        if let Event::ChannelOpen { channel, .. } = event
-            && channel.label() == TRANSFER_LABEL
-        {
-            return Ok(channel);
+        match event {
+            Event::ChannelOpen { channel, .. } if channel.label() == TRANSFER_LABEL => {
+                early.retain(|(peer, _)| *peer == channel.peer());
+                return Ok(channel);
+            }
+            Event::Message {
+                peer,
+                label,
+                payload,
+            } if label == TRANSFER_LABEL && early.len() < EARLY_MESSAGES => {
+                early.push_back((peer, payload));
+            }
+            _ => {}
         }
     }
     Err(TransferError::Gone("the session ended"))
+}
+
+/// A frame as the transfer sees it; an `error` message becomes
+/// [`TransferError::Peer`].
+fn incoming(payload: Payload) -> Result<Incoming, TransferError> {
+    match payload {
+        Payload::Binary(data) => Ok(Incoming::Data(data)),
+        Payload::Text(text) => match Message::parse(&text)? {
+            Message::Error { message } => Err(TransferError::Peer(
+                crate::cli::terminal::printable(&message),
+            )),
+            message => Ok(Incoming::Message(message)),
+        },
+    }
 }
 
 pub(super) fn unexpected(wanted: &str, got: &Incoming) -> TransferError {
