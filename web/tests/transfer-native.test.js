@@ -50,7 +50,13 @@ test('native peer-client send → page receives, files verified', { timeout: 120
   // The code left the address bar once read.
   assert.equal(new URL(page.url()).hash, '');
   await page.click('#accept-download');
-  await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 60_000 });
+  try {
+    await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 60_000 });
+  } catch (err) {
+    // Say where it stood, so a stall can be told apart from a refusal.
+    const status = await page.textContent('#transfer-status').catch(() => '?');
+    throw new Error(`${err.message}\npage status: ${status}\nsender:\n${sender.log()}`);
+  }
   assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
   assert.match(await page.textContent('#transfer-status'), /BLAKE3-verified/);
 
