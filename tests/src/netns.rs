@@ -215,12 +215,19 @@ pub struct Site {
 ///
 /// The routers filter unsolicited inbound packets (no conntrack entry: drop),
 /// like home routers; the public host routes between the routers' public
-/// addresses and has no route to any private network.
+/// addresses, and sends anything else (the private networks included) to
+/// [`Internet::elsewhere`], which drops it.
 pub struct Internet {
     /// The public host.
     pub public: Netns,
     /// The NAT'd sites, in the order of `nats`.
     pub sites: Vec<Site>,
+    /// The rest of the Internet: the public host's default route leads here
+    /// and every packet is dropped without an answer, so sending to an
+    /// address no test host owns (a peer's private address, say) succeeds and
+    /// goes nowhere, as on the real Internet, instead of failing with
+    /// `ENETUNREACH` (which makes coturn close the allocation that sent it).
+    pub elsewhere: Netns,
 }
 
 impl Internet {
@@ -229,6 +236,23 @@ impl Internet {
         let public = Netns::new("pub");
         public.ip(&["addr", "add", &format!("{PUBLIC_ADDR}/32"), "dev", "lo"]);
         public.sysctl("net.ipv4.ip_forward", "1");
+        let elsewhere = Netns::new("elsewhere");
+        link(
+            &public,
+            "elsewhere",
+            "10.200.255.1/30",
+            &elsewhere,
+            "eth0",
+            "10.200.255.2/30",
+        );
+        public.ip(&["route", "add", "default", "via", "10.200.255.2"]);
+        elsewhere.nft(
+            "table ip elsewhere {
+                chain prerouting {
+                    type filter hook prerouting priority raw; policy drop;
+                }
+            }",
+        );
         let sites = nats
             .iter()
             .enumerate()
@@ -287,7 +311,11 @@ impl Internet {
                 }
             })
             .collect();
-        Self { public, sites }
+        Self {
+            public,
+            elsewhere,
+            sites,
+        }
     }
 }
 
@@ -358,6 +386,7 @@ impl Coturn {
             format!("--pidfile={}", dir.join("turnserver.pid").display()),
             "--log-file=stdout".into(),
             "--simple-log".into(),
+            "--verbose".into(),
         ];
         args.extend(auth.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -374,6 +403,9 @@ impl Coturn {
 
 impl Drop for Coturn {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("coturn's log:\n{}", self.process.log());
+        }
         self.process.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

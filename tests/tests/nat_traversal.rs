@@ -4,7 +4,10 @@
 //! - behind endpoint-independent NATs, STUN alone is enough: the link is
 //!   direct (hole punched through both NATs);
 //! - behind symmetric NATs, STUN alone gets nowhere, and the link goes
-//!   through the TURN relay.
+//!   through the TURN relay, forced (`--relay-only`) or found by ICE among
+//!   all candidate types, as a browser does;
+//! - behind one symmetric NAT, likewise through the relay;
+//! - with TURN on offer, endpoint-independent NATs still connect directly.
 //!
 //! Needs root, iproute2, nftables and coturn. The connect times are printed
 //! (`cargo nextest run -p e2e nat_ --no-capture`).
@@ -148,9 +151,34 @@ fn nat_symmetric_peers_relay_with_the_servers_short_lived_turn_credentials() {
 /// What a browser does: every candidate type, and ICE finds that only the
 /// relay works.
 #[test]
-#[ignore = "fails: with host, server-reflexive and relay candidates the link never opens behind symmetric NATs (see docs/reliability.md)"]
 fn nat_symmetric_peers_fall_back_to_turn_without_relay_only() {
-    let internet = Internet::build(&[Nat::Symmetric, Nat::Symmetric]);
+    let elapsed = connect_with_stun_and_turn(&[Nat::Symmetric, Nat::Symmetric], "(relayed)");
+    println!("connect time through TURN without --relay-only: {elapsed:?}");
+}
+
+/// A home router meeting a mobile or corporate network: one side's mapping
+/// is useless to the other, so only the relay works.
+#[test]
+fn nat_mixed_peers_fall_back_to_turn_without_relay_only() {
+    let elapsed =
+        connect_with_stun_and_turn(&[Nat::EndpointIndependent, Nat::Symmetric], "(relayed)");
+    println!("connect time through TURN (one symmetric NAT): {elapsed:?}");
+}
+
+/// With a relay on offer, ICE still picks the direct path when there is one.
+#[test]
+fn nat_endpoint_independent_peers_prefer_the_direct_path_over_turn() {
+    let elapsed = connect_with_stun_and_turn(
+        &[Nat::EndpointIndependent, Nat::EndpointIndependent],
+        "(direct)",
+    );
+    println!("connect time through STUN with TURN on offer: {elapsed:?}");
+}
+
+/// Two chats behind `nats`, given coturn's STUN and TURN servers and every
+/// candidate type; checks the link reports `path` and returns the connect time.
+fn connect_with_stun_and_turn(nats: &[Nat], path: &str) -> Duration {
+    let internet = Internet::build(nats);
     let coturn = Coturn::start(&internet.public, PUBLIC_ADDR);
     let meeting = meet(
         &internet,
@@ -161,6 +189,5 @@ fn nat_symmetric_peers_fall_back_to_turn_without_relay_only() {
             &coturn.turn_url,
         ],
     );
-    let elapsed = meeting.connect_and_talk("(relayed)");
-    println!("connect time through TURN without --relay-only: {elapsed:?}");
+    meeting.connect_and_talk(path)
 }

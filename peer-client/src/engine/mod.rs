@@ -25,7 +25,7 @@ use webrtc::peer_connection::{
 };
 
 pub(crate) use channel::{ChannelEvent, RtcChannel};
-use runtime::{SocketStats, TunedRuntime, size_buffers};
+use runtime::{RelayFlush, SocketStats, TunedRuntime, size_buffers};
 
 use crate::options::{MdnsMode, TransportOptions};
 use crate::signal::{IceCandidate, SdpKind, SessionDescription};
@@ -44,7 +44,7 @@ const ICE_MAX_BINDING_REQUESTS: u16 = 500;
 const ICE_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a relayed pair waits before it may be chosen, giving a direct
 /// pair the chance to win (no wait when only relays are allowed).
-const RELAY_ACCEPTANCE_WAIT: Duration = Duration::from_secs(2);
+const RELAY_ACCEPTANCE_WAIT: Duration = Duration::from_secs(1);
 /// Silence after which a link is reported disconnected, then failed.
 const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(5);
 const ICE_FAILED_TIMEOUT: Duration = Duration::from_secs(25);
@@ -138,6 +138,8 @@ pub(crate) struct RtcConnection {
     mid: Arc<std::sync::Mutex<String>>,
     /// The first channel created here, which wakes the driver on state changes.
     waker: Arc<OnceLock<Arc<dyn DataChannel>>>,
+    /// Keeps the driver awake while the path may be relayed.
+    relay_flush: Arc<RelayFlush>,
 }
 
 impl RtcConnection {
@@ -152,6 +154,7 @@ impl RtcConnection {
             options.socket_buffer_bytes,
             Arc::clone(&stats),
         ));
+        let relay_flush = runtime.relay_flush();
         let mdns = match options.mdns {
             MdnsMode::Disabled => MulticastDnsMode::Disabled,
             MdnsMode::Query => MulticastDnsMode::QueryOnly,
@@ -214,6 +217,7 @@ impl RtcConnection {
             Self {
                 pc: Arc::new(pc),
                 stats,
+                relay_flush,
                 sizing,
                 mid,
                 waker,
@@ -331,17 +335,25 @@ impl RtcConnection {
         })
     }
 
-    /// Whether the selected candidate pair runs through a TURN relay.
+    /// Whether the selected candidate pair runs through a TURN relay; `None`
+    /// while no pair is selected.
     pub(crate) async fn path(&self) -> Option<LinkPath> {
-        let sctp = self.pc.sctp().await?;
-        let pair = sctp
-            .transport()
-            .ice_transport()
-            .get_selected_candidate_pair()
-            .await
-            .ok()??;
-        let relayed = pair.local().typ == RTCIceCandidateType::Relay
-            || pair.remote().typ == RTCIceCandidateType::Relay;
+        let pair = match self.pc.sctp().await {
+            Some(sctp) => sctp
+                .transport()
+                .ice_transport()
+                .get_selected_candidate_pair()
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let relayed = pair.as_ref().is_none_or(|pair| {
+            pair.local().typ == RTCIceCandidateType::Relay
+                || pair.remote().typ == RTCIceCandidateType::Relay
+        });
+        self.relay_flush.set(relayed);
+        pair?;
         Some(if relayed {
             LinkPath::Relayed
         } else {
@@ -365,6 +377,7 @@ impl RtcConnection {
 
     /// Closes the connection and its channels.
     pub(crate) async fn close(&self) {
+        self.relay_flush.set(false);
         if let Err(err) = self.pc.close().await {
             tracing::debug!(%err, "closing the peer connection");
         }

@@ -6,13 +6,16 @@
 //! receive and send buffers are enlarged: with the kernel default (≈208 KiB) a
 //! burst of SCTP packets overflows the receive buffer, the kernel drops
 //! datagrams, and SCTP waits for retransmission timeouts.
+//!
+//! It also keeps the driver awake while the link may run through a TURN relay
+//! (see [`RelayFlush`]).
 
 use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -34,22 +37,53 @@ pub(crate) struct SocketStats {
     pub(crate) send_buffer: AtomicUsize,
 }
 
-/// Tokio with enlarged UDP socket buffers and datagram counters.
+/// Longest the driver sleeps while [`RelayFlush`] is on.
+const RELAY_FLUSH_INTERVAL: Duration = Duration::from_millis(2);
+
+/// Whether the connection's driver must wake at least every
+/// [`RELAY_FLUSH_INTERVAL`].
+///
+/// The `webrtc` 0.21.1 driver hands the TURN client its queued datagrams
+/// before it drains the connection's own output, so a packet bound for a
+/// relay (a DTLS flight, a SACK, a chat line) leaves only at the driver's next
+/// wake, which on a quiet link is the next protocol timer, up to 200 ms later.
+/// Each DTLS flight of a relayed handshake paid that wait. On while the path is
+/// unknown or relayed; off once it is known to be direct and before the
+/// connection closes (closing waits on this runtime's sleep for its TURN
+/// releases, and must wait the full time).
+#[derive(Debug)]
+pub(crate) struct RelayFlush(AtomicBool);
+
+impl RelayFlush {
+    pub(crate) fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed);
+    }
+}
+
+/// Tokio with enlarged UDP socket buffers, datagram counters and
+/// [`RelayFlush`].
 #[derive(Debug)]
 pub(crate) struct TunedRuntime {
     tokio: TokioRuntime,
     /// Receive and send buffer size asked of the kernel for each socket.
     requested_buffer: usize,
     stats: Arc<SocketStats>,
+    relay_flush: Arc<RelayFlush>,
 }
 
 impl TunedRuntime {
+    /// A runtime whose [`RelayFlush`] starts on.
     pub(crate) fn new(requested_buffer: usize, stats: Arc<SocketStats>) -> Self {
         Self {
             tokio: TokioRuntime,
             requested_buffer,
             stats,
+            relay_flush: Arc::new(RelayFlush(AtomicBool::new(true))),
         }
+    }
+
+    pub(crate) fn relay_flush(&self) -> Arc<RelayFlush> {
+        Arc::clone(&self.relay_flush)
     }
 }
 
@@ -134,6 +168,10 @@ impl Runtime for TunedRuntime {
     }
 
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        if self.relay_flush.0.load(Ordering::Relaxed) {
+            // An early wake only makes the driver check its timers once more.
+            return self.tokio.sleep(duration.min(RELAY_FLUSH_INTERVAL));
+        }
         self.tokio.sleep(duration)
     }
 
