@@ -25,6 +25,10 @@ use crate::netns::Netns;
 
 /// Frames waiting in one direction before the hub drops more (a router's queue).
 const QUEUE_FRAMES: usize = 8192;
+/// Receive buffer of the hub's packet sockets. With the default (about 90
+/// frames' worth) a burst arriving while the hub's thread waited for a core
+/// overflowed it: the "clean" wire lost 2–3 % of a data channel's packets.
+const SOCKET_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 /// How often idle hub threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -151,6 +155,7 @@ impl Wire {
                     .unwrap_or_else(|| panic!("no interface {name} in the wire's namespace"));
                 let config = Config {
                     read_timeout: Some(POLL),
+                    socket_fd: Some(packet_socket()),
                     ..Config::default()
                 };
                 match pnet_datalink::channel(interface, config) {
@@ -241,6 +246,24 @@ impl Hub {
             }
         }
     }
+}
+
+/// A raw packet socket with a [`SOCKET_BUFFER_BYTES`] receive buffer, for
+/// `pnet_datalink` to bind (it takes ownership of the descriptor).
+fn packet_socket() -> i32 {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockProtocol, SockType, sockopt};
+    use std::os::fd::IntoRawFd;
+    let fd = socket::socket(
+        AddressFamily::Packet,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::EthAll,
+    )
+    .unwrap_or_else(|err| panic!("cannot open a packet socket: {err}"));
+    // Root may exceed net.core.rmem_max.
+    socket::setsockopt(&fd, sockopt::RcvBufForce, &SOCKET_BUFFER_BYTES)
+        .unwrap_or_else(|err| panic!("cannot size the packet socket's buffer: {err}"));
+    fd.into_raw_fd()
 }
 
 /// Sends each queued frame on one port when it is due.
