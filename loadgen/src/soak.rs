@@ -32,8 +32,9 @@ pub struct SoakArgs {
     /// Seconds to hold the connections open after negotiating.
     #[arg(long, default_value_t = 3.0)]
     pub hold: f64,
-    /// Seconds to let the server settle before reading its memory after closing.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds to let the server settle before reading its memory after closing
+    /// (longer than the allocator's decay: jemalloc returns pages within 10 s).
+    #[arg(long, default_value_t = 15.0)]
     pub settle: f64,
     /// Rooms being filled at the same time while connecting.
     #[arg(long, default_value_t = 128)]
