@@ -39,6 +39,9 @@ pub(crate) struct Outbound {
 /// What a link is told to do.
 pub(crate) enum LinkInput {
     Signal(PeerSignal),
+    /// The signaling connection came back with the same id: signals sent
+    /// while it was down may be lost.
+    SignalingResumed,
     Fingerprints(oneshot::Sender<Option<DtlsFingerprints>>),
     OpenChannel(String, oneshot::Sender<Result<Channel, Error>>),
 }
@@ -105,6 +108,14 @@ impl PeerLink {
         }
     }
 
+    /// Tells the link the signaling connection was resumed (see
+    /// [`LinkInput::SignalingResumed`]).
+    pub(crate) fn signaling_resumed(&self) {
+        if self.input.try_send(LinkInput::SignalingResumed).is_err() {
+            tracing::warn!("a peer link is not keeping up; it was not told of the resume");
+        }
+    }
+
     /// Opens another data channel; resolves once it is created (it opens later).
     pub(crate) async fn open_channel(&self, label: String) -> Result<Channel, Error> {
         let (reply, wait) = oneshot::channel();
@@ -154,6 +165,11 @@ impl LinkTask {
                         if let Err(err) = self.on_signal(signal).await {
                             tracing::warn!(peer = %self.remote, %err, "negotiation step failed");
                             self.report(Event::PeerError { peer: self.remote, error: err.to_string() }).await;
+                        }
+                    }
+                    Some(LinkInput::SignalingResumed) => {
+                        if let Err(err) = self.renegotiate_after_resume().await {
+                            tracing::warn!(peer = %self.remote, %err, "renegotiation after a resume failed");
                         }
                     }
                     Some(LinkInput::Fingerprints(reply)) => {
@@ -255,6 +271,28 @@ impl LinkTask {
                     }
                 }
             }
+        }
+    }
+
+    /// After the signaling server lost signals (it was restarted, and the
+    /// session resumed on a shared broker), a link still negotiating may wait
+    /// forever for an offer, answer or candidates that are gone. The side
+    /// holding an unanswered offer makes a fresh one; if both sides have
+    /// answered but the link is not up, the impolite side restarts ICE. Both
+    /// offers restart ICE, so the candidates are gathered and sent again.
+    async fn renegotiate_after_resume(&mut self) -> Result<(), Error> {
+        if self.reported_state == Some(LinkState::Connected) {
+            return Ok(());
+        }
+        if self.connection.has_pending_offer().await {
+            tracing::info!(peer = %self.remote, "signaling resumed mid-negotiation; offering again");
+            self.connection.rollback().await?;
+            self.send_offer(true).await
+        } else if !self.polite && self.connection.has_remote_description().await {
+            tracing::info!(peer = %self.remote, "signaling resumed before the link came up; restarting ICE");
+            self.send_offer(true).await
+        } else {
+            Ok(())
         }
     }
 

@@ -422,6 +422,10 @@ impl Room {
                 self.emit(Event::PeerLeft(peer)).await;
             }
             self.offer_to(&welcome.peers).await;
+        } else {
+            for link in self.links.values() {
+                link.signaling_resumed();
+            }
         }
         self.emit(Event::Signaling(SignalingStatus::Reconnected {
             resumed: welcome.resumed,

@@ -1,6 +1,8 @@
 //! The signaling server is killed while two `peer-client chat` processes are
-//! negotiating, and started again on the same address: both reconnect, join
-//! again and finish connecting, and lines cross both ways.
+//! negotiating, and started again on the same address: both reconnect and
+//! finish connecting, and lines cross both ways. In memory the new server
+//! knows nothing, so they join afresh; on Redis (a real `redis-server` beside
+//! it) they resume their ids and rooms.
 //!
 //! Every host sits on an impaired wire (150 ms each way, see `e2e::wire`) so
 //! that the kill lands while the newcomer's offer is still on its way to
@@ -14,18 +16,57 @@ use e2e::{CHAT_OPEN, Process, Stream};
 
 const SERVER: &str = "10.9.0.3:8080";
 
-fn start_server(host: &Netns) -> Process {
-    let server = host.spawn(
-        "signaling-server",
-        "signaling-server",
-        &["--listen", SERVER],
-    );
+const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+fn start_server(host: &Netns, redis: bool) -> Process {
+    let mut args = vec!["--listen", SERVER];
+    if redis {
+        args.extend_from_slice(&["--redis", REDIS_URL]);
+    }
+    let server = host.spawn("signaling-server", "signaling-server", &args);
     server.wait_for(Stream::Stdout, "listening on ", 0);
     server
 }
 
+/// `redis-server` on the server's host, loopback only, nothing saved to disk.
+fn start_redis(host: &Netns) -> Process {
+    let program =
+        std::env::var("REDIS_SERVER_PATH").unwrap_or_else(|_| "/usr/bin/redis-server".into());
+    assert!(
+        std::path::Path::new(&program).exists(),
+        "{program} not found: install Debian's redis-server package or set REDIS_SERVER_PATH"
+    );
+    let redis = host.spawn_program(
+        "redis-server",
+        &program,
+        &[
+            "--port",
+            "6379",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+    );
+    redis.wait_for(Stream::Stdout, "Ready to accept connections", 0);
+    redis
+}
+
 #[test]
 fn server_killed_mid_negotiation_and_restarted_peers_finish_connecting() {
+    restart_mid_negotiation(false);
+}
+
+#[test]
+fn server_on_redis_killed_mid_negotiation_and_restarted_peers_resume_and_connect() {
+    restart_mid_negotiation(true);
+}
+
+/// Kills the server the moment the second peer has joined, starts it again,
+/// and checks both peers come back (`resumed` on Redis) and connect.
+fn restart_mid_negotiation(redis: bool) {
     let hosts = [Netns::new("ada"), Netns::new("bob"), Netns::new("srv")];
     let mut wire = Wire::new();
     for (n, host) in hosts.iter().enumerate() {
@@ -34,7 +75,8 @@ fn server_killed_mid_negotiation_and_restarted_peers_finish_connecting() {
     wire.set_delay(Duration::from_millis(150));
     wire.start();
 
-    let mut server = start_server(&hosts[2]);
+    let _redis = redis.then(|| start_redis(&hosts[2]));
+    let mut server = start_server(&hosts[2], redis);
     let chat = |n: usize, name: &str| -> Process {
         hosts[n - 1].spawn(
             &format!("chat {name}"),
@@ -62,17 +104,23 @@ fn server_killed_mid_negotiation_and_restarted_peers_finish_connecting() {
     let opened_before_restart = ada.log().contains(CHAT_OPEN) || bob.log().contains(CHAT_OPEN);
     assert!(!opened_before_restart, "the channel opened before the kill");
     drop(server);
-    let _server = start_server(&hosts[2]);
+    let _server = start_server(&hosts[2], redis);
 
+    let back = if redis {
+        "signaling server back (resumed)"
+    } else {
+        "signaling server back (new id)"
+    };
     for peer in [&ada, &bob] {
         peer.wait_for(Stream::Stderr, "lost the signaling server", 0);
-        peer.wait_for(Stream::Stderr, "signaling server back", 0);
+        peer.wait_for(Stream::Stderr, back, 0);
     }
     ada.wait_for(Stream::Stderr, CHAT_OPEN, 0);
     bob.wait_for(Stream::Stderr, CHAT_OPEN, 0);
     println!(
-        "channel open {:?} after the server was killed mid-negotiation",
-        killed.elapsed()
+        "channel open {:?} after the server{} was killed mid-negotiation",
+        killed.elapsed(),
+        if redis { " (on Redis)" } else { "" }
     );
     ada.write_line("after the restart");
     bob.wait_for(Stream::Stdout, "Ada: after the restart", 0);
