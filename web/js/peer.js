@@ -128,6 +128,26 @@ export class PeerLink extends EventTarget {
       });
   }
 
+  /**
+   * Tells the link its signaling session was resumed after an outage: signals sent meanwhile may
+   * be lost, so a link that is not up negotiates again. A pending offer is sent once more (its SDP
+   * now carries the candidates gathered so far); if both sides have answered, the impolite side
+   * restarts ICE.
+   */
+  signalingResumed() {
+    if (this._closed) return;
+    this._chain = this._chain
+      .then(() => {
+        if (this._closed || this.pc.connectionState === 'connected') return;
+        if (this.pc.signalingState === 'have-local-offer' && this.pc.localDescription) {
+          this._sendSignal({ description: this.pc.localDescription.toJSON() });
+        } else if (!this.polite && this.pc.remoteDescription) {
+          this.pc.restartIce();
+        }
+      })
+      .catch((err) => console.warn(`renegotiation with ${this.remoteId} failed:`, err));
+  }
+
   /** Closes the connection and every channel. */
   close() {
     if (this._closed) return;

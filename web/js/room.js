@@ -276,6 +276,8 @@ export class Room extends EventTarget {
     if (welcome.resumed) {
       // No peer_left reaches an absent peer: whoever is no longer listed left meanwhile.
       for (const peerId of [...this._links.keys()]) if (!peers.includes(peerId)) this._onPeerLeft(peerId);
+      // Signals sent while we were away may be lost: links still negotiating start again.
+      for (const link of this._links.values()) link.signalingResumed();
     }
     // On a fresh join we are the newcomer and offer to everyone present. After a resume,
     // peers we do not know yet joined while we were away and will offer to us.

@@ -66,3 +66,43 @@ test('a dropped signaling socket resumes with the same id, links kept, queued of
   await ada.waitForFunction(() => window.received.includes('Grace: still the same link'));
   assert.deepEqual(browser.pageErrors, []);
 });
+
+test('an offer lost with a dropped signaling socket is made again once the session resumes', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+
+  const ada = await browser.newPage();
+  const adaId = await openChat(ada, server.httpUrl, 'lost-offer', 'Ada');
+
+  // Grace's socket goes through the test: her first offer is swallowed and the socket dropped,
+  // as when a server dies with a signal it had read but not yet relayed.
+  const grace = await browser.newPage();
+  let swallowed = 0;
+  let sockets = 0;
+  await grace.routeWebSocket(/\/ws/, (page) => {
+    sockets += 1;
+    const upstream = page.connectToServer();
+    page.onMessage((message) => {
+      if (swallowed === 0 && typeof message === 'string' && message.includes('"description"')) {
+        swallowed += 1;
+        upstream.close();
+        page.close({ code: 1011, reason: 'lost' });
+        return;
+      }
+      upstream.send(message);
+    });
+  });
+  const graceId = await openChat(grace, server.httpUrl, 'lost-offer', 'Grace');
+
+  // She comes back with the same id, offers again, and the link opens.
+  await waitForLink(grace, { peerId: adaId });
+  await waitForLink(ada, { peerId: graceId });
+  assert.equal(swallowed, 1);
+  assert.ok(sockets >= 2, `Grace reconnected (${sockets} sockets)`);
+  assert.equal(await grace.evaluate(() => document.body.dataset.peerId), graceId);
+  await sendMessage(grace, 'made it');
+  assert.equal((await waitForMessage(ada, 'made it')).from, 'Grace');
+  assert.deepEqual(browser.pageErrors, []);
+});
