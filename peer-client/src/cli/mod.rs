@@ -81,7 +81,8 @@ pub struct NetArgs {
     #[arg(long = "ice-server", value_name = "URL")]
     pub ice_servers: Vec<String>,
 
-    /// Connect through a TURN relay only.
+    /// Connect through a TURN relay only, which keeps your addresses from the
+    /// other peer. Without it the relay is used only when no direct path works.
     #[arg(long)]
     pub relay_only: bool,
 
