@@ -9,87 +9,34 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Client, TestServer, config};
 use signaling_protocol::{ErrorCode, ServerMessage};
 use signaling_server::Config;
+use test_support::RedisServer;
 
-/// A `redis-server` on a free loopback port without persistence; killed
-/// and its directory removed when dropped.
-struct Redis {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let program =
-            std::env::var("REDIS_SERVER_PATH").unwrap_or_else(|_| "/usr/bin/redis-server".into());
-        assert!(
-            std::path::Path::new(&program).exists(),
-            "{program} not found: install Debian's redis-server package or set REDIS_SERVER_PATH"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("signaling-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(&program)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let redis = Self {
-            child,
-            dir,
-            url: format!("redis://127.0.0.1:{port}/"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn config(&self) -> Config {
-        Config {
-            redis: Some(self.url.clone()),
-            redis_liveness: Duration::from_secs(2),
-            ..config()
-        }
+/// A server configuration sharing rooms through `redis` (liveness 2 s, so
+/// a dead instance's peers leave quickly).
+fn redis_config(redis: &RedisServer) -> Config {
+    Config {
+        redis: Some(redis.url()),
+        redis_liveness: Duration::from_secs(2),
+        ..config()
     }
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn two_instances(redis: &Redis) -> (TestServer, TestServer) {
+async fn two_instances(redis: &RedisServer) -> (TestServer, TestServer) {
     (
-        TestServer::start(redis.config()).await,
-        TestServer::start(redis.config()).await,
+        TestServer::start(redis_config(redis)).await,
+        TestServer::start(redis_config(redis)).await,
     )
 }
 
 #[tokio::test]
 async fn peers_on_different_instances_meet_signal_and_leave() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let (one, two) = two_instances(&redis).await;
     let mut a = one.connect().await;
     let mut b = two.connect().await;
@@ -135,7 +82,7 @@ async fn peers_on_different_instances_meet_signal_and_leave() {
 
 #[tokio::test]
 async fn a_peer_resumes_on_another_instance_and_gets_what_was_queued() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let (one, two) = two_instances(&redis).await;
     let mut a = one.connect().await;
     let mut b = two.connect().await;
@@ -172,7 +119,7 @@ async fn a_peer_resumes_on_another_instance_and_gets_what_was_queued() {
 
 #[tokio::test]
 async fn a_resume_elsewhere_takes_over_a_connection_still_open() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let (one, two) = two_instances(&redis).await;
     let mut a = one.connect().await;
     let wa = a.join("takeover").await;
@@ -193,7 +140,7 @@ async fn a_resume_elsewhere_takes_over_a_connection_still_open() {
 
 #[tokio::test]
 async fn an_absent_peer_expires_for_everyone() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let (one, two) = two_instances(&redis).await;
     let mut a = one.connect().await;
     let mut b = two.connect().await;
@@ -212,10 +159,10 @@ async fn an_absent_peer_expires_for_everyone() {
 
 #[tokio::test]
 async fn concurrent_joins_across_instances_never_overfill_a_room() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let limited = Config {
         max_peers_per_room: 3,
-        ..redis.config()
+        ..redis_config(&redis)
     };
     let one = TestServer::start(limited.clone()).await;
     let two = TestServer::start(limited).await;
@@ -250,9 +197,9 @@ struct Process {
 }
 
 impl Process {
-    fn start(redis: &Redis) -> Self {
+    fn start(redis: &RedisServer) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_signaling-server"))
-            .args(["--listen", "127.0.0.1:0", "--redis", &redis.url])
+            .args(["--listen", "127.0.0.1:0", "--redis", &redis.url()])
             .args(["--redis-liveness", "2s"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -288,8 +235,8 @@ impl Drop for Process {
 
 #[tokio::test]
 async fn peers_of_a_killed_instance_leave_within_the_liveness_bound() {
-    let redis = Redis::start();
-    let survivor = TestServer::start(redis.config()).await;
+    let redis = RedisServer::start();
+    let survivor = TestServer::start(redis_config(&redis)).await;
     let mut doomed = Process::start(&redis);
     let mut a = survivor.connect().await;
     let wa = a.join("fragile").await;
@@ -320,7 +267,7 @@ async fn peers_of_a_killed_instance_leave_within_the_liveness_bound() {
 
 #[tokio::test]
 async fn clients_of_a_stopping_instance_resume_on_another() {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let (one, two) = two_instances(&redis).await;
     let mut a = two.connect().await;
     let wa = a.join("moving").await;
@@ -352,11 +299,10 @@ async fn clients_of_a_stopping_instance_resume_on_another() {
 
 #[tokio::test]
 async fn readiness_follows_redis() {
-    let mut redis = Redis::start();
-    let server = TestServer::start(redis.config()).await;
+    let mut redis = RedisServer::start();
+    let server = TestServer::start(redis_config(&redis)).await;
     assert_eq!(server.get("/readyz").await.status, 200);
-    redis.child.kill().unwrap();
-    redis.child.wait().unwrap();
+    redis.kill();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let response = server.get("/readyz").await;

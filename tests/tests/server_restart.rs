@@ -30,26 +30,9 @@ fn start_server(host: &Netns, redis: bool) -> Process {
 
 /// `redis-server` on the server's host, loopback only, nothing saved to disk.
 fn start_redis(host: &Netns) -> Process {
-    let program =
-        std::env::var("REDIS_SERVER_PATH").unwrap_or_else(|_| "/usr/bin/redis-server".into());
-    assert!(
-        std::path::Path::new(&program).exists(),
-        "{program} not found: install Debian's redis-server package or set REDIS_SERVER_PATH"
-    );
-    let redis = host.spawn_program(
-        "redis-server",
-        &program,
-        &[
-            "--port",
-            "6379",
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-    );
+    let mut args = vec!["--port", "6379", "--bind", "127.0.0.1"];
+    args.extend_from_slice(&test_support::REDIS_NO_PERSISTENCE);
+    let redis = host.spawn_program("redis-server", &test_support::redis_server_program(), &args);
     redis.wait_for(Stream::Stdout, "Ready to accept connections", 0);
     redis
 }

@@ -1,0 +1,91 @@
+//! Real services the workspace's tests start and stop: a `redis-server` on a
+//! free loopback port (Debian's redis-server package, or `$REDIS_SERVER_PATH`).
+
+// Test support: a service that cannot start is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `redis-server` binary to run: `$REDIS_SERVER_PATH` or Debian's.
+/// Panics with what to install if it is missing.
+pub fn redis_server_program() -> String {
+    let program =
+        std::env::var("REDIS_SERVER_PATH").unwrap_or_else(|_| "/usr/bin/redis-server".into());
+    assert!(
+        std::path::Path::new(&program).exists(),
+        "{program} not found: install Debian's redis-server package or set REDIS_SERVER_PATH"
+    );
+    program
+}
+
+/// Arguments that keep a test's `redis-server` off the disk.
+pub const REDIS_NO_PERSISTENCE: [&str; 4] = ["--save", "", "--appendonly", "no"];
+
+/// A `redis-server` on a free loopback port without persistence; killed and
+/// its directory removed when dropped.
+pub struct RedisServer {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts one and waits (at most 10 s) until it accepts connections.
+    pub fn start() -> Self {
+        let program = redis_server_program();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("test-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(&program)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(REDIS_NO_PERSISTENCE)
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let redis = Self { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills it now (it is also killed when dropped).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
