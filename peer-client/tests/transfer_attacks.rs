@@ -2,8 +2,10 @@
 //! side: a signaling server that puts itself in the middle (it terminates
 //! both WebRTC connections and relays every message, the code phrase's
 //! SPAKE2 messages included) is detected by the fingerprint binding; a
-//! sender that knows the code but offers hostile paths gets them refused, and
-//! a file that fails its hash or overruns its size is not kept.
+//! sender that knows the code but offers hostile paths gets them refused, a
+//! file that fails its hash or overruns its size is not kept, an oversized
+//! manifest is refused while it is read, and a sender that goes silent ends
+//! the receive within the idle timeout, keeping what arrived.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +16,10 @@ use std::process::Stdio;
 
 use common::{STEP, TestServer, bounded, config};
 use peer_client::auth::{Code, Role};
-use peer_client::transfer::{EntryKind, Incoming, Link, Message, TRANSFER_LABEL, TransferError};
+use peer_client::transfer::{
+    EntryKind, Incoming, Link, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, Message, TRANSFER_LABEL,
+    TransferError, paths,
+};
 use peer_client::{Channel, Event, Payload, Session};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -66,17 +71,53 @@ fn peer_client(args: &[&str]) -> Running {
 }
 
 fn receiver(server: &str, code: &str, out: &Path) -> Running {
-    peer_client(&[
+    receiver_with(server, code, out, &[])
+}
+
+fn receiver_with(server: &str, code: &str, out: &Path, extra: &[&str]) -> Running {
+    let out = out.display().to_string();
+    let mut args = vec![
         "receive",
         code,
         "--server",
         server,
         "--out",
-        &out.display().to_string(),
+        &out,
         "--bind",
         "127.0.0.1:0",
         "--yes",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    peer_client(&args)
+}
+
+/// A hostile sender that knows `code`, linked to a receiver started with
+/// `extra` arguments.
+async fn hostile_sender(
+    server: &TestServer,
+    code: &str,
+    out: &Path,
+    extra: &[&str],
+) -> (Link, Running) {
+    let code = Code::parse(code).unwrap();
+    let mut session = common::join(&server.url(), &code.room()).await;
+    let receiver = receiver_with(&server.url(), code.as_str(), out, extra);
+    let channel = transfer_channel(&mut session).await;
+    let link = bounded(
+        "the handshake",
+        Link::over(session, channel, &code, Role::Sender),
+    )
+    .await
+    .expect("the hostile sender knows the code");
+    (link, receiver)
+}
+
+/// The receiver's `error` message, as the sender's link reports it.
+async fn refusal(link: &mut Link) -> String {
+    match bounded("the receiver's answer", link.recv()).await {
+        Err(TransferError::Peer(message)) => message,
+        other => panic!("expected the receiver to stop with an error, got {other:?}"),
+    }
 }
 
 /// Waits (bounded) for the process to exit; returns success and stderr.
@@ -353,4 +394,149 @@ async fn a_file_that_fails_its_hash_or_overruns_its_size_is_not_kept() {
         "{stderr}"
     );
     assert!(!out.join("file.bin").exists());
+}
+
+/// A path of exactly `MAX_PATH_BYTES` bytes, unique by `index`.
+fn longest_path(index: usize) -> String {
+    let mut path = format!("d{index:07}");
+    while path.len() < paths::MAX_PATH_BYTES {
+        let room = paths::MAX_PATH_BYTES - path.len() - 1;
+        path.push('/');
+        path.push_str(&"x".repeat(room.min(paths::MAX_COMPONENT_BYTES)));
+    }
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_manifest_is_refused_while_it_is_read() {
+    let server = TestServer::start().await;
+    let temp = TempDir::new("manifest");
+
+    // More entries than allowed: refused on the offer, before any entry.
+    let out = temp.0.join("out-entries");
+    let (mut link, receiver) = hostile_sender(&server, "56-apple-tiger", &out, &[]).await;
+    link.send(&Message::Offer {
+        entries: MAX_ENTRIES as u64 + 1,
+        bytes: 0,
+    })
+    .await
+    .unwrap();
+    let message = refusal(&mut link).await;
+    assert!(
+        message.contains("the offer has 100001 entries, at most 100000 are accepted"),
+        "{message}"
+    );
+    let (ok, stderr) = finish(receiver).await;
+    assert!(!ok && stderr.contains("at most 100000"), "{stderr}");
+    assert!(!out.exists());
+
+    // Few enough entries, but paths of 4096 bytes each: refused as soon as
+    // they add up to more than MAX_PATH_BYTES_TOTAL.
+    let out = temp.0.join("out-paths");
+    let (mut link, receiver) = hostile_sender(&server, "57-apple-tiger", &out, &[]).await;
+    let fitting = MAX_PATH_BYTES_TOTAL / paths::MAX_PATH_BYTES;
+    link.send(&Message::Offer {
+        entries: 2 * fitting as u64,
+        bytes: 0,
+    })
+    .await
+    .unwrap();
+    for index in 0..=fitting {
+        link.send(&Message::Entry {
+            path: longest_path(index),
+            kind: EntryKind::Dir,
+            size: 0,
+        })
+        .await
+        .unwrap();
+    }
+    let message = refusal(&mut link).await;
+    assert!(
+        message.contains("the manifest's paths take more than 16 MiB together"),
+        "{message}"
+    );
+    let (ok, stderr) = finish(receiver).await;
+    assert!(!ok && stderr.contains("more than 16 MiB"), "{stderr}");
+    assert!(!out.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_goes_silent_ends_the_receive_and_what_arrived_is_kept() {
+    let server = TestServer::start().await;
+    let temp = TempDir::new("silent");
+
+    // Silent in the middle of a file.
+    let out = temp.0.join("out-file");
+    let (mut link, receiver) =
+        hostile_sender(&server, "58-apple-tiger", &out, &["--idle-timeout", "2"]).await;
+    let size = 1024 * 1024;
+    for message in [
+        Message::Offer {
+            entries: 1,
+            bytes: size,
+        },
+        Message::Entry {
+            path: "file.bin".into(),
+            kind: EntryKind::File,
+            size,
+        },
+    ] {
+        link.send(&message).await.unwrap();
+    }
+    let accepted = bounded("the acceptance", link.recv()).await.unwrap();
+    assert!(
+        matches!(accepted, Incoming::Message(Message::Accept)),
+        "{accepted:?}"
+    );
+    link.send(&Message::File {
+        index: 0,
+        offset: 0,
+    })
+    .await
+    .unwrap();
+    let sent = vec![7u8; 64 * 1024];
+    link.send_data(bytes::BytesMut::from(&sent[..]))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let message = refusal(&mut link).await;
+    assert!(
+        message.contains("the sender sent nothing for 2 s"),
+        "{message}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let (ok, stderr) = finish(receiver).await;
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("the sender sent nothing for 2 s; stopped waiting (files received so far are kept, run the same command again to resume)"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(out.join("file.bin.part")).unwrap(), sent);
+    assert!(!out.join("file.bin").exists());
+
+    // Silent in the middle of its manifest.
+    let out = temp.0.join("out-manifest");
+    let (mut link, receiver) =
+        hostile_sender(&server, "59-apple-tiger", &out, &["--idle-timeout", "2"]).await;
+    for message in [
+        Message::Offer {
+            entries: 2,
+            bytes: 0,
+        },
+        Message::Entry {
+            path: "first".into(),
+            kind: EntryKind::Dir,
+            size: 0,
+        },
+    ] {
+        link.send(&message).await.unwrap();
+    }
+    let message = refusal(&mut link).await;
+    assert!(
+        message.contains("the sender sent nothing for 2 s"),
+        "{message}"
+    );
+    let (ok, stderr) = finish(receiver).await;
+    assert!(!ok && stderr.contains("sent nothing for 2 s"), "{stderr}");
+    assert!(!out.exists());
 }

@@ -1,8 +1,9 @@
 //! `peer-client send` and `receive` as a user runs them, against the real
 //! signaling server on loopback: a directory tree arrives intact, a wrong
 //! code writes nothing, an interrupted transfer resumes without sending
-//! again what arrived, existing files are not overwritten, a full disk is
-//! reported with the file's name.
+//! again what arrived, existing files are not overwritten, a full disk and
+//! a directory the receiver may not write to are reported with the path and
+//! the cause, and what arrived before stays for the next run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -71,20 +72,78 @@ fn send(server: &Server, code: &str, paths: &[&Path], extra: &[&str]) -> Process
 }
 
 fn receive(server: &Server, code: &str, out: &Path, extra: &[&str]) -> Process {
-    let out = out.display().to_string();
-    let mut args = vec![
+    let args = receive_args(server, code, out, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Process::start("receive", "peer-client", &args)
+}
+
+fn receive_args(server: &Server, code: &str, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "receive",
         code,
         "--server",
         &server.url,
         "--out",
-        &out,
+        &out.display().to_string(),
         "--bind",
         "127.0.0.1:0",
         "--yes",
-    ];
-    args.extend_from_slice(extra);
-    Process::start("receive", "peer-client", &args)
+    ]
+    .map(str::to_owned)
+    .into();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    args
+}
+
+/// util-linux `setpriv`, with the arguments that drop the capabilities that
+/// let root ignore file permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH)
+/// from the program it starts; the tests run as root.
+const SETPRIV: &str = "/usr/bin/setpriv";
+const WITHOUT_DAC: [&str; 3] = [
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--",
+];
+
+/// `receive` as a user to whom file permissions apply.
+fn receive_unprivileged(server: &Server, code: &str, out: &Path, extra: &[&str]) -> Process {
+    let program = e2e::binary("peer-client").display().to_string();
+    let receive = receive_args(server, code, out, extra);
+    let mut args: Vec<&str> = WITHOUT_DAC.to_vec();
+    args.push(&program);
+    args.extend(receive.iter().map(String::as_str));
+    Process::start_program("receive", SETPRIV, &args)
+}
+
+/// Makes `dir` read-only (0555) and checks that a program started like
+/// [`receive_unprivileged`] indeed cannot create a file in it, so the
+/// tests below test permissions and not root's bypass of them.
+fn make_read_only(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let run = |program: &str| {
+        std::process::Command::new(SETPRIV)
+            .args(WITHOUT_DAC)
+            .arg(program)
+            .arg(dir.join("probe"))
+            .status()
+            .unwrap_or_else(|err| panic!("cannot run {SETPRIV}: {err}"))
+    };
+    assert!(
+        run("/usr/bin/true").success(),
+        "{SETPRIV} cannot start programs here"
+    );
+    assert!(
+        !run("/usr/bin/touch").success(),
+        "{} is read-only, yet a program without CAP_DAC_OVERRIDE could write to it",
+        dir.display()
+    );
+    assert!(!dir.join("probe").exists());
+}
+
+fn make_writable(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// Every file under `dir`, relative, with its contents; directories as `None`.
@@ -321,4 +380,132 @@ fn a_full_disk_is_reported_and_received_files_are_kept() {
     assert!(!sender.wait_exit().success());
     sender.wait_for(Stream::Stderr, "No space left on device", 0);
     assert_eq!(std::fs::read(out.join("a-small.txt")).unwrap(), b"fits");
+}
+
+#[test]
+fn an_output_directory_without_write_permission_is_named_and_nothing_is_written() {
+    let server = Server::start(&[]);
+    let temp = TempDir::new("denied-out");
+    let file = temp.path.join("notes.txt");
+    std::fs::write(&file, b"some notes\n").unwrap();
+    let folder = temp.path.join("photos");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("a.jpg"), b"jpeg").unwrap();
+
+    // --out exists but is read-only: a single file, then a folder.
+    let out = temp.path.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    make_read_only(&out);
+    for (code, offered, created) in [
+        ("52-apple-tiger", &file, "notes.txt.part"),
+        ("53-apple-tiger", &folder, "photos"),
+    ] {
+        let mut sender = send(&server, code, &[offered], &[]);
+        let mut receiver = receive_unprivileged(&server, code, &out, &[]);
+        assert!(!receiver.wait_exit().success(), "{}", receiver.log());
+        let line = receiver.wait_for(Stream::Stderr, "Permission denied", 0);
+        let expected = format!(
+            "cannot write {}: Permission denied (os error 13); make sure {} is writable",
+            out.join(created).display(),
+            out.display()
+        );
+        assert!(line.contains(&expected), "{line}\nwanted: {expected}");
+        assert!(!sender.wait_exit().success());
+        sender.wait_for(Stream::Stderr, "Permission denied", 0);
+        assert_eq!(tree(&out), vec![], "something was written");
+    }
+
+    // --out does not exist and its parent is read-only.
+    let parent = temp.path.join("locked");
+    std::fs::create_dir_all(&parent).unwrap();
+    make_read_only(&parent);
+    let out = parent.join("out");
+    let mut sender = send(&server, "54-apple-tiger", &[&file], &[]);
+    let mut receiver = receive_unprivileged(&server, "54-apple-tiger", &out, &[]);
+    assert!(!receiver.wait_exit().success(), "{}", receiver.log());
+    let line = receiver.wait_for(Stream::Stderr, "Permission denied", 0);
+    let expected = format!(
+        "cannot write {}: Permission denied (os error 13); make sure {} is writable",
+        out.display(),
+        parent.display()
+    );
+    assert!(line.contains(&expected), "{line}\nwanted: {expected}");
+    let _ = sender.wait_exit();
+    assert!(!out.exists());
+    make_writable(&parent, 0o755);
+}
+
+#[test]
+fn a_permission_error_mid_tree_keeps_what_arrived_and_a_rerun_sends_only_the_rest() {
+    let server = Server::start(&[]);
+    let temp = TempDir::new("denied-tree");
+    let src = temp.path.join("src/tree");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    let first = pseudo_random(2 * 1024 * 1024 + 17, 21);
+    let second = pseudo_random(3 * 1024 * 1024 + 5, 22);
+    std::fs::write(src.join("a-first.bin"), &first).unwrap();
+    std::fs::write(src.join("sub/b-second.bin"), &second).unwrap();
+
+    // The receiver's copy of `tree/sub` exists and is read-only: the first
+    // file arrives, the second cannot be created.
+    let out = temp.path.join("out");
+    let sub = out.join("tree/sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    make_read_only(&sub);
+    let mut sender = send(&server, "55-apple-tiger", &[&src], &[]);
+    let mut receiver = receive_unprivileged(&server, "55-apple-tiger", &out, &[]);
+    assert!(!receiver.wait_exit().success(), "{}", receiver.log());
+    let line = receiver.wait_for(Stream::Stderr, "Permission denied", 0);
+    let expected = format!(
+        "cannot write {}: Permission denied (os error 13); make sure {} is writable, then run the same command again (files received so far are kept)",
+        sub.join("b-second.bin.part").display(),
+        sub.display()
+    );
+    assert!(line.contains(&expected), "{line}\nwanted: {expected}");
+    assert!(!sender.wait_exit().success());
+    sender.wait_for(Stream::Stderr, "Permission denied", 0);
+    // Renamed into place only after its BLAKE3 hash matched.
+    assert_eq!(std::fs::read(out.join("tree/a-first.bin")).unwrap(), first);
+    assert!(!sub.join("b-second.bin").exists());
+    assert!(!out.join("tree/a-first.bin.part").exists());
+
+    // The directory is fixed, but half of the second file is held in a
+    // read-only `.part` (as an earlier interrupted run with other
+    // permissions would leave it): the resume is refused without touching it.
+    make_writable(&sub, 0o755);
+    let half = second.len() / 2;
+    let part = sub.join("b-second.bin.part");
+    std::fs::write(&part, &second[..half]).unwrap();
+    make_writable(&part, 0o444);
+    let mut sender = send(&server, "55-apple-tiger", &[&src], &[]);
+    let mut receiver = receive_unprivileged(&server, "55-apple-tiger", &out, &[]);
+    assert!(!receiver.wait_exit().success(), "{}", receiver.log());
+    let line = receiver.wait_for(Stream::Stderr, "Permission denied", 0);
+    let expected = format!(
+        "cannot write {}: Permission denied (os error 13); make sure {} is writable",
+        part.display(),
+        part.display()
+    );
+    assert!(line.contains(&expected), "{line}\nwanted: {expected}");
+    let _ = sender.wait_exit();
+    assert_eq!(std::fs::read(&part).unwrap(), &second[..half]);
+
+    // Fixed: the rerun sends only the second half of the second file.
+    make_writable(&part, 0o644);
+    let mut sender = send(&server, "55-apple-tiger", &[&src], &["--json"]);
+    let mut receiver = receive_unprivileged(&server, "55-apple-tiger", &out, &["--json"]);
+    assert!(receiver.wait_exit().success(), "{}", receiver.log());
+    assert!(sender.wait_exit().success(), "{}", sender.log());
+    let done = sender.wait_for(Stream::Stdout, "\"event\":\"done\"", 0);
+    assert_eq!(
+        number_after(&done, "\"skipped_bytes\":"),
+        (first.len() + half) as u64,
+        "{done}"
+    );
+    assert_eq!(
+        number_after(&done, "\"sent_bytes\":"),
+        (second.len() - half) as u64,
+        "{done}"
+    );
+    assert_eq!(tree(&out), tree(&temp.path.join("src")));
 }

@@ -1,6 +1,7 @@
 //! `peer-client receive CODE`: receives what a sender offers.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -10,7 +11,7 @@ use super::NetArgs;
 use super::progress::{Bar, counts, human_bytes, megabytes_per_second};
 use super::terminal::printable;
 use crate::auth::{Code, Role};
-use crate::transfer::{EntryKind, Link, Manifest, Offer, ReceiveOptions};
+use crate::transfer::{DEFAULT_IDLE_TIMEOUT, EntryKind, Link, Manifest, Offer, ReceiveOptions};
 
 /// Entries listed before asking; the rest are counted.
 const LISTED: usize = 20;
@@ -41,12 +42,19 @@ pub struct ReceiveArgs {
     /// text and progress bars.
     #[arg(long)]
     pub json: bool,
+
+    /// Give up when the sender sends nothing for this many seconds while
+    /// data is expected (it may have hung). Files received so far are kept
+    /// for a resume.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
 }
 
 pub(crate) async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     let code = Code::parse(&args.code)?;
     let link = Link::open(args.net.session_config(""), &code, Role::Receiver, false).await?;
-    let offer = Offer::read(link).await?;
+    let offer = Offer::read(link, Duration::from_secs(args.idle_timeout)).await?;
     let manifest = offer.manifest();
     show(&args, manifest);
     if !args.yes && !ask(&args.out).await {

@@ -34,6 +34,28 @@ pub enum TransferError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The receiver may not create or change a file or directory
+    /// (permissions, read-only file system).
+    #[error(
+        "cannot write {path}: {source}; make sure {check} is writable, then run the same command again (files received so far are kept)"
+    )]
+    NotPermitted {
+        /// What could not be created or written.
+        path: String,
+        /// The nearest existing path on the way: the file itself, or the
+        /// directory that refused a new entry.
+        check: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The sender sent nothing for too long while the receiver waited for it.
+    #[error(
+        "the sender sent nothing for {seconds} s; stopped waiting (files received so far are kept, run the same command again to resume)"
+    )]
+    Stalled {
+        /// How long it was silent.
+        seconds: u64,
+    },
     /// A file to send cannot be sent (not UTF-8, vanished, changed, ...).
     #[error("cannot send {path}: {reason}")]
     Source {

@@ -10,6 +10,17 @@ use super::wire::EntryKind;
 
 /// Most entries in one manifest (bounds what a receiver holds in memory).
 pub const MAX_ENTRIES: usize = 100_000;
+/// Most bytes of all entry paths together. Without it, [`MAX_ENTRIES`] paths
+/// of up to 4096 bytes each would let a sender make a receiver hold 400 MB.
+pub const MAX_PATH_BYTES_TOTAL: usize = 16 * 1024 * 1024;
+
+/// The error for a manifest whose paths exceed [`MAX_PATH_BYTES_TOTAL`].
+pub(super) fn too_many_path_bytes() -> TransferError {
+    TransferError::Protocol(format!(
+        "the manifest's paths take more than {} MiB together",
+        MAX_PATH_BYTES_TOTAL / (1024 * 1024)
+    ))
+}
 
 /// One offered file or directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +47,9 @@ impl Manifest {
             return Err(TransferError::Protocol(format!(
                 "the manifest has more than {MAX_ENTRIES} entries"
             )));
+        }
+        if entries.iter().map(|e| e.path.len()).sum::<usize>() > MAX_PATH_BYTES_TOTAL {
+            return Err(too_many_path_bytes());
         }
         let mut seen = HashSet::with_capacity(entries.len());
         for entry in &entries {

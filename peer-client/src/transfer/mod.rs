@@ -32,8 +32,8 @@ mod wire;
 
 pub use error::TransferError;
 pub use link::{Incoming, Link, MAX_CHUNK_BYTES, STEP_TIMEOUT};
-pub use manifest::{Entry, MAX_ENTRIES, Manifest, Source};
+pub use manifest::{Entry, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, Manifest, Source};
 pub use progress::{NoProgress, Progress};
-pub use receiver::{Offer, ReceiveOptions, ReceiveSummary};
+pub use receiver::{DEFAULT_IDLE_TIMEOUT, Offer, ReceiveOptions, ReceiveSummary};
 pub use sender::{SendSummary, send};
 pub use wire::{EntryKind, Message, TRANSFER_LABEL};

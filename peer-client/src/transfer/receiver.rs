@@ -2,18 +2,16 @@
 //! what is already on disk, then write each file to `NAME.part`, verify its
 //! BLAKE3 hash and rename it into place.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::TransferError;
 use super::disk;
 use super::link::{Incoming, Link, unexpected};
-use super::manifest::{Entry, MAX_ENTRIES, Manifest};
+use super::manifest::{Entry, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, Manifest, too_many_path_bytes};
 use super::paths::{self, part_path};
 use super::progress::Progress;
-use super::sender::hash_prefix;
 use super::wire::{EntryKind, Message};
 use crate::auth::hex;
 
@@ -43,10 +41,19 @@ pub struct ReceiveSummary {
     pub elapsed: Duration,
 }
 
+/// How long the sender may stay silent while the receiver waits for it,
+/// unless told otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes per second even a slow disk hashes: before it starts a file the
+/// receiver holds part of, the sender hashes that part, and may stay silent
+/// that much longer.
+const SLOWEST_HASH_RATE: u64 = 25_000_000;
+
 /// An offer read from the sender, waiting for a decision.
 pub struct Offer {
     link: Link,
     manifest: Manifest,
+    idle: Duration,
 }
 
 /// What is on disk for one offered file before the transfer.
@@ -66,10 +73,16 @@ enum Held {
 
 impl Offer {
     /// Reads the sender's manifest; every path is checked before the offer
-    /// is shown to anyone.
-    pub async fn read(mut link: Link) -> Result<Self, TransferError> {
-        match Self::read_manifest(&mut link).await {
-            Ok(manifest) => Ok(Self { link, manifest }),
+    /// is shown to anyone. From here on, a sender that sends nothing for
+    /// `idle` while it should ends the transfer with
+    /// [`TransferError::Stalled`].
+    pub async fn read(mut link: Link, idle: Duration) -> Result<Self, TransferError> {
+        match Self::read_manifest(&mut link, idle).await {
+            Ok(manifest) => Ok(Self {
+                link,
+                manifest,
+                idle,
+            }),
             Err(err) => {
                 if !err.peer_knows() {
                     link.fail(&err).await;
@@ -80,8 +93,8 @@ impl Offer {
         }
     }
 
-    async fn read_manifest(link: &mut Link) -> Result<Manifest, TransferError> {
-        let (count, bytes) = match link.recv().await? {
+    async fn read_manifest(link: &mut Link, idle: Duration) -> Result<Manifest, TransferError> {
+        let (count, bytes) = match recv_within(link, idle).await? {
             Incoming::Message(Message::Offer { entries, bytes }) => (entries, bytes),
             other => return Err(unexpected("an offer", &other)),
         };
@@ -91,10 +104,15 @@ impl Offer {
             )));
         }
         let mut entries = Vec::with_capacity(count as usize);
+        let mut path_bytes = 0;
         for _ in 0..count {
-            match link.recv().await? {
+            match recv_within(link, idle).await? {
                 Incoming::Message(Message::Entry { path, kind, size }) => {
                     paths::check_relative(&path)?;
+                    path_bytes += path.len();
+                    if path_bytes > MAX_PATH_BYTES_TOTAL {
+                        return Err(too_many_path_bytes());
+                    }
                     entries.push(Entry { path, kind, size });
                 }
                 other => return Err(unexpected("a manifest entry", &other)),
@@ -130,7 +148,7 @@ impl Offer {
         options: &ReceiveOptions,
         progress: &mut dyn Progress,
     ) -> Result<ReceiveSummary, TransferError> {
-        let result = receive(&mut self.link, &self.manifest, options, progress).await;
+        let result = receive(&mut self.link, &self.manifest, options, self.idle, progress).await;
         match &result {
             Ok(_) => self.link.close_after_peer().await,
             Err(err) => {
@@ -144,30 +162,26 @@ impl Offer {
     }
 }
 
+/// The next frame from the sender, if it comes within `wait`.
+async fn recv_within(link: &mut Link, wait: Duration) -> Result<Incoming, TransferError> {
+    tokio::time::timeout(wait, link.recv())
+        .await
+        .unwrap_or(Err(TransferError::Stalled {
+            seconds: wait.as_secs(),
+        }))
+}
+
 async fn receive(
     link: &mut Link,
     manifest: &Manifest,
     options: &ReceiveOptions,
+    idle: Duration,
     progress: &mut dyn Progress,
 ) -> Result<ReceiveSummary, TransferError> {
-    let out = &options.out;
-    // Every path is resolved (and refused) before anything is written.
-    let targets = manifest
-        .entries()
-        .iter()
-        .map(|entry| paths::resolve(out, &entry.path))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut held = Vec::with_capacity(targets.len());
-    for (entry, target) in manifest.entries().iter().zip(&targets) {
-        held.push(inspect(entry, target, options.overwrite)?);
-    }
-
-    std::fs::create_dir_all(out).map_err(|source| write_error(out, source))?;
-    for (entry, target) in manifest.entries().iter().zip(&targets) {
-        if entry.kind == EntryKind::Dir {
-            std::fs::create_dir_all(target).map_err(|source| write_error(target, source))?;
-        }
-    }
+    let (targets, held) = {
+        let (manifest, options) = (manifest.clone(), options.clone());
+        disk::blocking(move || prepare(&manifest, &options)).await?
+    };
     for (index, state) in held.iter().enumerate() {
         let (offset, hash) = match state {
             Held::Nothing => continue,
@@ -191,16 +205,18 @@ async fn receive(
             continue;
         }
         progress.file(&entry.path);
-        let offset = match link.recv().await? {
-            Incoming::Message(Message::File { index: i, offset }) if i == index as u64 => offset,
-            other => return Err(unexpected(&format!("the start of file {index}"), &other)),
-        };
         let target = &targets[index];
         let state = &held[index];
         let (claimed, claimed_hash) = match state {
             Held::Nothing => (0, None),
             Held::Partial { offset, hash } => (*offset, Some(hash)),
             Held::Complete { hash } => (entry.size, Some(hash)),
+        };
+        // The sender hashes its copy of the claimed bytes before it answers.
+        let hashing = Duration::from_secs(claimed / SLOWEST_HASH_RATE);
+        let offset = match recv_within(link, idle + hashing).await? {
+            Incoming::Message(Message::File { index: i, offset }) if i == index as u64 => offset,
+            other => return Err(unexpected(&format!("the start of file {index}"), &other)),
         };
         if offset != 0 && offset != claimed {
             return Err(TransferError::Protocol(format!(
@@ -217,7 +233,7 @@ async fn receive(
 
         if let (Held::Complete { .. }, true) = (state, offset == entry.size) {
             // Already here and identical: only the final hash is checked.
-            let expected = expect_end(link, index).await?;
+            let expected = expect_end(link, index, idle).await?;
             if Some(&expected) != claimed_hash {
                 return Err(TransferError::HashMismatch {
                     path: entry.path.clone(),
@@ -227,15 +243,10 @@ async fn receive(
         }
 
         let part = part_path(target);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| write_error(parent, source))?;
-        }
-        let (file, hasher) =
-            open_part(&part, offset).map_err(|source| write_error(&part, source))?;
-        let (chunks, writer) = disk::spawn_writer(file, hasher);
+        let (chunks, writer) = disk::spawn_writer(part.clone(), offset);
         let mut remaining = entry.size - offset;
         while remaining > 0 {
-            let data = match link.recv().await? {
+            let data = match recv_within(link, idle).await? {
                 Incoming::Data(data) => data,
                 other => return Err(unexpected("file data", &other)),
             };
@@ -255,20 +266,22 @@ async fn receive(
             progress.advance(n);
         }
         drop(chunks);
-        let hasher = writer
+        let hasher = disk::join(writer)
             .await
-            .map_err(|err| write_error(&part, std::io::Error::other(err)))?
-            .map_err(|source| write_error(&part, source))?;
-        let expected = expect_end(link, index).await?;
+            .map_err(|err| write_error(&err.path, err.source))?;
+        let expected = expect_end(link, index, idle).await?;
         if hex::encode(hasher.finalize().as_bytes()) != expected {
-            let _ = std::fs::remove_file(&part);
+            let _ = disk::blocking(move || std::fs::remove_file(part)).await;
             return Err(TransferError::HashMismatch {
                 path: entry.path.clone(),
             });
         }
-        std::fs::rename(&part, target).map_err(|source| write_error(target, source))?;
+        let to = target.clone();
+        disk::blocking(move || std::fs::rename(part, to))
+            .await
+            .map_err(|source| write_error(target, source))?;
     }
-    match link.recv().await? {
+    match recv_within(link, idle).await? {
         Incoming::Message(Message::Done) => {}
         other => return Err(unexpected("done", &other)),
     }
@@ -282,6 +295,32 @@ async fn receive(
         skipped_bytes,
         elapsed: started.elapsed(),
     })
+}
+
+/// Resolves every path (refusing any before anything is written), looks at
+/// what is on disk for each, then creates the output directory and every
+/// offered directory. Returns the targets and what is held of each.
+fn prepare(
+    manifest: &Manifest,
+    options: &ReceiveOptions,
+) -> Result<(Vec<PathBuf>, Vec<Held>), TransferError> {
+    let out = &options.out;
+    let targets = manifest
+        .entries()
+        .iter()
+        .map(|entry| paths::resolve(out, &entry.path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut held = Vec::with_capacity(targets.len());
+    for (entry, target) in manifest.entries().iter().zip(&targets) {
+        held.push(inspect(entry, target, options.overwrite)?);
+    }
+    std::fs::create_dir_all(out).map_err(|source| write_error(out, source))?;
+    for (entry, target) in manifest.entries().iter().zip(&targets) {
+        if entry.kind == EntryKind::Dir {
+            std::fs::create_dir_all(target).map_err(|source| write_error(target, source))?;
+        }
+    }
+    Ok((targets, held))
 }
 
 /// What is on disk for `entry` at `target`; refuses what must not be touched.
@@ -331,32 +370,36 @@ fn hash_file(path: &Path, len: u64) -> Result<String, TransferError> {
     };
     let mut file = File::open(path).map_err(read_error)?;
     let mut hasher = blake3::Hasher::new();
-    hash_prefix(&mut file, len, &mut hasher).map_err(read_error)?;
+    disk::hash_prefix(&mut file, len, &mut hasher).map_err(read_error)?;
     Ok(hex::encode(hasher.finalize().as_bytes()))
 }
 
-/// Opens `part` to continue at `offset` (hashing what is there), or creates
-/// it afresh when `offset` is 0.
-fn open_part(part: &Path, offset: u64) -> std::io::Result<(File, blake3::Hasher)> {
-    let mut hasher = blake3::Hasher::new();
-    if offset == 0 {
-        return Ok((File::create(part)?, hasher));
-    }
-    let mut file = OpenOptions::new().read(true).write(true).open(part)?;
-    hash_prefix(&mut file, offset, &mut hasher)?;
-    file.set_len(offset)?;
-    file.seek(SeekFrom::Start(offset))?;
-    Ok((file, hasher))
-}
-
-async fn expect_end(link: &mut Link, index: usize) -> Result<String, TransferError> {
-    match link.recv().await? {
+async fn expect_end(
+    link: &mut Link,
+    index: usize,
+    idle: Duration,
+) -> Result<String, TransferError> {
+    match recv_within(link, idle).await? {
         Incoming::Message(Message::FileEnd { index: i, blake3 }) if i == index as u64 => Ok(blake3),
         other => Err(unexpected(&format!("the end of file {index}"), &other)),
     }
 }
 
+/// A failed write as the user should see it: a permission problem names
+/// what to make writable (the file, or the directory that refused it).
 fn write_error(path: &Path, source: std::io::Error) -> TransferError {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    if matches!(source.kind(), PermissionDenied | ReadOnlyFilesystem) {
+        let check = path
+            .ancestors()
+            .find(|p| std::fs::symlink_metadata(p).is_ok())
+            .unwrap_or(path);
+        return TransferError::NotPermitted {
+            path: path.display().to_string(),
+            check: check.display().to_string(),
+            source,
+        };
+    }
     TransferError::Write {
         path: path.display().to_string(),
         source,

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-
+use std::io::{Seek, SeekFrom};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::TransferError;
@@ -108,35 +108,18 @@ async fn run(
             continue;
         }
         progress.file(&entry.path);
-        let local = &source.local[index];
-        let shown = local.display().to_string();
+        let shown = source.local[index].display().to_string();
         let read_error = |source| TransferError::Read {
             path: shown.clone(),
             source,
         };
-        let mut file = File::open(local).map_err(read_error)?;
-        let size = file.metadata().map_err(read_error)?.len();
-        if size != entry.size {
-            return Err(TransferError::Source {
-                path: shown,
-                reason: format!(
-                    "it changed size while being sent ({} bytes offered, {size} now)",
-                    entry.size
-                ),
-            });
-        }
-        let mut hasher = blake3::Hasher::new();
-        let mut offset = 0;
-        if let Some((claimed, claimed_hash)) = resume.get(&index) {
-            hash_prefix(&mut file, *claimed, &mut hasher).map_err(read_error)?;
-            if hex::encode(hasher.finalize().as_bytes()) == *claimed_hash {
-                offset = *claimed;
-            } else {
-                tracing::info!(path = %entry.path, "the receiver's partial copy differs; sending it whole");
-                hasher.reset();
-                file.seek(SeekFrom::Start(0)).map_err(read_error)?;
-            }
-        }
+        let (local, claim, size) = (
+            source.local[index].clone(),
+            resume.get(&index).cloned(),
+            entry.size,
+        );
+        let (file, hasher, offset) =
+            disk::blocking(move || open_source(&local, size, claim)).await?;
         link.send(&Message::File {
             index: index as u64,
             offset,
@@ -160,10 +143,7 @@ async fn run(
                 });
             }
         }
-        let hasher = reader.await.map_err(|err| TransferError::Read {
-            path: shown.clone(),
-            source: std::io::Error::other(err),
-        })?;
+        let hasher = disk::join(reader).await;
         link.send(&Message::FileEnd {
             index: index as u64,
             blake3: hex::encode(hasher.finalize().as_bytes()),
@@ -192,18 +172,38 @@ async fn run(
     })
 }
 
-/// Feeds the first `len` bytes of `file` to `hasher` (streaming).
-pub(super) fn hash_prefix(
-    file: &mut File,
-    len: u64,
-    hasher: &mut blake3::Hasher,
-) -> std::io::Result<()> {
-    let copied = std::io::copy(&mut Read::by_ref(file).take(len), hasher)?;
-    if copied != len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the file is shorter than expected",
-        ));
+/// Opens a file to send and checks it still has the offered `size`. With
+/// the receiver's `claim` (bytes held, their BLAKE3) it hashes its own first
+/// bytes: equal → it continues after them, else it starts over at 0.
+/// Returns the file positioned at the start offset, the hasher of what lies
+/// before it, and the offset.
+fn open_source(
+    local: &Path,
+    size: u64,
+    claim: Option<(u64, String)>,
+) -> Result<(File, blake3::Hasher, u64), TransferError> {
+    let shown = local.display().to_string();
+    let read_error = |source| TransferError::Read {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = File::open(local).map_err(read_error)?;
+    let now = file.metadata().map_err(read_error)?.len();
+    if now != size {
+        return Err(TransferError::Source {
+            path: shown,
+            reason: format!("it changed size while being sent ({size} bytes offered, {now} now)"),
+        });
     }
-    Ok(())
+    let mut hasher = blake3::Hasher::new();
+    if let Some((claimed, claimed_hash)) = claim {
+        disk::hash_prefix(&mut file, claimed, &mut hasher).map_err(read_error)?;
+        if hex::encode(hasher.finalize().as_bytes()) == claimed_hash {
+            return Ok((file, hasher, claimed));
+        }
+        tracing::info!(path = %shown, "the receiver's partial copy differs; sending it whole");
+        hasher.reset();
+        file.seek(SeekFrom::Start(0)).map_err(read_error)?;
+    }
+    Ok((file, hasher, 0))
 }
