@@ -509,3 +509,35 @@ fn a_permission_error_mid_tree_keeps_what_arrived_and_a_rerun_sends_only_the_res
     );
     assert_eq!(tree(&out), tree(&temp.path.join("src")));
 }
+
+#[test]
+fn a_killed_receiver_is_reported_by_the_sender_within_seconds() {
+    let server = Server::start(&[]);
+    let temp = TempDir::new("killed-receiver");
+    let file = temp.path.join("large.bin");
+    std::fs::write(&file, pseudo_random(96 * 1024 * 1024, 13)).unwrap();
+    let out = temp.path.join("out");
+    let part = out.join("large.bin.part");
+
+    let mut sender = send(&server, "60-apple-tiger", &[&file], &[]);
+    let mut receiver = receive(&server, "60-apple-tiger", &out, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < 2 * 1024 * 1024 {
+        assert!(
+            Instant::now() < deadline,
+            "no data arrived\n{}",
+            receiver.log()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    receiver.kill();
+    let killed = Instant::now();
+    assert!(!sender.wait_exit().success(), "{}", sender.log());
+    let waited = killed.elapsed();
+    sender.wait_for(Stream::Stderr, "the other side went away", 0);
+    assert!(
+        waited < Duration::from_secs(15),
+        "the sender took {waited:?}"
+    );
+    assert!(part.exists(), "the receiver's partial file was removed");
+}

@@ -216,12 +216,47 @@ impl Link {
             .map_err(|_| TransferError::Gone("the channel closed"))
     }
 
-    /// Sends file data (waits while 1 MiB is unacknowledged).
-    pub async fn send_data(&self, data: BytesMut) -> Result<(), TransferError> {
-        self.channel
-            .send_bytes(data)
+    /// Sends file data (waits while 1 MiB is unacknowledged), listening to
+    /// the peer meanwhile like [`Link::send_listening`].
+    pub async fn send_data(&mut self, data: BytesMut) -> Result<(), TransferError> {
+        let channel = self.channel.clone();
+        self.while_listening(async move { channel.send_bytes(data).await })
             .await
-            .map_err(|_| TransferError::Gone("the channel closed"))
+    }
+
+    /// Sends a control message while the peer is not expected to say
+    /// anything: the wait for room in the channel (a dead peer never frees
+    /// it) ends with the peer's `error`, its leaving, or the lost
+    /// connection, as [`Link::recv`] reports them.
+    pub async fn send_listening(&mut self, message: &Message) -> Result<(), TransferError> {
+        let (channel, text) = (self.channel.clone(), message.to_json());
+        self.while_listening(async move { channel.send(Payload::Text(text)).await })
+            .await
+    }
+
+    async fn while_listening(
+        &mut self,
+        sending: impl Future<Output = Result<(), crate::Error>>,
+    ) -> Result<(), TransferError> {
+        let sent = tokio::select! {
+            // The peer first: an error it sent explains a failed send.
+            biased;
+            heard = self.recv() => {
+                return Err(match heard {
+                    Err(err) => err,
+                    Ok(other) => unexpected("nothing while data flows", &other),
+                });
+            }
+            sent = sending => sent,
+        };
+        if sent.is_ok() {
+            return Ok(());
+        }
+        // The channel closed: the peer's last words may still be on their way.
+        match tokio::time::timeout(LEFT_GRACE, self.recv()).await {
+            Ok(Err(err @ TransferError::Peer(_))) => Err(err),
+            _ => Err(TransferError::Gone("the channel closed")),
+        }
     }
 
     /// The next frame from the peer. A peer's `error` message becomes
@@ -288,11 +323,6 @@ impl Link {
                 _ => {}
             }
         }
-    }
-
-    /// A frame if one is waiting, without waiting.
-    pub fn try_recv(&mut self) -> Option<Result<Incoming, TransferError>> {
-        futures_util::FutureExt::now_or_never(self.recv())
     }
 
     /// Tells the peer why we stop (best effort).

@@ -58,13 +58,13 @@ async fn run(
     progress: &mut dyn Progress,
 ) -> Result<SendSummary, TransferError> {
     let manifest = &source.manifest;
-    link.send(&Message::Offer {
+    link.send_listening(&Message::Offer {
         entries: manifest.entries().len() as u64,
         bytes: manifest.total_bytes(),
     })
     .await?;
     for entry in manifest.entries() {
-        link.send(&Message::Entry {
+        link.send_listening(&Message::Entry {
             path: entry.path.clone(),
             kind: entry.kind,
             size: entry.size,
@@ -120,7 +120,7 @@ async fn run(
         );
         let (file, hasher, offset) =
             disk::blocking(move || open_source(&local, size, claim)).await?;
-        link.send(&Message::File {
+        link.send_listening(&Message::File {
             index: index as u64,
             offset,
         })
@@ -132,25 +132,19 @@ async fn run(
         while let Some(read) = chunks.recv().await {
             let buffer = read.map_err(read_error)?;
             let n = buffer.len() as u64;
+            // The receiver may stop (disk full, ...) or vanish: this hears it.
             link.send_data(buffer).await?;
             sent_bytes += n;
             progress.advance(n);
-            // The receiver may have stopped (disk full, ...): hear it now.
-            if let Some(incoming) = link.try_recv() {
-                return Err(match incoming {
-                    Err(err) => err,
-                    Ok(other) => unexpected("nothing while data flows", &other),
-                });
-            }
         }
         let hasher = disk::join(reader).await;
-        link.send(&Message::FileEnd {
+        link.send_listening(&Message::FileEnd {
             index: index as u64,
             blake3: hex::encode(hasher.finalize().as_bytes()),
         })
         .await?;
     }
-    link.send(&Message::Done).await?;
+    link.send_listening(&Message::Done).await?;
     match tokio::time::timeout(DONE_TIMEOUT, link.recv()).await {
         Ok(Ok(Incoming::Message(Message::Done))) => {}
         Ok(Ok(other)) => return Err(unexpected("the receiver's done", &other)),
