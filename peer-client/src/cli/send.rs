@@ -88,7 +88,11 @@ pub(crate) async fn run(args: SendArgs) -> anyhow::Result<()> {
     let mut bar = Bar::new(args.json);
     let result = send(&mut link, &source, &mut bar).await;
     drop(bar);
-    link.close().await;
+    match &result {
+        // Data still in flight will never be acknowledged by a peer that left.
+        Err(err) if err.peer_knows() => link.leave().await,
+        _ => link.close().await,
+    }
     let summary = result.context("the transfer stopped")?;
     let rate = megabytes_per_second(summary.sent_bytes, summary.elapsed);
     if args.json {

@@ -346,6 +346,12 @@ impl Link {
         self.session.close().await;
     }
 
+    /// Leaves the room at once, without waiting for what was sent to be
+    /// acknowledged: for a peer that is gone or has stopped by itself.
+    pub async fn leave(self) {
+        self.session.close().await;
+    }
+
     /// Leaves the room once what was sent is acknowledged (bounded wait).
     pub async fn close(self) {
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
