@@ -229,6 +229,7 @@ test('an interrupted receive into a directory resumes: what arrived is not sent 
       try {
         await offer.accept(directorySink(dir), {
           onProgress: ({ done }) => {
+            window.arrived = done;
             if (done > 4 * 1024 * 1024) window.enoughArrived = true;
           },
         });
@@ -239,7 +240,13 @@ test('an interrupted receive into a directory resumes: what arrived is not sent 
     },
     { wsUrl: server.wsUrl, code },
   );
-  await page.waitForFunction(() => window.enoughArrived === true, null, { timeout: 60_000 });
+  try {
+    await page.waitForFunction(() => window.enoughArrived === true, null, { timeout: 60_000 });
+  } catch (err) {
+    // Say how far it got, and what the sender saw, so a stall can be diagnosed.
+    const arrived = await page.evaluate(() => window.arrived ?? 0).catch(() => '?');
+    throw new Error(`${err.message}\nbytes arrived: ${arrived}\nsender:\n${first.log()}`);
+  }
   await first.kill('SIGKILL');
   assert.match(await interrupted, /the other side went away/);
   const partSize = await page.evaluate(async () => {
