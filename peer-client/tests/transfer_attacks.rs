@@ -324,29 +324,18 @@ async fn hostile_paths_from_a_sender_with_the_code_are_refused() {
     assert!(!outside.join("escaped.txt").exists());
 }
 
-/// A hostile sender that offers `file.bin` (4 bytes), then sends `data` and
-/// closes the file with `hash`; returns the receiver's stderr.
-async fn send_bad_file(code: &str, out: &Path, data: &[u8], hash: &str) -> String {
-    let server = TestServer::start().await;
-    let code = Code::parse(code).unwrap();
-    let mut session = common::join(&server.url(), &code.room()).await;
-    let receiver = receiver(&server.url(), code.as_str(), out);
-    let channel = transfer_channel(&mut session).await;
-    let mut link = bounded(
-        "the handshake",
-        Link::over(session, channel, &code, Role::Sender),
-    )
-    .await
-    .unwrap();
+/// Offers one file, `file.bin` of `size` bytes, waits for the acceptance and
+/// starts the file from offset 0.
+async fn start_single_file(link: &mut Link, size: u64) {
     for message in [
         Message::Offer {
             entries: 1,
-            bytes: 4,
+            bytes: size,
         },
         Message::Entry {
             path: "file.bin".into(),
             kind: EntryKind::File,
-            size: 4,
+            size,
         },
     ] {
         link.send(&message).await.unwrap();
@@ -362,6 +351,23 @@ async fn send_bad_file(code: &str, out: &Path, data: &[u8], hash: &str) -> Strin
     })
     .await
     .unwrap();
+}
+
+/// A hostile sender that offers `file.bin` (4 bytes), then sends `data` and
+/// closes the file with `hash`; returns the receiver's stderr.
+async fn send_bad_file(code: &str, out: &Path, data: &[u8], hash: &str) -> String {
+    let server = TestServer::start().await;
+    let code = Code::parse(code).unwrap();
+    let mut session = common::join(&server.url(), &code.room()).await;
+    let receiver = receiver(&server.url(), code.as_str(), out);
+    let channel = transfer_channel(&mut session).await;
+    let mut link = bounded(
+        "the handshake",
+        Link::over(session, channel, &code, Role::Sender),
+    )
+    .await
+    .unwrap();
+    start_single_file(&mut link, 4).await;
     link.send_data(bytes::BytesMut::from(data)).await.unwrap();
     link.send(&Message::FileEnd {
         index: 0,
@@ -470,30 +476,7 @@ async fn a_sender_that_goes_silent_ends_the_receive_and_what_arrived_is_kept() {
     let (mut link, receiver) =
         hostile_sender(&server, "58-apple-tiger", &out, &["--idle-timeout", "2"]).await;
     let size = 1024 * 1024;
-    for message in [
-        Message::Offer {
-            entries: 1,
-            bytes: size,
-        },
-        Message::Entry {
-            path: "file.bin".into(),
-            kind: EntryKind::File,
-            size,
-        },
-    ] {
-        link.send(&message).await.unwrap();
-    }
-    let accepted = bounded("the acceptance", link.recv()).await.unwrap();
-    assert!(
-        matches!(accepted, Incoming::Message(Message::Accept)),
-        "{accepted:?}"
-    );
-    link.send(&Message::File {
-        index: 0,
-        offset: 0,
-    })
-    .await
-    .unwrap();
+    start_single_file(&mut link, size).await;
     let sent = vec![7u8; 64 * 1024];
     link.send_data(bytes::BytesMut::from(&sent[..]))
         .await
