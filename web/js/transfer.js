@@ -41,6 +41,8 @@ const SEND_HIGH_WATER = 1024 * 1024;
 const SEND_LOW_WATER = 256 * 1024;
 /** Most manifest entries accepted. */
 export const MAX_ENTRIES = 100_000;
+/** Most bytes (UTF-8) of all offered paths together, as the native receiver counts them. */
+export const MAX_PATH_BYTES_TOTAL = 16 * 1024 * 1024;
 /** Most bytes of received frames waiting to be written before the transfer stops. */
 const MAX_INBOX_BYTES = 256 * 1024 * 1024;
 /** Most frames waiting to be handled. */
@@ -946,10 +948,16 @@ export async function receiveOffer({ url, code, onStatus = () => {}, signal }) {
       throw protocolError(`the offer has ${offer.entries} entries, at most ${MAX_ENTRIES} are accepted`);
     }
     const entries = [];
+    const encoder = new TextEncoder();
+    let pathBytes = 0;
     for (let i = 0; i < offer.entries; i += 1) {
       const entry = await link.expect('entry', 'a manifest entry');
       if (typeof entry.path !== 'string' || (entry.kind !== 'file' && entry.kind !== 'dir') || !isCount(entry.size)) {
         throw protocolError('a manifest entry is malformed');
+      }
+      pathBytes += encoder.encode(entry.path).length;
+      if (pathBytes > MAX_PATH_BYTES_TOTAL) {
+        throw protocolError(`the manifest's paths take more than ${MAX_PATH_BYTES_TOTAL / (1024 * 1024)} MiB together`);
       }
       if (entry.kind === 'dir' && entry.size !== 0) throw protocolError(`directory ${JSON.stringify(printable(entry.path))} has a size`);
       entries.push({ path: entry.path, kind: entry.kind, size: entry.size });

@@ -131,10 +131,22 @@ test('page to page: the link a page shows brings the files to another page', { t
 function hostileSender(page, wsUrl, code, { entries, afterAccept }) {
   return page.evaluate(
     async ({ wsUrl, code, entries, afterAccept }) => {
+      // `{longPaths: n}`: n unique paths of 4096 bytes, made here rather than passed in.
+      if (entries.longPaths) {
+        entries = Array.from({ length: entries.longPaths }, (_, i) => ({
+          path: String(i).padStart(5, '0') + 'x'.repeat(4091),
+          kind: 'file',
+          size: 0,
+        }));
+      }
       const { Code, TransferLink } = await import('/js/transfer.js');
       const link = await TransferLink.open({ url: wsUrl, code: Code.parse(code), role: 'sender' });
       link.sendMessage({ type: 'offer', entries: entries.length, bytes: entries.reduce((s, e) => s + e.size, 0) });
-      for (const entry of entries) link.sendMessage({ type: 'entry', ...entry });
+      for (const [i, entry] of entries.entries()) {
+        link.sendMessage({ type: 'entry', ...entry });
+        // Let a long manifest drain: a data channel refuses more than 16 MiB queued.
+        if (i % 250 === 249) await new Promise((resolve) => setTimeout(resolve, 300));
+      }
       try {
         const accepted = await link.next(20_000);
         if (afterAccept && accepted.message?.type === 'accept') {
@@ -178,6 +190,13 @@ test('a hash that does not match, a path outside the target, or a file too large
       entries: [{ path: '../evil', kind: 'file', size: 0 }],
       afterAccept: false,
       error: /refused the path "\.\.\/evil" offered by the sender/,
+    },
+    {
+      // 4097 paths of 4096 bytes: each allowed, together over the 16 MiB bound.
+      code: '54-apple-tiger',
+      entries: { longPaths: 4097 },
+      afterAccept: false,
+      error: /the manifest's paths take more than 16 MiB together/,
     },
   ]) {
     const evil = await browser.newPage();
