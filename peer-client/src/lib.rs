@@ -66,6 +66,7 @@ pub use event::{Event, LinkPath, LinkState, Payload, SignalingStatus};
 pub use options::{
     DEFAULT_SEND_BUFFER_BYTES, DEFAULT_SOCKET_BUFFER_BYTES, MdnsMode, TransportOptions,
 };
+pub use peer::MAX_INCOMING_CHANNELS;
 pub use session::{Session, SessionConfig, SessionHandle};
 pub use signaling_protocol::{IceServer, PeerId};
 

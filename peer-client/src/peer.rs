@@ -7,6 +7,7 @@
 //! of one channel does not hold up negotiation.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use signaling_protocol::{IceServer, PeerId};
@@ -21,6 +22,9 @@ use crate::{Channel, Error, Event, LinkState};
 
 /// Candidates kept while the remote description is not set yet.
 const MAX_EARLY_CANDIDATES: usize = 64;
+/// Channels a peer may have opened to us that are open at once. More are
+/// closed as they arrive: each open channel holds a task and its buffers.
+pub const MAX_INCOMING_CHANNELS: usize = 64;
 /// Inputs a link may have queued.
 const INPUT_QUEUE: usize = 128;
 /// ICE restarts tried after a failure before the link gives up.
@@ -87,6 +91,7 @@ impl PeerLink {
             ignore_offer: false,
             restarts: 0,
             reported_state: None,
+            incoming_channels: Arc::default(),
         };
         if offer {
             for label in link.ctx.initial_channels.clone() {
@@ -150,6 +155,8 @@ struct LinkTask {
     ignore_offer: bool,
     restarts: u32,
     reported_state: Option<LinkState>,
+    /// Channels the peer opened that are open now.
+    incoming_channels: Arc<AtomicUsize>,
 }
 
 impl LinkTask {
@@ -244,7 +251,22 @@ impl LinkTask {
     async fn on_rtc_event(&mut self, event: RtcEvent) {
         match event {
             RtcEvent::LocalCandidate(candidate) => self.send(PeerSignal::Candidate(candidate)),
-            RtcEvent::IncomingChannel(channel) => self.watch_channel(channel, true),
+            RtcEvent::IncomingChannel(channel) => {
+                if self.incoming_channels.load(Ordering::Relaxed) >= MAX_INCOMING_CHANNELS {
+                    let label = channel.label().to_owned();
+                    tracing::warn!(peer = %self.remote, %label, "the peer has too many channels open; closing the new one");
+                    channel.close().await;
+                    self.report(Event::PeerError {
+                        peer: self.remote,
+                        error: format!(
+                            "it opened more than {MAX_INCOMING_CHANNELS} channels at once; closed {label:?}"
+                        ),
+                    })
+                    .await;
+                } else {
+                    self.watch_channel(channel, true);
+                }
+            }
             RtcEvent::State(state) => {
                 if self.reported_state == Some(state) {
                     return;
@@ -321,6 +343,10 @@ impl LinkTask {
         let peer = self.remote;
         let events = self.ctx.events.clone();
         let channels = Arc::clone(&self.ctx.channels);
+        let counted = incoming.then(|| {
+            self.incoming_channels.fetch_add(1, Ordering::Relaxed);
+            Arc::clone(&self.incoming_channels)
+        });
         tokio::spawn(async move {
             let label = channel.label().to_owned();
             let mut open = false;
@@ -370,6 +396,9 @@ impl LinkTask {
                 if peer_channels.is_empty() {
                     map.remove(&peer);
                 }
+            }
+            if let Some(counted) = counted {
+                counted.fetch_sub(1, Ordering::Relaxed);
             }
             let _ = events.send(Event::ChannelClosed { peer, label }).await;
         });
