@@ -32,8 +32,8 @@ async fn channels_beyond_the_limit_are_closed_and_reported() {
     }
 
     // The victim keeps the first MAX_INCOMING_CHANNELS open and reports each one it
-    // closes. (With this many channels opened at once the `webrtc` crate now and then
-    // never announces one, so the count of refusals is not exact.)
+    // closes. (Once, one channel over the limit was never announced to the link at all;
+    // see docs/security.md. The refusals are therefore counted loosely.)
     let mut opened = HashSet::new();
     let mut refused = 0;
     while opened.len() < MAX_INCOMING_CHANNELS || refused == 0 {
