@@ -334,3 +334,17 @@ impl Drop for TurnServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Deterministic bytes that do not compress or repeat in a chunk-sized way.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

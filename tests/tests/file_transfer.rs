@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use e2e::{Process, Server, Stream};
+use e2e::{Process, Server, Stream, pseudo_random};
 
 /// A temporary directory removed on drop (after unmounting, if asked).
 struct TempDir {
@@ -37,20 +37,6 @@ impl Drop for TempDir {
         }
         let _ = std::fs::remove_dir_all(&self.path);
     }
-}
-
-/// Deterministic bytes that do not compress or repeat in a chunk-sized way.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn send(server: &Server, code: &str, paths: &[&Path], extra: &[&str]) -> Process {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use e2e::netns::{Netns, link};
 use e2e::wire::Wire;
-use e2e::{Process, Stream};
+use e2e::{Process, Stream, pseudo_random};
 
 /// Two hosts on an impaired wire, a server host on clean links, a temp dir.
 struct Setup {
@@ -81,19 +81,6 @@ impl Setup {
         all.extend_from_slice(&args[1..]);
         self.hosts[n - 1].spawn(label, "peer-client", &all)
     }
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A number from the environment, or `default`.
