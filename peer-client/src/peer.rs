@@ -5,16 +5,24 @@
 //! the session, sends its own signals out through a bounded queue, and
 //! reports events. Channel readers are tasks of their own, so a slow reader
 //! of one channel does not hold up negotiation.
+//!
+//! A link whose DTLS handshake fails before it ever connected starts over on
+//! a new connection (new certificate, fresh ICE): the side that made the first
+//! offer rebuilds and offers again, and the other side rebuilds when an offer
+//! carries a new DTLS fingerprint. `docs/webrtc-engine.md` explains why.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use signaling_protocol::{IceServer, PeerId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use crate::engine::{
     ChannelEvent, DtlsFingerprints, NetStats, RtcChannel, RtcConnection, RtcEvent,
+    description_fingerprint,
 };
 use crate::options::TransportOptions;
 use crate::signal::{PeerSignal, SdpKind};
@@ -29,6 +37,16 @@ pub const MAX_INCOMING_CHANNELS: usize = 64;
 const INPUT_QUEUE: usize = 128;
 /// ICE restarts tried after a failure before the link gives up.
 const MAX_ICE_RESTARTS: u32 = 2;
+/// How long after ICE connects the DTLS handshake may take. The DTLS client
+/// of `webrtc` 0.21.1 resends a flight every second, seven times, so one
+/// flight without an answer fails it after 8 s; the rest of a handshake is
+/// two round trips. A handshake not done by then has failed (or will).
+const DTLS_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+/// Extra time the answering side gives the offering side to start over
+/// before it reports the link failed.
+const DTLS_REBUILD_GRACE: Duration = Duration::from_secs(5);
+/// New connections tried after failed DTLS handshakes before the link gives up.
+const MAX_REBUILDS: u32 = 2;
 
 /// Open channels, by peer and label, shared by the session and its links.
 pub(crate) type ChannelMap = Arc<Mutex<HashMap<PeerId, HashMap<String, Channel>>>>;
@@ -63,6 +81,17 @@ pub(crate) struct LinkContext {
     pub(crate) initial_channels: Vec<String>,
 }
 
+/// What became of a connection, as its channels learn it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// It is the link's connection.
+    Current,
+    /// A new connection replaced it.
+    Replaced,
+    /// The link gave up on it.
+    Failed,
+}
+
 /// Handle of a running link; dropping it closes the connection.
 pub(crate) struct PeerLink {
     input: mpsc::Sender<LinkInput>,
@@ -80,29 +109,43 @@ impl PeerLink {
         let (connection, rtc_events) = RtcConnection::new(&ctx.options, &ctx.ice_servers).await?;
         let connection = Arc::new(connection);
         let (input, inputs) = mpsc::channel(INPUT_QUEUE);
-        let stats_source = Arc::clone(&connection);
-        let stats = Arc::new(move || stats_source.net_stats());
+        let current = Arc::new(Mutex::new(Arc::clone(&connection)));
+        let stats_source = Arc::clone(&current);
+        let stats = Arc::new(move || match stats_source.lock() {
+            Ok(connection) => connection.net_stats(),
+            Err(_) => NetStats::default(),
+        });
         let mut link = LinkTask {
             polite: ctx.local > remote,
+            initiator: offer,
+            own_labels: if offer {
+                ctx.initial_channels.clone()
+            } else {
+                Vec::new()
+            },
             ctx,
             remote,
             connection,
+            current,
+            rtc_events,
+            fate: watch::Sender::new(Fate::Current),
             early_candidates: VecDeque::new(),
             ignore_offer: false,
             restarts: 0,
+            rebuilds: 0,
+            connected_once: false,
+            handshake_deadline: None,
+            left_fingerprints: Vec::new(),
             reported_state: None,
             incoming_channels: Arc::default(),
         };
         if offer {
-            for label in link.ctx.initial_channels.clone() {
-                let channel = link.connection.create_channel(&label).await?;
-                link.watch_channel(channel, false);
-            }
+            link.create_own_channels().await?;
             link.send_offer(false).await?;
         }
         // The task ends, closing the connection, when this handle (the only
         // sender of its inputs) is dropped.
-        tokio::spawn(link.run(inputs, rtc_events));
+        tokio::spawn(link.run(inputs));
         Ok(Self { input, stats })
     }
 
@@ -148,24 +191,48 @@ struct LinkTask {
     ctx: LinkContext,
     remote: PeerId,
     connection: Arc<RtcConnection>,
+    /// The connection the link's handle reads statistics from.
+    current: Arc<Mutex<Arc<RtcConnection>>>,
+    rtc_events: mpsc::Receiver<RtcEvent>,
+    /// Tells the current connection's channels whether it was replaced: a
+    /// channel that never opened then ends silently. Dropped with the link.
+    fate: watch::Sender<Fate>,
     /// The polite side yields in an offer collision.
     polite: bool,
+    /// This side made the first offer; it starts over after a failed handshake.
+    initiator: bool,
+    /// Labels of the channels this side created before the link first
+    /// connected; a new connection creates them again.
+    own_labels: Vec<String>,
     early_candidates: VecDeque<crate::signal::IceCandidate>,
     /// Set while a colliding offer from the impolite side's view is ignored.
     ignore_offer: bool,
     restarts: u32,
+    /// Connections replaced after a failed DTLS handshake.
+    rebuilds: u32,
+    /// The link has been connected at least once; it is never rebuilt then
+    /// (its fingerprints may already authenticate the application's data).
+    connected_once: bool,
+    /// When the DTLS handshake of the current connection counts as failed.
+    handshake_deadline: Option<Instant>,
+    /// Remote fingerprints of connections this side left; descriptions that
+    /// carry them are late and ignored.
+    left_fingerprints: Vec<String>,
     reported_state: Option<LinkState>,
     /// Channels the peer opened that are open now.
     incoming_channels: Arc<AtomicUsize>,
 }
 
 impl LinkTask {
-    async fn run(
-        mut self,
-        mut inputs: mpsc::Receiver<LinkInput>,
-        mut rtc_events: mpsc::Receiver<RtcEvent>,
-    ) {
+    async fn run(mut self, mut inputs: mpsc::Receiver<LinkInput>) {
         loop {
+            let deadline = self.handshake_deadline;
+            let handshake_overdue = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 input = inputs.recv() => match input {
                     Some(LinkInput::Signal(signal)) => {
@@ -187,14 +254,21 @@ impl LinkTask {
                             self.watch_channel(channel.clone(), false);
                             Channel::new(self.remote, channel)
                         });
+                        if result.is_ok() && !self.connected_once && !self.own_labels.contains(&label) {
+                            self.own_labels.push(label);
+                        }
                         let _ = reply.send(result);
                     }
                     None => break,
                 },
-                event = rtc_events.recv() => match event {
+                event = self.rtc_events.recv() => match event {
                     Some(event) => self.on_rtc_event(event).await,
                     None => break,
                 },
+                () = handshake_overdue => {
+                    self.handshake_deadline = None;
+                    self.on_handshake_failed("it did not complete in time").await;
+                }
             }
         }
         self.connection.close().await;
@@ -208,6 +282,22 @@ impl LinkTask {
         match signal {
             PeerSignal::Description(description) => {
                 let is_offer = description.kind == SdpKind::Offer;
+                let fingerprint = description_fingerprint(&description);
+                if fingerprint
+                    .as_ref()
+                    .is_some_and(|fp| self.left_fingerprints.contains(fp))
+                {
+                    tracing::debug!(peer = %self.remote, "ignoring a description of a connection this side left");
+                    return Ok(());
+                }
+                if is_offer
+                    && let Some(offered) = fingerprint
+                    && let Some(current) = self.connection.remote_fingerprint().await
+                    && offered != current
+                    && !self.start_over_for(&offered).await?
+                {
+                    return Ok(());
+                }
                 let collision = is_offer && self.connection.has_pending_offer().await;
                 self.ignore_offer = !self.polite && collision;
                 if self.ignore_offer {
@@ -267,6 +357,23 @@ impl LinkTask {
                     self.watch_channel(channel, true);
                 }
             }
+            RtcEvent::IceConnected => {
+                if !self.connected_once {
+                    self.arm_handshake_deadline(Duration::ZERO);
+                }
+            }
+            RtcEvent::Stopped => {
+                if self.connected_once {
+                    self.give_up("the connection stopped on an error".into())
+                        .await;
+                } else if self.initiator {
+                    self.on_handshake_failed("it ran out of retransmissions")
+                        .await;
+                } else if self.handshake_deadline.is_none() {
+                    // The offering side starts over; wait for its offer.
+                    self.arm_handshake_deadline(Duration::ZERO);
+                }
+            }
             RtcEvent::State(state) => {
                 if self.reported_state == Some(state) {
                     return;
@@ -274,6 +381,8 @@ impl LinkTask {
                 self.reported_state = Some(state);
                 let path = if state == LinkState::Connected {
                     self.restarts = 0;
+                    self.connected_once = true;
+                    self.handshake_deadline = None;
                     self.connection.path().await
                 } else {
                     None
@@ -318,6 +427,125 @@ impl LinkTask {
         }
     }
 
+    /// Starts the DTLS deadline of the current connection, `extra` later
+    /// than usual. The answering side waits longer: the offering side is the
+    /// one that starts over.
+    fn arm_handshake_deadline(&mut self, extra: Duration) {
+        let wait = if self.initiator {
+            DTLS_HANDSHAKE_DEADLINE
+        } else {
+            DTLS_HANDSHAKE_DEADLINE + DTLS_REBUILD_GRACE
+        };
+        self.handshake_deadline = Some(Instant::now() + wait + extra);
+    }
+
+    /// The DTLS handshake of the current connection failed (`why`) before the
+    /// link ever connected. The offering side builds a new connection and
+    /// offers it while attempts remain; the answering side gives up, since the
+    /// offering side did not start over in time.
+    async fn on_handshake_failed(&mut self, why: &str) {
+        if self.connected_once {
+            return;
+        }
+        tracing::warn!(peer = %self.remote, why, attempt = self.rebuilds, "DTLS handshake failed");
+        if !self.initiator || self.rebuilds >= MAX_REBUILDS {
+            self.give_up(format!(
+                "the DTLS handshake failed ({why}) on {} connection(s)",
+                self.rebuilds + 1
+            ))
+            .await;
+            return;
+        }
+        let result = async {
+            self.rebuild().await?;
+            self.send_offer(false).await
+        }
+        .await;
+        if let Err(err) = result {
+            self.give_up(format!("could not start a new connection: {err}"))
+                .await;
+        }
+    }
+
+    /// An offer carries a DTLS fingerprint other than the current remote
+    /// description's: the peer started over on a new connection. Returns
+    /// whether the offer should be processed (on a new connection of ours).
+    async fn start_over_for(&mut self, offered: &str) -> Result<bool, Error> {
+        if self.connected_once {
+            return Err(Error::BadSignal(
+                "the peer changed its DTLS certificate on an established link".into(),
+            ));
+        }
+        if self.rebuilds >= MAX_REBUILDS {
+            self.give_up(format!(
+                "the peer started over more than {MAX_REBUILDS} times"
+            ))
+            .await;
+            return Ok(false);
+        }
+        tracing::info!(peer = %self.remote, offered, "the peer started over on a new connection; so does this side");
+        self.rebuild().await?;
+        Ok(true)
+    }
+
+    /// Replaces the connection with a new one (new certificate, fresh ICE)
+    /// and creates this side's channels on it again. Sends no offer.
+    async fn rebuild(&mut self) -> Result<(), Error> {
+        self.rebuilds += 1;
+        let (connection, events) =
+            RtcConnection::new(&self.ctx.options, &self.ctx.ice_servers).await?;
+        if let Some(left) = self.connection.remote_fingerprint().await
+            && !self.left_fingerprints.contains(&left)
+        {
+            self.left_fingerprints.push(left);
+        }
+        self.fate.send_replace(Fate::Replaced);
+        self.fate = watch::Sender::new(Fate::Current);
+        let old = std::mem::replace(&mut self.connection, Arc::new(connection));
+        if let Ok(mut current) = self.current.lock() {
+            *current = Arc::clone(&self.connection);
+        }
+        self.rtc_events = events;
+        tokio::spawn(async move { old.close().await });
+        self.early_candidates.clear();
+        self.ignore_offer = false;
+        // Bounded even if the new connection never gets as far as ICE (its
+        // offer or answer lost, or refused); ICE connecting re-arms it.
+        self.arm_handshake_deadline(DTLS_REBUILD_GRACE);
+        tracing::info!(peer = %self.remote, attempt = self.rebuilds, "new connection after a failed DTLS handshake");
+        self.create_own_channels().await
+    }
+
+    /// Creates the channels this side opened before the link connected.
+    async fn create_own_channels(&mut self) -> Result<(), Error> {
+        for label in self.own_labels.clone() {
+            let channel = self.connection.create_channel(&label).await?;
+            self.watch_channel(channel, false);
+        }
+        Ok(())
+    }
+
+    /// Reports the link failed for good, with `why`.
+    async fn give_up(&mut self, why: String) {
+        self.handshake_deadline = None;
+        self.fate.send_replace(Fate::Failed);
+        tracing::warn!(peer = %self.remote, %why, "giving up on the link");
+        if self.reported_state != Some(LinkState::Failed) {
+            self.reported_state = Some(LinkState::Failed);
+            self.report(Event::LinkState {
+                peer: self.remote,
+                state: LinkState::Failed,
+                path: None,
+            })
+            .await;
+        }
+        self.report(Event::PeerError {
+            peer: self.remote,
+            error: why,
+        })
+        .await;
+    }
+
     async fn send_offer(&mut self, ice_restart: bool) -> Result<(), Error> {
         let offer = self.connection.create_offer(ice_restart).await?;
         self.send(PeerSignal::Description(offer));
@@ -343,6 +571,7 @@ impl LinkTask {
         let peer = self.remote;
         let events = self.ctx.events.clone();
         let channels = Arc::clone(&self.ctx.channels);
+        let mut fate = self.fate.subscribe();
         let counted = incoming.then(|| {
             self.incoming_channels.fetch_add(1, Ordering::Relaxed);
             Arc::clone(&self.incoming_channels)
@@ -372,7 +601,7 @@ impl LinkTask {
             {
                 let _ = events.send(event).await;
             }
-            loop {
+            let replaced = loop {
                 let event = match channel.next_event().await {
                     ChannelEvent::Open => match announce(&mut open) {
                         Some(event) => event,
@@ -383,13 +612,23 @@ impl LinkTask {
                         label: label.clone(),
                         payload,
                     },
-                    ChannelEvent::Closed => break,
+                    // A channel that never opened on a connection that stopped
+                    // ends silently if a new connection replaces it (its
+                    // successor is created there); the link decides which.
+                    ChannelEvent::Gone if !open => {
+                        break fate
+                            .wait_for(|fate| *fate != Fate::Current)
+                            .await
+                            .is_ok_and(|fate| *fate == Fate::Replaced);
+                    }
+                    ChannelEvent::Closed | ChannelEvent::Gone => break false,
                 };
                 if events.send(event).await.is_err() {
                     return;
                 }
-            }
-            if let Ok(mut map) = channels.lock()
+            };
+            if open
+                && let Ok(mut map) = channels.lock()
                 && let Some(peer_channels) = map.get_mut(&peer)
             {
                 peer_channels.remove(&label);
@@ -400,10 +639,15 @@ impl LinkTask {
             if let Some(counted) = counted {
                 counted.fetch_sub(1, Ordering::Relaxed);
             }
-            let _ = events.send(Event::ChannelClosed { peer, label }).await;
+            if !replaced {
+                let _ = events.send(Event::ChannelClosed { peer, label }).await;
+            }
         });
     }
 }
+
+#[cfg(test)]
+mod dtls_failure_tests;
 
 #[cfg(test)]
 mod tests {

@@ -16,6 +16,9 @@ pub(crate) enum ChannelEvent {
     Message(Payload),
     /// The channel closed; no more events follow.
     Closed,
+    /// The connection under the channel stopped or was closed; no more
+    /// events follow.
+    Gone,
 }
 
 /// A data channel handle; clones share the channel.
@@ -56,11 +59,12 @@ impl RtcChannel {
         matches!(self.dc.ready_state().await, Ok(RTCDataChannelState::Open))
     }
 
-    /// The next event; `Closed` once the channel is gone.
+    /// The next event; `Closed` or `Gone` ends them.
     pub(crate) async fn next_event(&self) -> ChannelEvent {
         loop {
             match self.dc.poll().await {
-                None | Some(DataChannelEvent::OnClose) => return ChannelEvent::Closed,
+                None => return ChannelEvent::Gone,
+                Some(DataChannelEvent::OnClose) => return ChannelEvent::Closed,
                 Some(DataChannelEvent::OnOpen) => return ChannelEvent::Open,
                 Some(DataChannelEvent::OnMessage(message)) => {
                     let data = message.data.freeze();

@@ -8,7 +8,7 @@
 mod channel;
 mod runtime;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -70,6 +70,12 @@ pub(crate) enum RtcEvent {
     State(LinkState),
     /// The other side opened a data channel.
     IncomingChannel(RtcChannel),
+    /// ICE found a working candidate pair; DTLS starts now.
+    IceConnected,
+    /// The connection stopped working for good without being closed: its
+    /// driver met an error. `webrtc` 0.21.1 ends the driver when a DTLS
+    /// handshake runs out of retransmissions and reports no state change.
+    Stopped,
 }
 
 /// Traffic and buffer figures of one connection.
@@ -140,6 +146,9 @@ pub(crate) struct RtcConnection {
     waker: Arc<OnceLock<Arc<dyn DataChannel>>>,
     /// Keeps the driver awake while the path may be relayed.
     relay_flush: Arc<RelayFlush>,
+    /// Set by [`RtcConnection::close`], so the driver's end is not reported as
+    /// [`RtcEvent::Stopped`].
+    closing: Arc<AtomicBool>,
 }
 
 impl RtcConnection {
@@ -150,9 +159,22 @@ impl RtcConnection {
     ) -> Result<(Self, mpsc::Receiver<RtcEvent>), Error> {
         let sizing = Sizing::probe(options.socket_buffer_bytes);
         let stats = Arc::new(SocketStats::default());
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let closing = Arc::new(AtomicBool::new(false));
+        let driver_exit = {
+            let events = events_tx.clone();
+            let closing = Arc::clone(&closing);
+            Box::new(move || {
+                if !closing.load(Ordering::Acquire) {
+                    tracing::warn!("the peer connection's driver stopped on an error");
+                    emit(&events, RtcEvent::Stopped);
+                }
+            })
+        };
         let runtime = Arc::new(TunedRuntime::new(
             options.socket_buffer_bytes,
             Arc::clone(&stats),
+            driver_exit,
         ));
         let relay_flush = runtime.relay_flush();
         let mdns = match options.mdns {
@@ -194,7 +216,6 @@ impl RtcConnection {
         if options.relay_only {
             configuration = configuration.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
         }
-        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let mid = Arc::new(std::sync::Mutex::new(String::from("0")));
         let waker = Arc::new(OnceLock::new());
         let handler = Arc::new(Handler {
@@ -221,6 +242,7 @@ impl RtcConnection {
                 sizing,
                 mid,
                 waker,
+                closing,
             },
             events_rx,
         ))
@@ -310,6 +332,11 @@ impl RtcConnection {
         self.pc.remote_description().await.is_some()
     }
 
+    /// The DTLS fingerprint of the remote description, once one is set.
+    pub(crate) async fn remote_fingerprint(&self) -> Option<String> {
+        sdp_fingerprint(&self.pc.remote_description().await?.sdp)
+    }
+
     /// Adds a candidate the other side trickled.
     pub(crate) async fn add_candidate(&self, candidate: IceCandidate) -> Result<(), Error> {
         let init = RTCIceCandidateInit {
@@ -377,6 +404,7 @@ impl RtcConnection {
 
     /// Closes the connection and its channels.
     pub(crate) async fn close(&self) {
+        self.closing.store(true, Ordering::Release);
         self.relay_flush.set(false);
         if let Err(err) = self.pc.close().await {
             tracing::debug!(%err, "closing the peer connection");
@@ -415,6 +443,11 @@ async fn pump_until_open(dc: Arc<dyn DataChannel>) {
         }
         tokio::time::sleep(OPEN_PUMP_INTERVAL).await;
     }
+}
+
+/// The DTLS certificate fingerprint a description carries.
+pub(crate) fn description_fingerprint(description: &SessionDescription) -> Option<String> {
+    sdp_fingerprint(&description.sdp)
 }
 
 /// The first `a=fingerprint:` value of a description.
@@ -472,15 +505,20 @@ impl Handler {
     }
 
     fn emit(&self, event: RtcEvent) {
-        match self.events.try_send(event) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(event)) => {
-                // The owner is behind; hand the event to a task rather than stall the driver.
-                let events = self.events.clone();
-                tokio::spawn(async move {
-                    let _ = events.send(event).await;
-                });
-            }
+        emit(&self.events, event);
+    }
+}
+
+/// Queues an event for the connection's owner without waiting.
+fn emit(events: &mpsc::Sender<RtcEvent>, event: RtcEvent) {
+    match events.try_send(event) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(event)) => {
+            // The owner is behind; hand the event to a task rather than stall the driver.
+            let events = events.clone();
+            tokio::spawn(async move {
+                let _ = events.send(event).await;
+            });
         }
     }
 }
@@ -510,6 +548,7 @@ impl PeerConnectionEventHandler for Handler {
         tracing::debug!(%state, "ICE connection state");
         if state == RTCIceConnectionState::Connected {
             self.wake_driver();
+            self.emit(RtcEvent::IceConnected);
         }
     }
 

@@ -8,14 +8,15 @@
 //! datagrams, and SCTP waits for retransmission timeouts.
 //!
 //! It also keeps the driver awake while the link may run through a TURN relay
-//! (see [`RelayFlush`]).
+//! (see [`RelayFlush`]), and reports when the driver stops (see
+//! [`TunedRuntime::new`]).
 
 use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -60,25 +61,69 @@ impl RelayFlush {
     }
 }
 
-/// Tokio with enlarged UDP socket buffers, datagram counters and
-/// [`RelayFlush`].
-#[derive(Debug)]
+/// Called once when the connection's driver task ends.
+pub(crate) type DriverExit = Box<dyn FnOnce() + Send>;
+
+/// Tokio with enlarged UDP socket buffers, datagram counters,
+/// [`RelayFlush`] and a report of the driver's end.
 pub(crate) struct TunedRuntime {
     tokio: TokioRuntime,
     /// Receive and send buffer size asked of the kernel for each socket.
     requested_buffer: usize,
     stats: Arc<SocketStats>,
     relay_flush: Arc<RelayFlush>,
+    /// Taken by the first spawned task, which is the driver.
+    driver_exit: Mutex<Option<DriverExit>>,
+}
+
+impl std::fmt::Debug for TunedRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunedRuntime")
+            .field("requested_buffer", &self.requested_buffer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TunedRuntime {
     /// A runtime whose [`RelayFlush`] starts on.
-    pub(crate) fn new(requested_buffer: usize, stats: Arc<SocketStats>) -> Self {
+    ///
+    /// `driver_exit` runs when the connection's driver ends. The `webrtc`
+    /// 0.21.1 driver ends on `close()` and on any error it meets, among them
+    /// a DTLS handshake that ran out of retransmissions; the crate reports no
+    /// state change then, so this is the only sign of it. The runtime is made
+    /// for one connection, and the first task the crate spawns through it is
+    /// that connection's driver (`PeerConnectionBuilder::build` spawns it
+    /// before anything else runs); later tasks (TCP connects) are not watched.
+    pub(crate) fn new(
+        requested_buffer: usize,
+        stats: Arc<SocketStats>,
+        driver_exit: DriverExit,
+    ) -> Self {
         Self {
             tokio: TokioRuntime,
             requested_buffer,
             stats,
             relay_flush: Arc::new(RelayFlush(AtomicBool::new(true))),
+            driver_exit: Mutex::new(Some(driver_exit)),
+        }
+    }
+
+    /// Wraps the first task spawned so that it reports its end.
+    fn watch_driver(
+        &self,
+        future: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let exit = self
+            .driver_exit
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take());
+        match exit {
+            Some(exit) => Box::pin(async move {
+                future.await;
+                exit();
+            }),
+            None => future,
         }
     }
 
@@ -114,7 +159,7 @@ fn record_min(slot: &AtomicUsize, value: usize) {
 
 impl Runtime for TunedRuntime {
     fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
-        self.tokio.spawn(future)
+        self.tokio.spawn(self.watch_driver(future))
     }
 
     fn spawn_reactor(
@@ -122,7 +167,8 @@ impl Runtime for TunedRuntime {
         reactor_pool_size: usize,
         future: Pin<Box<dyn Future<Output = ()> + Send>>,
     ) -> Box<dyn JoinHandle> {
-        self.tokio.spawn_reactor(reactor_pool_size, future)
+        self.tokio
+            .spawn_reactor(reactor_pool_size, self.watch_driver(future))
     }
 
     fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
