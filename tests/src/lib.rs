@@ -158,6 +158,11 @@ impl Process {
         let _ = stdin.flush();
     }
 
+    /// Closes the process's standard input (it reads end of file).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
     /// Waits (bounded) for the process to exit on its own.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + STEP;

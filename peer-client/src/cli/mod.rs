@@ -37,7 +37,8 @@ pub enum Command {
     /// A bot that sends every text message it receives back to its sender.
     Echo(RoomArgs),
     /// Measure connection setup, throughput and idle traffic between two
-    /// peers in this process over loopback (no server needed).
+    /// peers over loopback, this process and a child process (or both in
+    /// this one with --one-process); no server needed.
     Bench(BenchArgs),
     /// Send files and directories: prints a code phrase, then waits for the
     /// receiver. Authenticated end to end; resumes if run again.

@@ -1,13 +1,17 @@
-//! `peer-client bench`: two peers in this process, connected over loopback
-//! through the same negotiation code a session uses (signals are handed
-//! across directly instead of through a server).
+//! `peer-client bench`: two peers connected over loopback through the same
+//! negotiation code a session uses, with no server: the signals are handed
+//! across directly. By default the receiving peer runs in a child process
+//! (signals over its stdin and stdout, see [`stdio`]), as two machines or a
+//! `send`/`receive` pair would; `--one-process` keeps both in this process.
 //!
-//! Prints: time from creating the offering peer to an open channel on both
-//! sides; one-way throughput of a reliable ordered channel and the most
-//! bytes the sender ever had unacknowledged; datagrams per second on the
-//! idle link (ICE keepalives).
+//! Prints: time from the offer to an open channel on both sides; one-way
+//! throughput of a reliable ordered channel and the most bytes the sender
+//! ever had unacknowledged; datagrams per second on the idle link (ICE
+//! keepalives).
 
-use std::sync::Arc;
+mod stdio;
+
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -19,14 +23,15 @@ use tokio::time::timeout;
 
 use crate::peer::{LinkContext, Outbound, PeerLink};
 use crate::{
-    Channel, DEFAULT_SEND_BUFFER_BYTES, DEFAULT_SOCKET_BUFFER_BYTES, Event, NetStats,
-    TransportOptions,
+    Channel, DEFAULT_SEND_BUFFER_BYTES, DEFAULT_SOCKET_BUFFER_BYTES, Event, TransportOptions,
 };
 
 /// Label of the measured channel.
 const LABEL: &str = "bench";
 /// Longest the connection may take before the bench gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Signals a side may have queued for the other.
+const SIGNAL_QUEUE: usize = 256;
 
 /// Arguments of `bench`.
 #[derive(Debug, Clone, Args)]
@@ -56,40 +61,105 @@ pub struct BenchArgs {
     /// Give up if the transfer takes longer than this many seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout_secs: u64,
+
+    /// Run the receiving peer in this process too, instead of in a child
+    /// process (one runtime drives both ends).
+    #[arg(long)]
+    pub one_process: bool,
+
+    /// Be the receiving peer of a parent `bench`: signals and progress as
+    /// lines on stdin and stdout.
+    #[arg(long, hide = true, conflicts_with = "one_process")]
+    pub receiver_over_stdio: bool,
 }
 
+impl BenchArgs {
+    fn options(&self) -> TransportOptions {
+        let mut options = TransportOptions::loopback();
+        options.socket_buffer_bytes = self.socket_buffer;
+        options.send_buffer_bytes = self.send_buffer;
+        options
+    }
+
+    fn total_bytes(&self) -> u64 {
+        (self.mib * 1024 * 1024) as u64
+    }
+}
+
+/// One peer of the bench: its link and the events it reports.
 struct Side {
     link: Arc<PeerLink>,
     events: mpsc::Receiver<Event>,
 }
 
-pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let mut options = TransportOptions::loopback();
-    options.socket_buffer_bytes = args.socket_buffer;
-    options.send_buffer_bytes = args.send_buffer;
-    // The later joiner offers; give it the smaller id so the roles match the
-    // common case (offerer impolite).
-    let (mut offerer_id, mut answerer_id) = (PeerId::random(), PeerId::random());
-    if offerer_id > answerer_id {
-        std::mem::swap(&mut offerer_id, &mut answerer_id);
+/// The receiving end, in this process or in a child.
+enum Receiver {
+    InProcess(Side),
+    Child(stdio::ChildPeer),
+}
+
+impl Receiver {
+    async fn wait_open(&mut self) -> anyhow::Result<()> {
+        match self {
+            Self::InProcess(side) => wait_open(&mut side.events).await.map(drop),
+            Self::Child(child) => child.wait_open().await,
+        }
     }
 
+    /// Waits until `total` bytes arrived.
+    async fn wait_received(&mut self, total: u64) -> anyhow::Result<()> {
+        match self {
+            Self::InProcess(side) => receive(&mut side.events, total).await,
+            Self::Child(child) => child.wait_received().await,
+        }
+    }
+
+    /// Datagrams this end sent, when it is in this process.
+    fn datagrams_sent(&self) -> Option<u64> {
+        match self {
+            Self::InProcess(side) => Some(side.link.net_stats().datagrams_sent),
+            Self::Child(_) => None,
+        }
+    }
+}
+
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.receiver_over_stdio {
+        return stdio::serve(&args).await;
+    }
+    let options = args.options();
+    // The offering side gets the smaller id, so the roles match the common
+    // case (offerer impolite).
+    let (offerer_id, answerer_id) = ordered_ids();
+
     let started = Instant::now();
-    let (answerer_out, answerer_signals) = mpsc::channel(256);
-    let (offerer_out, offerer_signals) = mpsc::channel(256);
-    let mut answerer = side(&options, answerer_id, offerer_id, answerer_out, false).await?;
-    let mut offerer = side(&options, offerer_id, answerer_id, offerer_out, true).await?;
-    let offer_sent = Arc::new(std::sync::OnceLock::new());
-    relay(
-        offerer_signals,
-        Arc::clone(&answerer.link),
-        Some(Arc::clone(&offer_sent)),
-    );
-    relay(answerer_signals, Arc::clone(&offerer.link), None);
+    let offer_sent = Arc::new(OnceLock::new());
+    let (offerer_out, offerer_signals) = mpsc::channel(SIGNAL_QUEUE);
+    let (mut offerer, mut receiver) = if args.one_process {
+        let (answerer_out, answerer_signals) = mpsc::channel(SIGNAL_QUEUE);
+        let answerer = side(&options, answerer_id, offerer_id, answerer_out, false).await?;
+        let offerer = side(&options, offerer_id, answerer_id, offerer_out, true).await?;
+        relay(
+            offerer_signals,
+            Arc::clone(&answerer.link),
+            Some(Arc::clone(&offer_sent)),
+        );
+        relay(answerer_signals, Arc::clone(&offerer.link), None);
+        (offerer, Receiver::InProcess(answerer))
+    } else {
+        let child = stdio::SpawnedChild::start(&args)?;
+        let offerer = side(&options, offerer_id, answerer_id, offerer_out, true).await?;
+        let child = child.relay(
+            offerer_signals,
+            Arc::clone(&offerer.link),
+            Arc::clone(&offer_sent),
+        )?;
+        (offerer, Receiver::Child(child))
+    };
 
     let (sender, receiver_open) = timeout(CONNECT_TIMEOUT, async {
         let sender = wait_open(&mut offerer.events).await?;
-        wait_open(&mut answerer.events).await?;
+        receiver.wait_open().await?;
         anyhow::Ok((sender, Instant::now()))
     })
     .await
@@ -101,7 +171,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .unwrap_or(open_ms);
 
     let stats = offerer.link.net_stats();
-    println!("peer-client bench (loopback, one process, release build recommended)");
+    let processes = if args.one_process {
+        "one process"
+    } else {
+        "two processes"
+    };
+    println!("peer-client bench (loopback, {processes}, release build recommended)");
     println!(
         "  socket buffer     asked {} B, kernel granted {} B; SCTP receive window {} B; largest message {} B",
         args.socket_buffer,
@@ -115,8 +190,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
 
     let message_bytes = args.message_bytes.clamp(1, sender.max_message_bytes());
-    let total = (args.mib * 1024 * 1024) as u64;
-    let transfer = transfer(sender, &mut answerer.events, total, message_bytes);
+    let total = args.total_bytes();
+    let transfer = transfer(sender, &mut receiver, total, message_bytes);
     let (elapsed, max_queued) = timeout(Duration::from_secs(args.timeout_secs), transfer)
         .await
         .context("the transfer did not finish in time")??;
@@ -132,29 +207,43 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.send_buffer as f64 / 1048576.0
     );
     if let Some(peak) = peak_rss_kib() {
+        let whose = if args.one_process {
+            "whole process: both peers"
+        } else {
+            "the sending process"
+        };
         println!(
-            "  peak RSS          {:.1} MiB (whole process: both peers)",
+            "  peak RSS          {:.1} MiB ({whose})",
             peak as f64 / 1024.0
         );
     }
 
     if args.idle_secs > 0 {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let before = (offerer.link.net_stats(), answerer.link.net_stats());
+        let before = datagrams_sent(&offerer, &receiver);
         tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
-        let after = (offerer.link.net_stats(), answerer.link.net_stats());
-        let sent = delta(&before.0, &after.0) + delta(&before.1, &after.1);
+        let after = datagrams_sent(&offerer, &receiver);
+        let sent: u64 = after.iter().zip(&before).map(|(a, b)| a - b).sum();
         println!(
             "  idle link         {:.2} datagrams/s per peer (keepalives, measured over {} s)",
-            sent as f64 / 2.0 / args.idle_secs as f64,
+            sent as f64 / before.len() as f64 / args.idle_secs as f64,
             args.idle_secs
         );
     }
     Ok(())
 }
 
-fn delta(before: &NetStats, after: &NetStats) -> u64 {
-    after.datagrams_sent.saturating_sub(before.datagrams_sent)
+/// Datagrams sent so far by each peer in this process.
+fn datagrams_sent(offerer: &Side, receiver: &Receiver) -> Vec<u64> {
+    let mut sent = vec![offerer.link.net_stats().datagrams_sent];
+    sent.extend(receiver.datagrams_sent());
+    sent
+}
+
+/// Two fresh ids, the smaller first.
+fn ordered_ids() -> (PeerId, PeerId) {
+    let (a, b) = (PeerId::random(), PeerId::random());
+    if a < b { (a, b) } else { (b, a) }
 }
 
 async fn side(
@@ -185,7 +274,7 @@ async fn side(
 fn relay(
     mut signals: mpsc::Receiver<Outbound>,
     to: Arc<PeerLink>,
-    first: Option<Arc<std::sync::OnceLock<Instant>>>,
+    first: Option<Arc<OnceLock<Instant>>>,
 ) {
     tokio::spawn(async move {
         while let Some(out) = signals.recv().await {
@@ -208,11 +297,26 @@ async fn wait_open(events: &mut mpsc::Receiver<Event>) -> anyhow::Result<Channel
     bail!("the link ended before the channel opened")
 }
 
+/// Reads messages until `total` bytes arrived.
+async fn receive(events: &mut mpsc::Receiver<Event>, total: u64) -> anyhow::Result<()> {
+    let mut received = 0u64;
+    while received < total {
+        match events.recv().await {
+            Some(Event::Message { payload, .. }) => received += payload.len() as u64,
+            Some(Event::ChannelClosed { .. }) | None => {
+                bail!("the channel closed after {received} bytes")
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Pushes `total` bytes and waits until all arrived; returns the time taken
 /// and the most bytes the sender had unacknowledged.
 async fn transfer(
     sender: Channel,
-    receiver: &mut mpsc::Receiver<Event>,
+    receiver: &mut Receiver,
     total: u64,
     message_bytes: usize,
 ) -> anyhow::Result<(Duration, usize)> {
@@ -233,16 +337,7 @@ async fn transfer(
         }
         anyhow::Ok(max_queued)
     });
-    let mut received = 0u64;
-    while received < total {
-        match receiver.recv().await {
-            Some(Event::Message { payload, .. }) => received += payload.len() as u64,
-            Some(Event::ChannelClosed { .. }) | None => {
-                bail!("the channel closed after {received} bytes")
-            }
-            Some(_) => {}
-        }
-    }
+    receiver.wait_received(total).await?;
     let elapsed = started.elapsed();
     let max_queued = sending.await.context("the sending task failed")??;
     Ok((elapsed, max_queued))
