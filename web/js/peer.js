@@ -7,6 +7,11 @@
  * trickle as they are found and are queued until the remote description is set.
  * The side that initiates creates the `chat` channel, which makes it offer.
  *
+ * A link that never connected starts over on a fresh RTCPeerConnection (new DTLS certificate,
+ * fresh ICE) when an offer carries a DTLS fingerprint other than the remote description's: the
+ * remote side did so after a failed DTLS handshake. The initiating side does the same when its
+ * connection fails before it ever connected. Channels this side created are created again.
+ *
  * Signal payloads are the browser's own JSON: `{description: {type, sdp}}` or
  * `{candidate: RTCIceCandidateInit | null}`.
  *
@@ -37,6 +42,14 @@ const MAX_QUEUED_CANDIDATES = 256;
 const MAX_PENDING_SIGNALS = 512;
 /** How often the selected candidate pair is read while connected. */
 const STATS_EVERY_MS = 2000;
+/** New connections tried before a link that never connected gives up. */
+const MAX_REBUILDS = 2;
+
+/** The DTLS fingerprint (`sha-256 AB:...`) a description carries, or null. */
+function fingerprintOf(sdp) {
+  const match = /^a=fingerprint:(.+)$/m.exec(sdp ?? '');
+  return match ? match[1].trim() : null;
+}
 
 /** A WebRTC connection to one remote peer. */
 export class PeerLink extends EventTarget {
@@ -67,17 +80,63 @@ export class PeerLink extends EventTarget {
     this._chain = Promise.resolve();
     this._statsTimer = null;
     this._closed = false;
+    this._initiator = Boolean(initiator);
+    this._rtcConfig = { iceServers: iceServers ?? [], iceTransportPolicy };
+    this._connectedOnce = false;
+    this._rebuilds = 0;
+    /** @type {Map<string, RTCDataChannelInit>} Channels this side created before connecting. */
+    this._ownChannels = new Map();
+    /** Remote fingerprints of connections this side left; their descriptions are ignored. */
+    this._leftFingerprints = new Set();
+    /** Channels of replaced connections: their events are ignored. */
+    this._retired = new WeakSet();
 
-    this.pc = new RTCPeerConnection({ iceServers: iceServers ?? [], iceTransportPolicy });
-    this.pc.onnegotiationneeded = () => this._negotiate();
-    this.pc.onicecandidate = ({ candidate }) => {
+    /** @type {RTCPeerConnection} */
+    this.pc = this._createConnection();
+    if (initiator) this.openChannel(CHAT_LABEL);
+  }
+
+  _createConnection() {
+    const pc = new RTCPeerConnection(this._rtcConfig);
+    const current = () => this.pc === pc && !this._closed;
+    pc.onnegotiationneeded = () => {
+      if (current()) this._negotiate();
+    };
+    pc.onicecandidate = ({ candidate }) => {
       // An empty candidate string is an end-of-candidates marker of one m-line; null ends them all.
-      if (candidate && !candidate.candidate) return;
+      if (!current() || (candidate && !candidate.candidate)) return;
       this._sendSignal({ candidate: candidate ? candidate.toJSON() : null });
     };
-    this.pc.ondatachannel = ({ channel }) => this._adopt(channel);
-    this.pc.onconnectionstatechange = () => this._onConnectionState();
-    if (initiator) this.openChannel(CHAT_LABEL);
+    pc.ondatachannel = ({ channel }) => {
+      if (current()) this._adopt(channel);
+    };
+    pc.onconnectionstatechange = () => {
+      if (current()) this._onConnectionState();
+    };
+    return pc;
+  }
+
+  /**
+   * Replaces a connection that never connected with a fresh one and creates this side's channels
+   * on it again (which makes it offer). Returns false when the attempts are spent.
+   */
+  _startOver() {
+    if (this._connectedOnce || this._rebuilds >= MAX_REBUILDS) return false;
+    this._rebuilds += 1;
+    const left = fingerprintOf(this.pc.remoteDescription?.sdp);
+    if (left) this._leftFingerprints.add(left);
+    const old = this.pc;
+    for (const channel of this.channels.values()) this._retired.add(channel);
+    this.channels.clear();
+    this.pc = this._createConnection();
+    old.close();
+    this._queuedCandidates = [];
+    this._ignoreOffer = false;
+    this._makingOffer = false;
+    for (const [label, options] of this._ownChannels) {
+      this._adopt(this.pc.createDataChannel(label, options));
+    }
+    return true;
   }
 
   /**
@@ -90,6 +149,7 @@ export class PeerLink extends EventTarget {
     const existing = this.channels.get(label);
     if (existing && existing.readyState !== 'closed') return existing;
     const channel = this.pc.createDataChannel(label, options);
+    if (!this._connectedOnce) this._ownChannels.set(label, options);
     this._adopt(channel);
     return channel;
   }
@@ -177,6 +237,16 @@ export class PeerLink extends EventTarget {
       const description = data.description;
       if (!description || (description.type !== 'offer' && description.type !== 'answer')) return;
       if (typeof description.sdp !== 'string') return;
+      const fingerprint = fingerprintOf(description.sdp);
+      if (fingerprint && this._leftFingerprints.has(fingerprint)) return;
+      const current = fingerprintOf(this.pc.remoteDescription?.sdp);
+      if (description.type === 'offer' && fingerprint && current && fingerprint !== current) {
+        // The remote side started over on a new connection.
+        if (!this._startOver()) {
+          this._setState('failed');
+          return;
+        }
+      }
       const collision =
         description.type === 'offer' && (this._makingOffer || this.pc.signalingState !== 'stable');
       this._ignoreOffer = !this.polite && collision;
@@ -214,6 +284,7 @@ export class PeerLink extends EventTarget {
   _adopt(channel) {
     channel.binaryType = 'arraybuffer';
     const label = channel.label;
+    const live = () => !this._retired.has(channel);
     this.channels.set(label, channel);
     const opened = () => this._emit('channel-open', { label, channel });
     if (channel.readyState === 'open') queueMicrotask(opened);
@@ -222,6 +293,7 @@ export class PeerLink extends EventTarget {
       this._emit('message', { label, data: event.data });
     });
     channel.addEventListener('close', () => {
+      if (!live()) return;
       if (this.channels.get(label) === channel) this.channels.delete(label);
       this._emit('channel-close', { label });
       // The chat channel closing means the remote peer hung up.
@@ -233,6 +305,8 @@ export class PeerLink extends EventTarget {
     if (this._closed) return;
     const state = this.pc.connectionState;
     if (state === 'connected') {
+      this._connectedOnce = true;
+      this._ownChannels.clear();
       this._readStats();
       clearInterval(this._statsTimer);
       this._statsTimer = setInterval(() => this._readStats(), STATS_EVERY_MS);
@@ -242,8 +316,9 @@ export class PeerLink extends EventTarget {
     this._statsTimer = null;
     if (state === 'failed') {
       this._setState('failed');
-      // Try again with fresh candidates; this needs the signaling server.
-      this.pc.restartIce();
+      // Never connected (a failed DTLS handshake, say): the initiating side starts over on a new
+      // connection. Otherwise try again with fresh candidates. Both need the signaling server.
+      if (!(this._initiator && this._startOver())) this.pc.restartIce();
     } else if (state === 'closed') {
       this.close();
     } else {
