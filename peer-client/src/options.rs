@@ -19,8 +19,9 @@ pub enum MdnsMode {
 /// buffers. The kernel caps it at `net.core.rmem_max` / `wmem_max`.
 pub const DEFAULT_SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Default bound on the bytes a data channel holds unacknowledged on the
-/// sending side; a send waits while the channel is above it.
-pub const DEFAULT_SEND_BUFFER_BYTES: usize = 1024 * 1024;
+/// sending side; a send waits while the channel is above it. It should not
+/// be below the peer's receive window (at most 4 MiB), or it caps the rate.
+pub const DEFAULT_SEND_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// How peer connections are set up.
 #[derive(Debug, Clone)]

@@ -48,8 +48,9 @@ const RELAY_ACCEPTANCE_WAIT: Duration = Duration::from_secs(1);
 /// Silence after which a link is reported disconnected, then failed.
 const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(5);
 const ICE_FAILED_TIMEOUT: Duration = Duration::from_secs(25);
-/// Largest SCTP receive window; the default of the crate.
-const MAX_SCTP_RECEIVE_WINDOW: usize = 1024 * 1024;
+/// Largest SCTP receive window (the crate's default is 1 MiB, which caps a
+/// loopback link at ~370 MB/s; see docs/webrtc-engine.md).
+const MAX_SCTP_RECEIVE_WINDOW: usize = 4 * 1024 * 1024;
 /// Largest data-channel message (the most the SCTP stack supports, and what
 /// Chromium accepts).
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -605,7 +606,7 @@ mod tests {
         assert!(small.max_message_bytes <= small.sctp_receive_window);
         let capped = Sizing::for_buffer(425_984);
         assert!(capped.sctp_receive_window < 425_984 / 2, "{capped:?}");
-        let large = Sizing::for_buffer(8 * 1024 * 1024);
+        let large = Sizing::for_buffer(16 * 1024 * 1024);
         assert_eq!(large.sctp_receive_window, MAX_SCTP_RECEIVE_WINDOW);
         assert_eq!(large.max_message_bytes, MAX_MESSAGE_BYTES);
     }

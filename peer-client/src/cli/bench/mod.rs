@@ -30,6 +30,8 @@ use crate::{
 const LABEL: &str = "bench";
 /// Longest the connection may take before the bench gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Messages built ahead of the sender.
+const QUEUED_MESSAGES: usize = 8;
 /// Signals a side may have queued for the other.
 const SIGNAL_QUEUE: usize = 256;
 
@@ -321,15 +323,12 @@ async fn transfer(
     message_bytes: usize,
 ) -> anyhow::Result<(Duration, usize)> {
     let started = Instant::now();
+    let mut messages = fill_messages(total, message_bytes);
     let sending = tokio::spawn(async move {
-        let chunk = vec![0x5a_u8; message_bytes];
-        let mut sent = 0u64;
         let mut max_queued = 0usize;
         let mut count = 0u64;
-        while sent < total {
-            let size = message_bytes.min((total - sent) as usize);
-            sender.send_bytes(BytesMut::from(&chunk[..size])).await?;
-            sent += size as u64;
+        while let Some(message) = messages.recv().await {
+            sender.send_bytes(message).await?;
             count += 1;
             if count.is_multiple_of(8) {
                 max_queued = max_queued.max(sender.queued_bytes().await);
@@ -341,6 +340,29 @@ async fn transfer(
     let elapsed = started.elapsed();
     let max_queued = sending.await.context("the sending task failed")??;
     Ok((elapsed, max_queued))
+}
+
+/// Builds the messages carrying `total` bytes on a blocking thread, as a
+/// file transfer reads its chunks: the runtime that drives the connection
+/// only sends them.
+fn fill_messages(total: u64, message_bytes: usize) -> mpsc::Receiver<BytesMut> {
+    let (messages, queue) = mpsc::channel(QUEUED_MESSAGES);
+    tokio::task::spawn_blocking(move || {
+        let pattern = vec![0x5a_u8; message_bytes];
+        let mut filled = 0u64;
+        while filled < total {
+            let size = usize::try_from(total - filled)
+                .map_or(message_bytes, |left| left.min(message_bytes));
+            if messages
+                .blocking_send(BytesMut::from(&pattern[..size]))
+                .is_err()
+            {
+                break;
+            }
+            filled += size as u64;
+        }
+    });
+    queue
 }
 
 /// Peak resident memory of this process, from /proc (Linux).
