@@ -655,7 +655,7 @@ mod tests {
     use crate::Payload;
 
     /// Starts a link from `local` to `remote` whose signals go out on the returned receiver.
-    async fn link(
+    pub(super) async fn link(
         local: PeerId,
         remote: PeerId,
         offer: bool,

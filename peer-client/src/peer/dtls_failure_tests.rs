@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::tests::link;
 use super::*;
 use crate::Payload;
 use crate::signal::IceCandidate;
@@ -111,30 +112,6 @@ impl Middlebox {
         fields[5] = face.port().to_string();
         candidate.candidate = fields.join(" ");
     }
-}
-
-async fn link(
-    local: PeerId,
-    remote: PeerId,
-    offer: bool,
-) -> (
-    Arc<PeerLink>,
-    mpsc::Receiver<Outbound>,
-    mpsc::Receiver<Event>,
-) {
-    let (outbound, signals) = mpsc::channel(256);
-    let (events_tx, events) = mpsc::channel(256);
-    let ctx = LinkContext {
-        local,
-        options: TransportOptions::loopback(),
-        ice_servers: Vec::new(),
-        outbound,
-        events: events_tx,
-        channels: Arc::default(),
-        initial_channels: vec!["chat".into()],
-    };
-    let link = PeerLink::start(ctx, remote, offer).await.unwrap();
-    (Arc::new(link), signals, events)
 }
 
 /// Delivers signals to `to` with every candidate routed through `middlebox`
