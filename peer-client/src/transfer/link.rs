@@ -208,6 +208,11 @@ impl Link {
         self.channel.max_message_bytes().clamp(1, MAX_CHUNK_BYTES)
     }
 
+    /// Bytes sent and not yet acknowledged by the peer.
+    pub async fn queued_bytes(&self) -> usize {
+        self.channel.queued_bytes().await
+    }
+
     /// Sends a control message.
     pub async fn send(&self, message: &Message) -> Result<(), TransferError> {
         self.channel

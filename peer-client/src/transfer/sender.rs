@@ -15,8 +15,11 @@ use super::progress::Progress;
 use super::wire::{EntryKind, Message};
 use crate::auth::hex;
 
-/// Longest wait for the receiver's final `done` after the last file.
+/// Longest wait for the receiver's final `done` once the last byte sent was
+/// acknowledged (or acknowledgements stopped coming).
 const DONE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the bytes still unacknowledged are looked at meanwhile.
+const DELIVERY_CHECK: Duration = Duration::from_millis(250);
 
 /// What a finished send did.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,16 +148,7 @@ async fn run(
         .await?;
     }
     link.send_listening(&Message::Done).await?;
-    match tokio::time::timeout(DONE_TIMEOUT, link.recv()).await {
-        Ok(Ok(Incoming::Message(Message::Done))) => {}
-        Ok(Ok(other)) => return Err(unexpected("the receiver's done", &other)),
-        Ok(Err(err)) => return Err(err),
-        Err(_) => {
-            return Err(TransferError::Timeout(
-                "waiting for the receiver to confirm the files",
-            ));
-        }
-    }
+    wait_confirmation(link).await?;
     progress.end();
     Ok(SendSummary {
         files: manifest.files(),
@@ -164,6 +158,34 @@ async fn run(
         skipped_bytes,
         elapsed: started.elapsed(),
     })
+}
+
+/// Waits for the receiver's `done`. Up to the channel's send bound (4 MiB)
+/// may still be on its way when the last chunk is queued, which takes
+/// minutes on a slow lossy link, so the wait is bounded by
+/// [`DONE_TIMEOUT`] from the last acknowledgement, not from the last send.
+async fn wait_confirmation(link: &mut Link) -> Result<(), TransferError> {
+    let (mut queued, mut progressed) = (usize::MAX, Instant::now());
+    loop {
+        tokio::select! {
+            heard = link.recv() => {
+                return match heard? {
+                    Incoming::Message(Message::Done) => Ok(()),
+                    other => Err(unexpected("the receiver's done", &other)),
+                };
+            }
+            () = tokio::time::sleep(DELIVERY_CHECK) => {
+                let now = link.queued_bytes().await;
+                if now < queued {
+                    (queued, progressed) = (now, Instant::now());
+                } else if progressed.elapsed() > DONE_TIMEOUT {
+                    return Err(TransferError::Timeout(
+                        "waiting for the receiver to confirm the files",
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// Opens a file to send and checks it still has the offered `size`. With
