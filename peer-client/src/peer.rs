@@ -712,9 +712,19 @@ mod tests {
         relay(out_b, Arc::clone(&link_a));
         let chat_a = open_chat(&mut events_a).await;
         let chat_b = open_chat(&mut events_b).await;
+        chat_both_ways(&chat_a, &chat_b, &mut events_a, &mut events_b).await;
+    }
+
+    /// Sends a text each way over two ends of a chat channel and checks both arrive.
+    pub(super) async fn chat_both_ways(
+        chat_a: &Channel,
+        chat_b: &Channel,
+        events_a: &mut mpsc::Receiver<Event>,
+        events_b: &mut mpsc::Receiver<Event>,
+    ) {
         chat_a.send(Payload::Text("from a".into())).await.unwrap();
         chat_b.send(Payload::Text("from b".into())).await.unwrap();
-        for (events, want) in [(&mut events_b, "from a"), (&mut events_a, "from b")] {
+        for (events, want) in [(events_b, "from a"), (events_a, "from b")] {
             let got = tokio::time::timeout(std::time::Duration::from_secs(15), async {
                 while let Some(event) = events.recv().await {
                     if let Event::Message {

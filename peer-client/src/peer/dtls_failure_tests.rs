@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::tests::link;
+use super::tests::{chat_both_ways, link};
 use super::*;
-use crate::Payload;
 use crate::signal::IceCandidate;
 
 /// Where the middlebox drops DTLS records.
@@ -214,25 +213,7 @@ async fn failed_dtls_handshake_starts_over_and_connects() {
         middlebox.dropped.load(std::sync::atomic::Ordering::Relaxed)
     );
     assert!(middlebox.dropped.load(std::sync::atomic::Ordering::Relaxed) > 0);
-    chat_a.send(Payload::Text("from a".into())).await.unwrap();
-    chat_b.send(Payload::Text("from b".into())).await.unwrap();
-    for (events, want) in [(&mut events_b, "from a"), (&mut events_a, "from b")] {
-        let got = tokio::time::timeout(Duration::from_secs(15), async {
-            while let Some(event) = events.recv().await {
-                if let Event::Message {
-                    payload: Payload::Text(text),
-                    ..
-                } = event
-                {
-                    return text;
-                }
-            }
-            String::new()
-        })
-        .await
-        .unwrap();
-        assert_eq!(got, want);
-    }
+    chat_both_ways(&chat_a, &chat_b, &mut events_a, &mut events_b).await;
 }
 
 /// No DTLS handshake can ever complete: both sides report the link failed,
