@@ -34,7 +34,10 @@ impl Default for TimerConfig {
             max_t1_init_retrans: MAX_INIT_RETRANS,
             max_t1_cookie_retrans: MAX_INIT_RETRANS,
             max_t2_shutdown_retrans: NO_MAX_RETRANS,
-            max_t3_rtx_retrans: PATH_MAX_RETRANS,
+            // Unlimited, as documented on the field: `on_retransmission_failure` only logs a
+            // T3-rtx failure, so a limit here left the association idle with data outstanding
+            // and no timer armed, for good.
+            max_t3_rtx_retrans: NO_MAX_RETRANS,
             max_reconfig_retrans: PATH_MAX_RETRANS,
             max_ack_retrans: PATH_MAX_RETRANS,
         }

@@ -1,0 +1,41 @@
+use super::*;
+
+/// An established association with `count` 1 KiB reliable messages sent and none acknowledged.
+fn unacknowledged(count: u32, now: Instant) -> Result<Association> {
+    let mut a = timed_test_association();
+    a.my_next_tsn = 100;
+    a.cumulative_tsn_ack_point = 99;
+    a.advanced_peer_tsn_ack_point = 99;
+    a.cwnd = count * a.mtu;
+    a.rwnd = a.cwnd;
+    let ppi = PayloadProtocolIdentifier::Binary;
+    let mut stream = a.open_stream(1, ppi)?;
+    for _ in 0..count {
+        stream.write_sctp(now, &Bytes::from(vec![1; 1024]), ppi)?;
+    }
+    assert_eq!(count as usize, data_chunks(&a.gather_outbound(now).0));
+    Ok(a)
+}
+
+#[test]
+fn t3_rtx_keeps_retransmitting_however_long_nothing_is_acknowledged() -> Result<()> {
+    let mut now = Instant::now();
+    let mut a = unacknowledged(4, now)?;
+    // Far past the old limit of 5 retransmissions; the association must neither go quiet
+    // nor drop its timer while data is outstanding.
+    for expiry in 1..=12 {
+        now = a
+            .timers
+            .get(Timer::T3RTX)
+            .unwrap_or_else(|| panic!("T3-rtx not armed before expiry {expiry}"));
+        a.handle_timeout(now);
+        let sent = transmitted_data(&a.gather_outbound(now).0);
+        assert_eq!(
+            Some(100),
+            sent.first().map(|c| c.tsn),
+            "expiry {expiry} retransmitted nothing"
+        );
+        assert!(a.timers.get(Timer::T3RTX).is_some(), "T3-rtx disarmed after expiry {expiry}");
+    }
+    Ok(())
+}
