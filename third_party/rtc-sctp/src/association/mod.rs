@@ -3352,6 +3352,10 @@ impl Association {
 
                 self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
                 self.cwnd = self.mtu;
+                // A timeout ends Fast Recovery (as Linux SCTP does on T3-rtx): slow start may
+                // grow cwnd only outside it (7.2.1), so staying in it left cwnd at one MTU —
+                // one chunk per round trip — until the old exit point was acknowledged.
+                self.in_fast_recovery = false;
                 trace!(
                     "[{}] updated cwnd={} ssthresh={} inflight={} (RTO)",
                     self.side,

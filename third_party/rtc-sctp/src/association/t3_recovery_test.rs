@@ -39,3 +39,26 @@ fn t3_rtx_keeps_retransmitting_however_long_nothing_is_acknowledged() -> Result<
     }
     Ok(())
 }
+
+#[test]
+fn t3_rtx_ends_fast_recovery_so_slow_start_can_grow_the_window() -> Result<()> {
+    let now = Instant::now();
+    let mut a = unacknowledged(8, now)?;
+    // A fast retransmit began recovery; its exit point is the last TSN sent.
+    a.in_fast_recovery = true;
+    a.fast_recover_exit_point = 107;
+    let at = a.timers.get(Timer::T3RTX).unwrap_or(now);
+    a.handle_timeout(at);
+    assert!(!a.in_fast_recovery);
+    assert_eq!(a.mtu, a.cwnd);
+
+    // More data waits behind the window, so cwnd is fully used when the retransmission is acked.
+    let ppi = PayloadProtocolIdentifier::Binary;
+    let mut stream = a.stream(1)?;
+    stream.write_sctp(at, &Bytes::from(vec![2; 1024]), ppi)?;
+    let _ = a.gather_outbound(at);
+    let cwnd = a.cwnd;
+    a.on_cumulative_tsn_ack_point_advanced(1024, at);
+    assert!(a.cwnd > cwnd, "slow start did not grow cwnd ({} -> {})", cwnd, a.cwnd);
+    Ok(())
+}
