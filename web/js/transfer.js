@@ -51,6 +51,13 @@ const MAX_INBOX_FRAMES = 200_000;
 const DISCONNECT_GRACE_MS = 8000;
 /** Longest wait for the receiver's final `done`. */
 const DONE_TIMEOUT_MS = 60_000;
+/**
+ * Longest a receiver waits for the sender's next frame while data is expected, and a sender for
+ * any of its queued data to be acknowledged: the native client's bounds (`--idle-timeout`).
+ */
+export const IDLE_TIMEOUT_MS = 60_000;
+/** How often a waiting sender looks at what the channel still holds. */
+const ACK_CHECK_MS = 250;
 /** How long a finished side waits for the other to close first. */
 const CLOSE_WAIT_MS = 5000;
 /** Largest file a Blob sink accepts: it holds the whole file in memory until it is verified. */
@@ -93,6 +100,43 @@ function gone(why) {
   return new TransferError(`the other side went away (${why}); run the same command again to resume`, {
     peerKnows: true,
     kind: 'gone',
+  });
+}
+
+/**
+ * Resolves when the channel's queue falls to its low-water mark; rejects once nothing it holds was
+ * acknowledged (its `bufferedAmount` did not fall) for {@link IDLE_TIMEOUT_MS}.
+ * @param {RTCDataChannel} channel
+ */
+function drained(channel) {
+  return new Promise((resolve, reject) => {
+    let queued = channel.bufferedAmount;
+    let progressed = Date.now();
+    const check = setInterval(() => {
+      if (channel.bufferedAmount < queued) progressed = Date.now();
+      queued = channel.bufferedAmount;
+      if (Date.now() - progressed > IDLE_TIMEOUT_MS) {
+        done();
+        reject(
+          new TransferError(
+            `the receiver acknowledged nothing for ${IDLE_TIMEOUT_MS / 1000} s; stopped (send again to resume)`,
+            { kind: 'timeout' },
+          ),
+        );
+      }
+    }, ACK_CHECK_MS);
+    const low = () => {
+      done();
+      resolve();
+    };
+    const done = () => {
+      clearInterval(check);
+      channel.removeEventListener('bufferedamountlow', low);
+      channel.removeEventListener('close', low);
+    };
+    channel.addEventListener('bufferedamountlow', low);
+    // A closed channel is reported by the link (and by the next send).
+    channel.addEventListener('close', low);
   });
 }
 
@@ -372,9 +416,10 @@ export class TransferLink {
   /**
    * The next frame: `{message}` for a control message, `{data}` (ArrayBuffer) for file data.
    * A peer's `error` becomes a {@link TransferError}.
-   * @param {number} [timeoutMs]
+   * @param {number} [timeoutMs] longest wait; then a `kind: 'timeout'` error
+   * @param {string} [stalled] the error's message when the wait runs out
    */
-  async next(timeoutMs) {
+  async next(timeoutMs, stalled = "timed out waiting for the other side's key exchange") {
     const started = Date.now();
     while (this._inbox.length === 0) {
       if (this._failure) throw this._failure;
@@ -384,7 +429,7 @@ export class TransferLink {
       if (timeoutMs === undefined) await wait;
       else {
         const left = timeoutMs - (Date.now() - started);
-        if (left <= 0) throw new TransferError("timed out waiting for the other side's key exchange", { kind: 'timeout' });
+        if (left <= 0) throw new TransferError(stalled, { kind: 'timeout' });
         let timer;
         await Promise.race([wait, new Promise((r) => (timer = setTimeout(r, left)))]);
         clearTimeout(timer);
@@ -405,8 +450,8 @@ export class TransferLink {
   }
 
   /** The next control message, which must be of type `type`. */
-  async expect(type, wanted, timeoutMs) {
-    const frame = await this.next(timeoutMs);
+  async expect(type, wanted, timeoutMs, stalled) {
+    const frame = await this.next(timeoutMs, stalled);
     if (frame.message?.type === type) return frame.message;
     const got = frame.data ? `${frame.data.byteLength} bytes of file data` : frame.message.type;
     throw protocolError(`expected ${wanted}, got ${printable(got)}`);
@@ -423,15 +468,14 @@ export class TransferLink {
     }
   }
 
-  /** Sends file data, waiting while more than 1 MiB is queued. */
+  /**
+   * Sends file data, waiting while more than 1 MiB is queued; a receiver that acknowledges none of
+   * it for {@link IDLE_TIMEOUT_MS} ends the wait with an error.
+   */
   async sendData(bytes) {
     if (this._failure) throw this._failure;
     const channel = this.channel;
-    if (channel.bufferedAmount > SEND_HIGH_WATER) {
-      await this._race(
-        new Promise((resolve) => channel.addEventListener('bufferedamountlow', resolve, { once: true })),
-      );
-    }
+    if (channel.bufferedAmount > SEND_HIGH_WATER) await this._race(drained(channel));
     try {
       channel.send(bytes);
     } catch {
@@ -971,6 +1015,9 @@ export async function receiveOffer({ url, code, onStatus = () => {}, signal }) {
   }
 }
 
+/** What a receiver says when the sender sends nothing while data is expected. */
+const senderSilent = `the sender sent nothing for ${IDLE_TIMEOUT_MS / 1000} s; stopped waiting`;
+
 async function runReceive(link, entries, total, sink, onStatus, onProgress) {
   await sink.prepare(entries);
   const claims = new Map();
@@ -990,7 +1037,7 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
   for (const [index, entry] of entries.entries()) {
     if (entry.kind !== 'file') continue;
     progress.setFile(entry.path);
-    const start = await link.expect('file', `the start of file ${index}`);
+    const start = await link.expect('file', `the start of file ${index}`, IDLE_TIMEOUT_MS, senderSilent);
     if (start.index !== index) throw protocolError(`expected the start of file ${index}, got file ${start.index}`);
     const claimed = claims.get(index) ?? 0;
     if (start.offset !== 0 && start.offset !== claimed) {
@@ -1003,7 +1050,7 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
     let remaining = entry.size - start.offset;
     try {
       while (remaining > 0) {
-        const frame = await link.next();
+        const frame = await link.next(IDLE_TIMEOUT_MS, senderSilent);
         if (!frame.data) throw protocolError(`expected file data, got ${printable(frame.message.type)}`);
         const bytes = new Uint8Array(frame.data);
         if (bytes.length > remaining) throw protocolError(`more data than the size offered for ${JSON.stringify(printable(entry.path))}`);
@@ -1013,7 +1060,7 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
         receivedBytes += bytes.length;
         progress.advance(bytes.length);
       }
-      const end = await link.expect('file_end', `the end of file ${index}`);
+      const end = await link.expect('file_end', `the end of file ${index}`, IDLE_TIMEOUT_MS, senderSilent);
       if (end.index !== index) throw protocolError(`expected the end of file ${index}, got file ${end.index}`);
       if (bytesToHex(hash.digest()) !== end.blake3) {
         throw new TransferError(
@@ -1022,14 +1069,15 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
         );
       }
     } catch (err) {
-      // What arrived intact stays for a resume when the other side went away; anything else is dropped.
-      if (err.kind === 'gone') await out.keep();
+      // What arrived intact stays for a resume when the other side went away or fell silent;
+      // anything else is dropped.
+      if (err.kind === 'gone' || err.kind === 'timeout') await out.keep();
       else await out.abort();
       throw err;
     }
     await out.finish();
   }
-  await link.expect('done', 'done');
+  await link.expect('done', 'done', IDLE_TIMEOUT_MS, senderSilent);
   link.sendMessage({ type: 'done' });
   progress.end();
   onStatus('done');

@@ -56,6 +56,14 @@ pub enum TransferError {
         /// How long it was silent.
         seconds: u64,
     },
+    /// The receiver acknowledged none of the data sent for too long.
+    #[error(
+        "the receiver acknowledged nothing for {seconds} s; stopped (run the same command again to resume)"
+    )]
+    Unacknowledged {
+        /// How long nothing was acknowledged.
+        seconds: u64,
+    },
     /// A file to send cannot be sent (not UTF-8, vanished, changed, ...).
     #[error("cannot send {path}: {reason}")]
     Source {

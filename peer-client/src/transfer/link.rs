@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::TransferError;
+use super::ack_watch::{ACK_CHECK, ACK_TIMEOUT, AckWatch};
 use super::wire::{Message, TRANSFER_LABEL};
 use crate::auth::{AuthError, CONFIRMATION_BYTES, Code, Pake, Role, hex};
 use crate::{Channel, Event, LinkState, Payload, PeerId, Session, SessionConfig};
@@ -221,8 +222,9 @@ impl Link {
             .map_err(|_| TransferError::Gone("the channel closed"))
     }
 
-    /// Sends file data (waits while 1 MiB is unacknowledged), listening to
-    /// the peer meanwhile like [`Link::send_listening`].
+    /// Sends file data (waits while the channel's send bound is
+    /// unacknowledged), listening to the peer meanwhile like
+    /// [`Link::send_listening`].
     pub async fn send_data(&mut self, data: BytesMut) -> Result<(), TransferError> {
         let channel = self.channel.clone();
         self.while_listening(async move { channel.send_bytes(data).await })
@@ -232,7 +234,9 @@ impl Link {
     /// Sends a control message while the peer is not expected to say
     /// anything: the wait for room in the channel (a dead peer never frees
     /// it) ends with the peer's `error`, its leaving, or the lost
-    /// connection, as [`Link::recv`] reports them.
+    /// connection, as [`Link::recv`] reports them, or with
+    /// [`TransferError::Unacknowledged`] once nothing was acknowledged for
+    /// [`ACK_TIMEOUT`].
     pub async fn send_listening(&mut self, message: &Message) -> Result<(), TransferError> {
         let (channel, text) = (self.channel.clone(), message.to_json());
         self.while_listening(async move { channel.send(Payload::Text(text)).await })
@@ -243,6 +247,23 @@ impl Link {
         &mut self,
         sending: impl Future<Output = Result<(), crate::Error>>,
     ) -> Result<(), TransferError> {
+        let channel = self.channel.clone();
+        // A receiver that stops acknowledging would keep the channel full forever.
+        let acknowledgements_stop = async move {
+            let mut watch = AckWatch::new(tokio::time::Instant::now(), ACK_TIMEOUT);
+            loop {
+                tokio::time::sleep(ACK_CHECK).await;
+                let queued = channel.queued_bytes().await;
+                if !watch.observe(queued, tokio::time::Instant::now()) {
+                    tracing::warn!(
+                        queued,
+                        "the receiver acknowledged nothing for {:?}",
+                        watch.limit()
+                    );
+                    return watch.limit();
+                }
+            }
+        };
         let sent = tokio::select! {
             // The peer first: an error it sent explains a failed send.
             biased;
@@ -253,6 +274,9 @@ impl Link {
                 });
             }
             sent = sending => sent,
+            limit = acknowledgements_stop => {
+                return Err(TransferError::Unacknowledged { seconds: limit.as_secs() });
+            }
         };
         if sent.is_ok() {
             return Ok(());

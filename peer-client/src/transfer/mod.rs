@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+mod ack_watch;
 mod disk;
 mod error;
 mod link;
@@ -30,6 +31,7 @@ mod receiver;
 mod sender;
 mod wire;
 
+pub use ack_watch::ACK_TIMEOUT;
 pub use error::TransferError;
 pub use link::{Incoming, Link, MAX_CHUNK_BYTES, STEP_TIMEOUT};
 pub use manifest::{Entry, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, Manifest, Source};

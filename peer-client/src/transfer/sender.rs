@@ -8,18 +8,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::TransferError;
+use super::ack_watch::{ACK_CHECK, ACK_TIMEOUT, AckWatch};
 use super::disk;
 use super::link::{Incoming, Link, unexpected};
 use super::manifest::Source;
 use super::progress::Progress;
 use super::wire::{EntryKind, Message};
 use crate::auth::hex;
-
-/// Longest wait for the receiver's final `done` once the last byte sent was
-/// acknowledged (or acknowledgements stopped coming).
-const DONE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often the bytes still unacknowledged are looked at meanwhile.
-const DELIVERY_CHECK: Duration = Duration::from_millis(250);
 
 /// What a finished send did.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,9 +158,9 @@ async fn run(
 /// Waits for the receiver's `done`. Up to the channel's send bound (4 MiB)
 /// may still be on its way when the last chunk is queued, which takes
 /// minutes on a slow lossy link, so the wait is bounded by
-/// [`DONE_TIMEOUT`] from the last acknowledgement, not from the last send.
+/// [`ACK_TIMEOUT`] from the last acknowledgement, not from the last send.
 async fn wait_confirmation(link: &mut Link) -> Result<(), TransferError> {
-    let (mut queued, mut progressed) = (usize::MAX, Instant::now());
+    let mut watch = AckWatch::new(tokio::time::Instant::now(), ACK_TIMEOUT);
     loop {
         tokio::select! {
             heard = link.recv() => {
@@ -174,11 +169,8 @@ async fn wait_confirmation(link: &mut Link) -> Result<(), TransferError> {
                     other => Err(unexpected("the receiver's done", &other)),
                 };
             }
-            () = tokio::time::sleep(DELIVERY_CHECK) => {
-                let now = link.queued_bytes().await;
-                if now < queued {
-                    (queued, progressed) = (now, Instant::now());
-                } else if progressed.elapsed() > DONE_TIMEOUT {
+            () = tokio::time::sleep(ACK_CHECK) => {
+                if !watch.observe(link.queued_bytes().await, tokio::time::Instant::now()) {
                     return Err(TransferError::Timeout(
                         "waiting for the receiver to confirm the files",
                     ));
