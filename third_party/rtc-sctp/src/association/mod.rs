@@ -1897,7 +1897,7 @@ impl Association {
             //      most, the lesser of 1) the total size of the previously
             //      outstanding DATA chunk(s) acknowledged, and 2) the destination's
             //      path MTU.
-            if !self.in_fast_recovery && !self.pending_queue.is_empty() {
+            if !self.in_fast_recovery && self.has_data_waiting_for_cwnd() {
                 self.cwnd += std::cmp::min(total_bytes_acked as u32, self.cwnd); // TCP way
                 // self.cwnd += min32(uint32(total_bytes_acked), self.mtu) // SCTP way (slow)
                 trace!(
@@ -1929,7 +1929,7 @@ impl Association {
             //      of data outstanding (i.e., before arrival of the SACK, flight size
             //      was greater than or equal to cwnd), increase cwnd by MTU, and
             //      reset partial_bytes_acked to (partial_bytes_acked - cwnd).
-            if self.partial_bytes_acked >= self.cwnd && !self.pending_queue.is_empty() {
+            if self.partial_bytes_acked >= self.cwnd && self.has_data_waiting_for_cwnd() {
                 self.partial_bytes_acked -= self.cwnd;
                 self.cwnd += self.mtu;
                 trace!(
@@ -1938,6 +1938,14 @@ impl Association {
                 );
             }
         }
+    }
+
+    /// Whether the congestion window limits what is sent ("fully utilized", RFC 9260 7.2.1):
+    /// new DATA waits, or chunks marked by a T3-rtx expiry wait to be retransmitted. Counting
+    /// only new DATA kept cwnd at one MTU through a whole T3 recovery whenever the
+    /// application's data was already in flight (a bounded send buffer): one chunk per SACK.
+    fn has_data_waiting_for_cwnd(&self) -> bool {
+        !self.pending_queue.is_empty() || self.t3_retransmit_pending
     }
 
     fn process_fast_retransmission(

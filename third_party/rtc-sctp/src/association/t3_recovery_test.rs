@@ -62,3 +62,23 @@ fn t3_rtx_ends_fast_recovery_so_slow_start_can_grow_the_window() -> Result<()> {
     assert!(a.cwnd > cwnd, "slow start did not grow cwnd ({} -> {})", cwnd, a.cwnd);
     Ok(())
 }
+
+#[test]
+fn slow_start_after_t3_rtx_grows_while_only_retransmissions_wait() -> Result<()> {
+    let now = Instant::now();
+    // Everything the application wrote is in flight: nothing new waits behind the window.
+    let mut a = unacknowledged(16, now)?;
+    assert!(a.pending_queue.is_empty());
+    let at = a.timers.get(Timer::T3RTX).unwrap_or(now);
+    a.handle_timeout(at);
+    assert_eq!(a.mtu, a.cwnd);
+
+    // The first retransmission goes out alone; its acknowledgement must open the window.
+    let sent = transmitted_data(&a.gather_outbound(at).0);
+    assert_eq!(vec![100], sent.iter().map(|c| c.tsn).collect::<Vec<_>>());
+    assert!(a.t3_retransmit_pending);
+    let cwnd = a.cwnd;
+    a.on_cumulative_tsn_ack_point_advanced(1024, at);
+    assert!(a.cwnd > cwnd, "cwnd stayed at {} while 15 chunks waited", a.cwnd);
+    Ok(())
+}
