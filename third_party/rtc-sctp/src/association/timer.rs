@@ -231,6 +231,18 @@ impl RtoManager {
         }
     }
 
+    /// Undoes the exponential backoff of T3-rtx expiries: the RTO computed from the RTT
+    /// measured so far. For an acknowledgement of new DATA: the path delivers again. RFC 9260
+    /// 6.3.3 E2 keeps the backoff until a new RTT measurement, but while everything in flight
+    /// is a retransmission Karn's rule allows none, so the backoff outlived the recovery and
+    /// every later tail loss waited 8, 16, 32, 60 s before it was retransmitted.
+    pub(crate) fn collapse_backoff(&mut self) {
+        if self.no_update || self.srtt == 0 {
+            return;
+        }
+        self.rto = (self.srtt + (4.0 * self.rttvar) as u64).clamp(RTO_MIN, RTO_MAX);
+    }
+
     /// reset resets the RTO variables to the initial values.
     pub(crate) fn reset(&mut self) {
         if self.no_update {
@@ -278,6 +290,19 @@ mod tests {
         rto.set_rto(RTO_MAX - 1, false);
         rto.backoff();
         assert_eq!(RTO_MAX, rto.get_rto());
+    }
+
+    #[test]
+    fn acknowledged_data_collapses_the_backoff() {
+        let mut rto = RtoManager::new();
+        rto.set_new_rtt(20);
+        let measured = rto.get_rto();
+        for _ in 0..5 {
+            rto.backoff();
+        }
+        assert!(rto.get_rto() > measured * 16);
+        rto.collapse_backoff();
+        assert_eq!(measured, rto.get_rto());
     }
 
     #[test]
