@@ -24,6 +24,8 @@ const { values } = parseArgs({
   },
 });
 const runs = Number(values.runs);
+/** Runs slower than this are listed with what the native side logged about SCTP. */
+const SLOW_RUN_MS = 10_000;
 const directions = values.direction.split(',');
 for (const d of directions) if (!DIRECTIONS.includes(d)) throw new Error(`unknown direction ${d}; one of ${DIRECTIONS.join(', ')}`);
 
@@ -41,7 +43,11 @@ try {
     results[direction] = result;
     for (let i = 1; i <= runs; i += 1) {
       try {
-        const { ms, udpDrops } = await harness.run(direction);
+        const { ms, udpDrops, notes } = await harness.run(direction);
+        if (ms > SLOW_RUN_MS) {
+          console.log(`${direction}: run ${i} took ${ms} ms (${udpDrops} UDP datagrams dropped by full socket buffers)`);
+          for (const line of notes.slice(0, 20)) console.log(`  ${line}`);
+        }
         result.ok.push(ms);
         result.drops.push(udpDrops);
         if (i % 10 === 0) console.log(`${direction}: ${i}/${runs}, last ${ms} ms`);

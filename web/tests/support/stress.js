@@ -3,6 +3,7 @@
 // progress for `stallMs` is a stall: both sides' state is captured (the page's channels and
 // `getStats()`, the native side's log) before the run is ended, so a stall explains itself.
 
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { launchBrowser } from './browser.js';
@@ -96,14 +97,32 @@ function udpReceiveBufferDrops() {
   }
 }
 
+/** The UDP sockets of the browser and the native programs, with their buffers (`ss -uamp`). */
+function udpSockets() {
+  try {
+    const out = execFileSync('ss', ['-uampH'], { encoding: 'utf8', timeout: 5000 });
+    return out
+      .split('\n')
+      .filter((line) => /chrom|peer-client|firefox/.test(line))
+      .map((line) => line.replace(/\s+/g, ' '));
+  } catch (err) {
+    return [`ss failed: ${err.message}`];
+  }
+}
+
 /** The end of a native program's log, without the lines every handshake prints. */
-function logTail(child, lines = 150) {
+function logTail(child, lines = Number(process.env.STRESS_LOG_LINES ?? 150)) {
   return child
     .log()
     .split('\n')
     .filter((line) => !line.includes('Unsupported Extension'))
     .slice(-lines)
     .join('\n');
+}
+
+/** The lines of a native log that tell of SCTP retransmission trouble. */
+function sctpTrouble(child) {
+  return child.output.map((e) => e.line).filter((line) => /rtc_sctp|retransmission|acknowledged nothing/.test(line));
 }
 
 /** A file set like the one a user sends: one large file, a small one, an empty one. */
@@ -232,12 +251,13 @@ export class StressHarness {
     const started = Date.now();
     const dropsBefore = udpReceiveBufferDrops();
     const cleanup = [];
+    this._notes = [];
     try {
       if (direction === 'native-to-chromium') await this._nativeToChromium(code, out, cleanup);
       else if (direction === 'chromium-to-native') await this._chromiumToNative(out, cleanup);
       else if (direction === 'native-to-native') await this._nativeToNative(code, out, cleanup);
       else throw new Error(`unknown direction ${direction}`);
-      return { ms: Date.now() - started, udpDrops: udpReceiveBufferDrops() - dropsBefore };
+      return { ms: Date.now() - started, udpDrops: udpReceiveBufferDrops() - dropsBefore, notes: this._notes };
     } catch (err) {
       err.udpDrops = udpReceiveBufferDrops() - dropsBefore;
       throw err;
@@ -257,7 +277,7 @@ export class StressHarness {
     try {
       await Promise.race([body(), watch.stalled, timeout]);
     } catch (err) {
-      err.state = await state();
+      err.state = { ...(await state()), udpSockets: udpSockets() };
       throw err;
     } finally {
       watch.stop();
@@ -276,7 +296,10 @@ export class StressHarness {
 
   async _nativeToChromium(code, out, cleanup) {
     const sender = runPeerClient('peer-client send', ['send', ...this.files, '--server', this.server.wsUrl, '--code', code, '--json']);
-    cleanup.push(() => sender.kill());
+    cleanup.push(async () => {
+      this._notes.push(...sctpTrouble(sender));
+      await sender.kill();
+    });
     await sender.waitForLine('"event":"code"', { stream: 'stdout' });
     const { page, errors } = await this._newPage(cleanup);
     const saved = [];
@@ -313,7 +336,10 @@ export class StressHarness {
         await page.waitForFunction(() => document.body.dataset.code);
         const code = await page.getAttribute('body', 'data-code');
         receiver = runPeerClient('peer-client receive', ['receive', code, '--server', this.server.wsUrl, '--out', out, '--yes']);
-        cleanup.push(() => receiver.kill());
+        cleanup.push(async () => {
+          this._notes.push(...sctpTrouble(receiver));
+          await receiver.kill();
+        });
         const status = await receiver.exited;
         if (status.code !== 0) throw new Error(`the receiver exited with ${JSON.stringify(status)}`);
         await until(async () => ['done', 'failed'].includes(await page.getAttribute('body', 'data-transfer')), this.runMs, 'for the page to finish');
@@ -327,10 +353,16 @@ export class StressHarness {
 
   async _nativeToNative(code, out, cleanup) {
     const sender = runPeerClient('peer-client send', ['send', ...this.files, '--server', this.server.wsUrl, '--code', code, '--json']);
-    cleanup.push(() => sender.kill());
+    cleanup.push(async () => {
+      this._notes.push(...sctpTrouble(sender));
+      await sender.kill();
+    });
     await sender.waitForLine('"event":"code"', { stream: 'stdout' });
     const receiver = runPeerClient('peer-client receive', ['receive', code, '--server', this.server.wsUrl, '--out', out, '--yes']);
-    cleanup.push(() => receiver.kill());
+    cleanup.push(async () => {
+      this._notes.push(...sctpTrouble(receiver));
+      await receiver.kill();
+    });
     const state = async () => ({
       sender: logTail(sender),
       receiver: logTail(receiver),
