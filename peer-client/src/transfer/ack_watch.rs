@@ -54,42 +54,50 @@ impl AckWatch {
 mod tests {
     use super::*;
 
-    const LIMIT: Duration = Duration::from_secs(60);
-
-    #[test]
-    fn falling_queue_is_progress() {
+    /// Feeds `(seconds after start, bytes queued, expected answer)` in order.
+    fn check(case: &str, steps: &[(u64, usize, bool)]) {
         let start = Instant::now();
-        let mut watch = AckWatch::new(start, LIMIT);
-        for (second, queued) in [(0, 4_000_000), (50, 3_000_000), (100, 2_000_000)] {
-            assert!(watch.observe(queued, start + Duration::from_secs(second)));
+        let mut watch = AckWatch::new(start, Duration::from_secs(60));
+        for &(seconds, queued, expected) in steps {
+            let at = start + Duration::from_secs(seconds);
+            assert_eq!(
+                expected,
+                watch.observe(queued, at),
+                "{case}: at {seconds} s"
+            );
         }
     }
 
     #[test]
-    fn flat_queue_fails_after_the_limit() {
-        let start = Instant::now();
-        let mut watch = AckWatch::new(start, LIMIT);
-        assert!(watch.observe(4_000_000, start));
-        assert!(watch.observe(4_000_000, start + LIMIT));
-        assert!(!watch.observe(4_000_000, start + LIMIT + Duration::from_millis(1)));
-    }
-
-    #[test]
-    fn a_growing_queue_is_not_progress() {
-        let start = Instant::now();
-        let mut watch = AckWatch::new(start, LIMIT);
-        assert!(watch.observe(1_000, start));
-        assert!(watch.observe(2_000, start + Duration::from_secs(30)));
-        assert!(!watch.observe(2_000, start + Duration::from_secs(61)));
-    }
-
-    #[test]
-    fn the_limit_runs_from_the_last_acknowledgement() {
-        let start = Instant::now();
-        let mut watch = AckWatch::new(start, LIMIT);
-        assert!(watch.observe(1_000, start));
-        assert!(watch.observe(0, start + Duration::from_secs(30)));
-        assert!(watch.observe(0, start + Duration::from_secs(90)));
-        assert!(!watch.observe(0, start + Duration::from_secs(91)));
+    fn stalls_only_when_nothing_was_acknowledged_for_the_limit() {
+        check(
+            "a falling queue is progress",
+            &[
+                (0, 4_000_000, true),
+                (50, 3_000_000, true),
+                (100, 2_000_000, true),
+            ],
+        );
+        check(
+            "a flat queue fails after the limit",
+            &[
+                (0, 4_000_000, true),
+                (60, 4_000_000, true),
+                (61, 4_000_000, false),
+            ],
+        );
+        check(
+            "a growing queue is not progress",
+            &[(0, 1_000, true), (30, 2_000, true), (61, 2_000, false)],
+        );
+        check(
+            "the limit runs from the last acknowledgement",
+            &[
+                (0, 1_000, true),
+                (30, 0, true),
+                (90, 0, true),
+                (91, 0, false),
+            ],
+        );
     }
 }

@@ -285,6 +285,36 @@ export class StressHarness {
     }
   }
 
+  /** Starts `peer-client ARGS...`; `cleanup` kills it and keeps what it logged about SCTP. */
+  _native(label, args, cleanup) {
+    const child = runPeerClient(label, args);
+    cleanup.push(async () => {
+      this._notes.push(...sctpTrouble(child));
+      await child.kill();
+    });
+    return child;
+  }
+
+  /** Starts `peer-client send` of the harness's files under `code`; resolves once it waits. */
+  async _sender(code, cleanup) {
+    const sender = this._native('peer-client send', ['send', ...this.files, '--server', this.server.wsUrl, '--code', code, '--json'], cleanup);
+    await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+    return sender;
+  }
+
+  /** Starts `peer-client receive CODE` into `out`. */
+  _receiver(code, out, cleanup) {
+    return this._native('peer-client receive', ['receive', code, '--server', this.server.wsUrl, '--out', out, '--yes'], cleanup);
+  }
+
+  /** Waits until the page's transfer ended; throws unless it ended well. */
+  async _pageDone(page) {
+    await until(async () => ['done', 'failed'].includes(await page.getAttribute('body', 'data-transfer')), this.runMs, 'for the page to finish');
+    if ((await page.getAttribute('body', 'data-transfer')) !== 'done') {
+      throw new Error(`the page failed: ${await page.textContent('#transfer-error')}`);
+    }
+  }
+
   async _newPage(cleanup) {
     const page = await this.browser.newPage();
     cleanup.push(() => page.close());
@@ -295,12 +325,7 @@ export class StressHarness {
   }
 
   async _nativeToChromium(code, out, cleanup) {
-    const sender = runPeerClient('peer-client send', ['send', ...this.files, '--server', this.server.wsUrl, '--code', code, '--json']);
-    cleanup.push(async () => {
-      this._notes.push(...sctpTrouble(sender));
-      await sender.kill();
-    });
-    await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+    const sender = await this._sender(code, cleanup);
     const { page, errors } = await this._newPage(cleanup);
     const saved = [];
     page.on('download', (download) => {
@@ -311,9 +336,7 @@ export class StressHarness {
       await page.goto(`${this.server.httpUrl}#code=${code}`);
       await page.waitForSelector('#offer', { state: 'visible' });
       await page.click('#accept-download');
-      await until(async () => ['done', 'failed'].includes(await page.getAttribute('body', 'data-transfer')), this.runMs, 'for the page to finish');
-      const result = await page.getAttribute('body', 'data-transfer');
-      if (result !== 'done') throw new Error(`the page failed: ${await page.textContent('#transfer-error')}`);
+      await this._pageDone(page);
       await Promise.all(saved);
       const status = await sender.exited;
       if (status.code !== 0) throw new Error(`the sender exited with ${JSON.stringify(status)}`);
@@ -335,16 +358,10 @@ export class StressHarness {
         await page.click('#send-start');
         await page.waitForFunction(() => document.body.dataset.code);
         const code = await page.getAttribute('body', 'data-code');
-        receiver = runPeerClient('peer-client receive', ['receive', code, '--server', this.server.wsUrl, '--out', out, '--yes']);
-        cleanup.push(async () => {
-          this._notes.push(...sctpTrouble(receiver));
-          await receiver.kill();
-        });
+        receiver = this._receiver(code, out, cleanup);
         const status = await receiver.exited;
         if (status.code !== 0) throw new Error(`the receiver exited with ${JSON.stringify(status)}`);
-        await until(async () => ['done', 'failed'].includes(await page.getAttribute('body', 'data-transfer')), this.runMs, 'for the page to finish');
-        const result = await page.getAttribute('body', 'data-transfer');
-        if (result !== 'done') throw new Error(`the page failed: ${await page.textContent('#transfer-error')}`);
+        await this._pageDone(page);
       },
     );
     expectSame(this.files, out);
@@ -352,17 +369,8 @@ export class StressHarness {
   }
 
   async _nativeToNative(code, out, cleanup) {
-    const sender = runPeerClient('peer-client send', ['send', ...this.files, '--server', this.server.wsUrl, '--code', code, '--json']);
-    cleanup.push(async () => {
-      this._notes.push(...sctpTrouble(sender));
-      await sender.kill();
-    });
-    await sender.waitForLine('"event":"code"', { stream: 'stdout' });
-    const receiver = runPeerClient('peer-client receive', ['receive', code, '--server', this.server.wsUrl, '--out', out, '--yes']);
-    cleanup.push(async () => {
-      this._notes.push(...sctpTrouble(receiver));
-      await receiver.kill();
-    });
+    const sender = await this._sender(code, cleanup);
+    const receiver = this._receiver(code, out, cleanup);
     const state = async () => ({
       sender: logTail(sender),
       receiver: logTail(receiver),
