@@ -56,6 +56,8 @@ const DONE_TIMEOUT_MS = 60_000;
  * any of its queued data to be acknowledged: the native client's bounds (`--idle-timeout`).
  */
 export const IDLE_TIMEOUT_MS = 60_000;
+/** Slowest hashing assumed of a sender that checks a resume claim, in bytes per second (as natively). */
+const SLOWEST_HASH_RATE = 25_000_000;
 /** How often a waiting sender looks at what the channel still holds. */
 const ACK_CHECK_MS = 250;
 /** How long a finished side waits for the other to close first. */
@@ -1037,9 +1039,11 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
   for (const [index, entry] of entries.entries()) {
     if (entry.kind !== 'file') continue;
     progress.setFile(entry.path);
-    const start = await link.expect('file', `the start of file ${index}`, IDLE_TIMEOUT_MS, senderSilent);
-    if (start.index !== index) throw protocolError(`expected the start of file ${index}, got file ${start.index}`);
     const claimed = claims.get(index) ?? 0;
+    // The sender hashes its own copy of the bytes we claimed before it answers.
+    const hashing = (claimed / SLOWEST_HASH_RATE) * 1000;
+    const start = await link.expect('file', `the start of file ${index}`, IDLE_TIMEOUT_MS + hashing, senderSilent);
+    if (start.index !== index) throw protocolError(`expected the start of file ${index}, got file ${start.index}`);
     if (start.offset !== 0 && start.offset !== claimed) {
       throw protocolError(`file ${index} starts at ${start.offset}, but ${claimed} bytes were held`);
     }
