@@ -152,12 +152,13 @@ async fn send(addr: std::net::SocketAddr, attack: &Attack) {
     }
 }
 
-/// Reads one gauge from `/metrics`.
+/// Reads one gauge from `/metrics`; a gauge that is missing fails the test
+/// (an empty page or a renamed gauge must not read as "holds nothing").
 async fn gauge(server: &TestServer, name: &str) -> f64 {
     let text = server.get("/metrics").await.text();
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("/metrics has no gauge {name}:\n{text}"))
 }
 
 /// Two clients meet and exchange a signal: the server still works.
