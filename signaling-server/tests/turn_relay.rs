@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{TestServer, config};
-use peer_client::{Event, LinkPath, LinkState, Payload, Session, SessionConfig, TransportOptions};
+use peer_client::{
+    Event, LinkPath, LinkState, Payload, PeerId, Session, SessionConfig, TransportOptions,
+};
 use signaling_server::Config;
 
 const SECRET: &str = "turn secret shared with coturn";
@@ -202,8 +204,9 @@ async fn relay_only_peers_connect_through_coturn_with_welcome_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_signed_with_another_secret_do_not_relay() {
     let coturn = Coturn::start();
+    let turn = vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)];
     let server = TestServer::start(Config {
-        turn: vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)],
+        turn: turn.clone(),
         turn_secret: Some("a different secret than coturn's".parse().unwrap()),
         ..config()
     })
@@ -211,13 +214,13 @@ async fn credentials_signed_with_another_secret_do_not_relay() {
     let first = relay_only_session(&server.ws_url()).await;
     let mut second = relay_only_session(&server.ws_url()).await;
     // Without a relay allocation there is no candidate pair: no link within
-    // the time a working relay takes.
+    // the time a working relay takes. A session that ends is not a refusal.
     let connected = tokio::time::timeout(Duration::from_secs(8), async {
         loop {
-            if let Some(Event::LinkState {
+            if let Event::LinkState {
                 state: LinkState::Connected,
                 ..
-            }) = second.next_event().await
+            } = second.next_event().await.expect("the session ended")
             {
                 return;
             }
@@ -228,11 +231,39 @@ async fn credentials_signed_with_another_secret_do_not_relay() {
         connected.is_err(),
         "connected although coturn refuses the credentials"
     );
+    // coturn challenges every first request with a 401 (`user <>`); a refusal
+    // is the 401 for our minted `EXPIRY:PEER_ID` user, whose integrity it
+    // could not verify, and no allocation.
+    let log = coturn.log();
+    let refused = |id: &PeerId| {
+        let user = format!(":{id}>");
+        log.lines().any(|line| {
+            line.contains("Cannot find credentials of user <") && line.trim_end().ends_with(&user)
+        }) && log.lines().any(|line| {
+            line.contains(&format!("{user}: incoming packet")) && line.contains("error 401")
+        })
+    };
     assert!(
-        coturn.log().contains("401"),
-        "coturn did not refuse:\n{}",
-        coturn.log()
+        refused(&first.id()) || refused(&second.id()),
+        "coturn did not refuse the minted credentials:\n{log}"
     );
+    assert!(
+        !log.contains("ALLOCATE processed, success"),
+        "coturn allocated a relay:\n{log}"
+    );
+    first.close().await;
+    second.close().await;
+
+    // The same coturn relays for a server that signs with its secret.
+    let server = TestServer::start(Config {
+        turn,
+        turn_secret: Some(SECRET.parse().unwrap()),
+        ..config()
+    })
+    .await;
+    let first = relay_only_session(&server.ws_url()).await;
+    let mut second = relay_only_session(&server.ws_url()).await;
+    assert_eq!(connected_path(&mut second).await, LinkPath::Relayed);
     first.close().await;
     second.close().await;
 }
