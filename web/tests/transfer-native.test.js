@@ -124,9 +124,11 @@ test('a wrong code in the page ends with a clear error and nothing saved', { tim
   // Same number (so the same room), other words.
   await page.goto(`${server.httpUrl}#code=7-apple-banana`);
   await page.waitForSelector('#transfer-error', { state: 'visible', timeout: 60_000 });
-  assert.match(
+  // The page's own key confirmation refused (its words end with what it did not do); the
+  // sender's error message, which says the same, arrives only after it.
+  assert.equal(
     await page.textContent('#transfer-error'),
-    /the code did not match, or someone is interfering with the connection/,
+    'the code did not match, or someone is interfering with the connection; no file was written',
   );
   assert.equal(await page.isVisible('#offer'), false);
   assert.equal(await page.$$eval('#received-list li', (items) => items.length), 0);
@@ -134,6 +136,40 @@ test('a wrong code in the page ends with a clear error and nothing saved', { tim
   const status = await exited(sender);
   assert.notEqual(status.code, 0);
   assert.match(sender.log(), /the code did not match/);
+  assert.deepEqual(browser.pageErrors, []);
+});
+
+test('the page as sender refuses a receiver with a wrong code by itself; nothing is sent', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const file = randomFile(dir, 'secret.bin', 1 * MiB);
+
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${server.httpUrl}transfer.html`);
+  await page.setInputFiles('#send-files', [file]);
+  await page.click('#send-start');
+  await page.waitForFunction(() => document.body.dataset.code);
+  const code = await page.getAttribute('body', 'data-code');
+  // Same number (so the same room), other words.
+  const [nameplate] = code.split('-');
+  const wrong = `${nameplate}-${code.endsWith('-apple-tiger') ? 'apple-banana' : 'apple-tiger'}`;
+
+  const out = path.join(dir, 'out');
+  const receiver = runPeerClient('peer-client receive', ['receive', wrong, '--server', server.wsUrl, '--out', out, '--yes']);
+  t.after(() => receiver.kill());
+  await page.waitForSelector('#transfer-error', { state: 'visible', timeout: 60_000 });
+  assert.equal(
+    await page.textContent('#transfer-error'),
+    'the code did not match, or someone is interfering with the connection; nothing was sent',
+  );
+  const status = await exited(receiver);
+  assert.notEqual(status.code, 0);
+  assert.match(receiver.log(), /the code did not match/);
+  assert.equal(fs.existsSync(path.join(out, 'secret.bin')), false);
+  assert.equal(fs.existsSync(path.join(out, 'secret.bin.part')), false);
   assert.deepEqual(browser.pageErrors, []);
 });
 
