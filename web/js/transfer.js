@@ -49,7 +49,7 @@ const MAX_INBOX_BYTES = 256 * 1024 * 1024;
 const MAX_INBOX_FRAMES = 200_000;
 /** A disconnected link may come back within this time. */
 const DISCONNECT_GRACE_MS = 8000;
-/** Longest wait for the receiver's final `done`. */
+/** Longest wait for the receiver's final `done` after the last acknowledgement. */
 const DONE_TIMEOUT_MS = 60_000;
 /**
  * Longest a receiver waits for the sender's next frame while data is expected, and a sender for
@@ -743,7 +743,7 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
   }
   link.sendMessage({ type: 'done' });
   onStatus('confirming');
-  await withTimeout(link.expect('done', "the receiver's done"), DONE_TIMEOUT_MS, 'waiting for the receiver to confirm the files');
+  await receiverDone(link);
   progress.end();
   onStatus('done');
   return {
@@ -757,6 +757,31 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
 }
 
 /**
+ * Waits for the receiver's `done`. Up to 1 MiB may still be on its way when the last chunk is queued
+ * (minutes of data on a slow lossy link), so the wait is bounded by {@link DONE_TIMEOUT_MS} from the
+ * last acknowledgement (the channel's `bufferedAmount` falling), as the native sender bounds it.
+ * @param {TransferLink} link
+ */
+async function receiverDone(link) {
+  let queued = link.channel.bufferedAmount;
+  let progressed = Date.now();
+  for (;;) {
+    try {
+      return await link.expect('done', "the receiver's done", ACK_CHECK_MS);
+    } catch (err) {
+      if (!(err instanceof TransferError) || err.kind !== 'timeout') throw err;
+    }
+    const now = link.channel.bufferedAmount;
+    if (now < queued) progressed = Date.now();
+    queued = now;
+    if (Date.now() - progressed > DONE_TIMEOUT_MS) {
+      throw new TransferError('timed out waiting for the receiver to confirm the files', { kind: 'timeout' });
+    }
+  }
+}
+
+/**
+ * Where received files go./**
  * Where received files go. Both kinds write each file as it arrives and verify it before it is
  * presented: a directory on disk (File System Access API), or blobs offered as downloads.
  * @typedef {object} Sink
