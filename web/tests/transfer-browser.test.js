@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { launchBrowser } from './support/browser.js';
 import { startSignalingServer } from './support/processes.js';
-import { exited, randomFile, runPeerClient, sha256File, tempDir } from './support/transfer.js';
+import { exited, randomFile, runPeerClient, sha256File, startPageSend, tempDir } from './support/transfer.js';
 
 const MiB = 1024 * 1024;
 
@@ -106,11 +106,7 @@ test('page to page: the link a page shows brings the files to another page', { t
 
   const browser = await launchBrowser();
   t.after(() => browser.close());
-  const sender = await browser.newPage();
-  await sender.goto(`${server.httpUrl}transfer.html`);
-  await sender.setInputFiles('#send-files', [file]);
-  await sender.click('#send-start');
-  await sender.waitForFunction(() => document.body.dataset.code);
+  const { page: sender } = await startPageSend(browser, server.httpUrl, [file]);
   const link = await sender.getAttribute('#send-link', 'href');
 
   const receiver = await browser.newPage();

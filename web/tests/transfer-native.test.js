@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { launchBrowser } from './support/browser.js';
 import { startSignalingServer } from './support/processes.js';
-import { exited, randomFile, runPeerClient, sha256File, tempDir } from './support/transfer.js';
+import { exited, randomFile, runPeerClient, sha256File, startPageSend, tempDir } from './support/transfer.js';
 
 const MiB = 1024 * 1024;
 
@@ -81,12 +81,7 @@ test('page sends → native peer-client receive, files verified', { timeout: 120
 
   const browser = await launchBrowser();
   t.after(() => browser.close());
-  const page = await browser.newPage();
-  await page.goto(`${server.httpUrl}transfer.html`);
-  await page.setInputFiles('#send-files', files);
-  await page.click('#send-start');
-  await page.waitForFunction(() => document.body.dataset.code);
-  const code = await page.getAttribute('body', 'data-code');
+  const { page, code } = await startPageSend(browser, server.httpUrl, files);
   assert.match(code, /^[1-9][0-9]{0,2}-[a-z]+-[a-z]+$/);
   assert.equal(await page.textContent('#send-command'), `peer-client receive ${code} --server ${server.wsUrl}`);
   assert.equal(await page.getAttribute('#send-link', 'href'), `${server.httpUrl}#code=${code}`);
@@ -147,12 +142,7 @@ test('the page as sender refuses a receiver with a wrong code by itself; nothing
 
   const browser = await launchBrowser();
   t.after(() => browser.close());
-  const page = await browser.newPage();
-  await page.goto(`${server.httpUrl}transfer.html`);
-  await page.setInputFiles('#send-files', [file]);
-  await page.click('#send-start');
-  await page.waitForFunction(() => document.body.dataset.code);
-  const code = await page.getAttribute('body', 'data-code');
+  const { page, code } = await startPageSend(browser, server.httpUrl, [file]);
   // Same number (so the same room), other words.
   const [nameplate] = code.split('-');
   const wrong = `${nameplate}-${code.endsWith('-apple-tiger') ? 'apple-banana' : 'apple-tiger'}`;

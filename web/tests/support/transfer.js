@@ -53,3 +53,16 @@ export async function exited(child, timeoutMs = 60_000) {
   if (!status) throw new Error(`${child.label} did not exit within ${timeoutMs} ms\n${child.log()}`);
   return status;
 }
+
+/**
+ * Opens the transfer page in a new page of `browser`, picks `files` and starts sending.
+ * @returns {Promise<{page: import('playwright-core').Page, code: string}>} the page and the code it shows
+ */
+export async function startPageSend(browser, httpUrl, files) {
+  const page = await browser.newPage();
+  await page.goto(`${httpUrl}transfer.html`);
+  await page.setInputFiles('#send-files', files);
+  await page.click('#send-start');
+  await page.waitForFunction(() => document.body.dataset.code);
+  return { page, code: await page.getAttribute('body', 'data-code') };
+}
