@@ -214,9 +214,14 @@ impl RtoManager {
             self.srtt = ((RTO_BASE - RTO_ALPHA) * self.srtt + RTO_ALPHA * rtt) / RTO_BASE;
         }
 
-        self.rto = (self.srtt + (4.0 * self.rttvar) as u64).clamp(RTO_MIN, RTO_MAX);
+        self.rto = self.computed_rto();
 
         self.srtt
+    }
+
+    /// The RTO that the RTT measured so far gives, without backoff (RFC 9260 6.3.1 C3).
+    fn computed_rto(&self) -> u64 {
+        (self.srtt + (4.0 * self.rttvar) as u64).clamp(RTO_MIN, RTO_MAX)
     }
 
     /// get_rto simply returns the current RTO in msec.
@@ -240,7 +245,7 @@ impl RtoManager {
         if self.no_update || self.srtt == 0 {
             return;
         }
-        self.rto = (self.srtt + (4.0 * self.rttvar) as u64).clamp(RTO_MIN, RTO_MAX);
+        self.rto = self.computed_rto();
     }
 
     /// reset resets the RTO variables to the initial values.
