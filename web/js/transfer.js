@@ -49,11 +49,10 @@ const MAX_INBOX_BYTES = 256 * 1024 * 1024;
 const MAX_INBOX_FRAMES = 200_000;
 /** A disconnected link may come back within this time. */
 const DISCONNECT_GRACE_MS = 8000;
-/** Longest wait for the receiver's final `done` after the last acknowledgement. */
-const DONE_TIMEOUT_MS = 60_000;
 /**
  * Longest a receiver waits for the sender's next frame while data is expected, and a sender for
- * any of its queued data to be acknowledged: the native client's bounds (`--idle-timeout`).
+ * any of its queued data to be acknowledged (for room in the channel, or for the receiver's final
+ * `done`): the native client's bounds (`--idle-timeout`).
  */
 export const IDLE_TIMEOUT_MS = 60_000;
 /** Slowest hashing assumed of a sender that checks a resume claim, in bytes per second (as natively). */
@@ -112,12 +111,9 @@ function gone(why) {
  */
 function drained(channel) {
   return new Promise((resolve, reject) => {
-    let queued = channel.bufferedAmount;
-    let progressed = Date.now();
+    const acknowledging = acknowledgementWatch(channel);
     const check = setInterval(() => {
-      if (channel.bufferedAmount < queued) progressed = Date.now();
-      queued = channel.bufferedAmount;
-      if (Date.now() - progressed > IDLE_TIMEOUT_MS) {
+      if (!acknowledging()) {
         done();
         reject(
           new TransferError(
@@ -140,6 +136,23 @@ function drained(channel) {
     // A closed channel is reported by the link (and by the next send).
     channel.addEventListener('close', low);
   });
+}
+
+/**
+ * Watches a channel's `bufferedAmount`: the returned function answers, each time it is called,
+ * whether some of it was acknowledged (the amount fell) within the last {@link IDLE_TIMEOUT_MS}.
+ * @param {RTCDataChannel} channel
+ * @returns {() => boolean}
+ */
+function acknowledgementWatch(channel) {
+  let queued = channel.bufferedAmount;
+  let progressed = Date.now();
+  return () => {
+    const now = channel.bufferedAmount;
+    if (now < queued) progressed = Date.now();
+    queued = now;
+    return Date.now() - progressed <= IDLE_TIMEOUT_MS;
+  };
 }
 
 function withTimeout(promise, ms, what) {
@@ -758,23 +771,19 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
 
 /**
  * Waits for the receiver's `done`. Up to 1 MiB may still be on its way when the last chunk is queued
- * (minutes of data on a slow lossy link), so the wait is bounded by {@link DONE_TIMEOUT_MS} from the
+ * (minutes of data on a slow lossy link), so the wait is bounded by {@link IDLE_TIMEOUT_MS} from the
  * last acknowledgement (the channel's `bufferedAmount` falling), as the native sender bounds it.
  * @param {TransferLink} link
  */
 async function receiverDone(link) {
-  let queued = link.channel.bufferedAmount;
-  let progressed = Date.now();
+  const acknowledging = acknowledgementWatch(link.channel);
   for (;;) {
     try {
       return await link.expect('done', "the receiver's done", ACK_CHECK_MS);
     } catch (err) {
       if (!(err instanceof TransferError) || err.kind !== 'timeout') throw err;
     }
-    const now = link.channel.bufferedAmount;
-    if (now < queued) progressed = Date.now();
-    queued = now;
-    if (Date.now() - progressed > DONE_TIMEOUT_MS) {
+    if (!acknowledging()) {
       throw new TransferError('timed out waiting for the receiver to confirm the files', { kind: 'timeout' });
     }
   }
