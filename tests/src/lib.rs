@@ -43,22 +43,24 @@ pub struct Process {
     output: Arc<(Mutex<Output>, Condvar)>,
 }
 
-/// Path of a binary of this workspace, next to the test executable's directory.
+/// Path of a binary of this workspace: beside the running program (a binary
+/// of this package) or in the directory above it (a test executable, in
+/// `target/debug/deps/`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    // target/debug/deps/<test> → target/debug/<name>
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} does not exist: build the binaries first with `cargo build --bins`",
-        path.display()
-    );
-    path
+    let beside = exe.parent().map(PathBuf::from).unwrap_or_default();
+    let above = beside.parent().map(PathBuf::from).unwrap_or_default();
+    let paths = [beside.join(name), above.join(name)];
+    paths
+        .iter()
+        .find(|path| path.exists() && path.as_path() != exe)
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} does not exist: build the binaries first with `cargo build --bins`",
+                paths[1].display()
+            )
+        })
 }
 
 impl Process {
@@ -165,18 +167,26 @@ impl Process {
 
     /// Waits (bounded) for the process to exit on its own.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + STEP;
+        self.wait_exit_within(STEP).unwrap_or_else(|| {
+            panic!(
+                "{} did not exit within {STEP:?}\n{}",
+                self.label,
+                self.log()
+            )
+        })
+    }
+
+    /// Waits up to `limit` for the process to exit on its own; `None` if it
+    /// is still running.
+    pub fn wait_exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
         loop {
             match self.child.try_wait() {
-                Ok(Some(status)) => return status,
+                Ok(Some(status)) => return Some(status),
                 Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
+                    std::thread::sleep(Duration::from_millis(5))
                 }
-                _ => panic!(
-                    "{} did not exit within {STEP:?}\n{}",
-                    self.label,
-                    self.log()
-                ),
+                _ => return None,
             }
         }
     }

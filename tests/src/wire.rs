@@ -7,7 +7,10 @@
 //! ends (packet sockets opened inside the hub's namespace), so hosts see an
 //! ordinary link: ARP, IP, UDP and TCP, with the delay and loss applied to
 //! every frame in each direction. Both can change while traffic flows
-//! ([`Wire::set_delay`], [`Wire::set_loss`]; loss 1.0 cuts the link).
+//! ([`Wire::set_delay`], [`Wire::set_loss`]; loss 1.0 cuts the link). A
+//! wire can also be a bottleneck ([`Wire::set_rate`]: a link of that rate
+//! behind a drop-tail queue) and a path with a small MTU ([`Wire::set_mtu`]:
+//! larger packets are lost, as on a tunnel that sends no ICMP back).
 //!
 //! Frames a host sends carry checksums its veth left to "hardware"; the hub
 //! completes IPv4 TCP and UDP checksums before passing frames on.
@@ -31,13 +34,25 @@ const QUEUE_FRAMES: usize = 8192;
 const SOCKET_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 /// How often idle hub threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
+/// A frame due within this much is sent at once. Sleeping for each frame
+/// cost at least the timer slack (50 µs), which capped the wire near
+/// 20 000 frames (27 MB) per second.
+const EARLY: Duration = Duration::from_micros(200);
+/// Ethernet header bytes, not counted in the MTU.
+const ETHERNET_HEADER: usize = 14;
 
-/// Delay and loss, shared with the hub's threads.
+/// Delay, loss, rate and MTU, shared with the hub's threads.
 #[derive(Default)]
 struct Impairment {
     delay_us: AtomicU64,
     /// Loss in millionths.
     loss_ppm: AtomicU32,
+    /// Bottleneck rate in bytes per second; 0 for none.
+    rate_bytes_per_s: AtomicU64,
+    /// Bytes the bottleneck's queue holds before it drops frames.
+    queue_bytes: AtomicU64,
+    /// Largest IP packet carried; 0 for no limit.
+    mtu: AtomicU32,
 }
 
 /// One attached host: the hub's interface and the host's MAC address.
@@ -110,6 +125,15 @@ impl Wire {
         host.ip(&["addr", "add", addr, "dev", ifname]);
         host.ip(&["link", "set", ifname, "up"]);
         self.netns.ip(&["link", "set", &hub_if, "up"]);
+        // A veth queues each frame on the backlog of the CPU that sent it, so
+        // a sender moving between CPUs had frames delivered out of order (TCP
+        // reported `reord_seen` in the hundreds on a clean wire and SCTP
+        // fast-retransmitted chunks that were not lost). Steering each
+        // interface's frames to one CPU (RPS) keeps them in order.
+        let cpu = index % std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mask = format!("{:x}", 1u64 << cpu.min(63));
+        steer_to_one_cpu(host, ifname, &mask);
+        steer_to_one_cpu(&self.netns, &hub_if, &mask);
         self.ports.push(Port { hub_if, host_mac });
     }
 
@@ -123,6 +147,24 @@ impl Wire {
     pub fn set_loss(&self, fraction: f64) {
         let ppm = (fraction.clamp(0.0, 1.0) * 1e6).round() as u32;
         self.impairment.loss_ppm.store(ppm, Ordering::Relaxed);
+    }
+
+    /// Makes each direction a bottleneck of `bits_per_second` behind a
+    /// drop-tail queue of `queue_bytes` (a frame that finds the queue full is
+    /// dropped); 0 removes the limit.
+    pub fn set_rate(&self, bits_per_second: u64, queue_bytes: u64) {
+        self.impairment
+            .rate_bytes_per_s
+            .store(bits_per_second / 8, Ordering::Relaxed);
+        self.impairment
+            .queue_bytes
+            .store(queue_bytes, Ordering::Relaxed);
+    }
+
+    /// Drops every frame whose IP packet is larger than `mtu` bytes; 0
+    /// removes the limit.
+    pub fn set_mtu(&self, mtu: u32) {
+        self.impairment.mtu.store(mtu, Ordering::Relaxed);
     }
 
     /// Starts forwarding.
@@ -164,7 +206,11 @@ impl Wire {
                         senders.push(queue);
                         receivers.push(rx);
                         let stop = Arc::clone(&stop);
-                        let thread = std::thread::spawn(move || transmit(tx, queued, &stop));
+                        let cpu = senders.len() - 1;
+                        let thread = std::thread::spawn(move || {
+                            stay_on_one_cpu(cpu);
+                            transmit(tx, queued, &stop)
+                        });
                         threads
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -181,6 +227,7 @@ impl Wire {
                     macs: macs.clone(),
                     queues: senders.clone(),
                     impairment: Arc::clone(&impairment),
+                    link_free_at: Instant::now(),
                 };
                 let stop = Arc::clone(&stop);
                 let thread = std::thread::spawn(move || hub.receive(rx, &stop));
@@ -212,10 +259,29 @@ struct Hub {
     macs: Vec<[u8; 6]>,
     queues: Vec<SyncSender<(Instant, Vec<u8>)>>,
     impairment: Arc<Impairment>,
+    /// When the bottleneck of this port's direction has sent the frames
+    /// queued so far.
+    link_free_at: Instant,
 }
 
 impl Hub {
-    fn receive(self, mut rx: Box<dyn DataLinkReceiver>, stop: &AtomicBool) {
+    /// When a frame of `len` bytes arriving `now` leaves the bottleneck, or
+    /// `None` if its queue is full (drop-tail). Without a rate limit: `now`.
+    fn bottleneck(&mut self, now: Instant, len: usize) -> Option<Instant> {
+        let rate = self.impairment.rate_bytes_per_s.load(Ordering::Relaxed);
+        if rate == 0 {
+            return Some(now);
+        }
+        let start = self.link_free_at.max(now);
+        let backlog = start.duration_since(now).as_secs_f64() * rate as f64;
+        if backlog > self.impairment.queue_bytes.load(Ordering::Relaxed) as f64 {
+            return None;
+        }
+        self.link_free_at = start + Duration::from_secs_f64(len as f64 / rate as f64);
+        Some(self.link_free_at)
+    }
+
+    fn receive(mut self, mut rx: Box<dyn DataLinkReceiver>, stop: &AtomicBool) {
         let mut random = Random::new(self.index as u64 + 1);
         while !stop.load(Ordering::Relaxed) {
             let Ok(frame) = rx.next() else { continue };
@@ -224,13 +290,20 @@ impl Hub {
             if frame.get(6..12) != Some(&self.macs[self.index][..]) {
                 continue;
             }
+            let mtu = self.impairment.mtu.load(Ordering::Relaxed) as usize;
+            if mtu != 0 && frame.len() > mtu + ETHERNET_HEADER {
+                continue;
+            }
             let mut frame = frame.to_vec();
             complete_checksums(&mut frame);
-            let destination = frame.get(0..6).unwrap_or_default();
-            let known = self.macs.iter().position(|mac| mac == destination);
             let delay = Duration::from_micros(self.impairment.delay_us.load(Ordering::Relaxed));
             let loss = self.impairment.loss_ppm.load(Ordering::Relaxed);
-            let due = Instant::now() + delay;
+            let Some(sent) = self.bottleneck(Instant::now(), frame.len()) else {
+                continue;
+            };
+            let due = sent + delay;
+            let destination = frame.get(0..6).unwrap_or_default();
+            let known = self.macs.iter().position(|mac| mac == destination);
             for (port, queue) in self.queues.iter().enumerate() {
                 let wanted = match known {
                     Some(target) => port == target,
@@ -266,6 +339,27 @@ fn packet_socket() -> i32 {
     fd.into_raw_fd()
 }
 
+/// Has `netns` hand every frame `ifname` receives to the CPUs of `mask`.
+fn steer_to_one_cpu(netns: &Netns, ifname: &str, mask: &str) {
+    let file = format!("/sys/class/net/{ifname}/queues/rx-0/rps_cpus");
+    netns.exec("sh", &["-c", &format!("echo {mask} > {file}")]);
+}
+
+/// Keeps the calling thread on one CPU (the `n`th, modulo their number).
+/// A veth hands each frame to the backlog of the CPU that sent it; a
+/// transmit thread moving between CPUs let the kernel deliver frames out of
+/// order (TCP saw `reordering:192` on a wire without delay and cut its
+/// window for losses that were not).
+fn stay_on_one_cpu(n: usize) {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    use nix::unistd::Pid;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut set = CpuSet::new();
+    if set.set(n % cpus).is_ok() {
+        let _ = sched_setaffinity(Pid::from_raw(0), &set);
+    }
+}
+
 /// Sends each queued frame on one port when it is due.
 fn transmit(
     mut tx: Box<dyn DataLinkSender>,
@@ -276,7 +370,7 @@ fn transmit(
         match queued.recv_timeout(POLL) {
             Ok((due, frame)) => {
                 let now = Instant::now();
-                if due > now {
+                if due > now + EARLY {
                     std::thread::sleep(due - now);
                 }
                 // A frame over the MTU fails like any lost frame.

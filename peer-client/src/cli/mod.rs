@@ -11,7 +11,7 @@ pub(crate) mod terminal;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{IceServer, MdnsMode, SessionConfig, TransportOptions};
+use crate::{DEFAULT_SOCKET_BUFFER_BYTES, IceServer, MdnsMode, SessionConfig, TransportOptions};
 
 pub use bench::BenchArgs;
 pub use receive::ReceiveArgs;
@@ -91,6 +91,13 @@ pub struct NetArgs {
     /// Off by default: no multicast traffic is sent.
     #[arg(long)]
     pub mdns: bool,
+
+    /// Receive and send buffer to ask the kernel for, per UDP socket, in
+    /// bytes (it grants at most `net.core.rmem_max` / `wmem_max` unless run
+    /// as root).
+    #[arg(long, value_name = "BYTES", env = "PEER_CLIENT_SOCKET_BUFFER",
+          default_value_t = DEFAULT_SOCKET_BUFFER_BYTES)]
+    pub socket_buffer: usize,
 }
 
 /// Arguments of `chat`.
@@ -121,6 +128,7 @@ impl NetArgs {
             transport.bind_addrs = self.bind.clone();
         }
         transport.relay_only = self.relay_only;
+        transport.socket_buffer_bytes = self.socket_buffer;
         if self.mdns {
             transport.mdns = MdnsMode::Query;
         }
