@@ -1,7 +1,9 @@
 use crate::util::{AssociationIdGenerator, RandomAssociationIdGenerator};
 
 use crate::TimerConfig;
+use crate::association::timer::{DEFAULT_RTO_MIN, DEFAULT_RTO_VARIANCE_FLOOR};
 use std::fmt;
+use std::time::Duration;
 use std::sync::Arc;
 
 /// MTU for inbound packet (from DTLS)
@@ -61,6 +63,8 @@ pub struct TransportConfig {
     max_num_outbound_streams: u16,
     max_num_inbound_streams: u16,
     timer_config: TimerConfig,
+    rto_min: Duration,
+    rto_variance_floor: Duration,
 }
 
 impl Default for TransportConfig {
@@ -72,6 +76,8 @@ impl Default for TransportConfig {
             max_num_outbound_streams: u16::MAX,
             max_num_inbound_streams: u16::MAX,
             timer_config: TimerConfig::default(),
+            rto_min: Duration::from_millis(DEFAULT_RTO_MIN),
+            rto_variance_floor: Duration::from_millis(DEFAULT_RTO_VARIANCE_FLOOR),
         }
     }
 }
@@ -114,6 +120,21 @@ impl TransportConfig {
         self
     }
 
+    /// Sets the lower bound of the retransmission timeout (default 200 ms, as Linux TCP; RFC
+    /// 9260 recommends 1 s, which stalls a long path for ten round trips per timeout).
+    pub fn with_rto_min(mut self, value: Duration) -> Self {
+        self.rto_min = value;
+        self
+    }
+
+    /// Sets the smallest margin of the retransmission timeout over the smoothed RTT, which
+    /// replaces `4 * RTTVAR` when that is smaller (default 200 ms, above the longest a peer
+    /// delays a SACK).
+    pub fn with_rto_variance_floor(mut self, value: Duration) -> Self {
+        self.rto_variance_floor = value;
+        self
+    }
+
     /// The configured SCTP port.
     pub fn sctp_port(&self) -> u16 {
         self.sctp_port
@@ -142,6 +163,16 @@ impl TransportConfig {
     /// The configured retransmission limits.
     pub fn timer_config(&self) -> TimerConfig {
         self.timer_config
+    }
+
+    /// The configured lower bound of the retransmission timeout.
+    pub fn rto_min(&self) -> Duration {
+        self.rto_min
+    }
+
+    /// The configured smallest margin of the retransmission timeout over the smoothed RTT.
+    pub fn rto_variance_floor(&self) -> Duration {
+        self.rto_variance_floor
     }
 }
 

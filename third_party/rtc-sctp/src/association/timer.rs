@@ -171,7 +171,14 @@ impl TimerTable {
 // RFC 9260 §16 recommends a one-second initial RTO.  This value is used by
 // both T1-init and T1-cookie before an RTT measurement is available.
 const RTO_INITIAL: u64 = 1000; // msec
-const RTO_MIN: u64 = 1000; // msec
+/// Default lower bound of the RTO. RFC 9260 recommends 1 s, ten round trips on a 100 ms path:
+/// every loss that fast retransmit cannot repair stalls the association that long. Linux TCP
+/// uses 200 ms; the variance floor below keeps the timer clear of delayed SACKs.
+pub(crate) const DEFAULT_RTO_MIN: u64 = 200; // msec
+/// Default smallest margin of the RTO over the smoothed RTT (the `4 * RTTVAR` term). On a
+/// steady path RTTVAR decays towards zero; without a floor the RTO would approach SRTT and
+/// fire for every SACK a receiver delays (up to 200 ms, RFC 9260 6.2).
+pub(crate) const DEFAULT_RTO_VARIANCE_FLOOR: u64 = 200; // msec
 const RTO_MAX: u64 = 60000; // msec
 const RTO_ALPHA: u64 = 1;
 const RTO_BETA: u64 = 2;
@@ -185,13 +192,25 @@ pub(crate) struct RtoManager {
     pub(crate) rttvar: f64,
     pub(crate) rto: u64,
     pub(crate) no_update: bool,
+    /// Lower bound of the RTO, in msec.
+    rto_min: u64,
+    /// Smallest margin of the RTO over SRTT, in msec.
+    variance_floor: u64,
 }
 
 impl RtoManager {
-    /// newRTOManager creates a new rtoManager.
+    /// newRTOManager creates a new rtoManager with the default bounds.
     pub(crate) fn new() -> Self {
+        Self::with_bounds(DEFAULT_RTO_MIN, DEFAULT_RTO_VARIANCE_FLOOR)
+    }
+
+    /// An rtoManager whose RTO is at least `rto_min` and at least `variance_floor` over SRTT
+    /// (both in msec).
+    pub(crate) fn with_bounds(rto_min: u64, variance_floor: u64) -> Self {
         RtoManager {
             rto: RTO_INITIAL,
+            rto_min,
+            variance_floor,
             ..Default::default()
         }
     }
@@ -221,7 +240,8 @@ impl RtoManager {
 
     /// The RTO that the RTT measured so far gives, without backoff (RFC 9260 6.3.1 C3).
     fn computed_rto(&self) -> u64 {
-        (self.srtt + (4.0 * self.rttvar) as u64).clamp(RTO_MIN, RTO_MAX)
+        let margin = ((4.0 * self.rttvar) as u64).max(self.variance_floor);
+        (self.srtt + margin).clamp(self.rto_min.min(RTO_MAX), RTO_MAX)
     }
 
     /// get_rto simply returns the current RTO in msec.
@@ -308,6 +328,30 @@ mod tests {
         assert!(rto.get_rto() > measured * 16);
         rto.collapse_backoff();
         assert_eq!(measured, rto.get_rto());
+    }
+
+    #[test]
+    fn rto_is_srtt_plus_the_variance_floor_on_a_steady_path() {
+        let mut rto = RtoManager::new();
+        for _ in 0..50 {
+            rto.set_new_rtt(100);
+        }
+        assert_eq!(100 + DEFAULT_RTO_VARIANCE_FLOOR, rto.get_rto());
+    }
+
+    #[test]
+    fn rto_follows_a_large_variance_and_respects_its_bounds() {
+        let mut rto = RtoManager::with_bounds(500, 10);
+        rto.set_new_rtt(1);
+        assert_eq!(500, rto.get_rto(), "a short RTT still waits rto_min");
+        let mut rto = RtoManager::with_bounds(50, 10);
+        rto.set_new_rtt(100);
+        // First sample: RTTVAR = RTT / 2, so RTO = 100 + 4 * 50.
+        assert_eq!(300, rto.get_rto());
+        for _ in 0..60 {
+            rto.set_new_rtt(100);
+        }
+        assert_eq!(110, rto.get_rto(), "the floor, not rto_min, bounds a steady path");
     }
 
     #[test]
