@@ -63,6 +63,9 @@ pub(crate) mod stats;
 pub(crate) mod stream;
 pub(crate) mod timer;
 
+/// Packets the congestion window allows before the first acknowledgement.
+const INITIAL_CWND_MTUS: u32 = 10;
+
 #[cfg(test)]
 mod association_test;
 
@@ -374,14 +377,10 @@ impl Association {
         // config.rs to get max_payload_size from INITIAL_MTU.
         let mtu = max_payload_size.saturating_add(COMMON_HEADER_SIZE + DATA_CHUNK_HEADER_SIZE);
 
-        // RFC 4960 Sec 7.2.1
-        // The initial cwnd before DATA transmission or after a sufficiently
-        // long idle period MUST be set to min(4*MTU, max (2*MTU, 4380bytes)).
-        // Written in total form: the previous `(2 * mtu).clamp(4380, 4 * mtu)`
-        // panicked for effective MTUs below ~1095 (`Ord::clamp` with
-        // min > max) and overflowed near `u32::MAX`, both reachable through
-        // `EndpointConfig::max_payload_size` and MTU-derived payload budgets.
-        let cwnd = mtu.saturating_mul(2).max(4380).min(mtu.saturating_mul(4));
+        // RFC 9260 7.2.1 sets the initial cwnd to min(4*MTU, max(2*MTU, 4380)), about three
+        // packets: a transfer spent its first round trips growing from there. Like TCP's initial
+        // window (RFC 6928) and Chrome's dcSCTP, start from INITIAL_CWND_MTUS packets.
+        let cwnd = mtu.saturating_mul(INITIAL_CWND_MTUS);
         // RFC 4960 requires an unpredictable initial TSN. SCTP remains usable without an RTC
         // crypto provider, so this deliberately uses `rand`'s thread-local CSPRNG.
         let mut tsn = random::<u32>();
