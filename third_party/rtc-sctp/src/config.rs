@@ -3,8 +3,8 @@ use crate::util::{AssociationIdGenerator, RandomAssociationIdGenerator};
 use crate::TimerConfig;
 use crate::association::timer::{DEFAULT_RTO_MIN, DEFAULT_RTO_VARIANCE_FLOOR};
 use std::fmt;
-use std::time::Duration;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// MTU for inbound packet (from DTLS)
 pub(crate) const RECEIVE_MTU: usize = 8192;

@@ -1437,7 +1437,7 @@ fn test_rexmit_budget_counts_fast_and_timer_retransmissions() -> Result<()> {
             assert_eq!(1, data_chunks(&a.gather_outbound(now).0));
             for attempt in 0..=max_retransmits {
                 let at = if fast_first && attempt == 0 {
-                    a.inflight_queue.get_mut(first_tsn).unwrap().miss_indicator = 3;
+                    a.declare_lost(first_tsn);
                     a.will_retransmit_fast = true;
                     now + Duration::from_millis(1)
                 } else {
@@ -1638,3 +1638,6 @@ mod message_selection_test;
 
 #[path = "t3_recovery_test.rs"]
 mod t3_recovery_test;
+
+#[path = "loss_detection_test.rs"]
+mod loss_detection_test;

@@ -235,6 +235,15 @@ pub struct Association {
     partial_bytes_acked: u32,
     pub(crate) in_fast_recovery: bool,
     fast_recover_exit_point: u32,
+    /// The latest transmission among acknowledged chunks: when it was sent, the round trip it
+    /// took and its TSN, which orders chunks sent at the same instant (RACK's `xmit_ts`, `rtt`
+    /// and `end_seq`).
+    newest_delivered: Option<(Instant, Duration, u32)>,
+    /// The smallest RTT measured, which sizes the reordering window.
+    min_rtt: Option<Duration>,
+    /// TSNs declared lost and not yet fast-retransmitted, lowest first, so a fast
+    /// retransmission visits those alone however large the window.
+    lost_tsns: std::collections::BTreeSet<u32>,
 
     // Chunks stored for retransmission
     stored_init: Option<ChunkInit>,
@@ -330,6 +339,9 @@ impl Default for Association {
             partial_bytes_acked: 0,
             in_fast_recovery: false,
             fast_recover_exit_point: 0,
+            newest_delivered: None,
+            min_rtt: None,
+            lost_tsns: Default::default(),
 
             // Chunks stored for retransmission
             stored_init: None,
@@ -1475,7 +1487,12 @@ impl Association {
             self.rwnd = d.advertised_receiver_window_credit - bytes_outstanding;
         }
 
-        self.process_fast_retransmission(d.cumulative_tsn_ack, htna, cum_tsn_ack_point_advanced)?;
+        self.process_fast_retransmission(
+            d.cumulative_tsn_ack,
+            htna,
+            cum_tsn_ack_point_advanced,
+            now,
+        )?;
 
         if self.use_forward_tsn {
             // RFC 3758 Sec 3.5 C1
@@ -1749,6 +1766,7 @@ impl Association {
             if let Some(mut c) = self.inflight_queue.pop(i) {
                 if c.acknowledge() {
                     newly_acked_data |= c.nsent > 0;
+                    self.note_delivered_transmission((c.tsn, c.nsent, c.last_sent), now);
 
                     let n_bytes_acked = c.user_data.len() as i64;
                     total_bytes_acked += n_bytes_acked;
@@ -1773,6 +1791,7 @@ impl Association {
                         self.min_tsn2measure_rtt = self.my_next_tsn;
                         if let Some(since) = &c.since {
                             let rtt = now.duration_since(*since);
+                            self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
                             let srtt = self.rto_mgr.set_new_rtt(rtt.as_millis() as u64);
                             trace!(
                                 "[{}] SACK: measured-rtt={} srtt={} new-rto={}",
@@ -1805,7 +1824,14 @@ impl Association {
             for i in g.start..=g.end {
                 let tsn = d.cumulative_tsn_ack.wrapping_add(i as u32);
 
+                let transmission = self
+                    .inflight_queue
+                    .get(tsn)
+                    .map(|c| (c.tsn, c.nsent, c.last_sent));
                 let newly_acknowledged = self.inflight_queue.acknowledge(tsn);
+                if let Some(transmission) = transmission.filter(|_| newly_acknowledged) {
+                    self.note_delivered_transmission(transmission, now);
+                }
                 let n_bytes_acked = if newly_acknowledged {
                     self.inflight_queue.release_payload(tsn) as i64
                 } else {
@@ -1828,6 +1854,7 @@ impl Association {
                             self.min_tsn2measure_rtt = self.my_next_tsn;
                             if let Some(since) = &c.since {
                                 let rtt = now.duration_since(*since);
+                                self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
                                 let srtt = self.rto_mgr.set_new_rtt(rtt.as_millis() as u64);
                                 trace!(
                                     "[{}] SACK: measured-rtt={} srtt={} new-rto={}",
@@ -1956,6 +1983,7 @@ impl Association {
         cum_tsn_ack_point: u32,
         htna: u32,
         cum_tsn_ack_point_advanced: bool,
+        now: Instant,
     ) -> Result<()> {
         // HTNA algorithm - RFC 4960 Sec 7.2.4
         // Increment missIndicator of each chunks that the SACK reported missing
@@ -1966,6 +1994,7 @@ impl Association {
         // b)  In fast-recovery AND the Cumulative TSN Ack Point advanced
         //     the miss indications are incremented for all TSNs reported missing
         //     in the SACK.
+        let mut any_lost = false;
         if !self.in_fast_recovery || cum_tsn_ack_point_advanced {
             let max_tsn = if !self.in_fast_recovery {
                 // a) increment only for missing TSNs prior to the HTNA
@@ -1980,24 +2009,10 @@ impl Association {
                 if let Some(c) = self.inflight_queue.get_mut(tsn) {
                     if c.is_outstanding() && c.miss_indicator < 3 {
                         c.miss_indicator += 1;
-                        if c.miss_indicator == 3 && !self.in_fast_recovery {
-                            // 2)  If not in Fast Recovery, adjust the ssthresh and cwnd of the
-                            //     destination address(es) to which the missing DATA chunks were
-                            //     last sent, according to the formula described in Section 7.2.3.
-                            self.in_fast_recovery = true;
-                            self.fast_recover_exit_point = htna;
-                            self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
-                            self.cwnd = self.ssthresh;
-                            self.partial_bytes_acked = 0;
-                            self.will_retransmit_fast = true;
-
-                            trace!(
-                                "[{}] updated cwnd={} ssthresh={} inflight={} (FR)",
-                                self.side,
-                                self.cwnd,
-                                self.ssthresh,
-                                self.inflight_queue.get_num_bytes()
-                            );
+                        if c.miss_indicator == 3 && c.nsent == 1 && !c.retransmit {
+                            c.lost = true;
+                            self.lost_tsns.insert(tsn);
+                            any_lost = true;
                         }
                     }
                 } else {
@@ -2008,11 +2023,111 @@ impl Association {
             }
         }
 
+        any_lost |= self.detect_lost_chunks(now);
+        if any_lost {
+            // 2)  If not in Fast Recovery, adjust the ssthresh and cwnd of the destination
+            //     address(es) to which the missing DATA chunks were last sent (7.2.3); one
+            //     reduction per window, however many of its chunks were lost.
+            if !self.in_fast_recovery {
+                self.enter_fast_recovery();
+            }
+            self.will_retransmit_fast = true;
+        }
         if self.in_fast_recovery && cum_tsn_ack_point_advanced {
             self.will_retransmit_fast = true;
         }
 
         Ok(())
+    }
+
+    /// Halves the window for a loss and starts Fast Recovery, which ends when the highest TSN
+    /// outstanding now is acknowledged (RFC 9260 7.2.4).
+    fn enter_fast_recovery(&mut self) {
+        self.in_fast_recovery = true;
+        self.fast_recover_exit_point = self.my_next_tsn.wrapping_sub(1);
+        self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
+        self.cwnd = self.ssthresh;
+        self.partial_bytes_acked = 0;
+        trace!(
+            "[{}] updated cwnd={} ssthresh={} inflight={} (FR)",
+            self.side,
+            self.cwnd,
+            self.ssthresh,
+            self.inflight_queue.get_num_bytes()
+        );
+    }
+
+    /// Records that a chunk transmitted `nsent` times, last at `last_sent`, was acknowledged.
+    /// An acknowledgement that comes less than the minimum RTT after a retransmission answers
+    /// an earlier transmission and says nothing about the later one (RFC 8985 6.2 step 2).
+    fn note_delivered_transmission(
+        &mut self,
+        (tsn, nsent, last_sent): (u32, u32, Option<Instant>),
+        now: Instant,
+    ) {
+        let Some(sent) = last_sent else { return };
+        if nsent > 1
+            && self
+                .min_rtt
+                .is_none_or(|min| now.saturating_duration_since(sent) < min)
+        {
+            return;
+        }
+        let newer = |&(newest, _, newest_tsn): &(Instant, Duration, u32)| {
+            sent > newest || (sent == newest && sna32gt(tsn, newest_tsn))
+        };
+        if self.newest_delivered.as_ref().is_none_or(newer) {
+            self.newest_delivered = Some((sent, now.saturating_duration_since(sent), tsn));
+        }
+    }
+
+    /// Declares `tsn` lost, as the loss detection would.
+    #[cfg(test)]
+    pub(crate) fn declare_lost(&mut self, tsn: u32) {
+        if let Some(c) = self.inflight_queue.get_mut(tsn) {
+            c.lost = true;
+            self.lost_tsns.insert(tsn);
+        }
+    }
+
+    /// Reordering the loss detection tolerates: a quarter of the minimum RTT (RFC 8985 6.2).
+    fn reordering_window(&self) -> Duration {
+        self.min_rtt.map_or(Duration::ZERO, |min| min / 4)
+    }
+
+    /// Time-based loss detection (RACK, RFC 8985 6.2): an outstanding chunk last transmitted
+    /// before the newest acknowledged transmission is lost once a round trip and the
+    /// reordering window have passed since. Unlike three miss indications, this finds every
+    /// loss of a window, including chunks lost during Fast Recovery and lost retransmissions,
+    /// which otherwise waited for the T3-rtx timer and restarted from one packet. Returns
+    /// whether it declared any chunk lost.
+    fn detect_lost_chunks(&mut self, now: Instant) -> bool {
+        let Some((newest, rtt, newest_tsn)) = self.newest_delivered else {
+            return false;
+        };
+        let wait = rtt + self.reordering_window();
+        let mut any_lost = false;
+        let mut tsn = self.cumulative_tsn_ack_point.wrapping_add(1);
+        while let Some(c) = self.inflight_queue.get_mut(tsn) {
+            tsn = tsn.wrapping_add(1);
+            if !c.is_outstanding() || c.lost || c.retransmit {
+                continue;
+            }
+            let Some(sent) = c.last_sent else { continue };
+            let sent_before = sent < newest || (sent == newest && sna32lt(c.tsn, newest_tsn));
+            if !sent_before || now < sent + wait {
+                // Chunks sent once go out in TSN order, so none after this one is older.
+                if c.nsent == 1 {
+                    break;
+                }
+                continue;
+            }
+            c.lost = true;
+            self.lost_tsns.insert(c.tsn);
+            any_lost = true;
+            trace!("[{}] tsn={} lost (sent={})", self.side, c.tsn, c.nsent);
+        }
+        any_lost
     }
 
     /// The caller must hold the lock. This method was only added because the
@@ -2413,80 +2528,50 @@ impl Association {
         if self.will_retransmit_fast {
             self.will_retransmit_fast = false;
 
+            // Every chunk declared lost goes now, in as many packets as it takes: lost chunks
+            // have left the network, so they no longer count against what it holds (the "pipe"
+            // of RFC 6675). Sending one packet per SACK left the rest of a multi-loss window to
+            // the retransmission timer.
             let mut to_fast_retrans: Vec<ChunkPayloadData> = vec![];
-            let mut fast_retrans_size = COMMON_HEADER_SIZE;
-
-            let mut i = 0;
-            loop {
-                let tsn = self.cumulative_tsn_ack_point.wrapping_add(i + 1);
-                if let Some(c) = self.inflight_queue.get(tsn) {
-                    if !c.is_fast_retransmit_candidate() {
-                        i += 1;
-                        continue;
-                    }
-
-                    // Only the retry being considered needs a policy check.
-                    // Retire an exhausted candidate's whole message first.
-                    match self.abandon_retransmit_candidate(tsn, now) {
-                        Ok(true) => {
-                            to_fast_retrans.retain(|chunk| {
-                                self.inflight_queue
-                                    .get(chunk.tsn)
-                                    .is_some_and(|c| !c.abandoned())
-                            });
-                            fast_retrans_size = COMMON_HEADER_SIZE
-                                + to_fast_retrans
-                                    .iter()
-                                    .map(|c| {
-                                        (DATA_CHUNK_HEADER_SIZE + c.user_data.len() as u32)
-                                            .next_multiple_of(4)
-                                    })
-                                    .sum::<u32>();
-                            i += 1;
-                            continue;
-                        }
-                        Ok(false) => {}
-                        Err(err) => {
-                            self.fail_message_queue(err);
-                            return vec![];
-                        }
-                    }
-                    let Some(c) = self.inflight_queue.get(tsn) else {
-                        break;
-                    };
-
-                    // RFC 4960 Sec 7.2.4 Fast Retransmit on Gap Reports
-                    //  3)  Determine how many of the earliest (i.e., lowest TSN) DATA chunks
-                    //      marked for retransmission will fit into a single packet, subject
-                    //      to constraint of the path MTU of the destination transport
-                    //      address to which the packet is being sent.  Call this value K.
-                    //      Retransmit those K DATA chunks in a single packet.  When a Fast
-                    //      Retransmit is being performed, the sender SHOULD ignore the value
-                    //      of cwnd and SHOULD NOT delay retransmission for this single
-                    //		packet.
-
-                    // Padded wire size, the same accounting
-                    // bundle_data_chunks_into_packets uses for bundle
-                    // decisions.
-                    let data_chunk_size =
-                        (DATA_CHUNK_HEADER_SIZE + c.user_data.len() as u32).next_multiple_of(4);
-                    if self.mtu < fast_retrans_size + data_chunk_size {
-                        break;
-                    }
-
-                    fast_retrans_size += data_chunk_size;
-                } else {
-                    break; // end of pending data
+            // Serial-number order from the cumulative ack point (TSNs wrap).
+            let base = self.cumulative_tsn_ack_point;
+            let mut lost: Vec<u32> = std::mem::take(&mut self.lost_tsns).into_iter().collect();
+            lost.sort_by_key(|tsn| tsn.wrapping_sub(base));
+            for tsn in lost {
+                if !self
+                    .inflight_queue
+                    .get(tsn)
+                    .is_some_and(ChunkPayloadData::is_fast_retransmit_candidate)
+                {
+                    continue;
                 }
 
+                // Only the retry being considered needs a policy check.
+                // Retire an exhausted candidate's whole message first.
+                match self.abandon_retransmit_candidate(tsn, now) {
+                    Ok(true) => {
+                        to_fast_retrans.retain(|chunk| {
+                            self.inflight_queue
+                                .get(chunk.tsn)
+                                .is_some_and(|c| !c.abandoned())
+                        });
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(err) => {
+                        self.fail_message_queue(err);
+                        return vec![];
+                    }
+                }
                 if let Some(c) = self.inflight_queue.get(tsn) {
                     to_fast_retrans.push(c.clone());
                 }
-                i += 1;
             }
 
             for chunk in &mut to_fast_retrans {
                 if let Some(c) = self.inflight_queue.get_mut(chunk.tsn) {
+                    c.lost = false;
+                    c.last_sent = Some(now);
                     c.nsent += 1;
                     chunk.nsent = c.nsent;
                     self.stats.inc_fast_retrans();
@@ -2665,6 +2750,8 @@ impl Association {
         for chunk in &mut chunks {
             if let Some(c) = self.inflight_queue.get_mut(chunk.tsn) {
                 c.retransmit = false;
+                c.lost = false;
+                c.last_sent = Some(now);
                 c.nsent += 1;
                 chunk.nsent = c.nsent;
                 trace!(
@@ -3205,6 +3292,7 @@ impl Association {
 
             // RTT baseline only; maxPacketLifeTime measures from `created_at`.
             c.since = Some(now);
+            c.last_sent = Some(now);
             c.nsent = 1; // being sent for the first time
 
             trace!(
@@ -3389,6 +3477,7 @@ impl Association {
                 );
 
                 self.inflight_queue.mark_all_to_retrasmit();
+                self.lost_tsns.clear();
                 self.t3_retransmit_pending = true;
                 self.awake_write_loop();
             }

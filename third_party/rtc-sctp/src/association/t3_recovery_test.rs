@@ -35,7 +35,10 @@ fn t3_rtx_keeps_retransmitting_however_long_nothing_is_acknowledged() -> Result<
             sent.first().map(|c| c.tsn),
             "expiry {expiry} retransmitted nothing"
         );
-        assert!(a.timers.get(Timer::T3RTX).is_some(), "T3-rtx disarmed after expiry {expiry}");
+        assert!(
+            a.timers.get(Timer::T3RTX).is_some(),
+            "T3-rtx disarmed after expiry {expiry}"
+        );
     }
     Ok(())
 }
@@ -59,7 +62,12 @@ fn t3_rtx_ends_fast_recovery_so_slow_start_can_grow_the_window() -> Result<()> {
     let _ = a.gather_outbound(at);
     let cwnd = a.cwnd;
     a.on_cumulative_tsn_ack_point_advanced(1024, at);
-    assert!(a.cwnd > cwnd, "slow start did not grow cwnd ({} -> {})", cwnd, a.cwnd);
+    assert!(
+        a.cwnd > cwnd,
+        "slow start did not grow cwnd ({} -> {})",
+        cwnd,
+        a.cwnd
+    );
     Ok(())
 }
 
@@ -79,6 +87,10 @@ fn slow_start_after_t3_rtx_grows_while_only_retransmissions_wait() -> Result<()>
     assert!(a.t3_retransmit_pending);
     let cwnd = a.cwnd;
     a.on_cumulative_tsn_ack_point_advanced(1024, at);
-    assert!(a.cwnd > cwnd, "cwnd stayed at {} while 15 chunks waited", a.cwnd);
+    assert!(
+        a.cwnd > cwnd,
+        "cwnd stayed at {} while 15 chunks waited",
+        a.cwnd
+    );
     Ok(())
 }

@@ -351,7 +351,11 @@ mod tests {
         for _ in 0..60 {
             rto.set_new_rtt(100);
         }
-        assert_eq!(110, rto.get_rto(), "the floor, not rto_min, bounds a steady path");
+        assert_eq!(
+            110,
+            rto.get_rto(),
+            "the floor, not rto_min, bounds a steady path"
+        );
     }
 
     #[test]

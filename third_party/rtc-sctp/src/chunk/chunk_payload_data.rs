@@ -176,6 +176,12 @@ pub struct ChunkPayloadData {
     /// Retransmission flag set when T1-RTX timeout occurred and this
     /// chunk is still in the inflight queue
     pub(crate) retransmit: bool,
+
+    /// When this chunk was last (re)transmitted: the time-based loss detection compares it with
+    /// the transmissions that were acknowledged.
+    pub(crate) last_sent: Option<Instant>,
+    /// Declared lost and waiting for a fast retransmission.
+    pub(crate) lost: bool,
 }
 
 impl Default for ChunkPayloadData {
@@ -200,6 +206,8 @@ impl Default for ChunkPayloadData {
             nsent: 0,
             abandoned: false,
             retransmit: false,
+            last_sent: None,
+            lost: false,
         }
     }
 }
@@ -285,6 +293,8 @@ impl Chunk for ChunkPayloadData {
             nsent: 0,
             abandoned: false,
             retransmit: false,
+            last_sent: None,
+            lost: false,
         })
     }
 
@@ -325,7 +335,7 @@ impl ChunkPayloadData {
     }
 
     pub(crate) fn is_fast_retransmit_candidate(&self) -> bool {
-        self.is_outstanding() && self.nsent == 1 && self.miss_indicator >= 3
+        self.is_outstanding() && self.lost
     }
 
     /// Record peer progress without changing payload ownership.
@@ -333,6 +343,7 @@ impl ChunkPayloadData {
         let newly_acknowledged = !self.acknowledged;
         self.acknowledged = true;
         self.retransmit = false;
+        self.lost = false;
         newly_acknowledged
     }
 

@@ -254,6 +254,7 @@ impl PayloadQueue {
                 continue;
             }
             c.retransmit = true;
+            c.lost = false;
         }
     }
 
