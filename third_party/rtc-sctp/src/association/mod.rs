@@ -58,6 +58,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+mod cubic;
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod stream;
@@ -232,7 +233,6 @@ pub struct Association {
     rwnd: u32,
     // slow start threshold
     pub(crate) ssthresh: u32,
-    partial_bytes_acked: u32,
     pub(crate) in_fast_recovery: bool,
     fast_recover_exit_point: u32,
     /// The latest transmission among acknowledged chunks: when it was sent, the round trip it
@@ -241,6 +241,8 @@ pub struct Association {
     newest_delivered: Option<(Instant, Duration, u32)>,
     /// The smallest RTT measured, which sizes the reordering window.
     min_rtt: Option<Duration>,
+    /// Congestion avoidance.
+    cubic: cubic::Cubic,
     /// TSNs declared lost and not yet fast-retransmitted, lowest first, so a fast
     /// retransmission visits those alone however large the window.
     lost_tsns: std::collections::BTreeSet<u32>,
@@ -336,11 +338,11 @@ impl Default for Association {
             rwnd: 0,
             // slow start threshold
             ssthresh: 0,
-            partial_bytes_acked: 0,
             in_fast_recovery: false,
             fast_recover_exit_point: 0,
             newest_delivered: None,
             min_rtt: None,
+            cubic: Default::default(),
             lost_tsns: Default::default(),
 
             // Chunks stored for retransmission
@@ -1946,22 +1948,13 @@ impl Association {
                 );
             }
         } else {
-            // RFC 4096, sec 7.2.2.  Congestion Avoidance
-            //   o  Whenever cwnd is greater than ssthresh, upon each SACK arrival
-            //      that advances the Cumulative TSN Ack Point, increase
-            //      partial_bytes_acked by the total number of bytes of all new chunks
-            //      acknowledged in that SACK including chunks acknowledged by the new
-            //      Cumulative TSN Ack and by Gap Ack Blocks.
-            self.partial_bytes_acked += total_bytes_acked as u32;
-
-            //   o  When partial_bytes_acked is equal to or greater than cwnd and
-            //      before the arrival of the SACK the sender had cwnd or more bytes
-            //      of data outstanding (i.e., before arrival of the SACK, flight size
-            //      was greater than or equal to cwnd), increase cwnd by MTU, and
-            //      reset partial_bytes_acked to (partial_bytes_acked - cwnd).
-            if self.partial_bytes_acked >= self.cwnd && self.has_data_waiting_for_cwnd() {
-                self.partial_bytes_acked -= self.cwnd;
-                self.cwnd += self.mtu;
+            // Congestion avoidance: CUBIC (RFC 9438) in place of RFC 9260 7.2.2's one MTU per
+            // round trip, and, as there, only while the window limits what is sent.
+            if !self.in_fast_recovery && self.has_data_waiting_for_cwnd() {
+                let srtt = Duration::from_millis(self.rto_mgr.srtt);
+                self.cwnd =
+                    self.cubic
+                        .on_ack(self.cwnd, total_bytes_acked as u32, self.mtu, srtt, now);
                 trace!(
                     "[{}] updated cwnd={} ssthresh={} acked={} (CA)",
                     self.side, self.cwnd, self.ssthresh, total_bytes_acked
@@ -2045,9 +2038,8 @@ impl Association {
     fn enter_fast_recovery(&mut self) {
         self.in_fast_recovery = true;
         self.fast_recover_exit_point = self.my_next_tsn.wrapping_sub(1);
-        self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
+        self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
         self.cwnd = self.ssthresh;
-        self.partial_bytes_acked = 0;
         trace!(
             "[{}] updated cwnd={} ssthresh={} inflight={} (FR)",
             self.side,
@@ -3449,7 +3441,7 @@ impl Association {
                 //      ssthresh = max(cwnd/2, 4*MTU)
                 //      cwnd = 1*MTU
 
-                self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
+                self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
                 self.cwnd = self.mtu;
                 // A timeout ends Fast Recovery (as Linux SCTP does on T3-rtx): slow start may
                 // grow cwnd only outside it (7.2.1), so staying in it left cwnd at one MTU —
