@@ -120,7 +120,7 @@ impl TransportConfig {
         self
     }
 
-    /// Sets the lower bound of the retransmission timeout (default 200 ms, as Linux TCP; RFC
+    /// Sets the lower bound of the retransmission timeout (default 250 ms; Linux TCP uses 200 ms, RFC
     /// 9260 recommends 1 s, which stalls a long path for ten round trips per timeout).
     pub fn with_rto_min(mut self, value: Duration) -> Self {
         self.rto_min = value;
@@ -128,7 +128,7 @@ impl TransportConfig {
     }
 
     /// Sets the smallest margin of the retransmission timeout over the smoothed RTT, which
-    /// replaces `4 * RTTVAR` when that is smaller (default 200 ms, above the longest a peer
+    /// replaces `4 * RTTVAR` when that is smaller (default 250 ms, above the longest a peer
     /// delays a SACK).
     pub fn with_rto_variance_floor(mut self, value: Duration) -> Self {
         self.rto_variance_floor = value;

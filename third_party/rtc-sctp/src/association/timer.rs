@@ -173,12 +173,14 @@ impl TimerTable {
 const RTO_INITIAL: u64 = 1000; // msec
 /// Default lower bound of the RTO. RFC 9260 recommends 1 s, ten round trips on a 100 ms path:
 /// every loss that fast retransmit cannot repair stalls the association that long. Linux TCP
-/// uses 200 ms; the variance floor below keeps the timer clear of delayed SACKs.
-pub(crate) const DEFAULT_RTO_MIN: u64 = 200; // msec
+/// uses 200 ms; SCTP receivers delay a SACK for a lone packet by up to 200 ms (RFC 9260 6.2,
+/// rtc-sctp and Chrome alike), so the bounds here stay 50 ms above that.
+pub(crate) const DEFAULT_RTO_MIN: u64 = 250; // msec
 /// Default smallest margin of the RTO over the smoothed RTT (the `4 * RTTVAR` term). On a
 /// steady path RTTVAR decays towards zero; without a floor the RTO would approach SRTT and
-/// fire for every SACK a receiver delays (up to 200 ms, RFC 9260 6.2).
-pub(crate) const DEFAULT_RTO_VARIANCE_FLOOR: u64 = 200; // msec
+/// fire for every SACK a receiver delays. With a 200 ms floor, a lone paced packet whose SACK
+/// was delayed met a timer expiring at the same instant.
+pub(crate) const DEFAULT_RTO_VARIANCE_FLOOR: u64 = 250; // msec
 const RTO_MAX: u64 = 60000; // msec
 const RTO_ALPHA: u64 = 1;
 const RTO_BETA: u64 = 2;
