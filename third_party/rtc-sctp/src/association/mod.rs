@@ -59,6 +59,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 mod cubic;
+mod pacing;
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod stream;
@@ -243,6 +244,8 @@ pub struct Association {
     min_rtt: Option<Duration>,
     /// Congestion avoidance.
     cubic: cubic::Cubic,
+    /// Spreads new DATA over the round trip.
+    pacer: pacing::Pacer,
     /// TSNs declared lost and not yet fast-retransmitted, lowest first, so a fast
     /// retransmission visits those alone however large the window.
     lost_tsns: std::collections::BTreeSet<u32>,
@@ -343,6 +346,7 @@ impl Default for Association {
             newest_delivered: None,
             min_rtt: None,
             cubic: Default::default(),
+            pacer: Default::default(),
             lost_tsns: Default::default(),
 
             // Chunks stored for retransmission
@@ -492,7 +496,14 @@ impl Association {
     /// - a call was made to `handle_timeout`
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_timeout()
+        let paced = self
+            .pacer
+            .next_send()
+            .filter(|_| !self.pending_queue.is_empty());
+        match (self.timers.next_timeout(), paced) {
+            (Some(timer), Some(paced)) => Some(timer.min(paced)),
+            (timer, paced) => timer.or(paced),
+        }
     }
 
     /// Returns packets to transmit
@@ -3015,6 +3026,13 @@ impl Association {
             //      is 0), the data sender can always have one DATA chunk in flight to
             //      the receiver if allowed by cwnd (see rule B, below).
 
+            self.pacer.refill(
+                now,
+                self.cwnd,
+                self.mtu,
+                Duration::from_millis(self.rto_mgr.srtt),
+                self.cwnd <= self.ssthresh,
+            );
             loop {
                 let Some(c) = self.pending_queue.peek() else {
                     if let Some(reset) = self.pending_queue.pop_ready_reset() {
@@ -3059,6 +3077,10 @@ impl Association {
 
                 if data_len > self.rwnd as usize {
                     break; // no more rwnd
+                }
+
+                if !self.pacer.try_send(data_len) {
+                    break; // poll_timeout tells when the pacer allows more
                 }
 
                 if let Some(chunk) = self.move_pending_data_chunk_to_inflight_queue(
