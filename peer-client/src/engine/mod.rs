@@ -48,9 +48,13 @@ const RELAY_ACCEPTANCE_WAIT: Duration = Duration::from_secs(1);
 /// Silence after which a link is reported disconnected, then failed.
 const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(5);
 const ICE_FAILED_TIMEOUT: Duration = Duration::from_secs(25);
-/// Largest SCTP receive window (the crate's default is 1 MiB, which caps a
-/// loopback link at ~370 MB/s; see docs/webrtc-engine.md).
-const MAX_SCTP_RECEIVE_WINDOW: usize = 4 * 1024 * 1024;
+/// SCTP receive window, whatever socket buffer the kernel grants: it bounds
+/// the bytes in flight, so it must cover the path's bandwidth-delay product
+/// (4 MiB: 40 MB/s at 100 ms). A window tied to a desktop kernel's 425 KiB
+/// socket buffer capped a 100 ms path at 1.5 MB/s; now that losses at a full
+/// socket are repaired by fast retransmission, congestion control finds what
+/// the socket absorbs instead (see docs/webrtc-engine.md).
+const SCTP_RECEIVE_WINDOW: usize = 4 * 1024 * 1024;
 /// Largest data-channel message (the most the SCTP stack supports, and what
 /// Chromium accepts).
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -104,43 +108,22 @@ pub struct DtlsFingerprints {
     pub remote: String,
 }
 
-/// Sizes derived from the socket buffer the kernel grants.
-#[derive(Debug, Clone, Copy)]
-struct Sizing {
-    socket_receive_buffer: usize,
-    sctp_receive_window: usize,
-    max_message_bytes: usize,
-}
-
-impl Sizing {
-    /// Asks for `requested` bytes on a scratch socket and sizes SCTP to what
-    /// the kernel actually gives. The receive window stays below the bytes
-    /// of payload the socket can hold (each ~1.2 KB datagram is charged about
-    /// twice its size), so a full window never overflows the socket.
-    fn probe(requested: usize) -> Self {
-        let granted = std::net::UdpSocket::bind("127.0.0.1:0")
-            .map(|socket| size_buffers(&socket, requested).0)
-            .unwrap_or(0);
-        let granted = if granted == 0 { 212_992 } else { granted };
-        Self::for_buffer(granted)
-    }
-
-    fn for_buffer(granted: usize) -> Self {
-        let window = (granted * 3 / 8).clamp(16 * 1024, MAX_SCTP_RECEIVE_WINDOW);
-        let max_message = (window / (16 * 1024) * 16 * 1024).clamp(16 * 1024, MAX_MESSAGE_BYTES);
-        Self {
-            socket_receive_buffer: granted,
-            sctp_receive_window: window,
-            max_message_bytes: max_message,
-        }
-    }
+/// What the kernel grants for a UDP socket's receive buffer when asked for
+/// `requested` bytes, probed on a scratch socket (for [`NetStats`] before the
+/// connection's own sockets report theirs).
+fn probe_socket_buffer(requested: usize) -> usize {
+    let granted = std::net::UdpSocket::bind("127.0.0.1:0")
+        .map(|socket| size_buffers(&socket, requested).0)
+        .unwrap_or(0);
+    if granted == 0 { 212_992 } else { granted }
 }
 
 /// One peer connection.
 pub(crate) struct RtcConnection {
     pc: Arc<dyn PeerConnection>,
     stats: Arc<SocketStats>,
-    sizing: Sizing,
+    /// Receive buffer granted to a socket asked for the configured size.
+    probed_socket_buffer: usize,
     /// `a=mid` of the data section, stamped on trickled candidates.
     mid: Arc<std::sync::Mutex<String>>,
     /// The first channel created here, which wakes the driver on state changes.
@@ -158,7 +141,7 @@ impl RtcConnection {
         options: &TransportOptions,
         ice_servers: &[IceServer],
     ) -> Result<(Self, mpsc::Receiver<RtcEvent>), Error> {
-        let sizing = Sizing::probe(options.socket_buffer_bytes);
+        let probed_socket_buffer = probe_socket_buffer(options.socket_buffer_bytes);
         let stats = Arc::new(SocketStats::default());
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let closing = Arc::new(AtomicBool::new(false));
@@ -199,10 +182,8 @@ impl RtcConnection {
             }))
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_multicast_dns_mode(mdns)
-            .with_sctp_max_receive_buffer_size(sizing.sctp_receive_window as u32)
-            .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(
-                sizing.max_message_bytes as u32,
-            ))
+            .with_sctp_max_receive_buffer_size(SCTP_RECEIVE_WINDOW as u32)
+            .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(MAX_MESSAGE_BYTES as u32))
             .with_sctp_mtu(SCTP_MTU)
             .build();
         let servers = ice_servers
@@ -223,7 +204,7 @@ impl RtcConnection {
             events: events_tx,
             waker: Arc::clone(&waker),
             mid: Arc::clone(&mid),
-            max_message_bytes: sizing.max_message_bytes,
+            max_message_bytes: MAX_MESSAGE_BYTES,
         });
         let pc = PeerConnectionBuilder::new()
             .with_configuration(configuration.build())
@@ -240,7 +221,7 @@ impl RtcConnection {
                 pc: Arc::new(pc),
                 stats,
                 relay_flush,
-                sizing,
+                probed_socket_buffer,
                 mid,
                 waker,
                 closing,
@@ -262,11 +243,7 @@ impl RtcConnection {
             .map_err(rtc_error)?;
         let _ = self.waker.set(Arc::clone(&dc));
         tokio::spawn(pump_until_open(Arc::clone(&dc)));
-        Ok(RtcChannel::new(
-            dc,
-            label.to_owned(),
-            self.sizing.max_message_bytes,
-        ))
+        Ok(RtcChannel::new(dc, label.to_owned(), MAX_MESSAGE_BYTES))
     }
 
     /// Creates an offer (restarting ICE if asked) and sets it as the local description.
@@ -395,11 +372,11 @@ impl RtcConnection {
             datagrams_sent: self.stats.datagrams_sent.load(Ordering::Relaxed),
             datagrams_received: self.stats.datagrams_received.load(Ordering::Relaxed),
             socket_receive_buffer: match self.stats.receive_buffer.load(Ordering::Relaxed) {
-                0 => self.sizing.socket_receive_buffer,
+                0 => self.probed_socket_buffer,
                 granted => granted,
             },
-            sctp_receive_window: self.sizing.sctp_receive_window,
-            max_message_bytes: self.sizing.max_message_bytes,
+            sctp_receive_window: SCTP_RECEIVE_WINDOW,
+            max_message_bytes: MAX_MESSAGE_BYTES,
         }
     }
 
@@ -596,18 +573,5 @@ mod tests {
             "v=0\r\na=group:BUNDLE 0\r\na=fingerprint:sha-256 AB:CD:EF\r\nm=application 9\r\n";
         assert_eq!(sdp_fingerprint(sdp).as_deref(), Some("sha-256 AB:CD:EF"));
         assert_eq!(sdp_fingerprint("v=0\r\n"), None);
-    }
-
-    #[test]
-    fn window_stays_below_a_small_socket_buffer() {
-        // The kernel default (rmem_default 212992), and a 208 KiB rmem_max doubled.
-        let small = Sizing::for_buffer(212_992);
-        assert!(small.sctp_receive_window <= 96 * 1024, "{small:?}");
-        assert!(small.max_message_bytes <= small.sctp_receive_window);
-        let capped = Sizing::for_buffer(425_984);
-        assert!(capped.sctp_receive_window < 425_984 / 2, "{capped:?}");
-        let large = Sizing::for_buffer(16 * 1024 * 1024);
-        assert_eq!(large.sctp_receive_window, MAX_SCTP_RECEIVE_WINDOW);
-        assert_eq!(large.max_message_bytes, MAX_MESSAGE_BYTES);
     }
 }
