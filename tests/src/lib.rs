@@ -7,6 +7,7 @@
 //! (`scripts/test` does).
 
 pub mod netns;
+pub mod wan;
 pub mod wire;
 
 use std::io::{BufRead, BufReader, Write};

@@ -8,8 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::netns::{Netns, link};
-use e2e::wire::Wire;
+use e2e::wan::WanLab;
 use e2e::{CHAT_OPEN, Process, Stream};
 
 /// Lines each side sends once the channel is open.
@@ -17,46 +16,15 @@ const LINES: usize = 30;
 
 #[test]
 fn lossy_link_chat_works_both_ways() {
-    let server_host = Netns::new("srv");
-    let hosts = [Netns::new("ada"), Netns::new("bob")];
-    let mut wire = Wire::new();
-    for (n, host) in hosts.iter().enumerate() {
-        let n = n + 1;
-        link(
-            &server_host,
-            &format!("to{n}"),
-            &format!("10.201.{n}.1/24"),
-            host,
-            "sig",
-            &format!("10.201.{n}.2/24"),
-        );
-        wire.attach(host, "lossy", &format!("10.9.0.{n}/24"));
-    }
-    wire.set_delay(Duration::from_millis(50));
-    wire.set_loss(0.05);
-    wire.start();
-
-    let server = server_host.spawn(
-        "signaling-server",
-        "signaling-server",
-        &["--listen", "0.0.0.0:8080"],
-    );
-    server.wait_for(Stream::Stdout, "listening on ", 0);
+    let lab = WanLab::new(["ada", "bob"], "lossy");
+    lab.wire.set_delay(Duration::from_millis(50));
+    lab.wire.set_loss(0.05);
     let chat = |n: usize, name: &str| -> Process {
-        hosts[n - 1].spawn(
+        lab.peer_client(
+            n,
             &format!("chat {name}"),
-            "peer-client",
-            &[
-                "chat",
-                "--server",
-                &format!("ws://10.201.{n}.1:8080/ws"),
-                "--room",
-                "lossy",
-                "--name",
-                name,
-                "--bind",
-                &format!("10.9.0.{n}:0"),
-            ],
+            "chat",
+            &["--room", "lossy", "--name", name],
         )
     };
     let mut ada = chat(1, "Ada");

@@ -16,17 +16,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use e2e::netns::{Netns, link};
-use e2e::wire::Wire;
+use e2e::wan::WanLab;
 use e2e::{Process, Stream, pseudo_random};
 
 /// Two hosts on an impaired wire, a server host on clean links, a temp dir.
 struct Setup {
     dir: PathBuf,
-    _server: Process,
-    wire: Wire,
-    hosts: [Netns; 2],
-    _server_host: Netns,
+    lab: WanLab,
 }
 
 impl Drop for Setup {
@@ -37,49 +33,20 @@ impl Drop for Setup {
 
 impl Setup {
     fn new(tag: &str) -> Self {
-        let server_host = Netns::new("srv");
-        let hosts = [Netns::new("snd"), Netns::new("rcv")];
-        let mut wire = Wire::new();
-        for (n, host) in hosts.iter().enumerate() {
-            let n = n + 1;
-            link(
-                &server_host,
-                &format!("to{n}"),
-                &format!("10.201.{n}.1/24"),
-                host,
-                "sig",
-                &format!("10.201.{n}.2/24"),
-            );
-            wire.attach(host, "lossy", &format!("10.9.0.{n}/24"));
-        }
-        wire.set_delay(Duration::from_millis(setting("LOSSY_RTT_MS", 100) / 2));
-        wire.set_loss(setting("LOSSY_LOSS_PERCENT", 5) as f64 / 100.0);
-        wire.start();
-        let server = server_host.spawn(
-            "signaling-server",
-            "signaling-server",
-            &["--listen", "0.0.0.0:8080"],
-        );
-        server.wait_for(Stream::Stdout, "listening on ", 0);
+        let lab = WanLab::new(["snd", "rcv"], "lossy");
+        lab.wire
+            .set_delay(Duration::from_millis(setting("LOSSY_RTT_MS", 100) / 2));
+        lab.wire
+            .set_loss(setting("LOSSY_LOSS_PERCENT", 5) as f64 / 100.0);
         let dir = std::env::temp_dir().join(format!("e2e-lossy-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        Self {
-            dir,
-            _server: server,
-            wire,
-            hosts,
-            _server_host: server_host,
-        }
+        Self { dir, lab }
     }
 
     /// `peer-client ARGS` on host `n` (1 sends, 2 receives).
     fn peer_client(&self, n: usize, label: &str, args: &[&str]) -> Process {
-        let server = format!("ws://10.201.{n}.1:8080/ws");
-        let bind = format!("10.9.0.{n}:0");
-        let mut all = vec![args[0], "--server", &server, "--bind", &bind];
-        all.extend_from_slice(&args[1..]);
-        self.hosts[n - 1].spawn(label, "peer-client", &all)
+        self.lab.peer_client(n, label, args[0], &args[1..])
     }
 }
 
@@ -226,10 +193,10 @@ fn lossy_transfer_survives_a_cut_link() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    setup.wire.set_loss(1.0);
+    setup.lab.wire.set_loss(1.0);
     let cut_at = file_len(&part);
     std::thread::sleep(Duration::from_secs(4));
-    setup.wire.set_loss(0.05);
+    setup.lab.wire.set_loss(0.05);
     println!("link cut for 4 s at {cut_at} bytes, then restored");
 
     // The promise: a cut shorter than the disconnect bounds (5 s of ICE silence, then 3 s

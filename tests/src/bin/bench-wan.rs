@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use e2e::netns::{Netns, link};
-use e2e::wire::Wire;
+use e2e::wan::WanLab;
 use e2e::{Process, Stream, binary, pseudo_random};
 use nix::sys::socket::sockopt;
 
@@ -175,12 +174,9 @@ struct Cell {
     loss_percent: f64,
 }
 
-/// The hosts, the wire between them and the signaling server.
+/// The hosts, the wire between them and the signaling server, a temp dir.
 struct Lab {
-    wire: Wire,
-    hosts: [Netns; 2],
-    _server_host: Netns,
-    _server: Process,
+    wan: WanLab,
     dir: PathBuf,
 }
 
@@ -192,51 +188,26 @@ impl Drop for Lab {
 
 impl Lab {
     fn new() -> anyhow::Result<Self> {
-        let server_host = Netns::new("srv");
-        let hosts = [Netns::new("snd"), Netns::new("rcv")];
-        let mut wire = Wire::new();
-        for (n, host) in hosts.iter().enumerate() {
-            let n = n + 1;
-            link(
-                &server_host,
-                &format!("to{n}"),
-                &format!("10.201.{n}.1/24"),
-                host,
-                "sig",
-                &format!("10.201.{n}.2/24"),
-            );
-            wire.attach(host, "wan", &format!("10.9.0.{n}/24"));
-        }
-        wire.start();
-        let server = server_host.spawn(
-            "signaling-server",
-            "signaling-server",
-            &["--listen", "0.0.0.0:8080"],
-        );
-        server.wait_for(Stream::Stdout, "listening on ", 0);
+        let wan = WanLab::new(["snd", "rcv"], "wan");
         let dir = std::env::temp_dir().join(format!("bench-wan-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        Ok(Self {
-            wire,
-            hosts,
-            _server_host: server_host,
-            _server: server,
-            dir,
-        })
+        Ok(Self { wan, dir })
     }
 
     fn impair(&self, cell: Cell, grid: &Grid) {
-        self.wire
+        self.wan
+            .wire
             .set_delay(Duration::from_micros(cell.rtt_ms * 500));
-        self.wire.set_loss(cell.loss_percent / 100.0);
+        self.wan.wire.set_loss(cell.loss_percent / 100.0);
         if let Some(mbit) = grid.rate_mbit {
             let bits = mbit * 1_000_000;
             let bdp = bits / 8 * cell.rtt_ms / 1000;
-            self.wire
+            self.wan
+                .wire
                 .set_rate(bits, (bdp as f64 * grid.queue_bdp) as u64);
         }
         if let Some(mtu) = grid.mtu {
-            self.wire.set_mtu(mtu);
+            self.wan.wire.set_mtu(mtu);
         }
     }
 
@@ -252,10 +223,11 @@ impl Lab {
     ) -> anyhow::Result<(u64, f64)> {
         let me = std::env::current_exe()?.display().to_string();
         let addr = format!("10.9.0.2:{port}");
-        let mut receiver = self.hosts[1].spawn_program("tcp-receive", &me, &["tcp-receive", &addr]);
+        let mut receiver =
+            self.wan.hosts[1].spawn_program("tcp-receive", &me, &["tcp-receive", &addr]);
         receiver.wait_for(Stream::Stdout, "listening", 0);
         let started = Instant::now();
-        let _sender = self.hosts[0].spawn_program(
+        let _sender = self.wan.hosts[0].spawn_program(
             "tcp-send",
             &me,
             &[
@@ -290,14 +262,12 @@ impl Lab {
         let _ = std::fs::remove_dir_all(&out);
         let buffer = grid.socket_buffer.map(|b| b.to_string());
         let client = |n: usize, label: &str, args: &[&str]| {
-            let server = format!("ws://10.201.{n}.1:8080/ws");
-            let bind = format!("10.9.0.{n}:0");
-            let mut all = vec![args[0], "--server", &server, "--bind", &bind, "--json"];
+            let mut rest = vec!["--json"];
             if let Some(buffer) = &buffer {
-                all.extend(["--socket-buffer", buffer]);
+                rest.extend(["--socket-buffer", buffer]);
             }
-            all.extend_from_slice(&args[1..]);
-            self.hosts[n - 1].spawn(label, "peer-client", &all)
+            rest.extend_from_slice(&args[1..]);
+            self.wan.peer_client(n, label, args[0], &rest)
         };
         let path = file.display().to_string();
         let mut sender = client(1, "send", &["send", "--code", &code, &path]);

@@ -1,0 +1,63 @@
+//! Two hosts joined by an impaired [`Wire`], and a third host running the
+//! signaling server on clean links to both, so only the peer-to-peer path is
+//! impaired. Host `n` (1 or 2) has address `10.9.0.n` on the wire and reaches
+//! the server at `ws://10.201.n.1:8080/ws`.
+
+use crate::netns::{Netns, link};
+use crate::wire::Wire;
+use crate::{Process, Stream};
+
+/// The hosts, the wire between them and the signaling server; everything is
+/// removed when dropped.
+pub struct WanLab {
+    /// The wire joining the two hosts, already forwarding (unimpaired until set).
+    pub wire: Wire,
+    /// Host 1 and host 2.
+    pub hosts: [Netns; 2],
+    _server: Process,
+    _server_host: Netns,
+}
+
+impl WanLab {
+    /// Builds the hosts (named after `names`), the wire (interface `ifname`
+    /// on each host) and starts the server.
+    pub fn new(names: [&str; 2], ifname: &str) -> Self {
+        let server_host = Netns::new("srv");
+        let hosts = names.map(Netns::new);
+        let mut wire = Wire::new();
+        for (n, host) in hosts.iter().enumerate() {
+            let n = n + 1;
+            link(
+                &server_host,
+                &format!("to{n}"),
+                &format!("10.201.{n}.1/24"),
+                host,
+                "sig",
+                &format!("10.201.{n}.2/24"),
+            );
+            wire.attach(host, ifname, &format!("10.9.0.{n}/24"));
+        }
+        wire.start();
+        let server = server_host.spawn(
+            "signaling-server",
+            "signaling-server",
+            &["--listen", "0.0.0.0:8080"],
+        );
+        server.wait_for(Stream::Stdout, "listening on ", 0);
+        Self {
+            wire,
+            hosts,
+            _server: server,
+            _server_host: server_host,
+        }
+    }
+
+    /// `peer-client COMMAND --server … --bind 10.9.0.n:0 REST…` on host `n`.
+    pub fn peer_client(&self, n: usize, label: &str, command: &str, rest: &[&str]) -> Process {
+        let server = format!("ws://10.201.{n}.1:8080/ws");
+        let bind = format!("10.9.0.{n}:0");
+        let mut all = vec![command, "--server", &server, "--bind", &bind];
+        all.extend_from_slice(rest);
+        self.hosts[n - 1].spawn(label, "peer-client", &all)
+    }
+}
