@@ -127,9 +127,8 @@ impl Wire {
         self.netns.ip(&["link", "set", &hub_if, "up"]);
         // A veth queues each frame on the backlog of the CPU that sent it, so
         // a sender moving between CPUs had frames delivered out of order (TCP
-        // reported `reord_seen` in the hundreds on a clean wire and SCTP
-        // fast-retransmitted chunks that were not lost). Steering each
-        // interface's frames to one CPU (RPS) keeps them in order.
+        // reported `reord_seen` in the hundreds on a clean wire). Steering
+        // each interface's frames to one CPU (RPS) keeps them in order.
         let cpu = index % std::thread::available_parallelism().map_or(1, |n| n.get());
         let mask = format!("{:x}", 1u64 << cpu.min(63));
         steer_to_one_cpu(host, ifname, &mask);
@@ -206,11 +205,7 @@ impl Wire {
                         senders.push(queue);
                         receivers.push(rx);
                         let stop = Arc::clone(&stop);
-                        let cpu = senders.len() - 1;
-                        let thread = std::thread::spawn(move || {
-                            stay_on_one_cpu(cpu);
-                            transmit(tx, queued, &stop)
-                        });
+                        let thread = std::thread::spawn(move || transmit(tx, queued, &stop));
                         threads
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -343,21 +338,6 @@ fn packet_socket() -> i32 {
 fn steer_to_one_cpu(netns: &Netns, ifname: &str, mask: &str) {
     let file = format!("/sys/class/net/{ifname}/queues/rx-0/rps_cpus");
     netns.exec("sh", &["-c", &format!("echo {mask} > {file}")]);
-}
-
-/// Keeps the calling thread on one CPU (the `n`th, modulo their number).
-/// A veth hands each frame to the backlog of the CPU that sent it; a
-/// transmit thread moving between CPUs let the kernel deliver frames out of
-/// order (TCP saw `reordering:192` on a wire without delay and cut its
-/// window for losses that were not).
-fn stay_on_one_cpu(n: usize) {
-    use nix::sched::{CpuSet, sched_setaffinity};
-    use nix::unistd::Pid;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut set = CpuSet::new();
-    if set.set(n % cpus).is_ok() {
-        let _ = sched_setaffinity(Pid::from_raw(0), &set);
-    }
 }
 
 /// Sends each queued frame on one port when it is due.
