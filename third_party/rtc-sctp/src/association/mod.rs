@@ -1500,9 +1500,18 @@ impl Association {
             self.rwnd = d.advertised_receiver_window_credit - bytes_outstanding;
         }
 
+        let highest_reported = d
+            .gap_ack_blocks
+            .iter()
+            .map(|g| d.cumulative_tsn_ack.wrapping_add(u32::from(g.end)))
+            .fold(
+                d.cumulative_tsn_ack,
+                |a, b| if sna32gt(b, a) { b } else { a },
+            );
         self.process_fast_retransmission(
             d.cumulative_tsn_ack,
             htna,
+            highest_reported,
             cum_tsn_ack_point_advanced,
             now,
         )?;
@@ -1986,6 +1995,7 @@ impl Association {
         &mut self,
         cum_tsn_ack_point: u32,
         htna: u32,
+        highest_reported: u32,
         cum_tsn_ack_point_advanced: bool,
         now: Instant,
     ) -> Result<()> {
@@ -2004,8 +2014,11 @@ impl Association {
                 // a) increment only for missing TSNs prior to the HTNA
                 htna
             } else {
-                // b) increment for all TSNs reported missing
-                cum_tsn_ack_point.wrapping_add(self.inflight_queue.len() as u32 + 1)
+                // b) increment for all TSNs reported missing: those in the SACK's gaps. A
+                //    TSN above the highest one the SACK reports is not missing, only not
+                //    there yet; counting every chunk in flight declared a window of them
+                //    lost after three SACKs of a recovery.
+                highest_reported
             };
 
             let mut tsn = cum_tsn_ack_point.wrapping_add(1);
