@@ -499,7 +499,7 @@ impl Association {
         let paced = self
             .pacer
             .next_send()
-            .filter(|_| !self.pending_queue.is_empty());
+            .filter(|_| !self.pending_queue.is_empty() || !self.lost_tsns.is_empty());
         match (self.timers.next_timeout(), paced) {
             (Some(timer), Some(paced)) => Some(timer.min(paced)),
             (timer, paced) => timer.or(paced),
@@ -2106,6 +2106,39 @@ impl Association {
         }
     }
 
+    /// Bytes the network holds (RFC 6675's "pipe"): outstanding DATA that is neither
+    /// acknowledged nor declared lost (by loss detection or a T3-rtx expiry) and waiting to be
+    /// retransmitted.
+    fn pipe(&self) -> usize {
+        let mut lost: usize = self
+            .lost_tsns
+            .iter()
+            .filter_map(|tsn| self.inflight_queue.get(*tsn))
+            .filter(|c| c.is_fast_retransmit_candidate())
+            .map(|c| c.user_data.len())
+            .sum();
+        if self.t3_retransmit_pending {
+            let mut tsn = self.cumulative_tsn_ack_point.wrapping_add(1);
+            while let Some(c) = self.inflight_queue.get(tsn) {
+                if c.retransmit && c.is_outstanding() && !c.lost {
+                    lost += c.user_data.len();
+                }
+                tsn = tsn.wrapping_add(1);
+            }
+        }
+        self.inflight_queue.get_num_bytes().saturating_sub(lost)
+    }
+
+    fn refill_pacer(&mut self, now: Instant) {
+        self.pacer.refill(
+            now,
+            self.cwnd,
+            self.mtu,
+            Duration::from_millis(self.rto_mgr.srtt),
+            self.cwnd <= self.ssthresh,
+        );
+    }
+
     /// Reordering the loss detection tolerates: a quarter of the minimum RTT (RFC 8985 6.2).
     fn reordering_window(&self) -> Duration {
         self.min_rtt.map_or(Duration::ZERO, |min| min / 4)
@@ -2403,11 +2436,12 @@ impl Association {
                 if self.state() == AssociationState::Closed {
                     return (vec![], false);
                 }
-                raw_packets = self.gather_outbound_data_and_reconfig_packets(raw_packets, now);
+                // Repairs take the window before new DATA does.
+                raw_packets = self.gather_outbound_fast_retransmission_packets(raw_packets, now);
                 if self.state() == AssociationState::Closed {
                     return (vec![], false);
                 }
-                raw_packets = self.gather_outbound_fast_retransmission_packets(raw_packets, now);
+                raw_packets = self.gather_outbound_data_and_reconfig_packets(raw_packets, now);
                 if self.state() == AssociationState::Closed {
                     return (vec![], false);
                 }
@@ -2541,26 +2575,42 @@ impl Association {
         mut raw_packets: Vec<Bytes>,
         now: Instant,
     ) -> Vec<Bytes> {
-        if self.will_retransmit_fast {
+        if self.will_retransmit_fast || !self.lost_tsns.is_empty() {
             self.will_retransmit_fast = false;
 
-            // Every chunk declared lost goes now, in as many packets as it takes: lost chunks
-            // have left the network, so they no longer count against what it holds (the "pipe"
-            // of RFC 6675). Sending one packet per SACK left the rest of a multi-loss window to
-            // the retransmission timer.
+            // Chunks declared lost go as the window allows: lost chunks have left the network,
+            // so they no longer count against what it holds (the "pipe" of RFC 6675), and a
+            // retransmission puts them back. Sending one packet per SACK left the rest of a
+            // multi-loss window to the retransmission timer; sending every loss at once, when
+            // a slow start had overshot the path, lost the retransmissions again in the
+            // queue that had just overflowed.
             let mut to_fast_retrans: Vec<ChunkPayloadData> = vec![];
+            let mut pipe = self.pipe();
+            self.refill_pacer(now);
             // Serial-number order from the cumulative ack point (TSNs wrap).
             let base = self.cumulative_tsn_ack_point;
             let mut lost: Vec<u32> = std::mem::take(&mut self.lost_tsns).into_iter().collect();
             lost.sort_by_key(|tsn| tsn.wrapping_sub(base));
-            for tsn in lost {
-                if !self
+            let mut lost = lost.into_iter();
+            while let Some(tsn) = lost.next() {
+                let Some(len) = self
                     .inflight_queue
                     .get(tsn)
-                    .is_some_and(ChunkPayloadData::is_fast_retransmit_candidate)
-                {
+                    .filter(|c| c.is_fast_retransmit_candidate())
+                    .map(|c| c.user_data.len())
+                else {
                     continue;
+                };
+                // One chunk may go beyond the window, so a recovery always makes progress.
+                if pipe >= self.cwnd as usize
+                    || (pipe + len > self.cwnd as usize && !to_fast_retrans.is_empty())
+                    || !self.pacer.try_send(len)
+                {
+                    self.lost_tsns.insert(tsn);
+                    self.lost_tsns.extend(lost);
+                    break;
                 }
+                pipe += len;
 
                 // Only the retry being considered needs a policy check.
                 // Retire an exhausted candidate's whole message first.
@@ -3039,13 +3089,8 @@ impl Association {
             //      is 0), the data sender can always have one DATA chunk in flight to
             //      the receiver if allowed by cwnd (see rule B, below).
 
-            self.pacer.refill(
-                now,
-                self.cwnd,
-                self.mtu,
-                Duration::from_millis(self.rto_mgr.srtt),
-                self.cwnd <= self.ssthresh,
-            );
+            self.refill_pacer(now);
+            let mut pipe = self.pipe();
             loop {
                 let Some(c) = self.pending_queue.peek() else {
                     if let Some(reset) = self.pending_queue.pop_ready_reset() {
@@ -3084,7 +3129,7 @@ impl Association {
                     continue;
                 }
 
-                if self.inflight_queue.get_num_bytes() + data_len > self.cwnd as usize {
+                if pipe + data_len > self.cwnd as usize {
                     break; // would exceeds cwnd
                 }
 
@@ -3102,6 +3147,7 @@ impl Association {
                     now,
                 ) {
                     self.rwnd -= data_len as u32;
+                    pipe += data_len;
                     chunks.push(chunk);
                 } else {
                     self.fail_message_queue(Error::OtherSctpErr(

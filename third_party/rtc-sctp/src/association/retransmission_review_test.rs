@@ -27,7 +27,9 @@ fn recovery_checks_are_bounded_by_candidates_in_large_windows() -> Result<()> {
             if !fast {
                 a.handle_timeout(at);
             }
-            a.cwnd = a.mtu;
+            // One retransmission per pass: T3-rtx sends what cwnd holds; a fast
+            // retransmission what the window holds beyond the rest of the pipe.
+            a.cwnd = if fast { count * a.mtu } else { a.mtu };
             a.inflight_queue.track_lookups = true;
             for _ in 0..32 {
                 let tsn = a.cumulative_tsn_ack_point.wrapping_add(1);
