@@ -59,6 +59,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 mod cubic;
+mod hystart;
 mod pacing;
 pub(crate) mod state;
 pub(crate) mod stats;
@@ -244,6 +245,10 @@ pub struct Association {
     min_rtt: Option<Duration>,
     /// Congestion avoidance.
     cubic: cubic::Cubic,
+    /// Leaves slow start before it overshoots.
+    hystart: hystart::HyStart,
+    /// The round trip the latest SACK measured on a chunk sent once, for HyStart++.
+    rtt_sample: Option<Duration>,
     /// Spreads new DATA over the round trip.
     pacer: pacing::Pacer,
     /// TSNs declared lost and not yet fast-retransmitted, lowest first, so a fast
@@ -346,6 +351,8 @@ impl Default for Association {
             newest_delivered: None,
             min_rtt: None,
             cubic: Default::default(),
+            hystart: Default::default(),
+            rtt_sample: None,
             pacer: Default::default(),
             lost_tsns: Default::default(),
 
@@ -1949,9 +1956,20 @@ impl Association {
             //      most, the lesser of 1) the total size of the previously
             //      outstanding DATA chunk(s) acknowledged, and 2) the destination's
             //      path MTU.
+            let step = self.hystart.on_ack(
+                self.cumulative_tsn_ack_point,
+                self.my_next_tsn.wrapping_sub(1),
+                self.rtt_sample.take(),
+            );
             if !self.in_fast_recovery && self.has_data_waiting_for_cwnd() {
-                self.cwnd += std::cmp::min(total_bytes_acked as u32, self.cwnd); // TCP way
-                // self.cwnd += min32(uint32(total_bytes_acked), self.mtu) // SCTP way (slow)
+                match step {
+                    hystart::SlowStartStep::Grow(divisor) => {
+                        // TCP's way: by the bytes acknowledged, not one MTU per SACK.
+                        self.cwnd += std::cmp::min(total_bytes_acked as u32, self.cwnd) / divisor;
+                    }
+                    // The window stays; congestion avoidance grows it from here.
+                    hystart::SlowStartStep::Leave => self.ssthresh = self.cwnd.saturating_sub(1),
+                }
                 trace!(
                     "[{}] updated cwnd={} ssthresh={} acked={} (SS)",
                     self.side, self.cwnd, self.ssthresh, total_bytes_acked
@@ -2063,6 +2081,7 @@ impl Association {
         self.in_fast_recovery = true;
         self.fast_recover_exit_point = self.my_next_tsn.wrapping_sub(1);
         self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
+        self.hystart.reset();
         self.cwnd = self.ssthresh;
         trace!(
             "[{}] updated cwnd={} ssthresh={} inflight={} (FR)",
@@ -2093,7 +2112,11 @@ impl Association {
             sent > newest || (sent == newest && sna32gt(tsn, newest_tsn))
         };
         if self.newest_delivered.as_ref().is_none_or(newer) {
-            self.newest_delivered = Some((sent, now.saturating_duration_since(sent), tsn));
+            let rtt = now.saturating_duration_since(sent);
+            self.newest_delivered = Some((sent, rtt, tsn));
+            if nsent == 1 {
+                self.rtt_sample = Some(rtt);
+            }
         }
     }
 
@@ -3523,6 +3546,7 @@ impl Association {
                 //      cwnd = 1*MTU
 
                 self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
+                self.hystart.reset();
                 self.cwnd = self.mtu;
                 // A timeout ends Fast Recovery (as Linux SCTP does on T3-rtx): slow start may
                 // grow cwnd only outside it (7.2.1), so staying in it left cwnd at one MTU —
