@@ -60,6 +60,7 @@ use thiserror::Error;
 
 mod cubic;
 mod hystart;
+mod loss_signal;
 mod pacing;
 pub(crate) mod state;
 pub(crate) mod stats;
@@ -249,6 +250,8 @@ pub struct Association {
     hystart: hystart::HyStart,
     /// The round trip the latest SACK measured on a chunk sent once, for HyStart++.
     rtt_sample: Option<Duration>,
+    /// Whether a loss means congestion.
+    loss_signal: loss_signal::LossSignal,
     /// Spreads new DATA over the round trip.
     pacer: pacing::Pacer,
     /// TSNs declared lost and not yet fast-retransmitted, lowest first, so a fast
@@ -353,6 +356,7 @@ impl Default for Association {
             cubic: Default::default(),
             hystart: Default::default(),
             rtt_sample: None,
+            loss_signal: Default::default(),
             pacer: Default::default(),
             lost_tsns: Default::default(),
 
@@ -2047,6 +2051,7 @@ impl Association {
                         if c.miss_indicator == 3 && c.nsent == 1 && !c.retransmit {
                             c.lost = true;
                             self.lost_tsns.insert(tsn);
+                            self.loss_signal.on_lost(1);
                             any_lost = true;
                         }
                     }
@@ -2062,8 +2067,9 @@ impl Association {
         if any_lost {
             // 2)  If not in Fast Recovery, adjust the ssthresh and cwnd of the destination
             //     address(es) to which the missing DATA chunks were last sent (7.2.3); one
-            //     reduction per window, however many of its chunks were lost.
-            if !self.in_fast_recovery {
+            //     reduction per window, however many of its chunks were lost. A loss on a
+            //     path that shows no queue is repaired without the reduction.
+            if !self.in_fast_recovery && self.loss_signal.is_congestion() {
                 self.enter_fast_recovery();
             }
             self.will_retransmit_fast = true;
@@ -2100,6 +2106,7 @@ impl Association {
         (tsn, nsent, last_sent): (u32, u32, Option<Instant>),
         now: Instant,
     ) {
+        self.loss_signal.on_delivered(1);
         let Some(sent) = last_sent else { return };
         if nsent > 1
             && self
@@ -2116,6 +2123,8 @@ impl Association {
             self.newest_delivered = Some((sent, rtt, tsn));
             if nsent == 1 {
                 self.rtt_sample = Some(rtt);
+                let srtt = Duration::from_millis(self.rto_mgr.srtt);
+                self.loss_signal.on_rtt_sample(now, rtt, srtt);
             }
         }
     }
@@ -2196,6 +2205,7 @@ impl Association {
             }
             c.lost = true;
             self.lost_tsns.insert(c.tsn);
+            self.loss_signal.on_lost(1);
             any_lost = true;
             trace!("[{}] tsn={} lost (sent={})", self.side, c.tsn, c.nsent);
         }
