@@ -72,6 +72,8 @@ const INITIAL_CWND_MTUS: u32 = 10;
 
 #[cfg(test)]
 mod association_test;
+#[cfg(test)]
+mod path_simulation_test;
 
 /// Reasons why an association might be lost
 #[derive(Debug, Error, Clone, PartialEq)]
