@@ -69,6 +69,11 @@ pub(crate) mod timer;
 
 /// Packets the congestion window allows before the first acknowledgement.
 const INITIAL_CWND_MTUS: u32 = 10;
+/// The shortest tail loss probe timeout, in msec (RFC 8985 7.2 suggests 2 SRTT; on loopback
+/// that is nothing).
+const PROBE_TIMEOUT_MIN_MS: u64 = 10;
+/// How long a receiver may delay a SACK for a lone packet, in msec (RFC 9260 6.2).
+const DELAYED_SACK_MS: u64 = 200;
 
 #[cfg(test)]
 mod association_test;
@@ -568,7 +573,9 @@ impl Association {
             self.timers.set(timer, None);
             //trace!("{:?} timeout", timer);
 
-            if timer == Timer::Ack {
+            if timer == Timer::Tlp {
+                self.on_probe_timeout();
+            } else if timer == Timer::Ack {
                 self.on_ack_timeout();
             } else if failure {
                 self.on_retransmission_failure(timer);
@@ -1943,10 +1950,12 @@ impl Association {
                 self.pending_queue.len()
             );
             self.timers.stop(Timer::T3RTX);
+            self.timers.stop(Timer::Tlp);
         } else {
             trace!("[{}] T3-rtx timer start (pt2)", self.side);
             self.timers
                 .start_if_idle(Timer::T3RTX, now, self.rto_mgr.get_rto());
+            self.arm_probe(now);
         }
 
         // Update congestion control parameters
@@ -2086,6 +2095,7 @@ impl Association {
     /// Halves the window for a loss and starts Fast Recovery, which ends when the highest TSN
     /// outstanding now is acknowledged (RFC 9260 7.2.4).
     fn enter_fast_recovery(&mut self) {
+        self.timers.stop(Timer::Tlp);
         self.in_fast_recovery = true;
         self.fast_recover_exit_point = self.my_next_tsn.wrapping_sub(1);
         self.ssthresh = self.cubic.on_congestion(self.cwnd, self.mtu);
@@ -2538,6 +2548,7 @@ impl Association {
             trace!("[{}] T3-rtx timer start (pt1)", self.side);
             self.timers
                 .start_if_idle(Timer::T3RTX, now, self.rto_mgr.get_rto());
+            self.arm_probe(now);
 
             self.bundle_data_chunks_into_packets(chunks, &mut raw_packets);
         }
@@ -3484,6 +3495,54 @@ impl Association {
         // Close all retransmission & ack timers
         for timer in Timer::VALUES {
             self.timers.stop(timer);
+        }
+    }
+
+    /// Arms the tail loss probe (RFC 8985 7.2): two SRTTs (at least 10 ms) after the latest
+    /// new DATA or acknowledgement, plus the time a receiver may delay its SACK when a single
+    /// chunk is in flight, unless the T3-rtx timer comes first. Without it, losing the last
+    /// chunks of a burst (nothing sent after them to reveal the loss) waited for the T3-rtx
+    /// timer, SRTT + 250 ms at least, and restarted from one packet.
+    fn arm_probe(&mut self, now: Instant) {
+        self.timers.stop(Timer::Tlp);
+        if self.in_fast_recovery
+            || self.t3_retransmit_pending
+            || self.inflight_queue.is_empty()
+            || self.rto_mgr.srtt == 0
+        {
+            return;
+        }
+        let mut pto = (2 * self.rto_mgr.srtt).max(PROBE_TIMEOUT_MIN_MS);
+        if self.inflight_queue.len() == 1 {
+            pto += DELAYED_SACK_MS;
+        }
+        let at = now + Duration::from_millis(pto);
+        if self.timers.get(Timer::T3RTX).is_some_and(|t3| at >= t3) {
+            return;
+        }
+        self.timers.set(Timer::Tlp, Some(at));
+    }
+
+    /// Sends the newest chunk still outstanding again, so its SACK reveals what of the tail
+    /// was lost: the loss detection then repairs the rest (RFC 8985 7.3).
+    fn on_probe_timeout(&mut self) {
+        if self.in_fast_recovery || self.t3_retransmit_pending {
+            return;
+        }
+        let mut tsn = self.my_next_tsn.wrapping_sub(1);
+        while sna32gt(tsn, self.cumulative_tsn_ack_point) {
+            if let Some(c) = self.inflight_queue.get_mut(tsn)
+                && c.is_outstanding()
+                && !c.lost
+                && !c.retransmit
+            {
+                c.lost = true;
+                self.lost_tsns.insert(tsn);
+                self.will_retransmit_fast = true;
+                trace!("[{}] tail loss probe: tsn={}", self.side, tsn);
+                return;
+            }
+            tsn = tsn.wrapping_sub(1);
         }
     }
 
