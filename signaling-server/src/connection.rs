@@ -30,8 +30,8 @@ use crate::broker::{ConnHandle, Rejection};
 use crate::metrics::Refusal;
 use crate::outbox::{CloseReason, Frame};
 use crate::rate_limit::TokenBucket;
-use crate::server::Shared;
 use crate::socket::Socket;
+use crate::state::ServerState;
 use crate::websocket::{self, FrameError, Header, Opcode};
 
 /// How long the goodbye (last frames, close frame) may take to write, and
@@ -88,7 +88,7 @@ enum End {
 pub(crate) async fn run(
     stream: Socket,
     leftover: Vec<u8>,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     _permit: OwnedSemaphorePermit,
     claims: Option<Claims>,
 ) {
@@ -138,7 +138,7 @@ pub(crate) async fn run(
 /// counts it.
 pub(crate) async fn refuse(
     mut stream: Socket,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     refusal: Refusal,
     code: ErrorCode,
     message: String,
@@ -167,7 +167,7 @@ struct Partial {
 
 /// The state of one connection.
 struct Session {
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     conn: ConnHandle,
     /// The peer this connection carries, once joined.
     peer: Option<PeerId>,

@@ -23,8 +23,8 @@ use tracing::{debug, info, warn};
 use crate::auth;
 use crate::connection;
 use crate::metrics::Refusal;
-use crate::server::Shared;
 use crate::socket::Socket;
+use crate::state::ServerState;
 use crate::websocket;
 
 /// The web client, built into the binary from `web/` (browser tests and
@@ -39,7 +39,7 @@ use crate::websocket;
 struct WebAssets;
 
 /// Builds the router.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<ServerState>) -> Router {
     let router = Router::new()
         .route("/ws", get(upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -55,7 +55,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 /// `GET /ws`: checks the WebSocket opening handshake (RFC 6455 §4.2),
 /// answers `101 Switching Protocols`, and hands the raw TCP stream to a
 /// connection task.
-async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Request) -> Response {
+async fn upgrade(State(shared): State<Arc<ServerState>>, mut request: Request) -> Response {
     if shared.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
@@ -166,7 +166,7 @@ async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Request) -> Res
 /// The socket under an upgraded connection, and what the HTTP layer read
 /// past the handshake (usually nothing). A TLS stream is relayed through a
 /// Unix socket pair by a task of its own (see `socket.rs`).
-fn unwrap_upgraded(upgraded: Upgraded, shared: &Shared) -> Option<(Socket, Vec<u8>)> {
+fn unwrap_upgraded(upgraded: Upgraded, shared: &ServerState) -> Option<(Socket, Vec<u8>)> {
     // Copy the leftover bytes and let go of the HTTP read buffer, which
     // would otherwise stay allocated for the life of the connection.
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
@@ -247,7 +247,7 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 /// `GET /readyz`: 200 while accepting connections, 503 once shutdown was
 /// requested (during the drain delay the server still accepts) and, with
 /// `--redis`, while Redis does not answer.
-async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+async fn ready(State(shared): State<Arc<ServerState>>) -> Response {
     if shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else if !shared.broker.ready() {

@@ -51,6 +51,7 @@ pub mod registry;
 pub mod secret;
 pub mod server;
 mod socket;
+mod state;
 pub mod tls;
 pub mod websocket;
 

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
 
@@ -20,12 +20,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::broker::{Broker, BrokerSettings, ConnHandle, RedisError};
+use crate::broker::{Broker, BrokerSettings, RedisError};
 use crate::config::{Config, ConfigError};
 use crate::ice::{IceConfig, TurnConfig};
 use crate::metrics::{self, Metrics, Refusal};
-use crate::outbox::{CloseReason, OutboxBudget};
+use crate::outbox::OutboxBudget;
 use crate::registry::RegistryLimits;
+use crate::state::ServerState;
 use crate::tls::TlsError;
 
 /// Why the server could not start or keep running.
@@ -53,73 +54,6 @@ pub enum ServerError {
 /// How long a client may take to send its HTTP request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// State shared by the routes and every connection task.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) broker: Broker,
-    pub(crate) metrics: Arc<Metrics>,
-    /// Cancelled when shutdown begins.
-    pub(crate) shutdown: CancellationToken,
-    /// Tracks connection tasks so shutdown can wait for them.
-    pub(crate) tracker: TaskTracker,
-    /// One permit per allowed connection.
-    pub(crate) connections: Arc<Semaphore>,
-    /// One permit per allowed connection not yet upgraded to WebSocket.
-    pub(crate) pending: Arc<Semaphore>,
-    /// Bytes queued for all connections together.
-    pub(crate) outbox_budget: Arc<OutboxBudget>,
-    /// Set when shutdown was requested: `/readyz` answers 503 from then on.
-    pub(crate) draining: AtomicBool,
-    /// Every open WebSocket connection, so shutdown can close their outboxes
-    /// (cheaper than each connection task watching a cancellation token).
-    pub(crate) open: Mutex<HashMap<u64, ConnHandle>>,
-}
-
-impl Shared {
-    /// Registers an open connection; closes it at once if shutdown began.
-    pub(crate) fn opened(&self, conn: &ConnHandle) {
-        self.lock_open().insert(conn.id(), conn.clone());
-        if self.shutdown.is_cancelled() {
-            conn.outbox().close(CloseReason::Shutdown);
-        }
-    }
-
-    /// Every heartbeat interval, tells each open connection to check for
-    /// idleness and ping its client, until shutdown.
-    async fn run_heartbeat(&self) {
-        let period = self.config.heartbeat_interval;
-        let mut ticks = tokio::time::interval_at((Instant::now() + period).into(), period);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            for conn in self.lock_open().values() {
-                conn.outbox().heartbeat();
-            }
-        }
-    }
-
-    /// Forgets a closed connection.
-    pub(crate) fn closed(&self, conn: &ConnHandle) {
-        self.lock_open().remove(&conn.id());
-    }
-
-    /// Begins shutdown: stops accepting and tells every connection.
-    fn begin_shutdown(&self) {
-        self.shutdown.cancel();
-        for conn in self.lock_open().values() {
-            conn.outbox().close(CloseReason::Shutdown);
-        }
-    }
-
-    fn lock_open(&self) -> MutexGuard<'_, HashMap<u64, ConnHandle>> {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// A bound, not yet running server.
 ///
 /// ```no_run
@@ -134,7 +68,7 @@ pub struct Server {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     local_addr: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
 }
 
 impl std::fmt::Debug for Server {
@@ -193,7 +127,7 @@ impl Server {
             }
             None => Broker::memory(settings, metrics.clone()),
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ServerState {
             broker,
             metrics,
             shutdown: CancellationToken::new(),
