@@ -98,12 +98,23 @@ struct Grid {
     /// A transfer still running after this long counts as failed.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     timeout_secs: u64,
+    /// Run each transfer alongside a TCP flow started with it (with
+    /// --rate-mbit: how the two share a bottleneck), and carry half of what
+    /// TCP alone moves in --seconds. Each run then also puts a second TCP flow
+    /// in the transfer's place, the anchor for what a fair share looks like.
+    #[arg(long)]
+    share_with_tcp: bool,
+    /// Print both programs' logs when a transfer's setup (its time before the
+    /// data phase) took longer than this, in seconds.
+    #[arg(long, value_name = "SECS")]
+    show_slow_setup: Option<f64>,
 }
 
 /// Parts this program runs inside the hosts' namespaces.
 #[derive(Debug, Subcommand)]
 enum Helper {
-    /// Accept one TCP connection on ADDR, read it to its end, print the byte count.
+    /// Accept one TCP connection on ADDR, read it to its end, print the byte
+    /// count, and every 100 ms the count so far.
     #[command(hide = true)]
     TcpReceive { addr: String },
     /// Connect to ADDR with congestion control CC and send BYTES (0: as much
@@ -138,12 +149,18 @@ fn tcp_receive(addr: &str) -> anyhow::Result<()> {
     let (mut stream, _) = listener.accept()?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
+    let mut reported = Instant::now();
     loop {
         let n = stream.read(&mut buf)?;
         if n == 0 {
             break;
         }
         total += n as u64;
+        if reported.elapsed() >= PROGRESS_EVERY {
+            println!("at {total}");
+            std::io::stdout().flush()?;
+            reported = Instant::now();
+        }
     }
     println!("received {total}");
     Ok(())
@@ -173,6 +190,9 @@ struct Cell {
     rtt_ms: u64,
     loss_percent: f64,
 }
+
+/// How often `tcp-receive` prints the bytes it has so far.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// The hosts, the wire between them and the signaling server, a temp dir.
 struct Lab {
@@ -248,6 +268,44 @@ impl Lab {
         Ok((received, took))
     }
 
+    /// Runs `second` alongside a TCP flow from host 1 to host 2 that starts
+    /// just before it; TCP's rate while `second` ran, and what `second` gave.
+    fn alongside_tcp<T>(
+        &self,
+        port: u16,
+        grid: &Grid,
+        limit: Duration,
+        second: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<(f64, T)> {
+        let me = std::env::current_exe()?.display().to_string();
+        let addr = format!("10.9.0.2:{port}");
+        let receiver = self.wan.hosts[1].spawn_program("tcp-receive", &me, &["tcp-receive", &addr]);
+        receiver.wait_for(Stream::Stdout, "listening", 0);
+        let _sender = self.wan.hosts[0].spawn_program(
+            "tcp-send",
+            &me,
+            &[
+                "tcp-send",
+                &addr,
+                "0",
+                &grid.tcp_congestion_control,
+                &limit.as_secs().to_string(),
+            ],
+        );
+        let received_now = || -> anyhow::Result<(u64, Instant)> {
+            let line = receiver.wait_for(Stream::Stdout, "at ", receiver.cursor());
+            Ok((
+                line.trim_start_matches("at ").trim().parse()?,
+                Instant::now(),
+            ))
+        };
+        let (before, started) = received_now()?;
+        let result = second()?;
+        let (after, ended) = received_now()?;
+        let tcp_rate = (after - before) as f64 / 1e6 / (ended - started).as_secs_f64();
+        Ok((tcp_rate, result))
+    }
+
     /// Sends `file` with `peer-client` from host 1 to host 2; seconds taken
     /// and the rate the receiver reported for its data phase.
     fn transfer(
@@ -289,6 +347,14 @@ impl Lab {
             .and_then(|rate| rate.parse().ok())
             .unwrap_or(f64::NAN);
         let _ = sender.wait_exit_within(Duration::from_secs(10));
+        let setup = took - std::fs::metadata(file)?.len() as f64 / 1e6 / reported;
+        if grid.show_slow_setup.is_some_and(|slow| setup > slow) {
+            eprintln!(
+                "setup took {setup:.1} s:\n{}{}",
+                sender.log(),
+                receiver.log()
+            );
+        }
         let _ = std::fs::remove_dir_all(&out);
         Ok((took, reported))
     }
@@ -343,6 +409,7 @@ fn run_grid(grid: &Grid) -> anyhow::Result<()> {
     let limit = Duration::from_secs(grid.timeout_secs);
     let file = lab.dir.join("payload.bin");
     let mut rows = Vec::new();
+    let mut notes = Vec::new();
     let mut port = 5000;
     for cell in cells {
         lab.impair(cell, grid);
@@ -352,18 +419,30 @@ fn run_grid(grid: &Grid) -> anyhow::Result<()> {
                 port += 1;
                 let half = Duration::from_secs(grid.seconds.div_ceil(2));
                 let (moved, took) = lab.tcp(0, half, port, grid, limit)?;
-                let wanted = moved as f64 / took * grid.seconds as f64;
+                let mut wanted = moved as f64 / took * grid.seconds as f64;
+                if grid.share_with_tcp {
+                    wanted /= 2.0;
+                }
                 (wanted as u64).clamp(1024 * 1024, grid.max_mib * 1024 * 1024)
             }
         };
         std::fs::write(&file, pseudo_random(bytes as usize, 11))?;
         let mb = bytes as f64 / 1e6;
         let (mut tcp, mut ours, mut reported) = (Vec::new(), Vec::new(), Vec::new());
+        let mut anchors = Vec::new();
         for run in 0..grid.runs {
             port += 1;
-            let (_, tcp_took) = lab.tcp(bytes, Duration::ZERO, port, grid, limit)?;
-            let tcp_rate = mb / tcp_took;
-            let (took, data_rate) = match lab.transfer(&file, run, grid, limit) {
+            let (tcp_rate, result) = if grid.share_with_tcp {
+                match lab.alongside_tcp(port, grid, limit, || lab.transfer(&file, run, grid, limit))
+                {
+                    Ok((tcp_rate, result)) => (tcp_rate, Ok(result)),
+                    Err(err) => (f64::NAN, Err(err)),
+                }
+            } else {
+                let (_, tcp_took) = lab.tcp(bytes, Duration::ZERO, port, grid, limit)?;
+                (mb / tcp_took, lab.transfer(&file, run, grid, limit))
+            };
+            let (took, data_rate) = match result {
                 Ok(result) => result,
                 Err(err) => {
                     eprintln!(
@@ -381,11 +460,35 @@ fn run_grid(grid: &Grid) -> anyhow::Result<()> {
                 mb,
                 run + 1
             );
+            if grid.share_with_tcp && data_rate > 0.0 {
+                // The anchor: a second TCP flow in the transfer's place, starting as
+                // late as the transfer's data did.
+                let setup = Duration::from_secs_f64((took - mb / data_rate).max(0.0));
+                port += 2;
+                let (first, (_, second_took)) = lab.alongside_tcp(port, grid, limit, || {
+                    std::thread::sleep(setup);
+                    lab.tcp(bytes, Duration::ZERO, port + 1, grid, limit)
+                })?;
+                let second = mb / second_took;
+                eprintln!(
+                    "  anchor, a second TCP flow in its place (after {:.1} s): {second:.2} MB/s against the first's {first:.2} MB/s",
+                    setup.as_secs_f64()
+                );
+                anchors.push(second / first);
+            }
             tcp.push(tcp_rate);
             ours.push(rate);
             reported.push(data_rate);
         }
         let (tcp, ours, reported) = (median(&mut tcp), median(&mut ours), median(&mut reported));
+        if grid.share_with_tcp {
+            notes.push(format!(
+                "{} ms, {} %: a second TCP flow in the transfer's place got {:.2} times the first's rate (median)",
+                cell.rtt_ms,
+                cell.loss_percent,
+                median(&mut anchors)
+            ));
+        }
         rows.push(format!(
             "| {} ms | {} % | {mb:.1} MB | {tcp:.2} MB/s | {ours:.2} MB/s | {reported:.2} MB/s | {:.2} |",
             cell.rtt_ms,
@@ -413,12 +516,23 @@ fn run_grid(grid: &Grid) -> anyhow::Result<()> {
     if let Some(mtu) = grid.mtu {
         shape.push(format!("MTU {mtu}"));
     }
+    if grid.share_with_tcp {
+        shape.push(
+            "each transfer alongside a TCP flow; TCP's rate is while the transfer ran".into(),
+        );
+    }
     println!("{}", shape.join(", "));
     println!();
     println!("| round trip | loss | size | TCP | peer-client transfer | after setup | ratio |");
     println!("|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
+    }
+    if !notes.is_empty() {
+        println!();
+    }
+    for note in notes {
+        println!("{note}");
     }
     Ok(())
 }
