@@ -104,10 +104,10 @@ struct Grid {
     /// in the transfer's place, the anchor for what a fair share looks like.
     #[arg(long)]
     share_with_tcp: bool,
-    /// Print both programs' logs when a transfer's setup (its time before the
-    /// data phase) took longer than this, in seconds.
+    /// Print both programs' logs when a transfer spent longer than this
+    /// outside its data phase (setting up, and closing after it), in seconds.
     #[arg(long, value_name = "SECS")]
-    show_slow_setup: Option<f64>,
+    show_overhead: Option<f64>,
 }
 
 /// Parts this program runs inside the hosts' namespaces.
@@ -347,10 +347,10 @@ impl Lab {
             .and_then(|rate| rate.parse().ok())
             .unwrap_or(f64::NAN);
         let _ = sender.wait_exit_within(Duration::from_secs(10));
-        let setup = took - std::fs::metadata(file)?.len() as f64 / 1e6 / reported;
-        if grid.show_slow_setup.is_some_and(|slow| setup > slow) {
+        let overhead = took - std::fs::metadata(file)?.len() as f64 / 1e6 / reported;
+        if grid.show_overhead.is_some_and(|limit| overhead > limit) {
             eprintln!(
-                "setup took {setup:.1} s:\n{}{}",
+                "{overhead:.1} s outside the data phase:\n{}{}",
                 sender.log(),
                 receiver.log()
             );
