@@ -511,3 +511,14 @@ fn a_tail_loss_is_repaired_by_a_probe() {
         report.elapsed
     );
 }
+
+#[test]
+fn five_percent_random_loss_keeps_the_window() {
+    // 5 % each way: the share of lost chunks over a round trip or two is noisy while the
+    // window is small, and must not be taken for a policer's.
+    let mut sim = Simulation::new(100 * MS);
+    sim.forward.loss_ppm = 50_000;
+    sim.backward.loss_ppm = 50_000;
+    let report = transfer_over(&mut sim, 20_000_000, Duration::from_secs(120));
+    assert!(report.rate() >= 2.0 * MB, "{:.2} MB/s", report.rate() / MB);
+}
