@@ -25,6 +25,8 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Longest wait for the TCP + WebSocket handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long leaving waits for the socket task to send `leave` and close.
+const LEAVE_WAIT: Duration = Duration::from_secs(2);
 /// Longest wait for `welcome` after `join`.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often we ping the server so an idle connection is not dropped.
@@ -98,9 +100,14 @@ impl SignalingClient {
             .is_ok()
     }
 
-    /// Leaves the room and closes the socket.
+    /// Leaves the room and closes the socket; returns once the socket task
+    /// has sent `leave` and ended (at most [`LEAVE_WAIT`]). Returning at once
+    /// let a program exit before `leave` was written: the server then kept
+    /// the session for a resume and the peer waited in vain for it to go.
     pub(crate) async fn leave(&self) {
-        let _ = self.outbound.send(ClientMessage::Leave).await;
+        if self.outbound.send(ClientMessage::Leave).await.is_ok() {
+            let _ = timeout(LEAVE_WAIT, self.outbound.closed()).await;
+        }
     }
 }
 
