@@ -241,23 +241,8 @@ impl Lab {
         grid: &Grid,
         limit: Duration,
     ) -> anyhow::Result<(u64, f64)> {
-        let me = std::env::current_exe()?.display().to_string();
-        let addr = format!("10.9.0.2:{port}");
-        let mut receiver =
-            self.wan.hosts[1].spawn_program("tcp-receive", &me, &["tcp-receive", &addr]);
-        receiver.wait_for(Stream::Stdout, "listening", 0);
+        let (mut receiver, _sender) = self.tcp_flow(port, bytes, calibrate, grid)?;
         let started = Instant::now();
-        let _sender = self.wan.hosts[0].spawn_program(
-            "tcp-send",
-            &me,
-            &[
-                "tcp-send",
-                &addr,
-                &bytes.to_string(),
-                &grid.tcp_congestion_control,
-                &calibrate.as_secs().to_string(),
-            ],
-        );
         finish(&mut receiver, limit)?;
         let took = started.elapsed().as_secs_f64();
         let line = receiver.wait_for(Stream::Stdout, "received ", 0);
@@ -266,6 +251,34 @@ impl Lab {
             bail!("TCP fell short:\n{}", receiver.log());
         }
         Ok((received, took))
+    }
+
+    /// Starts a TCP flow from host 1 to host 2 on `port` carrying `bytes` (0:
+    /// as many as it can for `secs`); its receiver, listening before the
+    /// sender starts, and its sender.
+    fn tcp_flow(
+        &self,
+        port: u16,
+        bytes: u64,
+        secs: Duration,
+        grid: &Grid,
+    ) -> anyhow::Result<(Process, Process)> {
+        let me = std::env::current_exe()?.display().to_string();
+        let addr = format!("10.9.0.2:{port}");
+        let receiver = self.wan.hosts[1].spawn_program("tcp-receive", &me, &["tcp-receive", &addr]);
+        receiver.wait_for(Stream::Stdout, "listening", 0);
+        let sender = self.wan.hosts[0].spawn_program(
+            "tcp-send",
+            &me,
+            &[
+                "tcp-send",
+                &addr,
+                &bytes.to_string(),
+                &grid.tcp_congestion_control,
+                &secs.as_secs().to_string(),
+            ],
+        );
+        Ok((receiver, sender))
     }
 
     /// Runs `second` alongside a TCP flow from host 1 to host 2 that starts
@@ -277,21 +290,7 @@ impl Lab {
         limit: Duration,
         second: impl FnOnce() -> anyhow::Result<T>,
     ) -> anyhow::Result<(f64, T)> {
-        let me = std::env::current_exe()?.display().to_string();
-        let addr = format!("10.9.0.2:{port}");
-        let receiver = self.wan.hosts[1].spawn_program("tcp-receive", &me, &["tcp-receive", &addr]);
-        receiver.wait_for(Stream::Stdout, "listening", 0);
-        let _sender = self.wan.hosts[0].spawn_program(
-            "tcp-send",
-            &me,
-            &[
-                "tcp-send",
-                &addr,
-                "0",
-                &grid.tcp_congestion_control,
-                &limit.as_secs().to_string(),
-            ],
-        );
+        let (receiver, _sender) = self.tcp_flow(port, 0, limit, grid)?;
         let received_now = || -> anyhow::Result<(u64, Instant)> {
             let line = receiver.wait_for(Stream::Stdout, "at ", receiver.cursor());
             Ok((
