@@ -23,6 +23,8 @@ pub(crate) const INITIAL_MTU: u32 = 1191;
 pub(crate) const INITIAL_RECV_BUF_SIZE: u32 = 1024 * 1024;
 pub(crate) const COMMON_HEADER_SIZE: u32 = 12;
 pub(crate) const DATA_CHUNK_HEADER_SIZE: u32 = 16;
+/// Bytes of a packet that carries one DATA chunk beyond its payload.
+pub(crate) const DATA_PACKET_OVERHEAD: u32 = COMMON_HEADER_SIZE + DATA_CHUNK_HEADER_SIZE;
 /// Floor for [`max_payload_size_for_mtu`]: the smallest representable padded
 /// DATA packet — the 12-byte common header, the 16-byte DATA chunk header, and
 /// a 1..=4-byte payload padded to the 4-byte chunk boundary.

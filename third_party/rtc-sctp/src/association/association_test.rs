@@ -4,7 +4,7 @@ use super::*;
 const ACCEPT_CH_SIZE: usize = 16;
 
 fn create_association(config: TransportConfig) -> Association {
-    Association::new(
+    let mut a = Association::new(
         None,
         Arc::new(config),
         1400,
@@ -13,7 +13,9 @@ fn create_association(config: TransportConfig) -> Association {
         SocketAddr::from_str("0.0.0.0:0").unwrap(),
         TransportProtocol::UDP,
         Instant::now(),
-    )
+    );
+    a.skip_path_mtu_discovery();
+    a
 }
 
 // `create_forward_tsn` no longer rescans the in-flight window; it emits the
@@ -564,7 +566,7 @@ use crate::EndpointConfig;
 use crate::config::{INITIAL_MTU, max_payload_size_for_mtu};
 
 fn create_association_with_mtu(mtu: u32) -> Association {
-    Association::new(
+    let mut a = Association::new(
         None,
         Arc::new(TransportConfig::default()),
         mtu - (COMMON_HEADER_SIZE + DATA_CHUNK_HEADER_SIZE),
@@ -573,7 +575,9 @@ fn create_association_with_mtu(mtu: u32) -> Association {
         SocketAddr::from_str("0.0.0.0:0").unwrap(),
         TransportProtocol::UDP,
         Instant::now(),
-    )
+    );
+    a.skip_path_mtu_discovery();
+    a
 }
 
 fn payload_chunk(tsn: u32, len: usize) -> ChunkPayloadData {
@@ -681,7 +685,12 @@ fn initial_cwnd_is_computed_safely_for_non_default_mtus() {
         TransportProtocol::UDP,
         Instant::now(),
     );
-    assert_eq!(a.mtu, u32::MAX);
+    // DATA starts at the size every path carries; the window is counted in packets of the
+    // size the association may grow to.
+    assert_eq!(
+        a.mtu,
+        max_payload_size_for_mtu(INITIAL_MTU) + COMMON_HEADER_SIZE + DATA_CHUNK_HEADER_SIZE
+    );
     assert_eq!(a.cwnd, u32::MAX);
 }
 

@@ -24,7 +24,10 @@ use crate::chunk::{
     chunk_shutdown_complete::ChunkShutdownComplete,
     chunk_type::CT_FORWARD_TSN,
 };
-use crate::config::{COMMON_HEADER_SIZE, DATA_CHUNK_HEADER_SIZE, ServerConfig, TransportConfig};
+use crate::config::{
+    COMMON_HEADER_SIZE, DATA_CHUNK_HEADER_SIZE, DATA_PACKET_OVERHEAD, INITIAL_MTU, ServerConfig,
+    TransportConfig, max_payload_size_for_mtu,
+};
 use crate::packet::{CommonHeader, Packet};
 use crate::param::{
     Param,
@@ -62,6 +65,7 @@ mod cubic;
 mod hystart;
 mod loss_signal;
 mod pacing;
+mod path_mtu;
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod stream;
@@ -215,9 +219,13 @@ pub struct Association {
     control_queue: VecDeque<Packet>,
     stream_queue: VecDeque<u16>,
 
+    /// The largest packet DATA may use now: the path MTU found so far.
     pub(crate) mtu: u32,
-    // max DATA chunk payload size
+    /// The largest DATA chunk payload a packet of `mtu` bytes carries; messages written now
+    /// are cut to it.
     max_payload_size: u32,
+    /// Finds how large a packet the path carries.
+    path_mtu: path_mtu::PathMtu,
     cumulative_tsn_ack_point: u32,
     advanced_peer_tsn_ack_point: u32,
     use_forward_tsn: bool,
@@ -340,6 +348,7 @@ impl Default for Association {
             mtu: 0,
             // max DATA chunk payload size
             max_payload_size: 0,
+            path_mtu: path_mtu::PathMtu::new(0, 0),
             cumulative_tsn_ack_point: 0,
             advanced_peer_tsn_ack_point: 0,
             use_forward_tsn: false,
@@ -409,14 +418,19 @@ impl Association {
             Side::Client
         };
 
-        // It's a bit strange, but we're going backwards from the calculation in
-        // config.rs to get max_payload_size from INITIAL_MTU.
-        let mtu = max_payload_size.saturating_add(COMMON_HEADER_SIZE + DATA_CHUNK_HEADER_SIZE);
+        // The configured payload size is the largest packet this association may send; DATA
+        // starts at the size every path carries (INITIAL_MTU) until a probe shows the path
+        // carries more.
+        let ceiling = max_payload_size.saturating_add(DATA_PACKET_OVERHEAD);
+        let base = max_payload_size_for_mtu(INITIAL_MTU) + DATA_PACKET_OVERHEAD;
+        let path_mtu = path_mtu::PathMtu::new(base, ceiling);
+        let mtu = path_mtu.current();
 
         // RFC 9260 7.2.1 sets the initial cwnd to min(4*MTU, max(2*MTU, 4380)), about three
         // packets: a transfer spent its first round trips growing from there. Like TCP's initial
-        // window (RFC 6928) and Chrome's dcSCTP, start from INITIAL_CWND_MTUS packets.
-        let cwnd = mtu.saturating_mul(INITIAL_CWND_MTUS);
+        // window (RFC 6928) and Chrome's dcSCTP, start from INITIAL_CWND_MTUS packets of the
+        // size the association may grow to.
+        let cwnd = ceiling.saturating_mul(INITIAL_CWND_MTUS);
         // RFC 4960 requires an unpredictable initial TSN. SCTP remains usable without an RTC
         // crypto provider, so this deliberately uses `rand`'s thread-local CSPRNG.
         let mut tsn = random::<u32>();
@@ -431,7 +445,8 @@ impl Association {
             max_message_size: config.max_message_size(),
             my_max_num_outbound_streams: config.max_num_outbound_streams(),
             my_max_num_inbound_streams: config.max_num_inbound_streams(),
-            max_payload_size,
+            max_payload_size: mtu - DATA_PACKET_OVERHEAD,
+            path_mtu,
 
             rto_mgr: RtoManager::with_bounds(
                 config.rto_min().as_millis() as u64,
@@ -518,10 +533,14 @@ impl Association {
             .pacer
             .next_send()
             .filter(|_| !self.pending_queue.is_empty() || !self.lost_tsns.is_empty());
-        match (self.timers.next_timeout(), paced) {
-            (Some(timer), Some(paced)) => Some(timer.min(paced)),
-            (timer, paced) => timer.or(paced),
-        }
+        let probe = self
+            .path_mtu
+            .poll_timeout()
+            .filter(|_| self.state() == AssociationState::Established);
+        [self.timers.next_timeout(), paced, probe]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Returns packets to transmit
@@ -1051,6 +1070,9 @@ impl Association {
             return Err(Error::ErrAbortChunk(err_str));
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkHeartbeat>() {
             self.handle_heartbeat(c)?
+        } else if let Some(c) = chunk_any.downcast_ref::<ChunkHeartbeatAck>() {
+            self.handle_heartbeat_ack(c, now);
+            vec![]
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkCookieEcho>() {
             self.handle_cookie_echo(c)?
         } else if chunk_any.downcast_ref::<ChunkCookieAck>().is_some() {
@@ -1293,6 +1315,60 @@ impl Association {
         }
 
         Ok(vec![])
+    }
+
+    /// A HEARTBEAT ACK: the answer to a path MTU probe, as this association sends no other
+    /// HEARTBEAT.
+    fn handle_heartbeat_ack(&mut self, c: &ChunkHeartbeatAck, now: Instant) {
+        let Some(id) = c
+            .params
+            .first()
+            .and_then(|p| p.as_any().downcast_ref::<ParamHeartbeatInfo>())
+            .and_then(|info| path_mtu::probe_id(&info.heartbeat_information))
+        else {
+            debug!("[{}] HEARTBEAT ACK that answers no probe", self.side);
+            return;
+        };
+        if let Some(size) = self.path_mtu.on_probe_acked(id, now) {
+            debug!("[{}] the path carries {size}-byte packets", self.side);
+            self.mtu = size;
+            self.max_payload_size = size - DATA_PACKET_OVERHEAD;
+        }
+    }
+
+    /// Uses the configured packet size from the start, as if a probe had confirmed it, for
+    /// unit tests of other things that count packets and timers.
+    #[cfg(test)]
+    pub(crate) fn skip_path_mtu_discovery(&mut self) {
+        let ceiling = self.path_mtu.ceiling();
+        self.path_mtu = path_mtu::PathMtu::new(ceiling, ceiling);
+        self.mtu = self.path_mtu.current();
+        self.max_payload_size = self.mtu.saturating_sub(DATA_PACKET_OVERHEAD);
+    }
+
+    /// Sends the path MTU probe that is due, if any: a HEARTBEAT padded to the size tried.
+    fn gather_path_mtu_probe(&mut self, mut raw_packets: Vec<Bytes>, now: Instant) -> Vec<Bytes> {
+        self.path_mtu.start(now);
+        let timeout = Duration::from_millis(self.rto_mgr.get_rto());
+        let Some(probe) = self.path_mtu.poll_probe(now, timeout) else {
+            return raw_packets;
+        };
+        let heartbeat = ChunkHeartbeat {
+            params: vec![Box::new(ParamHeartbeatInfo {
+                heartbeat_information: path_mtu::probe_information(probe),
+            })],
+        };
+        match self.marshal_control_chunk(&heartbeat) {
+            Ok(raw) => {
+                trace!("[{}] probing {}-byte packets", self.side, raw.len());
+                raw_packets.push(raw);
+            }
+            Err(err) => warn!(
+                "[{}] failed to serialize a path MTU probe: {err}",
+                self.side
+            ),
+        }
+        raw_packets
     }
 
     fn handle_cookie_echo(&mut self, c: &ChunkCookieEcho) -> Result<Vec<Packet>> {
@@ -2396,12 +2472,7 @@ impl Association {
         accept: bool,
         default_payload_type: PayloadProtocolIdentifier,
     ) -> Option<Stream<'_>> {
-        let mut s = StreamState::new(
-            self.side,
-            stream_identifier,
-            self.max_payload_size,
-            default_payload_type,
-        );
+        let mut s = StreamState::new(self.side, stream_identifier, default_payload_type);
 
         s.generation = self.next_stream_generation;
         self.next_stream_generation = self.next_stream_generation.wrapping_add(1);
@@ -2477,6 +2548,7 @@ impl Association {
         let state = self.state();
         match state {
             AssociationState::Established => {
+                raw_packets = self.gather_path_mtu_probe(raw_packets, now);
                 raw_packets = self.gather_data_packets_to_retransmit(raw_packets, now);
                 if self.state() == AssociationState::Closed {
                     return (vec![], false);

@@ -241,9 +241,10 @@ impl Stream<'_> {
 
         let id = self.association.allocate_message_id()?;
         let (p, _) = source.pop_chunk(self.association.max_message_size() as usize);
+        let max_payload_size = self.association.max_payload_size;
 
         if let Some(s) = self.association.streams.get_mut(&self.stream_identifier) {
-            let (is_buffered_amount_high, chunks) = s.packetize(now, &p, ppi);
+            let (is_buffered_amount_high, chunks) = s.packetize(now, &p, ppi, max_payload_size);
 
             if is_buffered_amount_high {
                 trace!("StreamEvent::BufferedAmountHigh");
@@ -449,7 +450,6 @@ impl From<u8> for RecvSendState {
 #[derive(Default, Debug)]
 pub struct StreamState {
     pub(crate) side: Side,
-    pub(crate) max_payload_size: u32,
     pub(crate) stream_identifier: StreamId,
     pub(crate) generation: u64,
     pub(crate) default_payload_type: PayloadProtocolIdentifier,
@@ -467,14 +467,12 @@ impl StreamState {
     pub(crate) fn new(
         side: Side,
         stream_identifier: StreamId,
-        max_payload_size: u32,
         default_payload_type: PayloadProtocolIdentifier,
     ) -> Self {
         StreamState {
             side,
             stream_identifier,
             generation: 0,
-            max_payload_size,
             default_payload_type,
             reassembly_queue: ReassemblyQueue::new(stream_identifier),
             sequence_number: 0,
@@ -518,6 +516,7 @@ impl StreamState {
         now: Instant,
         raw: &Bytes,
         ppi: PayloadProtocolIdentifier,
+        max_payload_size: u32,
     ) -> (bool, Vec<ChunkPayloadData>) {
         let mut i = 0;
         let mut remaining = raw.len();
@@ -543,7 +542,7 @@ impl StreamState {
         let mut chunks = vec![];
 
         while remaining != 0 {
-            let fragment_size = std::cmp::min(self.max_payload_size as usize, remaining); //self.association.max_payload_size
+            let fragment_size = std::cmp::min(max_payload_size as usize, remaining);
 
             // Copy the userdata since we'll have to store it until acked
             // and the caller may re-use the buffer in the mean time
