@@ -89,7 +89,9 @@ struct Grid {
     /// Bottleneck queue, in bandwidth-delay products of each cell.
     #[arg(long, value_name = "BDP", default_value_t = 1.0)]
     queue_bdp: f64,
-    /// Largest IP packet the wire carries; larger ones are lost.
+    /// Largest IP packet the wire carries; larger ones are lost without an ICMP
+    /// error (a black hole). TCP is given the matching MSS, as a tunnel that
+    /// clamps it would, so it does not stall on the same path.
     #[arg(long, value_name = "BYTES")]
     mtu: Option<u32>,
     /// TCP congestion control of both hosts (`net.ipv4.tcp_congestion_control`).
@@ -115,8 +117,14 @@ struct Grid {
 enum Helper {
     /// Accept one TCP connection on ADDR, read it to its end, print the byte
     /// count, and every 100 ms the count so far.
+    /// With MSS, announce that segment size, so the sender's packets are at
+    /// most MSS + 40 bytes.
     #[command(hide = true)]
-    TcpReceive { addr: String },
+    TcpReceive {
+        addr: String,
+        #[arg(long)]
+        mss: Option<u32>,
+    },
     /// Connect to ADDR with congestion control CC and send BYTES (0: as much
     /// as it can for SECS seconds), then wait for the receiver to close.
     #[command(hide = true)]
@@ -131,7 +139,7 @@ enum Helper {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.helper {
-        Some(Helper::TcpReceive { addr }) => tcp_receive(&addr),
+        Some(Helper::TcpReceive { addr, mss }) => tcp_receive(&addr, mss),
         Some(Helper::TcpSend {
             addr,
             bytes,
@@ -142,8 +150,12 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn tcp_receive(addr: &str) -> anyhow::Result<()> {
+fn tcp_receive(addr: &str, mss: Option<u32>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    if let Some(mss) = mss {
+        nix::sys::socket::setsockopt(&listener, sockopt::TcpMaxSeg, &mss)
+            .with_context(|| format!("cannot set the MSS to {mss}"))?;
+    }
     println!("listening");
     std::io::stdout().flush()?;
     let (mut stream, _) = listener.accept()?;
@@ -190,6 +202,9 @@ struct Cell {
     rtt_ms: u64,
     loss_percent: f64,
 }
+
+/// IPv4 and TCP headers without options: an MSS this much below the MTU fills it.
+const TCP_IP_HEADERS: u32 = 40;
 
 /// How often `tcp-receive` prints the bytes it has so far.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -265,7 +280,12 @@ impl Lab {
     ) -> anyhow::Result<(Process, Process)> {
         let me = std::env::current_exe()?.display().to_string();
         let addr = format!("10.9.0.2:{port}");
-        let receiver = self.wan.hosts[1].spawn_program("tcp-receive", &me, &["tcp-receive", &addr]);
+        let mss = grid.mtu.map(|mtu| (mtu - TCP_IP_HEADERS).to_string());
+        let mut args = vec!["tcp-receive", &addr];
+        if let Some(mss) = &mss {
+            args.extend(["--mss", mss]);
+        }
+        let receiver = self.wan.hosts[1].spawn_program("tcp-receive", &me, &args);
         receiver.wait_for(Stream::Stdout, "listening", 0);
         let sender = self.wan.hosts[0].spawn_program(
             "tcp-send",
