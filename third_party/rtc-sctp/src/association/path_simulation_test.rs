@@ -57,6 +57,8 @@ struct Direction {
     /// Times each TSN went onto this direction, to tell retransmissions apart.
     transmissions: BTreeMap<u32, u32>,
     dropped_by_queue: u64,
+    /// SACK chunks carried.
+    sacks: u64,
 }
 
 impl Direction {
@@ -73,10 +75,12 @@ impl Direction {
             in_flight: VecDeque::new(),
             transmissions: BTreeMap::new(),
             dropped_by_queue: 0,
+            sacks: 0,
         }
     }
 
     fn send(&mut self, now: Instant, packet: Bytes) {
+        self.sacks += count_sacks(&packet);
         if self.mtu.is_some_and(|mtu| packet.len() > mtu) {
             return;
         }
@@ -113,6 +117,17 @@ impl Direction {
         };
         self.in_flight.push_back((arrival, packet));
     }
+}
+
+fn count_sacks(packet: &Bytes) -> u64 {
+    let Ok(packet) = Packet::unmarshal(packet) else {
+        return 0;
+    };
+    packet
+        .chunks
+        .iter()
+        .filter(|chunk| chunk.as_any().is::<ChunkSelectiveAck>())
+        .count() as u64
 }
 
 fn data_tsns(packet: &Bytes) -> Vec<u32> {
@@ -574,4 +589,17 @@ fn a_path_that_drops_large_packets_carries_a_transfer_at_full_size() {
         "settled at {found} bytes"
     );
     assert!(report.rate() >= 10.0 * MB, "{:.2} MB/s", report.rate() / MB);
+}
+
+#[test]
+fn a_burst_read_at_once_is_acknowledged_every_second_packet() {
+    // Ten packets arrive at the same instant and are all read before the receiver transmits,
+    // as a driver that drains its socket does. One SACK for all ten would let a sender that
+    // sends four packets per SACK (Max.Burst) send only four more. The first four packets get
+    // a SACK each two, so such a sender grows; the rest share one.
+    let mut sim = Simulation::new(50 * MS);
+    let payload = max_payload_size_for_mtu(MTU) as usize;
+    let report = transfer_over(&mut sim, 10 * payload as u64, Duration::from_secs(10));
+    assert_eq!(10 * payload as u64, report.delivered);
+    assert_eq!(3, sim.backward.sacks);
 }

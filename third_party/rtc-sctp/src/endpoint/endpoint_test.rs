@@ -2285,9 +2285,13 @@ fn test_assoc_congestion_control_congestion_avoidance() -> Result<()> {
         debug!("nSACKs      : {}", a.stats.get_num_sacks());
         debug!("nT3Timeouts: {}", a.stats.get_num_t3timeouts());
 
+        // One SACK per two packets (RFC 9260 6.2), and a delayed one for a lone packet that
+        // ends a burst.
         assert!(
-            a.stats.get_num_sacks() <= n_packets_to_send as u64 / 2,
-            "too many sacks"
+            a.stats.get_num_sacks()
+                <= n_packets_to_send as u64 / 2 + n_packets_to_send as u64 / 100,
+            "too many sacks: {} for {n_packets_to_send} packets",
+            a.stats.get_num_sacks()
         );
         assert_eq!(0, a.stats.get_num_t3timeouts(), "should be no retransmit");
     }
