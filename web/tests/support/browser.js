@@ -22,9 +22,10 @@ export const PAGE_TIMEOUT_MS = 20_000;
 
 /**
  * Launches Chromium with a new, empty user-data dir. Every page it opens is a separate peer.
+ * `args` are further command-line flags.
  * @returns {Promise<{context: import('playwright-core').BrowserContext, newPage: Function, close: Function}>}
  */
-export async function launchBrowser({ viewport = { width: 1000, height: 700 } } = {}) {
+export async function launchBrowser({ viewport = { width: 1000, height: 700 }, args = [] } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install chromium) or set CHROMIUM_PATH`);
   }
@@ -37,7 +38,7 @@ export async function launchBrowser({ viewport = { width: 1000, height: 700 } } 
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...args],
       viewport,
       timeout: 30_000,
     });
