@@ -294,6 +294,10 @@ pub struct Association {
     // per inbound packet context
     delayed_ack_triggered: bool,
     immediate_ack_triggered: bool,
+    /// The packet left a gap in the TSNs received, or filled the last one.
+    gap_ack_triggered: bool,
+    /// TSNs are missing below the highest received.
+    gap_outstanding: bool,
 
     pub(crate) stats: AssociationStats,
     ack_state: AckState,
@@ -399,6 +403,8 @@ impl Default for Association {
             // per inbound packet context
             delayed_ack_triggered: false,
             immediate_ack_triggered: false,
+            gap_ack_triggered: false,
+            gap_outstanding: false,
 
             stats: AssociationStats::default(),
             ack_state: AckState::default(),
@@ -1038,6 +1044,7 @@ impl Association {
     fn handle_chunk_start(&mut self) {
         self.delayed_ack_triggered = false;
         self.immediate_ack_triggered = false;
+        self.gap_ack_triggered = false;
     }
 
     fn handle_chunk_end(&mut self, now: Instant) {
@@ -1046,7 +1053,13 @@ impl Association {
         }
         if self.immediate_ack_triggered {
             self.timers.stop(Timer::Ack);
-            if self.packets_since_sack >= PACKETS_PER_SACK
+            if self.gap_ack_triggered {
+                // While TSNs are missing, and when the last gap fills, every packet is
+                // acknowledged at once (RFC 9260 6.7): the sender counts one miss indication
+                // per SACK, three find a loss, and the SACK that fills the gap ends its
+                // recovery.
+                self.queue_sack();
+            } else if self.packets_since_sack >= PACKETS_PER_SACK
                 && self.early_sacks < EARLY_SACKS_PER_TRANSMIT
             {
                 // Acknowledge now, not at the next transmit: a driver that reads a burst of
@@ -1838,6 +1851,12 @@ impl Association {
         }
 
         let has_packet_loss = !self.payload_queue.is_empty();
+        let gap_filled = self.gap_outstanding && !has_packet_loss;
+        self.gap_outstanding = has_packet_loss;
+        if self.ack_mode == AckMode::Normal && (has_packet_loss || gap_filled) {
+            self.gap_ack_triggered = true;
+            self.immediate_ack_triggered = true;
+        }
         if has_packet_loss {
             trace!(
                 "[{}] packetloss: {}",

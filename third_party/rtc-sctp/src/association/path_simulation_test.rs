@@ -603,3 +603,17 @@ fn a_burst_read_at_once_is_acknowledged_every_second_packet() {
     assert_eq!(10 * payload as u64, report.delivered);
     assert_eq!(3, sim.backward.sacks);
 }
+
+#[test]
+fn a_gap_is_acknowledged_packet_by_packet() {
+    // The third of ten packets read at once is lost: the two before it share a SACK, each
+    // of the seven after it gets its own (the sender's miss indications), and so does the
+    // repair that fills the gap.
+    let mut sim = Simulation::new(50 * MS);
+    sim.forward.dropper = Some(drop_chunks(2..3, 1));
+    let payload = max_payload_size_for_mtu(MTU) as usize;
+    let report = transfer_over(&mut sim, 10 * payload as u64, Duration::from_secs(10));
+    assert_eq!(1, report.fast_retransmissions);
+    assert_eq!(0, report.t3_timeouts);
+    assert_eq!(1 + 7 + 1, sim.backward.sacks);
+}
