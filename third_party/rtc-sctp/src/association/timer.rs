@@ -186,6 +186,12 @@ pub(crate) const DEFAULT_RTO_MIN: u64 = 250; // msec
 /// was delayed met a timer expiring at the same instant.
 pub(crate) const DEFAULT_RTO_VARIANCE_FLOOR: u64 = 250; // msec
 const RTO_MAX: u64 = 60000; // msec
+/// How long a backed-off T3-rtx waits at most, unless the RTO itself is longer. Doubling up
+/// to RTO.max, an outage of a few seconds (an ICE restart onto a new network) left the
+/// association silent until the next doubling expired, up to as long again after the path was
+/// back. WebRTC's dcSCTP transport caps the backoff at 3 s too; one retransmission every 3 s
+/// during an outage is no load on any path.
+const MAX_TIMER_BACKOFF: u64 = 3000; // msec
 const RTO_ALPHA: u64 = 1;
 const RTO_BETA: u64 = 2;
 const RTO_BASE: u64 = 8;
@@ -258,7 +264,8 @@ impl RtoManager {
     /// RFC 9260 6.3.3 E2: retain backoff until a new RTT measurement updates RTO.
     pub(crate) fn backoff(&mut self) {
         if !self.no_update {
-            self.rto = self.rto.saturating_mul(2).min(RTO_MAX);
+            let ceiling = self.computed_rto().max(MAX_TIMER_BACKOFF).min(RTO_MAX);
+            self.rto = self.rto.saturating_mul(2).min(ceiling.max(self.rto));
         }
     }
 
@@ -310,6 +317,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backoff_stops_at_three_seconds_or_the_rto() {
+        let mut short = RtoManager::with_bounds(DEFAULT_RTO_MIN, DEFAULT_RTO_VARIANCE_FLOOR);
+        short.set_new_rtt(50);
+        for _ in 0..10 {
+            short.backoff();
+        }
+        assert_eq!(MAX_TIMER_BACKOFF, short.get_rto());
+        // A path whose RTO is longer than the cap keeps it, doubled no further.
+        let mut long = RtoManager::with_bounds(DEFAULT_RTO_MIN, DEFAULT_RTO_VARIANCE_FLOOR);
+        long.set_new_rtt(4000);
+        let rto = long.get_rto();
+        long.backoff();
+        assert_eq!(rto, long.get_rto());
+    }
+
+    #[test]
     fn rto_backoff_respects_pinned_rto() {
         let mut rto = RtoManager::new();
         rto.set_rto(1000, true);
@@ -318,9 +341,10 @@ mod tests {
         rto.set_rto(1000, false);
         rto.backoff();
         assert_eq!(2000, rto.get_rto());
+        // Above the backoff cap an RTO is not doubled further.
         rto.set_rto(RTO_MAX - 1, false);
         rto.backoff();
-        assert_eq!(RTO_MAX, rto.get_rto());
+        assert_eq!(RTO_MAX - 1, rto.get_rto());
     }
 
     #[test]
@@ -328,10 +352,10 @@ mod tests {
         let mut rto = RtoManager::new();
         rto.set_new_rtt(20);
         let measured = rto.get_rto();
-        for _ in 0..5 {
+        for _ in 0..3 {
             rto.backoff();
         }
-        assert!(rto.get_rto() > measured * 16);
+        assert_eq!(rto.get_rto(), measured * 8);
         rto.collapse_backoff();
         assert_eq!(measured, rto.get_rto());
     }
