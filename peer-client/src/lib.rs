@@ -52,6 +52,7 @@ pub mod cli;
 mod engine;
 mod error;
 mod event;
+mod local_addresses;
 mod options;
 mod peer;
 mod session;

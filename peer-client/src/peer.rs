@@ -24,6 +24,7 @@ use crate::engine::{
     ChannelEvent, DtlsFingerprints, NetStats, RtcChannel, RtcConnection, RtcEvent,
     description_fingerprint,
 };
+use crate::local_addresses::{self, ADDRESS_POLL, AddressWatch};
 use crate::options::TransportOptions;
 use crate::signal::{PeerSignal, SdpKind};
 use crate::{Channel, Error, Event, LinkState};
@@ -35,7 +36,7 @@ const MAX_EARLY_CANDIDATES: usize = 64;
 pub const MAX_INCOMING_CHANNELS: usize = 64;
 /// Inputs a link may have queued.
 const INPUT_QUEUE: usize = 128;
-/// ICE restarts tried after a failure before the link gives up.
+/// ICE restarts tried after a disconnection or failure before the link gives up.
 const MAX_ICE_RESTARTS: u32 = 2;
 /// How long after ICE connects the DTLS handshake may take. The DTLS client
 /// of `webrtc` 0.21.1 resends a flight every second, seven times, so one
@@ -138,6 +139,7 @@ impl PeerLink {
             left_fingerprints: Vec::new(),
             reported_state: None,
             incoming_channels: Arc::default(),
+            addresses: AddressWatch::new(local_addresses::current()),
         };
         if offer {
             link.create_own_channels().await?;
@@ -221,10 +223,14 @@ struct LinkTask {
     reported_state: Option<LinkState>,
     /// Channels the peer opened that are open now.
     incoming_channels: Arc<AtomicUsize>,
+    /// The host's addresses: losing one restarts ICE on an established link.
+    addresses: AddressWatch,
 }
 
 impl LinkTask {
     async fn run(mut self, mut inputs: mpsc::Receiver<LinkInput>) {
+        let mut address_poll = tokio::time::interval(ADDRESS_POLL);
+        address_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.handshake_deadline;
             let handshake_overdue = async move {
@@ -268,6 +274,14 @@ impl LinkTask {
                 () = handshake_overdue => {
                     self.handshake_deadline = None;
                     self.on_handshake_failed("it did not complete in time").await;
+                }
+                _ = address_poll.tick(), if self.connected_once => {
+                    if self.addresses.lost_any(local_addresses::current()) {
+                        // This host left a network: whichever side it is, it offers a new ICE
+                        // session over the addresses it has now instead of waiting seconds for
+                        // ICE to miss the old path.
+                        self.restart_ice("an address of this host went away").await;
+                    }
                 }
             }
         }
@@ -393,15 +407,30 @@ impl LinkTask {
                     path,
                 })
                 .await;
-                if state == LinkState::Failed && !self.polite && self.restarts < MAX_ICE_RESTARTS {
-                    // The impolite side restarts ICE; the other side answers the new offer.
-                    self.restarts += 1;
-                    tracing::info!(peer = %self.remote, attempt = self.restarts, "ICE failed; restarting");
-                    if let Err(err) = self.send_offer(true).await {
-                        tracing::warn!(peer = %self.remote, %err, "ICE restart failed");
-                    }
+                // The impolite side restarts ICE; the other side answers the new offer. Not
+                // only once ICE has failed (30 s without packets) but as soon as an established
+                // link is disconnected (5 s): the path may have changed, as when a host moved
+                // to another network, and the restart gathers on the addresses it has now.
+                let lost = state == LinkState::Failed
+                    || (state == LinkState::Disconnected && self.connected_once);
+                if lost && !self.polite {
+                    self.restart_ice("the link lost its path").await;
                 }
             }
+        }
+    }
+
+    /// Offers a new ICE session (gathering on the host's addresses as they are
+    /// now), while restarts remain; perfect negotiation settles an offer that
+    /// crosses the peer's.
+    async fn restart_ice(&mut self, why: &str) {
+        if self.restarts >= MAX_ICE_RESTARTS {
+            return;
+        }
+        self.restarts += 1;
+        tracing::info!(peer = %self.remote, attempt = self.restarts, why, "restarting ICE");
+        if let Err(err) = self.send_offer(true).await {
+            tracing::warn!(peer = %self.remote, %err, "ICE restart failed");
         }
     }
 

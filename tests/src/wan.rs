@@ -54,9 +54,21 @@ impl WanLab {
 
     /// `peer-client COMMAND --server … --bind 10.9.0.n:0 REST…` on host `n`.
     pub fn peer_client(&self, n: usize, label: &str, command: &str, rest: &[&str]) -> Process {
+        self.peer_client_bound(n, &format!("10.9.0.{n}:0"), label, command, rest)
+    }
+
+    /// `peer-client COMMAND --server … --bind BIND REST…` on host `n`; with
+    /// `0.0.0.0:0` it follows the host's addresses as they change.
+    pub fn peer_client_bound(
+        &self,
+        n: usize,
+        bind: &str,
+        label: &str,
+        command: &str,
+        rest: &[&str],
+    ) -> Process {
         let server = format!("ws://10.201.{n}.1:8080/ws");
-        let bind = format!("10.9.0.{n}:0");
-        let mut all = vec![command, "--server", &server, "--bind", &bind];
+        let mut all = vec![command, "--server", &server, "--bind", bind];
         all.extend_from_slice(rest);
         self.hosts[n - 1].spawn(label, "peer-client", &all)
     }

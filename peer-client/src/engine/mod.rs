@@ -185,6 +185,9 @@ impl RtcConnection {
             .with_sctp_max_receive_buffer_size(SCTP_RECEIVE_WINDOW as u32)
             .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(MAX_MESSAGE_BYTES as u32))
             .with_sctp_mtu(SCTP_MTU)
+            // An ICE restart binds the sockets again and gathers on the addresses the host
+            // has then: a laptop that moved to another network carries on over the new one.
+            .with_discard_local_candidates_during_ice_restart(true)
             .build();
         let servers = ice_servers
             .iter()

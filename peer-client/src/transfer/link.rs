@@ -18,8 +18,10 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a finished side waits for the other to close first.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How long a link may stay disconnected (ICE found no packets for 5 s)
-/// before the transfer gives up on it.
-const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
+/// before the transfer gives up on it: time for an ICE restart to find a
+/// new path (a host that moved to another network), short of ICE's own
+/// 25 s before it declares the link failed.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(20);
 /// How long messages already on their way are still read after the
 /// signaling server reports that the peer left (its last words, such as an
 /// `error`, may arrive after that news).
