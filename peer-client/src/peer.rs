@@ -331,6 +331,16 @@ impl LinkTask {
                 if let Some(answer) = answer {
                     self.send(PeerSignal::Description(answer));
                 }
+                if self.connected_once && self.reported_state == Some(LinkState::Disconnected) {
+                    // The peer took part in an ICE restart: the link is being set up again.
+                    self.reported_state = Some(LinkState::Connecting);
+                    self.report(Event::LinkState {
+                        peer: self.remote,
+                        state: LinkState::Connecting,
+                        path: None,
+                    })
+                    .await;
+                }
                 Ok(())
             }
             PeerSignal::Candidate(None) => Ok(()),
@@ -389,7 +399,12 @@ impl LinkTask {
                 }
             }
             RtcEvent::State(state) => {
-                if self.reported_state == Some(state) {
+                // An established link restarting ICE is not reported as connecting on its own
+                // say: only once the peer has answered or offered (`on_signal`), which shows
+                // it is alive. A peer that was killed stays disconnected.
+                if self.reported_state == Some(state)
+                    || (state == LinkState::Connecting && self.connected_once)
+                {
                     return;
                 }
                 self.reported_state = Some(state);
@@ -407,14 +422,12 @@ impl LinkTask {
                     path,
                 })
                 .await;
-                // The impolite side restarts ICE; the other side answers the new offer. Not
-                // only once ICE has failed (30 s without packets) but as soon as an established
-                // link is disconnected (5 s): the path may have changed, as when a host moved
-                // to another network, and the restart gathers on the addresses it has now.
-                let lost = state == LinkState::Failed
-                    || (state == LinkState::Disconnected && self.connected_once);
+                // The impolite side restarts ICE; the other side answers the new offer. (An
+                // outage shorter than ICE's failure timeout heals by itself; a restart while
+                // the path is still down would only spend its checks.)
+                let lost = state == LinkState::Failed;
                 if lost && !self.polite {
-                    self.restart_ice("the link lost its path").await;
+                    self.restart_ice("ICE failed").await;
                 }
             }
         }

@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use tokio::sync::mpsc;
@@ -185,9 +186,16 @@ impl RtcConnection {
             .with_sctp_max_receive_buffer_size(SCTP_RECEIVE_WINDOW as u32)
             .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(MAX_MESSAGE_BYTES as u32))
             .with_sctp_mtu(SCTP_MTU)
-            // An ICE restart binds the sockets again and gathers on the addresses the host
-            // has then: a laptop that moved to another network carries on over the new one.
-            .with_discard_local_candidates_during_ice_restart(true)
+            // With a wildcard bind, an ICE restart binds the sockets again and gathers on the
+            // addresses the host has then: a laptop that moved to another network carries on
+            // over the new one. Sockets bound to one address cannot move; for them a restart
+            // that discarded its candidates gathered none, so they keep theirs.
+            .with_discard_local_candidates_during_ice_restart(options.bind_addrs.iter().any(
+                |addr| {
+                    addr.parse::<std::net::SocketAddr>()
+                        .is_ok_and(|addr| addr.ip().is_unspecified())
+                },
+            ))
             .build();
         let servers = ice_servers
             .iter()
@@ -254,10 +262,11 @@ impl RtcConnection {
         &self,
         ice_restart: bool,
     ) -> Result<SessionDescription, Error> {
-        if ice_restart {
-            self.pc.restart_ice().await.map_err(rtc_error)?;
-        }
-        let offer = self.pc.create_offer(None).await.map_err(rtc_error)?;
+        // The restart goes in the offer's options, not through `restart_ice()`: that one starts
+        // gathering before the offer applies the restart, which then drops what was gathered,
+        // and a restart by the side that made the first offer had no candidates at all.
+        let options = ice_restart.then_some(RTCOfferOptions { ice_restart: true });
+        let offer = self.pc.create_offer(options).await.map_err(rtc_error)?;
         self.pc
             .set_local_description(offer.clone())
             .await

@@ -18,10 +18,14 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a finished side waits for the other to close first.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How long a link may stay disconnected (ICE found no packets for 5 s)
-/// before the transfer gives up on it: time for an ICE restart to find a
-/// new path (a host that moved to another network), short of ICE's own
+/// before the transfer gives up on it, unless the peer takes part in an ICE
+/// restart meanwhile: a peer that was killed is reported within seconds.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
+/// How long a disconnected link may take to come back once the peer has
+/// answered or offered an ICE restart (it is alive, and a new path is being
+/// looked for, as when a host moved to another network); short of ICE's own
 /// 25 s before it declares the link failed.
-const DISCONNECT_GRACE: Duration = Duration::from_secs(20);
+const RESTART_GRACE: Duration = Duration::from_secs(20);
 /// How long messages already on their way are still read after the
 /// signaling server reports that the peer left (its last words, such as an
 /// `error`, may arrive after that news).
@@ -46,7 +50,8 @@ pub struct Link {
     channel: Channel,
     peer: PeerId,
     role: Role,
-    disconnected: Option<tokio::time::Instant>,
+    /// While the link is disconnected: when the transfer gives up on it.
+    lost_until: Option<tokio::time::Instant>,
     left: Option<tokio::time::Instant>,
     /// Messages that arrived before the channel's open event (at most
     /// [`EARLY_MESSAGES`]); read first.
@@ -118,7 +123,7 @@ impl Link {
             session,
             channel,
             role,
-            disconnected: None,
+            lost_until: None,
             left: None,
             early: early.into_iter().map(|(_, payload)| payload).collect(),
         };
@@ -148,7 +153,7 @@ impl Link {
             session,
             channel,
             role,
-            disconnected: None,
+            lost_until: None,
             left: None,
             early: std::collections::VecDeque::new(),
         };
@@ -299,8 +304,8 @@ impl Link {
         }
         loop {
             let deadline = [
-                self.disconnected
-                    .map(|since| (since + DISCONNECT_GRACE, "the connection was lost")),
+                self.lost_until
+                    .map(|until| (until, "the connection was lost")),
                 self.left.map(|since| (since + LEFT_GRACE, "it left")),
             ]
             .into_iter()
@@ -321,14 +326,21 @@ impl Link {
                     state: LinkState::Disconnected,
                     ..
                 } if peer == self.peer => {
-                    self.disconnected
-                        .get_or_insert_with(tokio::time::Instant::now);
+                    self.lost_until
+                        .get_or_insert_with(|| tokio::time::Instant::now() + DISCONNECT_GRACE);
+                }
+                Event::LinkState {
+                    peer,
+                    state: LinkState::Connecting,
+                    ..
+                } if peer == self.peer && self.lost_until.is_some() => {
+                    self.lost_until = Some(tokio::time::Instant::now() + RESTART_GRACE);
                 }
                 Event::LinkState {
                     peer,
                     state: LinkState::Connected,
                     ..
-                } if peer == self.peer => self.disconnected = None,
+                } if peer == self.peer => self.lost_until = None,
                 Event::Message {
                     peer,
                     label,
