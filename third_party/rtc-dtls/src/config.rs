@@ -128,6 +128,7 @@ pub struct ConfigBuilder {
     server_name: String,
     mtu: usize,
     replay_protection_window: usize,
+    hello_verify: bool,
 }
 
 impl Default for ConfigBuilder {
@@ -153,6 +154,7 @@ impl Default for ConfigBuilder {
             server_name: String::default(),
             mtu: 0,
             replay_protection_window: 0,
+            hello_verify: false,
         }
     }
 }
@@ -316,6 +318,17 @@ impl ConfigBuilder {
     /// fit within the maximum transmission unit (default is 1200 bytes)
     pub fn with_mtu(mut self, mtu: usize) -> Self {
         self.mtu = mtu;
+        self
+    }
+
+    /// Whether a server answers a ClientHello without a cookie with a HelloVerifyRequest
+    /// (RFC 6347 4.2.1) before it goes on. The cookie exchange shows that the client receives at
+    /// its source address, so a spoofed ClientHello cannot make the server send its flight to a
+    /// victim; it costs a round trip. Off by default: WebRTC runs DTLS only over a path that ICE
+    /// has checked with the peer's credentials, which shows the same. Turn it on where a server
+    /// faces addresses nothing has checked. A client handles either answer.
+    pub fn with_hello_verify(mut self, hello_verify: bool) -> Self {
+        self.hello_verify = hello_verify;
         self
     }
 
@@ -595,6 +608,7 @@ impl ConfigBuilder {
             maximum_transmission_unit,
             maximum_retransmit_number,
             replay_protection_window,
+            hello_verify: self.hello_verify,
         })
     }
 }
@@ -654,6 +668,8 @@ pub struct HandshakeConfig {
     pub(crate) maximum_transmission_unit: usize,
     pub(crate) maximum_retransmit_number: usize,
     pub(crate) replay_protection_window: usize,
+    /// A server sends a HelloVerifyRequest before its first flight.
+    pub(crate) hello_verify: bool,
 }
 
 impl fmt::Debug for HandshakeConfig {
@@ -713,6 +729,7 @@ impl HandshakeConfig {
             maximum_transmission_unit: DEFAULT_MTU,
             maximum_retransmit_number: DEFAULT_MAXIMUM_RETRANSMIT_NUMBER,
             replay_protection_window: DEFAULT_REPLAY_PROTECTION_WINDOW,
+            hello_verify: false,
         }
     }
 
