@@ -212,3 +212,61 @@ impl Flight for Flight0 {
         Ok(vec![])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cipher_suite::CipherSuiteId;
+    use crate::compression_methods::default_compression_methods;
+    use crate::crypto::crypto_error;
+    use crate::curve::named_curve::NamedCurve;
+    use crate::extension::extension_supported_elliptic_curves::ExtensionSupportedEllipticCurves;
+    use crate::handshake::handshake_message_client_hello::HandshakeMessageClientHello;
+    use crate::handshake::handshake_random::HandshakeRandom;
+    use crate::handshake::{Handshake, HandshakeMessage, HandshakeType};
+    use shared::error::Result;
+    use std::sync::Arc;
+
+    /// The server's next flight after a ClientHello without a cookie.
+    fn next_flight(hello_verify: bool) -> Result<String> {
+        let provider = ::crypto::default_provider().map_err(crypto_error)?;
+        let suite = CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256;
+        let hello = Handshake::new(HandshakeMessage::ClientHello(HandshakeMessageClientHello {
+            version: PROTOCOL_VERSION1_2,
+            cookie: vec![],
+            random: HandshakeRandom::default(),
+            cipher_suites: vec![suite],
+            compression_methods: default_compression_methods(),
+            extensions: vec![Extension::SupportedEllipticCurves(
+                ExtensionSupportedEllipticCurves {
+                    elliptic_curves: vec![NamedCurve::X25519],
+                },
+            )],
+        }));
+        let mut raw = vec![];
+        hello.marshal(&mut raw)?;
+        let mut cache = HandshakeCache::new();
+        cache.push(raw, 0, 0, HandshakeType::ClientHello, true);
+        let mut cfg = HandshakeConfig::new(Arc::clone(&provider));
+        cfg.local_cipher_suites = vec![suite];
+        cfg.local_named_curves = vec![NamedCurve::X25519];
+        cfg.hello_verify = hello_verify;
+        let mut state = State::new(provider, false);
+        match (Flight0 {}).parse(&mut state, &cache, &cfg) {
+            Ok(flight) => Ok(flight.to_string()),
+            Err((_, err)) => panic!("the ClientHello was refused: {err:?}"),
+        }
+    }
+
+    #[test]
+    fn a_client_hello_without_a_cookie_gets_the_server_hello_flight() -> Result<()> {
+        assert_eq!("Flight 4", next_flight(false)?);
+        Ok(())
+    }
+
+    #[test]
+    fn with_hello_verify_it_gets_a_hello_verify_request() -> Result<()> {
+        assert_eq!("Flight 2", next_flight(true)?);
+        Ok(())
+    }
+}
