@@ -351,6 +351,15 @@ impl Drop for TurnServer {
     }
 }
 
+/// A number from the environment variable `name` (a test's knob for
+/// measurements by hand), or `default` when it is unset or unreadable.
+pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Deterministic bytes that do not compress or repeat in a chunk-sized way.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed | 1;

@@ -22,15 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use e2e::wan::WanLab;
-use e2e::{Process, Stream, pseudo_random};
-
-/// A number from the environment, or `default`.
-fn setting(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use e2e::{Process, Stream, pseudo_random, setting};
 
 /// Bytes each transfer carries.
 fn size() -> usize {

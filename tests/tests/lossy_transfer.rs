@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use e2e::wan::WanLab;
-use e2e::{Process, Stream, pseudo_random};
+use e2e::{Process, Stream, pseudo_random, setting};
 
 /// Two hosts on an impaired wire, a server host on clean links, a temp dir.
 struct Setup {
@@ -48,14 +48,6 @@ impl Setup {
     fn peer_client(&self, n: usize, label: &str, args: &[&str]) -> Process {
         self.lab.peer_client(n, label, args[0], &args[1..])
     }
-}
-
-/// A number from the environment, or `default`.
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Bytes to send: `LOSSY_TRANSFER_KIB`, 256 KiB by default.
