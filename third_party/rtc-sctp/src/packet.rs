@@ -154,6 +154,12 @@ impl PartialDecode {
                 CT_SHUTDOWN => Box::new(ChunkShutdown::unmarshal(&chunk_buf)?),
                 CT_SHUTDOWN_ACK => Box::new(ChunkShutdownAck::unmarshal(&chunk_buf)?),
                 CT_SHUTDOWN_COMPLETE => Box::new(ChunkShutdownComplete::unmarshal(&chunk_buf)?),
+                // RFC 9260 3.2: an unknown chunk type whose high bit is set (PAD among them)
+                // is skipped and the rest of the packet read; one without stops it.
+                ChunkType(typ) if typ & 0x80 != 0 => {
+                    offset += chunk_buf.len() + get_padding_size(chunk_buf.len());
+                    continue;
+                }
                 _ => return Err(Error::ErrUnmarshalUnknownChunkType),
             };
 
@@ -252,6 +258,12 @@ impl Packet {
                 CT_SHUTDOWN => Box::new(ChunkShutdown::unmarshal(&chunk_buf)?),
                 CT_SHUTDOWN_ACK => Box::new(ChunkShutdownAck::unmarshal(&chunk_buf)?),
                 CT_SHUTDOWN_COMPLETE => Box::new(ChunkShutdownComplete::unmarshal(&chunk_buf)?),
+                // RFC 9260 3.2: an unknown chunk type whose high bit is set (PAD among them)
+                // is skipped and the rest of the packet read; one without stops it.
+                ChunkType(typ) if typ & 0x80 != 0 => {
+                    offset += chunk_buf.len() + get_padding_size(chunk_buf.len());
+                    continue;
+                }
                 _ => return Err(Error::ErrUnmarshalUnknownChunkType),
             };
 

@@ -1394,12 +1394,7 @@ impl Association {
         let Some(probe) = self.path_mtu.poll_probe(now, timeout) else {
             return raw_packets;
         };
-        let heartbeat = ChunkHeartbeat {
-            params: vec![Box::new(ParamHeartbeatInfo {
-                heartbeat_information: path_mtu::probe_information(probe),
-            })],
-        };
-        match self.marshal_control_chunk(&heartbeat) {
+        match self.create_packet(path_mtu::probe_chunks(probe)).marshal() {
             Ok(raw) => {
                 trace!("[{}] probing {}-byte packets", self.side, raw.len());
                 raw_packets.push(raw);

@@ -6,9 +6,11 @@
 //! an IPv6 path at its 1 280-byte minimum drops the datagram, and nothing comes back that
 //! SCTP could read. A fixed small size costs throughput on every path that carries more. So
 //! DATA is cut at the base size until a probe of a larger size is acknowledged. A probe is a
-//! HEARTBEAT whose information is padded to the size tried; the peer echoes it in its
-//! HEARTBEAT ACK, so any RFC 9260 endpoint answers it and an answer proves the size both
-//! ways. The search tries the largest size first (most paths carry it), then halves the
+//! HEARTBEAT with a PAD chunk (RFC 4820) that fills the packet to the size tried; the peer
+//! answers the HEARTBEAT with a small HEARTBEAT ACK and skips the PAD, as RFC 9260 has every
+//! endpoint skip a chunk type it does not know whose high bit is set. (A HEARTBEAT padded in
+//! its own information was echoed as large, and Chromium, whose packets are smaller, did not
+//! answer it at all.) The search tries the largest size first (most paths carry it), then halves the
 //! interval between the largest size known to pass and the smallest known to fail. A size
 //! fails after [`MAX_PROBES`] probes go unanswered; a probe is never counted as congestion.
 //! Once settled, the search starts again from the top after [`RAISE_INTERVAL`].
@@ -16,10 +18,14 @@
 //! Sans-IO: time comes in as arguments; the association sends what [`PathMtu::poll_probe`]
 //! asks for and reports acknowledgements and their identifiers.
 
+use crate::chunk::Chunk;
 use crate::chunk::chunk_header::CHUNK_HEADER_SIZE;
+use crate::chunk::chunk_heartbeat::ChunkHeartbeat;
+use crate::chunk::chunk_pad::ChunkPad;
 use crate::config::COMMON_HEADER_SIZE;
 use crate::param::param_header::PARAM_HEADER_LENGTH;
-use bytes::{BufMut, Bytes, BytesMut};
+use crate::param::param_heartbeat_info::ParamHeartbeatInfo;
+use bytes::{BufMut, BytesMut};
 use std::time::{Duration, Instant};
 
 /// Unanswered probes after which a size counts as too big for the path (RFC 8899 MAX_PROBES).
@@ -207,18 +213,26 @@ const PROBE_MARKER: &[u8; 4] = b"PMTU";
 /// The marker and the probe identifier.
 const PROBE_HEADER: usize = PROBE_MARKER.len() + size_of::<u64>();
 
-/// The heartbeat information of `probe`: the marker, the identifier and zeros, so the packet
-/// carrying it in a HEARTBEAT is `probe.size` bytes.
-pub(crate) fn probe_information(probe: ProbeRequest) -> Bytes {
-    let headers = COMMON_HEADER_SIZE as usize + CHUNK_HEADER_SIZE + PARAM_HEADER_LENGTH;
-    let length = (probe.size as usize)
-        .saturating_sub(headers)
-        .max(PROBE_HEADER);
-    let mut information = BytesMut::with_capacity(length);
+/// The chunks of `probe`: a HEARTBEAT whose information is the marker and the identifier, and
+/// a PAD chunk that makes the packet `probe.size` bytes.
+pub(crate) fn probe_chunks(probe: ProbeRequest) -> Vec<Box<dyn Chunk>> {
+    let mut information = BytesMut::with_capacity(PROBE_HEADER);
     information.put_slice(PROBE_MARKER);
     information.put_u64(probe.id);
-    information.resize(length, 0);
-    information.freeze()
+    let heartbeat = ChunkHeartbeat {
+        params: vec![Box::new(ParamHeartbeatInfo {
+            heartbeat_information: information.freeze(),
+        })],
+    };
+    let used = COMMON_HEADER_SIZE as usize
+        + CHUNK_HEADER_SIZE
+        + PARAM_HEADER_LENGTH
+        + PROBE_HEADER
+        + CHUNK_HEADER_SIZE;
+    let pad = ChunkPad {
+        padding: (probe.size as usize).saturating_sub(used),
+    };
+    vec![Box::new(heartbeat), Box::new(pad)]
 }
 
 /// The probe identifier in a HEARTBEAT ACK's echoed information, if it answers a probe.
@@ -340,20 +354,28 @@ mod tests {
         use crate::param::param_heartbeat_info::ParamHeartbeatInfo;
 
         let probe = ProbeRequest { size: 1292, id: 7 };
-        let information = probe_information(probe);
         let packet = Packet {
             common_header: CommonHeader::default(),
-            chunks: vec![Box::new(ChunkHeartbeat {
-                params: vec![Box::new(ParamHeartbeatInfo {
-                    heartbeat_information: information.clone(),
-                })],
-            })],
+            chunks: probe_chunks(probe),
         };
-        match packet.marshal() {
-            Ok(raw) => assert_eq!(1292, raw.len()),
+        let raw = match packet.marshal() {
+            Ok(raw) => raw,
             Err(err) => panic!("marshal: {err}"),
-        }
-        assert_eq!(Some(7), probe_id(&information));
+        };
+        assert_eq!(1292, raw.len());
+        // The receiver reads the HEARTBEAT and skips the PAD.
+        let parsed = match Packet::unmarshal(&raw) {
+            Ok(parsed) => parsed,
+            Err(err) => panic!("unmarshal: {err}"),
+        };
+        assert_eq!(1, parsed.chunks.len());
+        let information = parsed.chunks[0]
+            .as_any()
+            .downcast_ref::<ChunkHeartbeat>()
+            .and_then(|heartbeat| heartbeat.params.first())
+            .and_then(|param| param.as_any().downcast_ref::<ParamHeartbeatInfo>())
+            .map(|info| info.heartbeat_information.clone());
+        assert_eq!(Some(7), information.and_then(|info| probe_id(&info)));
         assert_eq!(None, probe_id(b"PMTU\0\0"), "too short");
         assert_eq!(None, probe_id(b"another heartbeat"));
     }

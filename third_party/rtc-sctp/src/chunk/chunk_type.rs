@@ -21,6 +21,8 @@ pub(crate) const CT_COOKIE_ACK: ChunkType = ChunkType(11);
 pub(crate) const CT_CWR: ChunkType = ChunkType(13);
 pub(crate) const CT_SHUTDOWN_COMPLETE: ChunkType = ChunkType(14);
 pub(crate) const CT_RECONFIG: ChunkType = ChunkType(130);
+/// RFC 4820.
+pub(crate) const CT_PAD: ChunkType = ChunkType(132);
 pub(crate) const CT_FORWARD_TSN: ChunkType = ChunkType(192);
 
 impl fmt::Display for ChunkType {

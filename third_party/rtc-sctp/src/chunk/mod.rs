@@ -10,6 +10,7 @@ pub(crate) mod chunk_header;
 pub(crate) mod chunk_heartbeat;
 pub(crate) mod chunk_heartbeat_ack;
 pub(crate) mod chunk_init;
+pub(crate) mod chunk_pad;
 pub mod chunk_payload_data;
 pub(crate) mod chunk_reconfig;
 pub(crate) mod chunk_selective_ack;
