@@ -441,7 +441,6 @@ impl Association {
         let ceiling = max_payload_size.saturating_add(DATA_PACKET_OVERHEAD);
         let base = max_payload_size_for_mtu(INITIAL_MTU) + DATA_PACKET_OVERHEAD;
         let path_mtu = path_mtu::PathMtu::new(base, ceiling);
-        let mtu = path_mtu.current();
 
         // RFC 9260 7.2.1 sets the initial cwnd to min(4*MTU, max(2*MTU, 4380)), about three
         // packets: a transfer spent its first round trips growing from there. Like TCP's initial
@@ -462,7 +461,6 @@ impl Association {
             max_message_size: config.max_message_size(),
             my_max_num_outbound_streams: config.max_num_outbound_streams(),
             my_max_num_inbound_streams: config.max_num_inbound_streams(),
-            max_payload_size: mtu - DATA_PACKET_OVERHEAD,
             path_mtu,
 
             rto_mgr: RtoManager::with_bounds(
@@ -471,7 +469,6 @@ impl Association {
             ),
             timers: TimerTable::new(config.timer_config()),
 
-            mtu,
             cwnd,
             remote_addr,
             local_addr,
@@ -487,6 +484,7 @@ impl Association {
 
             ..Default::default()
         };
+        this.apply_path_mtu();
 
         if side.is_client() {
             let mut init = ChunkInit {
@@ -1370,11 +1368,17 @@ impl Association {
             debug!("[{}] HEARTBEAT ACK that answers no probe", self.side);
             return;
         };
-        if let Some(size) = self.path_mtu.on_probe_acked(id, now) {
-            debug!("[{}] the path carries {size}-byte packets", self.side);
-            self.mtu = size;
-            self.max_payload_size = size - DATA_PACKET_OVERHEAD;
+        if self.path_mtu.on_probe_acked(id, now).is_some() {
+            self.apply_path_mtu();
+            debug!("[{}] the path carries {}-byte packets", self.side, self.mtu);
         }
+    }
+
+    /// Packets and the DATA chunks of messages written from now on take the size the path MTU
+    /// search has reached.
+    fn apply_path_mtu(&mut self) {
+        self.mtu = self.path_mtu.current();
+        self.max_payload_size = self.mtu.saturating_sub(DATA_PACKET_OVERHEAD);
     }
 
     /// Uses the configured packet size from the start, as if a probe had confirmed it, for
@@ -1383,11 +1387,11 @@ impl Association {
     pub(crate) fn skip_path_mtu_discovery(&mut self) {
         let ceiling = self.path_mtu.ceiling();
         self.path_mtu = path_mtu::PathMtu::new(ceiling, ceiling);
-        self.mtu = self.path_mtu.current();
-        self.max_payload_size = self.mtu.saturating_sub(DATA_PACKET_OVERHEAD);
+        self.apply_path_mtu();
     }
 
-    /// Sends the path MTU probe that is due, if any: a HEARTBEAT padded to the size tried.
+    /// Sends the path MTU probe that is due, if any: a HEARTBEAT and a PAD chunk that fills the
+    /// packet to the size tried.
     fn gather_path_mtu_probe(&mut self, mut raw_packets: Vec<Bytes>, now: Instant) -> Vec<Bytes> {
         self.path_mtu.start(now);
         let timeout = Duration::from_millis(self.rto_mgr.get_rto());

@@ -86,11 +86,13 @@ impl PathMtu {
     /// search and DATA uses `ceiling` from the start.
     pub(crate) fn new(base: u32, ceiling: u32) -> Self {
         let base = base - base % WORD;
+        // An association configured at or below the base uses exactly its configured size.
+        let current = base.min(ceiling);
         let ceiling = ceiling.min(LARGEST_PACKET);
         let ceiling = ceiling - ceiling % WORD;
         PathMtu {
             ceiling,
-            current: base.min(ceiling),
+            current,
             too_big: ceiling + WORD,
             phase: Phase::Idle,
             next_id: 1,
