@@ -36,7 +36,8 @@ const MAX_EARLY_CANDIDATES: usize = 64;
 pub const MAX_INCOMING_CHANNELS: usize = 64;
 /// Inputs a link may have queued.
 const INPUT_QUEUE: usize = 128;
-/// ICE restarts tried after a disconnection or failure before the link gives up.
+/// ICE restarts tried (after a failure, or when this host lost an address) until
+/// the link is connected again.
 const MAX_ICE_RESTARTS: u32 = 2;
 /// How long after ICE connects the DTLS handshake may take. The DTLS client
 /// of `webrtc` 0.21.1 resends a flight every second, seven times, so one
@@ -425,8 +426,7 @@ impl LinkTask {
                 // The impolite side restarts ICE; the other side answers the new offer. (An
                 // outage shorter than ICE's failure timeout heals by itself; a restart while
                 // the path is still down would only spend its checks.)
-                let lost = state == LinkState::Failed;
-                if lost && !self.polite {
+                if state == LinkState::Failed && !self.polite {
                     self.restart_ice("ICE failed").await;
                 }
             }
