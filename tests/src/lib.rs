@@ -119,7 +119,20 @@ impl Process {
         after: usize,
         count: usize,
     ) -> Vec<String> {
-        let deadline = Instant::now() + STEP;
+        self.wait_for_count_within(stream, needle, after, count, STEP)
+    }
+
+    /// Waits for `count` lines containing `needle`, at most `limit` (for a
+    /// step slower than [`STEP`], such as starting a browser on a busy machine).
+    pub fn wait_for_count_within(
+        &self,
+        stream: Stream,
+        needle: &str,
+        after: usize,
+        count: usize,
+        limit: Duration,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + limit;
         let (lock, ready) = &*self.output;
         let mut output = lock.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -137,7 +150,7 @@ impl Process {
             if now >= deadline || output.closed_streams == 2 {
                 drop(output);
                 panic!(
-                    "{} printed {} of {count} lines containing {needle:?} on {stream:?} within {STEP:?}\n{}",
+                    "{} printed {} of {count} lines containing {needle:?} on {stream:?} within {limit:?}\n{}",
                     self.label,
                     found.len(),
                     self.log()

@@ -112,9 +112,15 @@ impl Drop for Setup {
     }
 }
 
+/// How long Chromium may take to start and show the code: the test command
+/// starts it while other end-to-end tests run beside it.
+const BROWSER_START: Duration = Duration::from_secs(60);
+
 /// The page's code from its `{"event":"code","code":"…"}` line.
 fn code_of(page: &Process) -> String {
-    let line = page.wait_for(Stream::Stdout, r#""event":"code""#, 0);
+    let line = page
+        .wait_for_count_within(Stream::Stdout, r#""event":"code""#, 0, 1, BROWSER_START)
+        .remove(0);
     line.split(r#""code":""#)
         .nth(1)
         .and_then(|rest| rest.split('"').next())
