@@ -185,10 +185,24 @@ impl<'a>
                     return Ok(());
                 }
 
+                // A negotiated channel the peer wrote on before this side saw the association
+                // come up: its first DATA arrived with the COOKIE ACK and reached this handler
+                // ahead of `SCTPHandshakeComplete`. Dialing it here, on the association the
+                // message came over, keeps that message; it used to be dropped as a DCEP
+                // message on an unknown stream, and the later dial failed on the stream the
+                // message had opened.
+                let mut opened = false;
+                if data_channel_internal.negotiated
+                    && data_channel_internal.data_channel.is_none()
+                    && data_channel_internal.ready_state == RTCDataChannelState::Connecting
+                {
+                    data_channel_internal.dial(message.association_handle)?;
+                    opened = true;
+                }
+
                 // Process the inbound message, then check whether a still-connecting
                 // in-band channel just completed its DCEP handshake (initiator side).
                 // If so, promote it to Open and emit the open event.
-                let mut opened = false;
                 let data_channel = data_channel_internal
                     .data_channel
                     .as_mut()
@@ -824,6 +838,69 @@ mod tests {
             stats.peer_connection.data_channels_opened, 1,
             "open stats recorded for the negotiated channel"
         );
+    }
+
+    /// The peer's first DATA on a negotiated channel can reach this handler before
+    /// `SCTPHandshakeComplete` does (it came with the COOKIE ACK). The channel opens then and
+    /// the message is delivered after its open event; the later handshake event neither dials
+    /// it again nor fires a second open event.
+    #[test]
+    fn negotiated_channel_opens_on_data_that_comes_before_handshake_complete() {
+        let now = Instant::now();
+        let mut ctx = DataChannelHandlerContext::new(now);
+        let (mut data_channels, handles) = registry(vec![negotiated_channel(1)]);
+        let handle = handles[0];
+        let mut stats = RTCStatsAccumulator::new();
+
+        {
+            let mut handler = DataChannelHandler::new(
+                &mut ctx,
+                &mut data_channels,
+                &mut stats,
+                None,
+                RTCDtlsRole::Client,
+                None,
+            );
+            handler
+                .handle_read(TaggedRTCMessageInternal {
+                    now,
+                    transport: TransportContext::default(),
+                    message: RTCMessageInternal::Dtls(DTLSMessage::Sctp(data_message(
+                        0, 1, b"first",
+                    ))),
+                })
+                .unwrap();
+        }
+        assert_eq!(
+            data_channels.get(&handle).unwrap().ready_state,
+            RTCDataChannelState::Open
+        );
+        let events = message_events(&ctx);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(matches!(events[0], DataChannelEvent::Open), "{events:?}");
+        assert!(
+            matches!(&events[1], DataChannelEvent::Message(m) if &m.data[..] == b"first"),
+            "{events:?}"
+        );
+
+        {
+            let mut handler = DataChannelHandler::new(
+                &mut ctx,
+                &mut data_channels,
+                &mut stats,
+                None,
+                RTCDtlsRole::Client,
+                None,
+            );
+            handler
+                .handle_event(TaggedRTCEventInternal {
+                    now,
+                    event: RTCEventInternal::SCTPHandshakeComplete(0),
+                })
+                .unwrap();
+        }
+        assert_eq!(message_events(&ctx).len(), 2, "no second open event");
+        assert_eq!(stats.peer_connection.data_channels_opened, 1);
     }
 
     /// `emit_data_channel_opened` returns an error when the channel does not exist.

@@ -597,7 +597,14 @@ impl<'a>
                                 ::datachannel::data_channel::DataChannel::get_reliability_params(
                                     data_channel_open.channel_type,
                                 );
-                            let mut stream = conn.open_stream(message.stream_id, message.ppi)?;
+                            // The peer's first DATA on a negotiated stream opened it here
+                            // already, when it came before this side dialed the channel.
+                            let mut stream =
+                                if message.negotiated && conn.stream(message.stream_id).is_ok() {
+                                    conn.stream(message.stream_id)?
+                                } else {
+                                    conn.open_stream(message.stream_id, message.ppi)?
+                                };
                             stream.set_reliability_params(
                                 unordered,
                                 reliability_type,
@@ -1447,6 +1454,61 @@ mod tests {
                     if matches!(app.data_channel_event, DataChannelEvent::Open)
             )),
             "the DataChannel Open event must follow SCTP establishment"
+        );
+    }
+
+    /// The peer wrote on a negotiated stream before this side dialed its channel, so the
+    /// peer's DATA opened the stream here. Dialing then opens nothing new: it configures the
+    /// stream the DATA opened, and this side's messages go out on it.
+    #[test]
+    fn a_negotiated_stream_the_peer_opened_first_is_dialed_in_place() {
+        let now = Instant::now();
+        let mut e = establish();
+        let dgrams = server_datagrams_carrying(&mut e, 1, 1, now);
+        let client_ch = e.client_ch;
+        let (mut ctx, _) = run_client(now, e, dgrams, 0);
+        assert!(
+            ctx.read_outs.iter().any(|m| matches!(
+                &m.message,
+                RTCMessageInternal::Dtls(DTLSMessage::Sctp(data)) if data.stream_id == 1
+            )),
+            "the peer's message came up on stream 1"
+        );
+
+        let config = datachannel::data_channel::DataChannelConfig {
+            negotiated: true,
+            ..Default::default()
+        };
+        let mut channel =
+            datachannel::data_channel::DataChannel::dial(config, client_ch.0, 1).expect("dial");
+        let mut reply = datachannel::data_channel::DataChannel::get_data_channel_message(
+            false,
+            bytes::BytesMut::from(&b"reply"[..]),
+        );
+        reply.association_handle = client_ch.0;
+        reply.stream_id = 1;
+        let mut messages: Vec<_> = std::iter::from_fn(|| channel.poll_write()).collect();
+        messages.push(reply);
+        let mut handler = SctpHandler::new(&mut ctx, 0);
+        for message in messages {
+            handler
+                .handle_write(TaggedRTCMessageInternal {
+                    now,
+                    transport: TransportContext::default(),
+                    message: RTCMessageInternal::Dtls(DTLSMessage::Sctp(message)),
+                })
+                .expect("the negotiated open and the reply are accepted");
+        }
+        // `poll_write` flushes the association into `write_outs` and pops one of them.
+        let flushed: Vec<u8> = std::iter::from_fn(|| handler.poll_write())
+            .filter_map(|m| match m.message {
+                RTCMessageInternal::Dtls(DTLSMessage::Raw(raw)) if raw.len() > 12 => Some(raw[12]),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            flushed.contains(&CT_PAYLOAD_DATA),
+            "the reply went out: {flushed:?}"
         );
     }
 
