@@ -65,7 +65,8 @@ pub use engine::{DtlsFingerprints, NetStats};
 pub use error::Error;
 pub use event::{Event, LinkPath, LinkState, Payload, SignalingStatus};
 pub use options::{
-    DEFAULT_SEND_BUFFER_BYTES, DEFAULT_SOCKET_BUFFER_BYTES, MdnsMode, TransportOptions,
+    DEFAULT_SEND_BUFFER_BYTES, DEFAULT_SOCKET_BUFFER_BYTES, MdnsMode, NegotiatedChannel,
+    TransportOptions,
 };
 pub use peer::MAX_INCOMING_CHANNELS;
 pub use session::{Session, SessionConfig, SessionHandle};

@@ -60,3 +60,16 @@ impl TransportOptions {
         }
     }
 }
+
+/// A data channel both sides create themselves under the same stream id
+/// (negotiated out of band, RFC 8832 §6 and the W3C `negotiated` attribute):
+/// it opens as soon as the SCTP association is up, a round trip before an
+/// in-band channel whose opener waits for the peer's DCEP acknowledgement.
+/// Both sides must list it, with the same id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedChannel {
+    /// The label each side reports it under (not sent on the wire).
+    pub label: String,
+    /// The SCTP stream id both sides agreed on.
+    pub id: u16,
+}

@@ -25,7 +25,7 @@ use crate::engine::{
     description_fingerprint,
 };
 use crate::local_addresses::{self, ADDRESS_POLL, AddressWatch};
-use crate::options::TransportOptions;
+use crate::options::{NegotiatedChannel, TransportOptions};
 use crate::signal::{PeerSignal, SdpKind};
 use crate::{Channel, Error, Event, LinkState};
 
@@ -81,6 +81,8 @@ pub(crate) struct LinkContext {
     pub(crate) channels: ChannelMap,
     /// Channels the offering side creates in its first offer.
     pub(crate) initial_channels: Vec<String>,
+    /// Channels both sides create under agreed stream ids.
+    pub(crate) negotiated_channels: Vec<NegotiatedChannel>,
 }
 
 /// What became of a connection, as its channels learn it.
@@ -125,6 +127,7 @@ impl PeerLink {
             } else {
                 Vec::new()
             },
+            negotiated_created: false,
             ctx,
             remote,
             connection,
@@ -207,6 +210,8 @@ struct LinkTask {
     /// Labels of the channels this side created before the link first
     /// connected; a new connection creates them again.
     own_labels: Vec<String>,
+    /// The current connection has the context's negotiated channels.
+    negotiated_created: bool,
     early_candidates: VecDeque<crate::signal::IceCandidate>,
     /// Set while a colliding offer from the impolite side's view is ignored.
     ignore_offer: bool,
@@ -257,7 +262,7 @@ impl LinkTask {
                         let _ = reply.send(self.connection.fingerprints().await);
                     }
                     Some(LinkInput::OpenChannel(label, reply)) => {
-                        let result = self.connection.create_channel(&label).await.map(|channel| {
+                        let result = self.connection.create_channel(&label, None).await.map(|channel| {
                             self.watch_channel(channel.clone(), false);
                             Channel::new(self.remote, channel)
                         });
@@ -324,6 +329,9 @@ impl LinkTask {
                     self.connection.rollback().await?;
                 }
                 let answer = self.connection.accept_description(description).await?;
+                if is_offer {
+                    self.create_negotiated_channels().await?;
+                }
                 while let Some(candidate) = self.early_candidates.pop_front() {
                     if let Err(err) = self.connection.add_candidate(candidate).await {
                         tracing::debug!(%err, "queued candidate refused");
@@ -548,6 +556,7 @@ impl LinkTask {
             *current = Arc::clone(&self.connection);
         }
         self.rtc_events = events;
+        self.negotiated_created = false;
         tokio::spawn(async move { old.close().await });
         self.early_candidates.clear();
         self.ignore_offer = false;
@@ -558,10 +567,29 @@ impl LinkTask {
         self.create_own_channels().await
     }
 
-    /// Creates the channels this side opened before the link connected.
+    /// Creates the channels this side opened before the link connected, and
+    /// the negotiated ones.
     async fn create_own_channels(&mut self) -> Result<(), Error> {
         for label in self.own_labels.clone() {
-            let channel = self.connection.create_channel(&label).await?;
+            let channel = self.connection.create_channel(&label, None).await?;
+            self.watch_channel(channel, false);
+        }
+        self.create_negotiated_channels().await
+    }
+
+    /// Creates the negotiated channels on the current connection, once: the
+    /// offering side before its first offer, the answering side when it
+    /// answers one (its channels then exist before the association is up).
+    async fn create_negotiated_channels(&mut self) -> Result<(), Error> {
+        if self.negotiated_created {
+            return Ok(());
+        }
+        self.negotiated_created = true;
+        for negotiated in self.ctx.negotiated_channels.clone() {
+            let channel = self
+                .connection
+                .create_channel(&negotiated.label, Some(negotiated.id))
+                .await?;
             self.watch_channel(channel, false);
         }
         Ok(())
@@ -716,6 +744,7 @@ mod tests {
             events: events_tx,
             channels: Arc::default(),
             initial_channels: vec!["chat".into()],
+            negotiated_channels: Vec::new(),
         };
         let link = PeerLink::start(ctx, remote, offer).await.unwrap();
         (Arc::new(link), signals, events)

@@ -10,8 +10,8 @@ use crate::peer::{ChannelMap, LinkContext, Outbound, PeerLink};
 use crate::signal::{PeerSignal, SdpKind};
 use crate::signaling::{QUEUE, SignalingClient, SignalingEvent, Welcome};
 use crate::{
-    CHAT_LABEL, Channel, DtlsFingerprints, Error, Event, NetStats, Payload, SignalingStatus,
-    TransportOptions,
+    CHAT_LABEL, Channel, DtlsFingerprints, Error, Event, NegotiatedChannel, NetStats, Payload,
+    SignalingStatus, TransportOptions,
 };
 
 /// Most links one session keeps; signals from further peers are ignored.
@@ -30,6 +30,10 @@ pub struct SessionConfig {
     pub transport: TransportOptions,
     /// Channels the offering side opens with its first offer.
     pub initial_channels: Vec<String>,
+    /// Channels both sides of every link create with agreed stream ids: the
+    /// offering side before its first offer, the answering side when it
+    /// answers; they open without a DCEP round trip.
+    pub negotiated_channels: Vec<NegotiatedChannel>,
 }
 
 impl SessionConfig {
@@ -41,6 +45,7 @@ impl SessionConfig {
             ice_servers: None,
             transport: TransportOptions::default(),
             initial_channels: vec![CHAT_LABEL.to_owned()],
+            negotiated_channels: Vec::new(),
         }
     }
 }
@@ -107,6 +112,7 @@ impl Session {
             events: events_tx,
             channels: Arc::clone(&shared.channels),
             initial_channels: config.initial_channels.clone(),
+            negotiated_channels: config.negotiated_channels.clone(),
         };
         let mut room = Room {
             shared: Arc::clone(&shared),

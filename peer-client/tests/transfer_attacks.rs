@@ -100,7 +100,7 @@ async fn hostile_sender(
     extra: &[&str],
 ) -> (Link, Running) {
     let code = Code::parse(code).unwrap();
-    let mut session = common::join(&server.url(), &code.room()).await;
+    let mut session = join_transfer_room(&server.url(), &code.room()).await;
     let receiver = receiver_with(&server.url(), code.as_str(), out, extra);
     let channel = transfer_channel(&mut session).await;
     let link = bounded(
@@ -110,6 +110,15 @@ async fn hostile_sender(
     .await
     .expect("the hostile sender knows the code");
     (link, receiver)
+}
+
+/// Joins a transfer's room as a peer-client would: with the transfer channel
+/// negotiated, so the other side's channel has its counterpart here.
+async fn join_transfer_room(url: &str, room: &str) -> Session {
+    let mut config = config(url, room);
+    config.initial_channels = Vec::new();
+    config.negotiated_channels = vec![peer_client::transfer::transfer_channel()];
+    bounded("joining", Session::connect(config)).await.unwrap()
 }
 
 /// The receiver's `error` message, as the sender's link reports it.
@@ -188,9 +197,10 @@ async fn a_signaling_server_in_the_middle_is_detected() {
     .await;
 
     // The attacker knows the public nameplate, hence the room; not the secret.
-    let mut toward_receiver = common::join(&rogue.url(), &code.room()).await;
+    let mut toward_receiver = join_transfer_room(&rogue.url(), &code.room()).await;
     let mut to_sender_config = config(&honest.url(), &code.room());
-    to_sender_config.initial_channels = vec![TRANSFER_LABEL.to_owned()];
+    to_sender_config.initial_channels = Vec::new();
+    to_sender_config.negotiated_channels = vec![peer_client::transfer::transfer_channel()];
     let mut toward_sender = bounded("joining", Session::connect(to_sender_config))
         .await
         .unwrap();
@@ -251,7 +261,7 @@ async fn offer_hostile_path(
 ) -> String {
     let server = TestServer::start().await;
     let code = Code::parse(code).unwrap();
-    let mut session = common::join(&server.url(), &code.room()).await;
+    let mut session = join_transfer_room(&server.url(), &code.room()).await;
     prepare(out);
     let receiver = receiver(&server.url(), code.as_str(), out);
     let channel = transfer_channel(&mut session).await;
@@ -358,7 +368,7 @@ async fn start_single_file(link: &mut Link, size: u64) {
 async fn send_bad_file(code: &str, out: &Path, data: &[u8], hash: &str) -> String {
     let server = TestServer::start().await;
     let code = Code::parse(code).unwrap();
-    let mut session = common::join(&server.url(), &code.room()).await;
+    let mut session = join_transfer_room(&server.url(), &code.room()).await;
     let receiver = receiver(&server.url(), code.as_str(), out);
     let channel = transfer_channel(&mut session).await;
     let mut link = bounded(

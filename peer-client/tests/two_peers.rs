@@ -1,11 +1,13 @@
 //! Two peers meet through a real signaling server and talk both ways over
 //! the `chat` channel and over a second, binary channel.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use bytes::Bytes;
 use common::*;
-use peer_client::{Error, Event, Payload};
+use peer_client::{Error, Event, NegotiatedChannel, Payload, Session};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_peers_exchange_text_and_binary_both_ways() {
@@ -121,4 +123,95 @@ async fn both_sides_see_the_same_dtls_fingerprints_crosswise() {
             .await,
         Err(Error::PeerGone(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_negotiated_channel_opens_on_both_sides_beside_in_band_ones() {
+    let server = TestServer::start().await;
+    let negotiated = |room: &str| {
+        let mut config = config(&server.url(), room);
+        config.negotiated_channels = vec![NegotiatedChannel {
+            label: "agreed".into(),
+            id: 0,
+        }];
+        config
+    };
+    let mut first = bounded("joining", Session::connect(negotiated("agreed")))
+        .await
+        .unwrap();
+    let mut second = bounded("joining", Session::connect(negotiated("agreed")))
+        .await
+        .unwrap();
+    // The offering side created it before its offer, the answering side when it answered.
+    let from_second = agreed_open(&mut second).await;
+    let from_first = agreed_open(&mut first).await;
+    from_second
+        .send(Payload::Text("over the agreed stream".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        text_on(&mut first, "agreed").await,
+        (second.id(), "over the agreed stream".into())
+    );
+    // What was sent is acknowledged, and the channel says so.
+    bounded("the acknowledgement", async {
+        while from_second.queued_bytes().await > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    from_first
+        .send(Payload::Text("and back".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        text_on(&mut second, "agreed").await,
+        (first.id(), "and back".into())
+    );
+
+    // In-band channels from either side pick stream ids around the agreed one.
+    let (first_side, second_side) = ((first.handle(), first.id()), (second.handle(), second.id()));
+    in_band_round_trip(&first_side, &mut second, "one").await;
+    in_band_round_trip(&second_side, &mut first, "two").await;
+    from_first
+        .send(Payload::Text("still there".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        text_on(&mut second, "agreed").await,
+        (first.id(), "still there".into())
+    );
+    bounded("the acknowledgement", async {
+        while from_first.queued_bytes().await > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// Opens an in-band channel `label` from `opener` to `other` and sends a line over it.
+async fn in_band_round_trip(
+    (opener, opener_id): &(peer_client::SessionHandle, peer_client::PeerId),
+    other: &mut Session,
+    label: &str,
+) {
+    let channel = bounded("open_channel", opener.open_channel(other.id(), label))
+        .await
+        .unwrap();
+    wait_for(other, "the in-band channel", |event| {
+        matches!(event, Event::ChannelOpen { ref channel, .. } if channel.label() == label)
+            .then_some(())
+    })
+    .await;
+    channel.send(Payload::Text(label.into())).await.unwrap();
+    assert_eq!(text_on(other, label).await, (*opener_id, label.into()));
+}
+
+/// Waits for the channel labelled `agreed` to open.
+async fn agreed_open(session: &mut Session) -> peer_client::Channel {
+    wait_for(session, "the negotiated channel", |event| match event {
+        Event::ChannelOpen { channel, .. } if channel.label() == "agreed" => Some(channel),
+        _ => None,
+    })
+    .await
 }

@@ -258,7 +258,8 @@ fn an_interrupted_transfer_resumes_without_resending() {
     receiver.wait_for(Stream::Stderr, "run the same command again to resume", 0);
     assert!(
         waited < Duration::from_secs(10),
-        "the receiver took {waited:?}"
+        "the receiver took {waited:?}\n{}",
+        receiver.log()
     );
     let held = std::fs::metadata(&part).unwrap().len();
     assert!(held > 0 && held < data.len() as u64, "{held} bytes held");

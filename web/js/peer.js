@@ -61,8 +61,19 @@ export class PeerLink extends EventTarget {
    * @param {(data: object) => void} options.sendSignal Sends a signal payload to the remote peer.
    * @param {boolean} options.initiator True to create the `chat` channel and so send the first offer.
    * @param {RTCIceTransportPolicy} [options.iceTransportPolicy] `relay` to use TURN relays only.
+   * @param {{label: string, id: number}[]} [options.negotiatedChannels] Channels both sides create
+   *   under these stream ids (no DCEP round trip): this side creates them when it answers an offer
+   *   that does not find them; the offering side opens them with `openChannel`.
    */
-  constructor({ localId, remoteId, iceServers, sendSignal, initiator, iceTransportPolicy = 'all' }) {
+  constructor({
+    localId,
+    remoteId,
+    iceServers,
+    sendSignal,
+    initiator,
+    iceTransportPolicy = 'all',
+    negotiatedChannels = [],
+  }) {
     super();
     /** @readonly */
     this.remoteId = remoteId;
@@ -82,6 +93,7 @@ export class PeerLink extends EventTarget {
     this._closed = false;
     this._initiator = Boolean(initiator);
     this._rtcConfig = { iceServers: iceServers ?? [], iceTransportPolicy };
+    this._negotiatedChannels = negotiatedChannels;
     this._connectedOnce = false;
     this._rebuilds = 0;
     /** @type {Map<string, RTCDataChannelInit>} Channels this side created before connecting. */
@@ -253,6 +265,10 @@ export class PeerLink extends EventTarget {
       if (this._ignoreOffer) return;
       await this.pc.setRemoteDescription({ type: description.type, sdp: description.sdp });
       if (description.type === 'offer') {
+        // Created before the answer: they exist before the association is up.
+        for (const { label, id } of this._negotiatedChannels) {
+          if (!this.channels.has(label)) this._adopt(this.pc.createDataChannel(label, { negotiated: true, id }));
+        }
         await this.pc.setLocalDescription();
         this._sendSignal({ description: this.pc.localDescription.toJSON() });
       }

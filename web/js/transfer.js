@@ -29,8 +29,13 @@ import { SignalingClient } from './signaling.js';
 
 export { Code, CodeError } from './code.js';
 
-/** Label of the data channel a transfer runs on (the receiver creates it). */
+/** Label of the data channel a transfer runs on. */
 export const TRANSFER_LABEL = 'transfer';
+/**
+ * The transfer channel both sides create under one SCTP stream id (negotiated out of band): it
+ * opens as soon as the association is up, a round trip before an in-band channel would.
+ */
+export const TRANSFER_CHANNEL = { label: TRANSFER_LABEL, id: 0 };
 /** Longest wait for the server's welcome, the channel to the sender, and each handshake message. */
 export const STEP_TIMEOUT_MS = 30_000;
 /** Largest file-data frame sent. */
@@ -339,7 +344,9 @@ export class TransferLink {
       // The later joiner offers, with the transfer channel in its offer, to everyone present
       // (one of them may be a sender's earlier run that the server still keeps); the first
       // transfer channel that opens is the sender's.
-      for (const peerId of peers.slice(0, MAX_CANDIDATES)) this._makeLink(peerId, iceServers)?.openChannel(TRANSFER_LABEL);
+      for (const peerId of peers.slice(0, MAX_CANDIDATES)) {
+        this._makeLink(peerId, iceServers)?.openChannel(TRANSFER_LABEL, { negotiated: true, id: TRANSFER_CHANNEL.id });
+      }
       onStatus('connecting');
       await this._race(withTimeout(channelOpen, STEP_TIMEOUT_MS, 'connecting to the sender (no direct or relayed path was found)'));
     } else {
@@ -356,6 +363,7 @@ export class TransferLink {
       iceServers,
       sendSignal: (data) => this._signaling.signal(peerId, data),
       initiator: false,
+      negotiatedChannels: [TRANSFER_CHANNEL],
     });
     this._candidates.set(peerId, link);
     link.addEventListener('channel-open', ({ detail }) => {

@@ -13,7 +13,7 @@ import { exited, randomFile, runPeerClient, tempDir } from './support/transfer.j
 async function bridge({ honestWs, rogueWs, code }) {
   const { SignalingClient } = await import('/js/signaling.js');
   const { PeerLink } = await import('/js/peer.js');
-  const { Code, TRANSFER_LABEL } = await import('/js/transfer.js');
+  const { Code, TRANSFER_CHANNEL, TRANSFER_LABEL } = await import('/js/transfer.js');
   const room = Code.parse(code).room();
   const join = (url) =>
     new Promise((resolve) => {
@@ -28,6 +28,7 @@ async function bridge({ honestWs, rogueWs, code }) {
       iceServers: [],
       sendSignal: (data) => client.signal(remoteId, data),
       initiator: false,
+      negotiatedChannels: [TRANSFER_CHANNEL],
     });
     client.addEventListener('signal', ({ detail }) => {
       if (detail.from === remoteId) peer.handleSignal(detail.data);
@@ -54,7 +55,7 @@ async function bridge({ honestWs, rogueWs, code }) {
   up.addEventListener('channel-open', ({ detail }) => {
     if (detail.label === TRANSFER_LABEL) pipe('sender', 'receiver')(detail.channel);
   });
-  up.openChannel(TRANSFER_LABEL);
+  up.openChannel(TRANSFER_LABEL, { negotiated: true, id: TRANSFER_CHANNEL.id });
   // Toward the receiver we act as the sender: it joins later and offers.
   let down = null;
   toReceiver.client.addEventListener('peer_joined', ({ detail }) => {

@@ -241,10 +241,17 @@ impl RtcConnection {
         ))
     }
 
-    /// Opens a reliable, ordered, in-band negotiated data channel.
-    pub(crate) async fn create_channel(&self, label: &str) -> Result<RtcChannel, Error> {
+    /// Opens a reliable, ordered data channel: in-band (the peer learns of it
+    /// from a DCEP OPEN) or, with `negotiated`, under that stream id, which
+    /// the peer creates as well.
+    pub(crate) async fn create_channel(
+        &self,
+        label: &str,
+        negotiated: Option<u16>,
+    ) -> Result<RtcChannel, Error> {
         let init = RTCDataChannelInit {
             ordered: true,
+            negotiated,
             ..Default::default()
         };
         let dc = self

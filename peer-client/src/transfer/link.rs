@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::TransferError;
 use super::ack_watch::{ACK_CHECK, ACK_TIMEOUT, AckWatch};
-use super::wire::{Message, TRANSFER_LABEL};
+use super::wire::{Message, TRANSFER_LABEL, transfer_channel};
 use crate::auth::{AuthError, CONFIRMATION_BYTES, Code, Pake, Role, hex};
 use crate::{Channel, Event, LinkState, Payload, PeerId, Session, SessionConfig};
 
@@ -79,10 +79,10 @@ impl Link {
         exclusive: bool,
     ) -> Result<Self, TransferError> {
         config.room = code.room();
-        if role == Role::Receiver {
-            // The receiver joins later, so it offers, with the transfer channel.
-            config.initial_channels = vec![TRANSFER_LABEL.to_owned()];
-        }
+        // Both sides create the transfer channel; the receiver joins later,
+        // so it offers, the sender creates its side when it answers.
+        config.initial_channels = Vec::new();
+        config.negotiated_channels = vec![transfer_channel()];
         let mut session = Session::connect(config).await?;
         match role {
             Role::Receiver if session.peers_at_join().is_empty() => {
@@ -130,11 +130,8 @@ impl Link {
         match link.handshake(code).await {
             Ok(()) => Ok(link),
             Err(err) => {
-                if !err.peer_knows() {
-                    link.fail(&err).await;
-                }
-                // Lets our confirmation and error reach the peer before leaving.
-                link.close().await;
+                // Lets our confirmation and error reach a peer that is still there.
+                link.stop(&err).await;
                 Err(err)
             }
         }
@@ -387,6 +384,19 @@ impl Link {
         let _ =
             tokio::time::timeout(CLOSE_WAIT, async { while self.recv().await.is_ok() {} }).await;
         self.session.close().await;
+    }
+
+    /// Ends the link after `error`. A peer that does not know yet is told
+    /// why, and the link waits (bounded) for that to be acknowledged; a peer
+    /// that stopped or went away acknowledges nothing more, so the link
+    /// leaves at once.
+    pub async fn stop(self, error: &TransferError) {
+        if error.peer_knows() {
+            self.leave().await;
+        } else {
+            self.fail(error).await;
+            self.close().await;
+        }
     }
 
     /// Leaves the room at once, without waiting for what was sent to be

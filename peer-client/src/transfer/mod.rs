@@ -38,4 +38,4 @@ pub use manifest::{Entry, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, Manifest, Source};
 pub use progress::{NoProgress, Progress};
 pub use receiver::{DEFAULT_IDLE_TIMEOUT, Offer, ReceiveOptions, ReceiveSummary};
 pub use sender::{SendSummary, send};
-pub use wire::{EntryKind, Message, TRANSFER_LABEL};
+pub use wire::{EntryKind, Message, TRANSFER_CHANNEL_ID, TRANSFER_LABEL, transfer_channel};

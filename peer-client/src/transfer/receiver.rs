@@ -84,10 +84,7 @@ impl Offer {
                 idle,
             }),
             Err(err) => {
-                if !err.peer_knows() {
-                    link.fail(&err).await;
-                }
-                link.close().await;
+                link.stop(&err).await;
                 Err(err)
             }
         }
@@ -151,12 +148,7 @@ impl Offer {
         let result = receive(&mut self.link, &self.manifest, options, self.idle, progress).await;
         match &result {
             Ok(_) => self.link.close_after_peer().await,
-            Err(err) => {
-                if !err.peer_knows() {
-                    self.link.fail(err).await;
-                }
-                self.link.close().await;
-            }
+            Err(err) => self.link.stop(err).await,
         }
         result
     }

@@ -5,9 +5,21 @@
 use serde::{Deserialize, Serialize};
 
 use super::TransferError;
+use crate::NegotiatedChannel;
 
-/// Label of the data channel a transfer runs on (the receiver creates it).
+/// Label of the data channel a transfer runs on.
 pub const TRANSFER_LABEL: &str = "transfer";
+/// SCTP stream id of the transfer channel, which both sides create
+/// (negotiated out of band, so it opens without a DCEP round trip).
+pub const TRANSFER_CHANNEL_ID: u16 = 0;
+
+/// The transfer channel, as both sides configure their sessions.
+pub fn transfer_channel() -> NegotiatedChannel {
+    NegotiatedChannel {
+        label: TRANSFER_LABEL.to_owned(),
+        id: TRANSFER_CHANNEL_ID,
+    }
+}
 
 /// Whether a manifest entry is a file or a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

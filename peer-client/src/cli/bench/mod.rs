@@ -264,6 +264,7 @@ async fn side(
         events: events_tx,
         channels: Arc::default(),
         initial_channels: vec![LABEL.to_owned()],
+        negotiated_channels: Vec::new(),
     };
     let link = PeerLink::start(ctx, remote, offer).await?;
     Ok(Side {
