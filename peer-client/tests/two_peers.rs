@@ -145,44 +145,35 @@ async fn a_negotiated_channel_opens_on_both_sides_beside_in_band_ones() {
     // The offering side created it before its offer, the answering side when it answered.
     let from_second = agreed_open(&mut second).await;
     let from_first = agreed_open(&mut first).await;
-    from_second
-        .send(Payload::Text("over the agreed stream".into()))
-        .await
-        .unwrap();
-    assert_eq!(
-        text_on(&mut first, "agreed").await,
-        (second.id(), "over the agreed stream".into())
-    );
-    // What was sent is acknowledged, and the channel says so.
-    bounded("the acknowledgement", async {
-        while from_second.queued_bytes().await > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
+    let (first_id, second_id) = (first.id(), second.id());
+    delivered_and_acknowledged(
+        &from_second,
+        second_id,
+        &mut first,
+        "over the agreed stream",
+    )
     .await;
-    from_first
-        .send(Payload::Text("and back".into()))
-        .await
-        .unwrap();
-    assert_eq!(
-        text_on(&mut second, "agreed").await,
-        (first.id(), "and back".into())
-    );
+    delivered_and_acknowledged(&from_first, first_id, &mut second, "and back").await;
 
     // In-band channels from either side pick stream ids around the agreed one.
-    let (first_side, second_side) = ((first.handle(), first.id()), (second.handle(), second.id()));
+    let (first_side, second_side) = ((first.handle(), first_id), (second.handle(), second_id));
     in_band_round_trip(&first_side, &mut second, "one").await;
     in_band_round_trip(&second_side, &mut first, "two").await;
-    from_first
-        .send(Payload::Text("still there".into()))
-        .await
-        .unwrap();
-    assert_eq!(
-        text_on(&mut second, "agreed").await,
-        (first.id(), "still there".into())
-    );
+    delivered_and_acknowledged(&from_first, first_id, &mut second, "still there").await;
+}
+
+/// Sends `text` on `channel` (labelled `agreed`), sees it arrive at `receiver` from
+/// `sender`, and waits until the channel holds nothing unacknowledged.
+async fn delivered_and_acknowledged(
+    channel: &peer_client::Channel,
+    sender: peer_client::PeerId,
+    receiver: &mut Session,
+    text: &str,
+) {
+    channel.send(Payload::Text(text.into())).await.unwrap();
+    assert_eq!(text_on(receiver, "agreed").await, (sender, text.into()));
     bounded("the acknowledgement", async {
-        while from_first.queued_bytes().await > 0 {
+        while channel.queued_bytes().await > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     })
