@@ -18,7 +18,7 @@ use common::{STEP, TestServer, bounded, config};
 use peer_client::auth::{Code, Role};
 use peer_client::transfer::{
     EntryKind, Incoming, Link, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, Message, TRANSFER_LABEL,
-    TransferError, paths,
+    TransferError, paths, transfer_session,
 };
 use peer_client::{Channel, Event, Payload, Session};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -100,7 +100,7 @@ async fn hostile_sender(
     extra: &[&str],
 ) -> (Link, Running) {
     let code = Code::parse(code).unwrap();
-    let mut session = join_transfer_room(&server.url(), &code.room()).await;
+    let mut session = join_transfer_room(&server.url(), &code).await;
     let receiver = receiver_with(&server.url(), code.as_str(), out, extra);
     let channel = transfer_channel(&mut session).await;
     let link = bounded(
@@ -112,12 +112,10 @@ async fn hostile_sender(
     (link, receiver)
 }
 
-/// Joins a transfer's room as a peer-client would: with the transfer channel
+/// Joins the room of `code` as a peer-client would: with the transfer channel
 /// negotiated, so the other side's channel has its counterpart here.
-async fn join_transfer_room(url: &str, room: &str) -> Session {
-    let mut config = config(url, room);
-    config.initial_channels = Vec::new();
-    config.negotiated_channels = vec![peer_client::transfer::transfer_channel()];
+async fn join_transfer_room(url: &str, code: &Code) -> Session {
+    let config = transfer_session(config(url, &code.room()), code);
     bounded("joining", Session::connect(config)).await.unwrap()
 }
 
@@ -197,13 +195,8 @@ async fn a_signaling_server_in_the_middle_is_detected() {
     .await;
 
     // The attacker knows the public nameplate, hence the room; not the secret.
-    let mut toward_receiver = join_transfer_room(&rogue.url(), &code.room()).await;
-    let mut to_sender_config = config(&honest.url(), &code.room());
-    to_sender_config.initial_channels = Vec::new();
-    to_sender_config.negotiated_channels = vec![peer_client::transfer::transfer_channel()];
-    let mut toward_sender = bounded("joining", Session::connect(to_sender_config))
-        .await
-        .unwrap();
+    let mut toward_receiver = join_transfer_room(&rogue.url(), &code).await;
+    let mut toward_sender = join_transfer_room(&honest.url(), &code).await;
     let out = temp.0.join("out");
     let receiver = receiver(&rogue.url(), code.as_str(), &out);
     let (sender_side, from_sender) = transfer_channel_and_early(&mut toward_sender).await;
@@ -261,7 +254,7 @@ async fn offer_hostile_path(
 ) -> String {
     let server = TestServer::start().await;
     let code = Code::parse(code).unwrap();
-    let mut session = join_transfer_room(&server.url(), &code.room()).await;
+    let mut session = join_transfer_room(&server.url(), &code).await;
     prepare(out);
     let receiver = receiver(&server.url(), code.as_str(), out);
     let channel = transfer_channel(&mut session).await;
@@ -368,7 +361,7 @@ async fn start_single_file(link: &mut Link, size: u64) {
 async fn send_bad_file(code: &str, out: &Path, data: &[u8], hash: &str) -> String {
     let server = TestServer::start().await;
     let code = Code::parse(code).unwrap();
-    let mut session = join_transfer_room(&server.url(), &code.room()).await;
+    let mut session = join_transfer_room(&server.url(), &code).await;
     let receiver = receiver(&server.url(), code.as_str(), out);
     let channel = transfer_channel(&mut session).await;
     let mut link = bounded(

@@ -62,8 +62,8 @@ export class PeerLink extends EventTarget {
    * @param {boolean} options.initiator True to create the `chat` channel and so send the first offer.
    * @param {RTCIceTransportPolicy} [options.iceTransportPolicy] `relay` to use TURN relays only.
    * @param {{label: string, id: number}[]} [options.negotiatedChannels] Channels both sides create
-   *   under these stream ids (no DCEP round trip): this side creates them when it answers an offer
-   *   that does not find them; the offering side opens them with `openChannel`.
+   *   under these stream ids (no DCEP round trip): the offering side with `openNegotiatedChannels`,
+   *   the answering side when it answers an offer.
    */
   constructor({
     localId,
@@ -164,6 +164,11 @@ export class PeerLink extends EventTarget {
     if (!this._connectedOnce) this._ownChannels.set(label, options);
     this._adopt(channel);
     return channel;
+  }
+
+  /** Opens the negotiated channels, which makes this side offer them. */
+  openNegotiatedChannels() {
+    for (const { label, id } of this._negotiatedChannels) this.openChannel(label, { negotiated: true, id });
   }
 
   /**

@@ -344,9 +344,7 @@ export class TransferLink {
       // The later joiner offers, with the transfer channel in its offer, to everyone present
       // (one of them may be a sender's earlier run that the server still keeps); the first
       // transfer channel that opens is the sender's.
-      for (const peerId of peers.slice(0, MAX_CANDIDATES)) {
-        this._makeLink(peerId, iceServers)?.openChannel(TRANSFER_LABEL, { negotiated: true, id: TRANSFER_CHANNEL.id });
-      }
+      for (const peerId of peers.slice(0, MAX_CANDIDATES)) this._makeLink(peerId, iceServers)?.openNegotiatedChannels();
       onStatus('connecting');
       await this._race(withTimeout(channelOpen, STEP_TIMEOUT_MS, 'connecting to the sender (no direct or relayed path was found)'));
     } else {

@@ -55,7 +55,7 @@ async function bridge({ honestWs, rogueWs, code }) {
   up.addEventListener('channel-open', ({ detail }) => {
     if (detail.label === TRANSFER_LABEL) pipe('sender', 'receiver')(detail.channel);
   });
-  up.openChannel(TRANSFER_LABEL, { negotiated: true, id: TRANSFER_CHANNEL.id });
+  up.openNegotiatedChannels();
   // Toward the receiver we act as the sender: it joins later and offers.
   let down = null;
   toReceiver.client.addEventListener('peer_joined', ({ detail }) => {

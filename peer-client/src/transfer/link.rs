@@ -73,17 +73,12 @@ impl Link {
     /// pick another); otherwise it waits there too (the occupant may be its
     /// own earlier run, which the server keeps for a grace period).
     pub async fn open(
-        mut config: SessionConfig,
+        config: SessionConfig,
         code: &Code,
         role: Role,
         exclusive: bool,
     ) -> Result<Self, TransferError> {
-        config.room = code.room();
-        // Both sides create the transfer channel; the receiver joins later,
-        // so it offers, the sender creates its side when it answers.
-        config.initial_channels = Vec::new();
-        config.negotiated_channels = vec![transfer_channel()];
-        let mut session = Session::connect(config).await?;
+        let mut session = Session::connect(transfer_session(config, code)).await?;
         match role {
             Role::Receiver if session.peers_at_join().is_empty() => {
                 session.close().await;
@@ -415,6 +410,17 @@ impl Link {
         .await;
         self.session.close().await;
     }
+}
+
+/// `config` set up for a transfer with `code`: the code's room, and the
+/// transfer channel negotiated on both sides and no other. The receiver joins
+/// later, so it offers; the sender creates its side of the channel when it
+/// answers.
+pub fn transfer_session(mut config: SessionConfig, code: &Code) -> SessionConfig {
+    config.room = code.room();
+    config.initial_channels = Vec::new();
+    config.negotiated_channels = vec![transfer_channel()];
+    config
 }
 
 /// Waits for the transfer channel; keeps the first few messages that may

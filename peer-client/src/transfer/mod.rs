@@ -33,9 +33,9 @@ mod wire;
 
 pub use ack_watch::ACK_TIMEOUT;
 pub use error::TransferError;
-pub use link::{Incoming, Link, MAX_CHUNK_BYTES, STEP_TIMEOUT};
+pub use link::{Incoming, Link, MAX_CHUNK_BYTES, STEP_TIMEOUT, transfer_session};
 pub use manifest::{Entry, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, Manifest, Source};
 pub use progress::{NoProgress, Progress};
 pub use receiver::{DEFAULT_IDLE_TIMEOUT, Offer, ReceiveOptions, ReceiveSummary};
 pub use sender::{SendSummary, send};
-pub use wire::{EntryKind, Message, TRANSFER_CHANNEL_ID, TRANSFER_LABEL, transfer_channel};
+pub use wire::{EntryKind, Message, TRANSFER_LABEL};

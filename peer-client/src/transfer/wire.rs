@@ -11,10 +11,10 @@ use crate::NegotiatedChannel;
 pub const TRANSFER_LABEL: &str = "transfer";
 /// SCTP stream id of the transfer channel, which both sides create
 /// (negotiated out of band, so it opens without a DCEP round trip).
-pub const TRANSFER_CHANNEL_ID: u16 = 0;
+const TRANSFER_CHANNEL_ID: u16 = 0;
 
 /// The transfer channel, as both sides configure their sessions.
-pub fn transfer_channel() -> NegotiatedChannel {
+pub(super) fn transfer_channel() -> NegotiatedChannel {
     NegotiatedChannel {
         label: TRANSFER_LABEL.to_owned(),
         id: TRANSFER_CHANNEL_ID,
