@@ -36,6 +36,9 @@ pub enum ErrorCode {
     TooManyRooms,
     /// The server holds as many connections as it is allowed to.
     ServerFull,
+    /// The client's address holds as many connections as one address may, or opens them
+    /// too fast; the server closes this one.
+    TooManyConnections,
     /// `signal.to` names no peer of the sender's room.
     UnknownPeer,
     /// The connection sent faster than `limits.messages_per_second`; the message was dropped.
@@ -67,6 +70,7 @@ impl ErrorCode {
             Self::RoomFull => "room_full",
             Self::TooManyRooms => "too_many_rooms",
             Self::ServerFull => "server_full",
+            Self::TooManyConnections => "too_many_connections",
             Self::UnknownPeer => "unknown_peer",
             Self::RateLimited => "rate_limited",
             Self::SlowConsumer => "slow_consumer",
@@ -77,7 +81,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and metrics.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::MalformedJson,
         Self::MissingType,
         Self::UnknownType,
@@ -91,6 +95,7 @@ impl ErrorCode {
         Self::RoomFull,
         Self::TooManyRooms,
         Self::ServerFull,
+        Self::TooManyConnections,
         Self::UnknownPeer,
         Self::RateLimited,
         Self::SlowConsumer,

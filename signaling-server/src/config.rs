@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::builder::RangedU64ValueParser;
 use clap::{Parser, ValueEnum};
 
+use crate::address_limits::AddressLimitSettings;
 use crate::secret::Secret;
 use signaling_protocol::{
     DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_PEERS_PER_ROOM, DEFAULT_MAX_QUEUED_FOR_ABSENT,
@@ -73,6 +74,56 @@ pub struct Config {
     #[arg(long, env = "SIGNALING_MAX_PENDING_CONNECTIONS", default_value_t = 1024,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_pending_connections: usize,
+
+    /// Most connections one client address may hold in their HTTP phase (see
+    /// --max-pending-connections); further ones from it are closed as soon as they are
+    /// accepted. An IPv6 client counts by its /64 prefix. 0: no limit.
+    #[arg(long, env = "SIGNALING_MAX_PENDING_PER_ADDRESS", default_value_t = 64)]
+    pub max_pending_per_address: u32,
+
+    /// Most WebSocket connections one client address may hold open; further ones get
+    /// `too_many_connections` and are closed. An IPv6 client counts by its /64 prefix.
+    /// 0: no limit.
+    #[arg(
+        long,
+        env = "SIGNALING_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 1000
+    )]
+    pub max_connections_per_address: u32,
+
+    /// New connections per second one client address may open, sustained; faster ones are
+    /// closed as soon as they are accepted (behind a trusted proxy: refused with
+    /// `too_many_connections` when they ask for a WebSocket). 0: no limit.
+    #[arg(
+        long,
+        env = "SIGNALING_CONNECTION_RATE_PER_ADDRESS",
+        default_value_t = 20
+    )]
+    pub connection_rate_per_address: u32,
+
+    /// New connections one client address may open at once above its sustained rate.
+    #[arg(long, env = "SIGNALING_CONNECTION_BURST_PER_ADDRESS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub connection_burst_per_address: u32,
+
+    /// A reverse proxy or load balancer in front of the server, as an address or a network
+    /// (10.0.0.0/8). Connections from it are counted under the client its X-Forwarded-For
+    /// header names (the right-most entry that is not itself a trusted proxy);
+    /// X-Forwarded-For from anyone else is ignored. Repeat for several (comma-separated in
+    /// the variable).
+    #[arg(
+        long = "trusted-proxy",
+        env = "SIGNALING_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        value_parser = crate::client_address::parse_network
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// How long a new connection may take to finish its TLS handshake and send its request
+    /// headers (and an idle keep-alive connection may wait for its next request).
+    #[arg(long, env = "SIGNALING_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
 
     /// A connection that sends nothing (not even a pong to the server's pings) for this long
     /// gets `idle_timeout` and is closed; its peer becomes absent and may resume.
@@ -291,6 +342,12 @@ impl Default for Config {
             max_rooms: 20_000,
             max_connections: 20_000,
             max_pending_connections: 1024,
+            max_pending_per_address: 64,
+            max_connections_per_address: 1000,
+            connection_rate_per_address: 20,
+            connection_burst_per_address: 100,
+            trusted_proxies: Vec::new(),
+            header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(15),
             resume_grace: Duration::from_secs(signaling_protocol::DEFAULT_RESUME_GRACE_SECS),
@@ -334,6 +391,16 @@ impl Config {
         }
     }
 
+    /// The per-address limits.
+    pub fn address_limits(&self) -> AddressLimitSettings {
+        AddressLimitSettings {
+            max_pending: self.max_pending_per_address,
+            max_open: self.max_connections_per_address,
+            per_second: self.connection_rate_per_address,
+            burst: self.connection_burst_per_address,
+        }
+    }
+
     /// Checks relations between options that clap cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.idle_timeout {
@@ -362,6 +429,9 @@ impl Config {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::TlsPair);
+        }
+        if self.header_timeout.is_zero() {
+            return Err(ConfigError::HeaderTimeout);
         }
         if self.redis.is_some() && self.redis_liveness < Duration::from_secs(1) {
             return Err(ConfigError::Liveness(self.redis_liveness));
@@ -409,6 +479,9 @@ pub enum ConfigError {
     /// A certificate without its key, or the reverse.
     #[error("--tls-cert and --tls-key go together")]
     TlsPair,
+    /// No client could send its headers in no time.
+    #[error("--header-timeout must be longer than zero")]
+    HeaderTimeout,
     /// Liveness is refreshed a few times per period; below a second that is busy work.
     #[error("--redis-liveness ({0:?}) must be at least 1s")]
     Liveness(Duration),

@@ -25,6 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info};
 
+use crate::address_table::OpenSlot;
 use crate::auth::{self, Claims};
 use crate::broker::{ConnHandle, Rejection};
 use crate::metrics::Refusal;
@@ -83,13 +84,13 @@ enum End {
 }
 
 /// Serves one upgraded connection until it ends. `leftover` holds bytes the
-/// HTTP layer read past the handshake. `_permit` holds the connection's slot
-/// under the connection limit.
+/// HTTP layer read past the handshake. `_slots` hold the connection's place
+/// under the server's connection limit and its address's.
 pub(crate) async fn run(
     stream: Socket,
     leftover: Vec<u8>,
     shared: Arc<ServerState>,
-    _permit: OwnedSemaphorePermit,
+    _slots: (OwnedSemaphorePermit, OpenSlot),
     claims: Option<Claims>,
 ) {
     let config = &shared.config;
@@ -133,21 +134,20 @@ pub(crate) async fn run(
     shared.metrics.connections.decrement(1.0);
 }
 
-/// Answers a connection that may not stay (over the connection limit, no
-/// valid token) with `error {code, message}` and a close frame, logs it and
-/// counts it.
+/// Answers a connection that may not stay (over a connection limit, no
+/// valid token) with `error {code, message}` and a close frame. The caller
+/// counts and logs the refusal.
 pub(crate) async fn refuse(
     mut stream: Socket,
     shared: Arc<ServerState>,
-    refusal: Refusal,
     code: ErrorCode,
     message: String,
 ) {
-    shared.metrics.refused(refusal);
     shared.metrics.error(code);
-    info!(%code, "connection refused: {message}");
-    let (close, reason) = match refusal {
-        Refusal::ServerFull => (close_code::AGAIN, "server full"),
+    let (close, reason) = match code {
+        ErrorCode::ServerFull | ErrorCode::TooManyConnections => {
+            (close_code::AGAIN, "try again later")
+        }
         _ => (close_code::POLICY, "unauthorized"),
     };
     let mut out = Vec::new();

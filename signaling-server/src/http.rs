@@ -1,10 +1,11 @@
 //! HTTP routes: the WebSocket endpoint, health, metrics and the web client.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -55,7 +56,11 @@ pub(crate) fn router(shared: Arc<ServerState>) -> Router {
 /// `GET /ws`: checks the WebSocket opening handshake (RFC 6455 §4.2),
 /// answers `101 Switching Protocols`, and hands the raw TCP stream to a
 /// connection task.
-async fn upgrade(State(shared): State<Arc<ServerState>>, mut request: Request) -> Response {
+async fn upgrade(
+    State(shared): State<Arc<ServerState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+) -> Response {
     if shared.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
@@ -119,6 +124,7 @@ async fn upgrade(State(shared): State<Arc<ServerState>>, mut request: Request) -
         )
             .into_response();
     };
+    let address = shared.addresses.open(peer.ip(), request.headers());
     let permit = shared.connections.clone().try_acquire_owned().ok();
     let tracker = shared.tracker.clone();
     tracker.spawn(async move {
@@ -132,25 +138,31 @@ async fn upgrade(State(shared): State<Arc<ServerState>>, mut request: Request) -
         let Some((socket, leftover)) = unwrap_upgraded(upgraded, &shared) else {
             return;
         };
-        let (claims, permit) = match (access.transpose(), permit) {
-            (Err(err), _) => {
+        let (claims, slots) = match (access.transpose(), address, permit) {
+            (Err(err), _, _) => {
+                shared.metrics.refused(Refusal::Unauthorized);
+                info!(reason = err.reason(), "connection refused: token refused");
                 let message = format!("{err}; closing");
-                let refusal = Refusal::Unauthorized;
-                let code = ErrorCode::Unauthorized;
-                info!(reason = err.reason(), "token refused");
-                return connection::refuse(socket, shared, refusal, code, message).await;
+                return connection::refuse(socket, shared, ErrorCode::Unauthorized, message).await;
             }
-            (Ok(_), None) => {
+            (Ok(_), Err(refused), _) => {
+                // Counted and logged by the address table.
+                let message = format!("{}; closing", shared.addresses.explain(refused));
+                let code = ErrorCode::TooManyConnections;
+                return connection::refuse(socket, shared, code, message).await;
+            }
+            (Ok(_), Ok(_), None) => {
+                shared.metrics.refused(Refusal::ServerFull);
                 let limit = shared.config.max_connections;
+                info!(limit, "connection refused: the server is full");
                 let message = format!(
                     "the server holds its limit of {limit} connections; try again later or another server"
                 );
-                let (refusal, code) = (Refusal::ServerFull, ErrorCode::ServerFull);
-                return connection::refuse(socket, shared, refusal, code, message).await;
+                return connection::refuse(socket, shared, ErrorCode::ServerFull, message).await;
             }
-            (Ok(claims), Some(permit)) => (claims, permit),
+            (Ok(claims), Ok(address), Some(permit)) => (claims, (permit, address)),
         };
-        connection::run(socket, leftover, shared, permit, claims).await;
+        connection::run(socket, leftover, shared, slots, claims).await;
     });
     (
         StatusCode::SWITCHING_PROTOCOLS,

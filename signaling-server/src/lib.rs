@@ -19,6 +19,9 @@
 //!   with short-lived TURN credentials; [`tls`]: `wss://` and `https://`.
 //! - [`registry`]: rooms, peers, resume tokens and expiry as a synchronous
 //!   state machine without sockets or clocks.
+//! - [`address_limits`]: connections per client address (HTTP phase, open
+//!   WebSockets, rate of new ones) as a state machine; [`client_address`]:
+//!   which address a connection counts under, behind trusted proxies too.
 //! - [`outbox`]: the bounded per-connection queue that keeps a slow client
 //!   from slowing anyone else.
 //!
@@ -38,8 +41,11 @@
 //! # }
 //! ```
 
+pub mod address_limits;
+mod address_table;
 pub mod auth;
 pub mod broker;
+pub mod client_address;
 pub mod config;
 mod connection;
 mod http;

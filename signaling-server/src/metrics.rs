@@ -106,16 +106,25 @@ pub enum Refusal {
     /// Too many connections were still in their HTTP phase
     /// (`--max-pending-connections`).
     PendingFull,
+    /// One address held `--max-pending-per-address` connections in their HTTP phase.
+    AddressPending,
+    /// One address opened connections faster than `--connection-rate-per-address`.
+    AddressRate,
+    /// One address held `--max-connections-per-address` WebSockets.
+    AddressConnections,
 }
 
 impl Refusal {
     /// Every reason, in label order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 8] = [
         Self::ServerFull,
         Self::Unauthorized,
         Self::Origin,
         Self::Tls,
         Self::PendingFull,
+        Self::AddressPending,
+        Self::AddressRate,
+        Self::AddressConnections,
     ];
 
     /// The `reason` label.
@@ -126,6 +135,9 @@ impl Refusal {
             Self::Origin => "origin",
             Self::Tls => "tls",
             Self::PendingFull => "pending_full",
+            Self::AddressPending => "address_pending",
+            Self::AddressRate => "address_rate",
+            Self::AddressConnections => "address_connections",
         }
     }
 }

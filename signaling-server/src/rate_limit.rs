@@ -1,4 +1,5 @@
-//! Per-connection message rate limit.
+//! Token buckets: the per-connection message rate and the per-address
+//! connection rate.
 
 use std::time::Instant;
 
@@ -34,6 +35,12 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+
+    /// Whether the bucket has refilled to its burst by `now`.
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.per_second >= self.capacity
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
 
+use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -18,9 +19,12 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
+use crate::address_table::AddressTable;
 use crate::broker::{Broker, BrokerSettings, RedisError};
+use crate::client_address::TrustedProxies;
 use crate::config::{Config, ConfigError};
 use crate::ice::{IceConfig, TurnConfig};
 use crate::metrics::{self, Metrics, Refusal};
@@ -50,9 +54,6 @@ pub enum ServerError {
         source: io::Error,
     },
 }
-
-/// How long a client may take to send its HTTP request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound, not yet running server.
 ///
@@ -129,11 +130,16 @@ impl Server {
         };
         let shared = Arc::new(ServerState {
             broker,
-            metrics,
+            metrics: metrics.clone(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             pending: Arc::new(Semaphore::new(config.max_pending_connections)),
+            addresses: AddressTable::new(
+                config.address_limits(),
+                TrustedProxies::new(config.trusted_proxies.clone()),
+                metrics.clone(),
+            ),
             outbox_budget: OutboxBudget::new(config.outbound_queue_bytes_total),
             open: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
@@ -190,8 +196,8 @@ impl Server {
                 () = drain_end.as_mut(), if draining => break,
                 accepted = self.listener.accept() => accepted,
             };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of file descriptors, usually: wait for some to free up.
                     warn!(%err, "cannot accept a connection");
@@ -206,28 +212,36 @@ impl Server {
             }
             // The slot is held until the connection ends or is upgraded (the
             // HTTP connection's future then completes).
+            // Per address first: one address over its limits must not take
+            // server-wide slots from anyone else.
+            let Ok(address_slot) = shared.addresses.connect(peer.ip()) else {
+                drop(stream);
+                continue;
+            };
             let Ok(pending) = shared.pending.clone().try_acquire_owned() else {
                 shared.metrics.refused(Refusal::PendingFull);
                 debug!("connection refused: too many connections before the WebSocket upgrade");
                 drop(stream);
                 continue;
             };
+            let slots = (pending, address_slot);
             let router = router.clone();
             let stop = shared.shutdown.clone();
+            let timeout = shared.config.header_timeout;
             match &self.tls {
                 None => {
                     shared.tracker.spawn(async move {
-                        serve_http(stream, router, stop).await;
-                        drop(pending);
+                        serve_http(stream, peer, router, stop, timeout).await;
+                        drop(slots);
                     });
                 }
                 Some(acceptor) => {
                     let handshake = acceptor.accept(stream);
                     let metrics = shared.metrics.clone();
                     shared.tracker.spawn(async move {
-                        let _pending = pending;
-                        match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
-                            Ok(Ok(stream)) => serve_http(stream, router, stop).await,
+                        let _slots = slots;
+                        match tokio::time::timeout(timeout, handshake).await {
+                            Ok(Ok(stream)) => serve_http(stream, peer, router, stop, timeout).await,
                             Ok(Err(err)) => {
                                 metrics.refused(Refusal::Tls);
                                 info!(%err, "connection refused: TLS handshake failed");
@@ -272,14 +286,24 @@ impl Server {
 
 /// Serves HTTP/1.1 (with WebSocket upgrades) on one accepted connection,
 /// plain or TLS, until it ends or shutdown finishes the request in progress.
-async fn serve_http<IO>(io: IO, router: axum::Router, stop: CancellationToken)
-where
+/// Each request carries the TCP peer's address as `ConnectInfo`.
+async fn serve_http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    router: axum::Router,
+    stop: CancellationToken,
+    header_timeout: Duration,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let service = router.map_request(move |mut request: axum::extract::Request<_>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(io), TowerToHyperService::new(router))
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
         .with_upgrades();
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {

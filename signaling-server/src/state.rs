@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::address_table::AddressTable;
 use crate::broker::{Broker, ConnHandle};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -29,6 +30,8 @@ pub(crate) struct ServerState {
     pub(crate) connections: Arc<Semaphore>,
     /// One permit per allowed connection not yet upgraded to WebSocket.
     pub(crate) pending: Arc<Semaphore>,
+    /// Connections per client address.
+    pub(crate) addresses: Arc<AddressTable>,
     /// Bytes queued for all connections together.
     pub(crate) outbox_budget: Arc<OutboxBudget>,
     /// Set when shutdown was requested: `/readyz` answers 503 from then on.

@@ -38,7 +38,7 @@ async fn connections_before_the_upgrade_are_bounded() {
     }
 
     // Two connections that send nothing take both slots; a third is closed
-    // at once, long before the 10 s header timeout.
+    // at once, long before the header timeout.
     let mut idle_a = TcpStream::connect(server.addr).await.unwrap();
     let mut idle_b = TcpStream::connect(server.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;

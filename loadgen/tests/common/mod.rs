@@ -66,6 +66,10 @@ pub fn config() -> Config {
         listen: "127.0.0.1:0".into(),
         messages_per_second: 10_000_000,
         message_burst: 10_000_000,
+        // The load comes from one address.
+        max_pending_per_address: 0,
+        max_connections_per_address: 0,
+        connection_rate_per_address: 0,
         shutdown_timeout: Duration::from_secs(2),
         ..Config::default()
     }

@@ -133,6 +133,35 @@ impl Client {
         Self { ws }
     }
 
+    /// Connects from a chosen loopback source address (any 127.0.0.0/8
+    /// address works without setup), sending extra request headers.
+    pub async fn connect_from(
+        server: SocketAddr,
+        source: std::net::IpAddr,
+        headers: &[(&str, &str)],
+    ) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{server}/ws").into_client_request().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().append(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        let handshake = async {
+            let stream = socket.connect(server).await.expect("TCP connect");
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await
+        };
+        let (ws, _) = tokio::time::timeout(WAIT, handshake)
+            .await
+            .expect("connect in time")
+            .expect("WebSocket handshake");
+        Self { ws }
+    }
+
     pub async fn send_text(&mut self, text: impl Into<String>) {
         tokio::time::timeout(WAIT, self.ws.send(Message::text(text.into())))
             .await
