@@ -1,10 +1,9 @@
-//! Command-line and environment configuration.
+//! The server's configuration: every setting, its default, and the checks
+//! between settings. The `signaling-server` binary maps its command line and
+//! environment onto it.
 
 use std::path::PathBuf;
 use std::time::Duration;
-
-use clap::builder::RangedU64ValueParser;
-use clap::{Parser, ValueEnum};
 
 use crate::address_limits::AddressLimitSettings;
 use crate::secret::Secret;
@@ -13,97 +12,54 @@ use signaling_protocol::{
     DEFAULT_MESSAGE_BURST, DEFAULT_MESSAGES_PER_SECOND, Limits,
 };
 
-/// Everything the server can be told at start-up. Every option also reads an
-/// environment variable (`SIGNALING_*`), so containers need no argument list.
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "signaling-server",
-    version,
-    about = "WebSocket signaling server for WebRTC peers: rooms, resume, limits.",
-    long_about = "WebSocket signaling server for WebRTC peers.\n\n\
-        Clients connect to ws://HOST:PORT/ws, join a room and relay offers, answers and ICE \
-        candidates to each other. The web client is served at /, health at /healthz and \
-        /readyz, Prometheus metrics at /metrics. See docs/protocol.md for the wire protocol.\n\n\
-        Durations accept a unit: 500ms, 30s, 2m, 1h (a bare number means seconds).",
-    args_conflicts_with_subcommands = true
-)]
+/// Everything the server can be told at start-up; [`Config::default`] holds the
+/// defaults (the `signaling-server` binary's options start from them).
+#[derive(Debug, Clone)]
 pub struct Config {
-    /// Something to do instead of serving.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-
     /// Address to listen on, HOST:PORT. Port 0 picks a free port.
-    #[arg(long, env = "SIGNALING_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
 
     /// Largest text frame a client may send, in bytes. Frames up to twice this size are
     /// refused with `frame_too_large` and the connection stays open; larger ones close it.
-    #[arg(long, env = "SIGNALING_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES,
-          value_parser = RangedU64ValueParser::<usize>::new().range(256..=16 * 1024 * 1024))]
     pub max_frame_bytes: usize,
 
     /// Sustained messages per second one connection may send.
-    #[arg(long, env = "SIGNALING_MESSAGES_PER_SECOND", default_value_t = DEFAULT_MESSAGES_PER_SECOND,
-          value_parser = clap::value_parser!(u32).range(1..))]
     pub messages_per_second: u32,
 
     /// Messages a connection may send at once above the sustained rate (token-bucket size).
-    #[arg(long, env = "SIGNALING_MESSAGE_BURST", default_value_t = DEFAULT_MESSAGE_BURST,
-          value_parser = clap::value_parser!(u32).range(1..))]
     pub message_burst: u32,
 
     /// Most peers in one room (absent peers that may still resume count).
-    #[arg(long, env = "SIGNALING_MAX_PEERS_PER_ROOM", default_value_t = DEFAULT_MAX_PEERS_PER_ROOM,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_peers_per_room: usize,
 
     /// Most rooms the server holds at once.
-    #[arg(long, env = "SIGNALING_MAX_ROOMS", default_value_t = 20_000,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_rooms: usize,
 
     /// Most WebSocket connections at once; further ones get `server_full` and are closed.
     /// Keep it below the open-file limit (`ulimit -n`).
-    #[arg(long, env = "SIGNALING_MAX_CONNECTIONS", default_value_t = 20_000,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
 
     /// Most connections at once still in their HTTP phase (TLS handshake, request headers,
     /// plain HTTP requests) before a WebSocket upgrade; further ones are closed as soon as
     /// they are accepted. Upgraded connections count against --max-connections instead.
-    #[arg(long, env = "SIGNALING_MAX_PENDING_CONNECTIONS", default_value_t = 1024,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_pending_connections: usize,
 
     /// Most connections one client address may hold in their HTTP phase (see
     /// --max-pending-connections); further ones from it are closed as soon as they are
     /// accepted. An IPv6 client counts by its /64 prefix. 0: no limit.
-    #[arg(long, env = "SIGNALING_MAX_PENDING_PER_ADDRESS", default_value_t = 64)]
     pub max_pending_per_address: u32,
 
     /// Most WebSocket connections one client address may hold open; further ones get
     /// `too_many_connections` and are closed. An IPv6 client counts by its /64 prefix.
     /// 0: no limit.
-    #[arg(
-        long,
-        env = "SIGNALING_MAX_CONNECTIONS_PER_ADDRESS",
-        default_value_t = 1000
-    )]
     pub max_connections_per_address: u32,
 
     /// New connections per second one client address may open, sustained; faster ones are
     /// closed as soon as they are accepted (behind a trusted proxy: refused with
     /// `too_many_connections` when they ask for a WebSocket). 0: no limit.
-    #[arg(
-        long,
-        env = "SIGNALING_CONNECTION_RATE_PER_ADDRESS",
-        default_value_t = 20
-    )]
     pub connection_rate_per_address: u32,
 
     /// New connections one client address may open at once above its sustained rate.
-    #[arg(long, env = "SIGNALING_CONNECTION_BURST_PER_ADDRESS", default_value_t = 100,
-          value_parser = clap::value_parser!(u32).range(1..))]
     pub connection_burst_per_address: u32,
 
     /// A reverse proxy or load balancer in front of the server, as an address or a network
@@ -111,229 +67,108 @@ pub struct Config {
     /// header names (the right-most entry that is not itself a trusted proxy);
     /// X-Forwarded-For from anyone else is ignored. Repeat for several (comma-separated in
     /// the variable).
-    #[arg(
-        long = "trusted-proxy",
-        env = "SIGNALING_TRUSTED_PROXY",
-        value_name = "CIDR",
-        value_delimiter = ',',
-        value_parser = crate::client_address::parse_network
-    )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// How long a new connection may take to finish its TLS handshake and send its request
     /// headers (and an idle keep-alive connection may wait for its next request).
-    #[arg(long, env = "SIGNALING_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub header_timeout: Duration,
 
     /// A connection that sends nothing (not even a pong to the server's pings) for this long
     /// gets `idle_timeout` and is closed; its peer becomes absent and may resume.
-    #[arg(long, env = "SIGNALING_IDLE_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
     /// How often the server pings each connection (WebSocket ping frames). Must be
     /// shorter than the idle timeout.
-    #[arg(long, env = "SIGNALING_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
 
     /// How long a dropped peer keeps its id and room and may resume with its token.
-    #[arg(long, env = "SIGNALING_RESUME_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub resume_grace: Duration,
 
     /// Most signals held for an absent peer. One more evicts the peer: it leaves its room.
-    #[arg(long, env = "SIGNALING_MAX_QUEUED_SIGNALS", default_value_t = DEFAULT_MAX_QUEUED_FOR_ABSENT,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_queued_signals: usize,
 
     /// Most bytes of signals held for an absent peer. More evicts the peer: it leaves its room.
-    #[arg(long, env = "SIGNALING_MAX_QUEUED_BYTES", default_value_t = 512 * 1024,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_queued_bytes: usize,
 
     /// Most bytes of signals held for all absent peers together. A signal that would
     /// exceed it evicts the absent peers with the largest queues until it fits (they
     /// leave their rooms).
-    #[arg(long, env = "SIGNALING_MAX_ABSENT_QUEUE_BYTES", default_value_t = 64 * 1024 * 1024,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_absent_queue_bytes: usize,
 
     /// Most frames waiting to be written to one connection. A client that lets more pile up
     /// is disconnected with `slow_consumer`. Must exceed --max-queued-signals, so a resumed
     /// peer's backlog fits.
-    #[arg(long, env = "SIGNALING_OUTBOUND_QUEUE", default_value_t = 1024,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub outbound_queue: usize,
 
     /// Most bytes waiting to be written to one connection before it is disconnected with
     /// `slow_consumer`. Must be at least --max-queued-bytes plus twice --max-frame-bytes.
-    #[arg(long, env = "SIGNALING_OUTBOUND_QUEUE_BYTES", default_value_t = 2 * 1024 * 1024,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub outbound_queue_bytes: usize,
 
     /// Most bytes waiting to be written to all connections together. A frame that would
     /// exceed it disconnects its addressee with `slow_consumer` if frames are already
     /// waiting for it; while more than half is in use, connections whose frames have not
     /// been written for a whole heartbeat interval are disconnected the same way.
-    #[arg(long, env = "SIGNALING_OUTBOUND_QUEUE_BYTES_TOTAL", default_value_t = 256 * 1024 * 1024,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub outbound_queue_bytes_total: usize,
 
     /// STUN server URL handed to clients in `welcome.ice_servers`, e.g.
     /// stun:stun.example.org:3478. Repeat for several (comma-separated in the variable).
-    #[arg(
-        long = "stun",
-        env = "SIGNALING_STUN",
-        value_name = "URL",
-        value_delimiter = ','
-    )]
     pub stun: Vec<String>,
 
     /// TURN server URL handed to clients with short-lived credentials minted from
     /// --turn-secret, e.g. turn:turn.example.org:3478?transport=udp. Repeat for several
     /// (comma-separated in the variable).
-    #[arg(
-        long = "turn",
-        env = "SIGNALING_TURN",
-        value_name = "URL",
-        value_delimiter = ',',
-        requires = "turn_secret"
-    )]
     pub turn: Vec<String>,
 
     /// Secret shared with the TURN server (coturn's static-auth-secret, use-auth-secret
     /// mode); at least 16 characters. Prefer the environment variable over the flag.
-    #[arg(
-        long,
-        env = "SIGNALING_TURN_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
     pub turn_secret: Option<Secret>,
 
     /// How long the TURN credentials in each welcome stay valid.
-    #[arg(long, env = "SIGNALING_TURN_TTL", default_value = "1h", value_parser = parse_duration)]
     pub turn_ttl: Duration,
 
     /// Require a room token (`/ws?token=...`, minted by `signaling-server token`) signed
     /// with this secret; at least 16 characters. Prefer the environment variable.
-    #[arg(
-        long,
-        env = "SIGNALING_AUTH_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
     pub auth_secret: Option<Secret>,
 
     /// Accept WebSocket upgrades only from pages of this origin, e.g.
     /// https://chat.example.org (exact match). Repeat for several (comma-separated in the
     /// variable). Unset: any origin. Requests without an Origin header (non-browser
     /// clients) are not affected.
-    #[arg(
-        long = "allowed-origin",
-        env = "SIGNALING_ALLOWED_ORIGIN",
-        value_name = "ORIGIN",
-        value_delimiter = ','
-    )]
     pub allowed_origins: Vec<String>,
 
     /// Serve https:// and wss:// with this PEM certificate chain (needs --tls-key).
-    #[arg(
-        long,
-        env = "SIGNALING_TLS_CERT",
-        value_name = "PEM",
-        requires = "tls_key"
-    )]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key for --tls-cert.
-    #[arg(
-        long,
-        env = "SIGNALING_TLS_KEY",
-        value_name = "PEM",
-        requires = "tls_cert"
-    )]
     pub tls_key: Option<PathBuf>,
 
     /// Share rooms with other instances through this Redis server, e.g.
     /// redis://127.0.0.1:6379/0. Unset: rooms live in this process only.
-    #[arg(long, env = "SIGNALING_REDIS", value_name = "URL")]
     pub redis: Option<String>,
 
     /// With --redis: an instance that has not refreshed its liveness key for this long is
     /// taken for dead, and its peers leave their rooms.
-    #[arg(long, env = "SIGNALING_REDIS_LIVENESS", default_value = "6s", value_parser = parse_duration)]
     pub redis_liveness: Duration,
 
     /// Serve the web client from this directory instead of the copy built into the binary.
-    #[arg(long, env = "SIGNALING_WEB_DIR", value_name = "PATH")]
     pub web_dir: Option<PathBuf>,
-
-    /// Log line format.
-    #[arg(long, env = "SIGNALING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Runtime worker threads. 0 or 1 runs everything on one thread (fastest when the
-    /// server is pinned to one core); unset uses one per available core.
-    #[arg(long, env = "SIGNALING_WORKER_THREADS")]
-    pub worker_threads: Option<usize>,
 
     /// On SIGTERM/SIGINT, how long to keep accepting connections while /readyz already
     /// answers 503, so a load balancer can take the instance out of rotation first.
-    #[arg(long, env = "SIGNALING_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
     pub drain_delay: Duration,
 
     /// On SIGTERM/SIGINT, how long to wait for connections to close before exiting.
-    #[arg(long, env = "SIGNALING_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
     /// On shutdown clients are told to reconnect after a random delay up to this long,
     /// so they do not all come back at the same instant.
-    #[arg(long, env = "SIGNALING_RECONNECT_SPREAD", default_value = "2s", value_parser = parse_duration)]
     pub reconnect_spread: Duration,
 }
 
-/// Subcommands.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum Command {
-    /// Print a room token for clients of a server started with --auth-secret
-    /// (they connect to /ws?token=TOKEN).
-    Token(TokenArgs),
-}
-
-/// Options of `signaling-server token`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TokenArgs {
-    /// The room the token allows joining.
-    #[arg(long)]
-    pub room: String,
-
-    /// How long the token stays valid.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
-    pub ttl: Duration,
-
-    /// The server's --auth-secret. Prefer the environment variable over the flag.
-    #[arg(
-        long,
-        env = "SIGNALING_AUTH_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
-    pub auth_secret: Secret,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
 impl Default for Config {
-    /// The defaults `--help` shows, with no environment variables read.
+    /// The defaults: what `signaling-server` runs with when given no options.
     fn default() -> Self {
         Self {
-            command: None,
             listen: "127.0.0.1:8080".into(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
@@ -368,8 +203,6 @@ impl Default for Config {
             redis: None,
             redis_liveness: Duration::from_secs(6),
             web_dir: None,
-            log_format: LogFormat::Text,
-            worker_threads: None,
             drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(5),
             reconnect_spread: Duration::from_secs(2),
@@ -491,97 +324,13 @@ fn ceil_secs(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; write e.g. 500ms, 30s, 2m or 1h"))?;
-    let millis = match unit.trim() {
-        "ms" => Some(value),
-        "" | "s" => value.checked_mul(1_000),
-        "m" => value.checked_mul(60_000),
-        "h" => value.checked_mul(3_600_000),
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}; use ms, s, m or h"
-            ));
-        }
-    };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is too long"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
-
-    #[test]
-    fn command_is_well_formed() {
-        Config::command().debug_assert();
-    }
-
-    #[test]
-    fn parsed_defaults_match_default_impl() {
-        let parsed = Config::try_parse_from(["signaling-server"]).unwrap();
-        let default = Config::default();
-        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
-        assert!(default.validate().is_ok());
-    }
-
-    #[test]
-    fn every_option_has_help_and_env() {
-        let command = Config::command();
-        for arg in command.get_arguments() {
-            let id = arg.get_id().as_str();
-            if id == "help" || id == "version" {
-                continue;
-            }
-            assert!(arg.get_help().is_some(), "--{id} has no help");
-            assert!(
-                arg.get_env().is_some(),
-                "--{id} has no environment variable"
-            );
-        }
-    }
-
-    #[test]
-    fn token_subcommand_takes_room_ttl_and_secret() {
-        let parsed = Config::try_parse_from([
-            "signaling-server",
-            "token",
-            "--room",
-            "lobby",
-            "--ttl",
-            "10m",
-            "--auth-secret",
-            "0123456789abcdef",
-        ])
-        .unwrap();
-        let Some(Command::Token(args)) = parsed.command else {
-            panic!("no token command");
-        };
-        assert_eq!(args.room, "lobby");
-        assert_eq!(args.ttl, Duration::from_secs(600));
-        assert!(Config::try_parse_from(["signaling-server", "token"]).is_err());
+    fn defaults_are_consistent() {
+        assert!(Config::default().validate().is_ok());
     }
 
     #[test]
@@ -591,13 +340,11 @@ mod tests {
             ..Config::default()
         };
         assert!(matches!(turn.validate(), Err(ConfigError::TurnSecret)));
-        assert!(Config::try_parse_from(["signaling-server", "--turn", "turn:x:3478"]).is_err());
         let tls = Config {
             tls_cert: Some("cert.pem".into()),
             ..Config::default()
         };
         assert!(matches!(tls.validate(), Err(ConfigError::TlsPair)));
-        assert!(Config::try_parse_from(["signaling-server", "--tls-key", "k.pem"]).is_err());
     }
 
     #[test]

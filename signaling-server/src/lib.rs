@@ -61,5 +61,5 @@ mod state;
 pub mod tls;
 pub mod websocket;
 
-pub use config::{Config, LogFormat};
+pub use config::Config;
 pub use server::{Server, ServerError, runtime, shutdown_signal};

@@ -1,9 +1,11 @@
 //! `signaling-server`: parses options, sets up logging, runs the server.
 
+mod args;
+
 use anyhow::Context;
+use args::{Args, Command, LogFormat};
 use clap::Parser;
-use signaling_server::config::Command;
-use signaling_server::{Config, LogFormat, Server, auth};
+use signaling_server::{Server, auth};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc with its background threads on: memory freed after a load peak
@@ -13,11 +15,11 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    if let Some(Command::Token(args)) = &config.command {
+    let args = Args::parse();
+    if let Some(Command::Token(token)) = &args.command {
         println!(
             "{}",
-            auth::mint(args.auth_secret.as_bytes(), &args.room, args.ttl)
+            auth::mint(token.auth_secret.as_bytes(), &token.room, token.ttl.0)
         );
         return Ok(());
     }
@@ -25,12 +27,13 @@ fn main() -> anyhow::Result<()> {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match config.log_format {
+    match args.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    let runtime = signaling_server::runtime(config.worker_threads)
-        .context("cannot start the async runtime")?;
+    let runtime =
+        signaling_server::runtime(args.worker_threads).context("cannot start the async runtime")?;
+    let config = args.config();
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         // One plain line on stdout, so scripts that pass port 0 learn the port.
