@@ -344,6 +344,26 @@ pub enum Command {
     /// Print a room token for clients of a server started with --auth-secret
     /// (they connect to /ws?token=TOKEN).
     Token(TokenArgs),
+    /// Exit 0 if the server started with the same environment answers `GET /healthz` on
+    /// loopback, 1 if not: the container image's HEALTHCHECK.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Options of `signaling-server healthcheck`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The server's --listen; its port is asked on loopback.
+    #[arg(long, env = "SIGNALING_LISTEN", default_value_t = defaults().listen)]
+    pub listen: String,
+
+    /// The server's --tls-cert. When set, the check only opens a TCP connection (it does
+    /// not speak TLS).
+    #[arg(long, env = "SIGNALING_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Longest wait for the answer.
+    #[arg(long, default_value_t = HumanDuration(Duration::from_secs(3)))]
+    pub timeout: HumanDuration,
 }
 
 /// Options of `signaling-server token`.

@@ -1,6 +1,7 @@
 //! `signaling-server`: parses options, sets up logging, runs the server.
 
 mod args;
+mod healthcheck;
 
 use anyhow::Context;
 use args::{Args, Command, LogFormat};
@@ -16,12 +17,16 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Command::Token(token)) = &args.command {
-        println!(
-            "{}",
-            auth::mint(token.auth_secret.as_bytes(), &token.room, token.ttl.0)
-        );
-        return Ok(());
+    match &args.command {
+        Some(Command::Token(token)) => {
+            println!(
+                "{}",
+                auth::mint(token.auth_secret.as_bytes(), &token.room, token.ttl.0)
+            );
+            return Ok(());
+        }
+        Some(Command::Healthcheck(check)) => return healthcheck::run(check),
+        None => {}
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
