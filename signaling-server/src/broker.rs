@@ -9,6 +9,9 @@
 //! the connection code does not know which one it talks to.
 
 mod redis_broker;
+mod redis_pipe;
+mod redis_routes;
+mod redis_scripts;
 
 pub use redis_broker::{RedisBroker, RedisError};
 

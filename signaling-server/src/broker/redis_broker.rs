@@ -1,11 +1,14 @@
 //! Rooms shared by several instances through Redis.
 //!
 //! Room state lives in Redis (see `scripts.lua` for the keys) and every
-//! change is one Lua script, so concurrent joins cannot overfill a room and
-//! a resume cannot race an expiry. Each instance keeps only its own
-//! connections: `peer → connection` for peers attached here. A frame for a
-//! peer attached elsewhere is published on that instance's channel
-//! (`sig:ch:INSTANCE`), which only that instance reads.
+//! change is one Lua script (`redis_scripts.rs`), so concurrent joins cannot
+//! overfill a room and a resume cannot race an expiry. Each instance keeps
+//! only its own connections (`peer → connection`) and routes to the other
+//! peers of their rooms (`redis_routes.rs`). A frame for a peer attached
+//! elsewhere is published on that instance's channel (`sig:ch:INSTANCE`),
+//! which only that instance reads: directly when the route is known, else by
+//! the script that checks and delivers it. Everything a connection asks of
+//! Redis goes through one ordered queue sent in pipelines (`redis_pipe.rs`).
 //!
 //! Liveness: each instance refreshes `sig:alive:INSTANCE` (expiring after
 //! `liveness`) several times per period. Every instance also checks the
@@ -13,18 +16,20 @@
 //! rooms (the rest of the room gets `peer_left`). Peers that reconnected to
 //! another instance before that, with their resume token, keep their id.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
+use redis::{Cmd, FromRedisValue, Script};
 use signaling_protocol::{ErrorCode, PeerId, ServerMessage, SignalData};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::redis_pipe::{CommandPipe, PipeError, PipeReceiver, Publish, command_pipe};
+use super::redis_routes::{Local, LocalPeers};
+use super::redis_scripts::{DISCONNECT, JOIN, LEAVE, MAINTAIN, REDELIVER, SIGNAL};
 use super::{BrokerSettings, ConnHandle, Rejection};
 use crate::metrics::Metrics;
 use crate::outbox::{CloseReason, Frame, Outbox, OutboxBudget};
@@ -50,155 +55,6 @@ const EXPIRE_BATCH: usize = 256;
 /// Most frames read from the instance channel before other tasks run.
 const SUBSCRIBER_BATCH: usize = 256;
 
-const JOIN: &str = concat!(
-    include_str!("scripts.lua"),
-    r#"
-local room, resume, pid, tok, inst, conn = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local rk = 'sig:room:' .. room
-local function others(me)
-  local list = {}
-  for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
-    if m ~= me then table.insert(list, m) end
-  end
-  return list
-end
-if resume ~= '' then
-  local old = redis.call('GET', 'sig:token:' .. resume)
-  if old then
-    local pk = 'sig:peer:' .. old
-    local f = redis.call('HMGET', pk, 'room', 'inst', 'conn')
-    if f[1] == room then
-      redis.call('DEL', 'sig:token:' .. resume)
-      redis.call('SET', 'sig:token:' .. tok, old)
-      if f[2] ~= '' then
-        redis.call('SREM', 'sig:inst:' .. f[2] .. ':peers', old)
-        if f[2] ~= inst then
-          redis.call('PUBLISH', 'sig:ch:' .. f[2], 'R ' .. old .. ' ' .. f[3])
-        end
-      end
-      redis.call('HSET', pk, 'token', tok, 'inst', inst, 'conn', conn, 'qbytes', 0)
-      redis.call('SADD', 'sig:inst:' .. inst .. ':peers', old)
-      redis.call('ZREM', 'sig:absent', old)
-      local qk = 'sig:queue:' .. old
-      local backlog = redis.call('LRANGE', qk, 0, -1)
-      redis.call('DEL', qk)
-      return {'resumed', old, others(old), backlog}
-    end
-  end
-end
-local n = redis.call('ZCARD', rk)
-if n >= tonumber(ARGV[9]) then return {'room_full', '', {}, {}} end
-if n == 0 and redis.call('SCARD', 'sig:rooms') >= tonumber(ARGV[10]) then
-  return {'too_many_rooms', '', {}, {}}
-end
-local members = redis.call('ZRANGE', rk, 0, -1)
-redis.call('ZADD', rk, redis.call('INCR', 'sig:seq'), pid)
-redis.call('SADD', 'sig:rooms', room)
-redis.call('HSET', 'sig:peer:' .. pid, 'room', room, 'token', tok, 'inst', inst, 'conn', conn, 'qbytes', 0)
-redis.call('SET', 'sig:token:' .. tok, pid)
-redis.call('SADD', 'sig:inst:' .. inst .. ':peers', pid)
-redis.call('INCR', 'sig:npeers')
-for _, m in ipairs(members) do deliver(m, ARGV[11], false) end
-return {'joined', pid, members, {}}
-"#
-);
-
-const SIGNAL: &str = concat!(
-    include_str!("scripts.lua"),
-    r#"
-local from_room = redis.call('HGET', 'sig:peer:' .. ARGV[3], 'room')
-if not from_room then return {'not_joined', ''} end
-if redis.call('HGET', 'sig:peer:' .. ARGV[4], 'room') ~= from_room then
-  return {'unknown_peer', from_room}
-end
-deliver(ARGV[4], ARGV[5], true)
-return {'ok', ''}
-"#
-);
-
-/// A frame arrived here for a peer this instance no longer holds: forward
-/// it to where the peer is now, or queue it when the peer is (about to be)
-/// absent.
-const REDELIVER: &str = concat!(
-    include_str!("scripts.lua"),
-    r#"
-local inst = redis.call('HGET', 'sig:peer:' .. ARGV[3], 'inst')
-if not inst then return 0 end
-if inst == ARGV[5] or inst == '' then enqueue(ARGV[3], ARGV[4]) else deliver(ARGV[3], ARGV[4], true) end
-return 1
-"#
-);
-
-const LEAVE: &str = concat!(
-    include_str!("scripts.lua"),
-    r#"
-local f = redis.call('HMGET', 'sig:peer:' .. ARGV[3], 'inst', 'conn')
-if f[1] ~= ARGV[4] or f[2] ~= ARGV[5] then return 0 end
-remove_peer(ARGV[3])
-return 1
-"#
-);
-
-const DISCONNECT: &str = concat!(
-    include_str!("scripts.lua"),
-    r#"
-local pk = 'sig:peer:' .. ARGV[3]
-local f = redis.call('HMGET', pk, 'inst', 'conn')
-if f[1] ~= ARGV[4] or f[2] ~= ARGV[5] then return 0 end
-redis.call('HSET', pk, 'inst', '', 'conn', '')
-redis.call('SREM', 'sig:inst:' .. ARGV[4] .. ':peers', ARGV[3])
-redis.call('ZADD', 'sig:absent', now_ms() + tonumber(ARGV[6]), ARGV[3])
-return 1
-"#
-);
-
-/// Refreshes this instance's liveness, removes expired absent peers and the
-/// peers of dead instances, and reports the totals for the gauges:
-/// `{rooms, peers, expired, orphaned}`.
-const MAINTAIN: &str = concat!(
-    include_str!("scripts.lua"),
-    r#"
-local me, liveness, batch = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-redis.call('SET', 'sig:alive:' .. me, '1', 'PX', liveness)
-redis.call('SADD', 'sig:instances', me)
-local due = redis.call('ZRANGEBYSCORE', 'sig:absent', '-inf', now_ms(), 'LIMIT', 0, batch)
-for _, p in ipairs(due) do remove_peer(p) end
-local orphaned = 0
-for _, inst in ipairs(redis.call('SMEMBERS', 'sig:instances')) do
-  if inst ~= me and redis.call('EXISTS', 'sig:alive:' .. inst) == 0 then
-    local sk = 'sig:inst:' .. inst .. ':peers'
-    for _, p in ipairs(redis.call('SMEMBERS', sk)) do
-      if redis.call('HGET', 'sig:peer:' .. p, 'inst') == inst then
-        remove_peer(p)
-        orphaned = orphaned + 1
-      end
-    end
-    redis.call('DEL', sk)
-    redis.call('SREM', 'sig:instances', inst)
-  end
-end
-return {redis.call('SCARD', 'sig:rooms'), tonumber(redis.call('GET', 'sig:npeers') or '0'), #due, orphaned}
-"#
-);
-
-/// A peer attached to a connection of this instance.
-#[derive(Debug)]
-struct Local {
-    conn: ConnHandle,
-    room: Arc<str>,
-}
-
-/// The scripts, loaded once.
-#[derive(Debug)]
-struct Scripts {
-    join: Script,
-    signal: Script,
-    redeliver: Script,
-    leave: Script,
-    disconnect: Script,
-    maintain: Script,
-}
-
 /// Rooms in Redis; frames to other instances through pub/sub.
 pub struct RedisBroker {
     redis: ConnectionManager,
@@ -207,8 +63,9 @@ pub struct RedisBroker {
     instance: String,
     channel: String,
     liveness: Duration,
-    local: Mutex<HashMap<PeerId, Local>>,
-    scripts: Scripts,
+    local: Arc<Mutex<LocalPeers>>,
+    pipe: CommandPipe,
+    maintain_script: Script,
     settings: BrokerSettings,
     metrics: Arc<Metrics>,
     next_conn: AtomicU64,
@@ -251,21 +108,27 @@ impl RedisBroker {
         let channel = format!("sig:ch:{instance}");
         let mut pubsub = client.get_async_pubsub().await.map_err(error)?;
         pubsub.subscribe(&channel).await.map_err(error)?;
+        let local = Arc::new(Mutex::new(LocalPeers::new(
+            settings.registry.max_peers_per_room,
+        )));
+        let (pipe, receiver) = command_pipe();
+        tokio::spawn(run_pipe(
+            receiver,
+            redis.clone(),
+            local.clone(),
+            settings.registry.max_queued_signals,
+            settings.registry.max_queued_bytes,
+            metrics.clone(),
+        ));
         let broker = Self {
             redis,
             client,
             subscription: tokio::sync::Mutex::new(Some(pubsub)),
             channel,
             liveness,
-            local: Mutex::new(HashMap::new()),
-            scripts: Scripts {
-                join: Script::new(JOIN),
-                signal: Script::new(SIGNAL),
-                redeliver: Script::new(REDELIVER),
-                leave: Script::new(LEAVE),
-                disconnect: Script::new(DISCONNECT),
-                maintain: Script::new(MAINTAIN),
-            },
+            local,
+            pipe,
+            maintain_script: Script::new(MAINTAIN),
             settings,
             metrics,
             next_conn: AtomicU64::new(1),
@@ -290,33 +153,26 @@ impl RedisBroker {
         }
     }
 
-    /// A script call with the queue bounds as its first two arguments.
-    fn invocation<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
+    /// `EVAL` of `source` with the queue bounds as its first two arguments.
+    /// Scripts go by their text, not their hash, so a Redis that restarted
+    /// empty runs them all the same.
+    fn script(&self, source: &str) -> Cmd {
         let limits = &self.settings.registry;
-        let mut invocation = script.prepare_invoke();
-        invocation
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(source)
+            .arg(0)
             .arg(limits.max_queued_signals)
             .arg(limits.max_queued_bytes);
-        invocation
+        cmd
     }
 
-    /// Runs a script, bounded by [`REQUEST_TIMEOUT`].
-    async fn call<T: redis::FromRedisValue>(
-        &self,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> redis::RedisResult<T> {
-        let mut redis = self.redis.clone();
-        tokio::time::timeout(REQUEST_TIMEOUT, invocation.invoke_async(&mut redis))
-            .await
-            .unwrap_or_else(|_| {
-                Err(redis::RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no answer from Redis in time",
-                )))
-            })
+    /// Runs `cmd` through the ordered pipe, bounded by [`REQUEST_TIMEOUT`].
+    async fn call<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T, PipeError> {
+        let value = self.pipe.call(cmd, REQUEST_TIMEOUT).await?;
+        Ok(T::from_redis_value(value).map_err(redis::RedisError::from)?)
     }
 
-    fn unavailable(&self, err: &redis::RedisError) -> Rejection {
+    fn unavailable(&self, err: &PipeError) -> Rejection {
         self.metrics.redis_errors.increment(1);
         warn!(%err, "Redis request failed");
         Rejection {
@@ -337,9 +193,8 @@ impl RedisBroker {
         let fresh_id = new_peer_id();
         let token = new_token();
         let joined_frame = ServerMessage::PeerJoined { peer_id: fresh_id }.to_json();
-        let mut invocation = self.invocation(&self.scripts.join);
-        invocation
-            .arg(room)
+        let mut cmd = self.script(JOIN);
+        cmd.arg(room)
             .arg(resume.unwrap_or(""))
             .arg(fresh_id.to_string())
             .arg(&token)
@@ -348,10 +203,8 @@ impl RedisBroker {
             .arg(limits.max_peers_per_room)
             .arg(limits.max_rooms)
             .arg(joined_frame);
-        let (status, peer, peers, backlog): (String, String, Vec<String>, Vec<String>) = self
-            .call(&invocation)
-            .await
-            .map_err(|err| self.unavailable(&err))?;
+        let (status, peer, peers, backlog): (String, String, Vec<String>, Vec<String>) =
+            self.call(cmd).await.map_err(|err| self.unavailable(&err))?;
         let resumed = match status.as_str() {
             "joined" => false,
             "resumed" => true,
@@ -388,7 +241,7 @@ impl RedisBroker {
         for frame in backlog {
             conn.outbox.push(Frame::from(frame));
         }
-        let previous = self.lock().insert(
+        let previous = self.lock().attach(
             peer_id,
             Local {
                 conn: conn.clone(),
@@ -413,7 +266,7 @@ impl RedisBroker {
         to: PeerId,
         data: SignalData,
     ) -> Result<(), Rejection> {
-        let room = {
+        let (room, route, epoch) = {
             let local = self.lock();
             let room = match local.get(&from) {
                 Some(entry) if entry.conn == *conn => entry.room.clone(),
@@ -429,20 +282,31 @@ impl RedisBroker {
                 self.metrics.signals_relayed.increment(1);
                 return Ok(());
             }
-            room
+            let (route, epoch) = local.route(&room, &to);
+            (room, route, epoch)
         };
         let frame = ServerMessage::Signal { from, data }.to_json();
-        let mut invocation = self.invocation(&self.scripts.signal);
-        invocation
-            .arg(from.to_string())
-            .arg(to.to_string())
-            .arg(frame);
-        let (status, _): (String, String) = self
-            .call(&invocation)
-            .await
-            .map_err(|err| self.unavailable(&err))?;
+        if let Some(channel) = route {
+            // A known route: one PUBLISH, not waited for.
+            let payload = format!("F {to} {frame}");
+            let publish = Publish { channel, payload };
+            self.pipe
+                .publish(publish, REQUEST_TIMEOUT)
+                .await
+                .map_err(|err| self.unavailable(&err))?;
+            self.metrics.signals_relayed.increment(1);
+            return Ok(());
+        }
+        let mut cmd = self.script(SIGNAL);
+        cmd.arg(from.to_string()).arg(to.to_string()).arg(frame);
+        let (status, instance): (String, String) =
+            self.call(cmd).await.map_err(|err| self.unavailable(&err))?;
         match status.as_str() {
             "ok" => {
+                if !instance.is_empty() {
+                    let channel = Arc::from(format!("sig:ch:{instance}"));
+                    self.lock().learn(&room, to, channel, epoch);
+                }
                 self.metrics.signals_relayed.increment(1);
                 Ok(())
             }
@@ -458,43 +322,25 @@ impl RedisBroker {
     }
 
     pub(super) async fn leave(&self, conn: &ConnHandle, peer: PeerId) -> Result<(), Rejection> {
-        {
-            let mut local = self.lock();
-            match local.get(&peer) {
-                Some(entry) if entry.conn == *conn => {
-                    local.remove(&peer);
-                }
-                _ => return Err(RegistryError::NotJoined("leave").into()),
-            }
+        if self.lock().detach(peer, conn).is_none() {
+            return Err(RegistryError::NotJoined("leave").into());
         }
-        let mut invocation = self.invocation(&self.scripts.leave);
-        invocation
-            .arg(peer.to_string())
-            .arg(&self.instance)
-            .arg(conn.id);
-        let _: i64 = self
-            .call(&invocation)
-            .await
-            .map_err(|err| self.unavailable(&err))?;
+        let mut cmd = self.script(LEAVE);
+        cmd.arg(peer.to_string()).arg(&self.instance).arg(conn.id);
+        let _: i64 = self.call(cmd).await.map_err(|err| self.unavailable(&err))?;
         Ok(())
     }
 
     pub(super) async fn disconnect(&self, conn: &ConnHandle, peer: PeerId) {
-        {
-            let mut local = self.lock();
-            if local.get(&peer).is_some_and(|entry| entry.conn == *conn) {
-                local.remove(&peer);
-            }
-        }
+        self.lock().detach(peer, conn);
         let grace =
             u64::try_from(self.settings.registry.resume_grace.as_millis()).unwrap_or(u64::MAX);
-        let mut invocation = self.invocation(&self.scripts.disconnect);
-        invocation
-            .arg(peer.to_string())
+        let mut cmd = self.script(DISCONNECT);
+        cmd.arg(peer.to_string())
             .arg(&self.instance)
             .arg(conn.id)
             .arg(grace);
-        if let Err(err) = self.call::<i64>(&invocation).await {
+        if let Err(err) = self.call::<i64>(cmd).await {
             self.metrics.redis_errors.increment(1);
             warn!(%err, %peer, "cannot mark a peer absent in Redis; it leaves when this instance is taken for dead");
         }
@@ -548,6 +394,8 @@ impl RedisBroker {
         };
         match pubsub.subscribe(&self.channel).await {
             Ok(()) => {
+                // Notices to forget routes may have been missed meanwhile.
+                self.lock().forget_all_routes();
                 info!("Redis subscription restored");
                 Some(pubsub)
             }
@@ -582,15 +430,11 @@ impl RedisBroker {
                 }
             }
             "R" => {
-                let mut local = self.lock();
-                if local
-                    .get(&peer)
-                    .is_some_and(|entry| entry.conn.id.to_string() == rest)
-                    && let Some(old) = local.remove(&peer)
-                {
+                if let Some(old) = self.lock().detach_conn_id(peer, rest) {
                     old.conn.outbox.close(CloseReason::Replaced);
                 }
             }
+            "L" => self.lock().forget(rest, &peer),
             _ => warn!(
                 kind,
                 "unknown message kind on the instance channel; ignored"
@@ -600,12 +444,9 @@ impl RedisBroker {
 
     /// A signal for a peer that left this instance: forward or queue it.
     async fn redeliver(&self, peer: PeerId, frame: &str) {
-        let mut invocation = self.invocation(&self.scripts.redeliver);
-        invocation
-            .arg(peer.to_string())
-            .arg(frame)
-            .arg(&self.instance);
-        if let Err(err) = self.call::<i64>(&invocation).await {
+        let mut cmd = self.script(REDELIVER);
+        cmd.arg(peer.to_string()).arg(frame).arg(&self.instance);
+        if let Err(err) = self.call::<i64>(cmd).await {
             self.metrics.redis_errors.increment(1);
             warn!(%err, %peer, "cannot redeliver a signal; dropped");
         }
@@ -631,13 +472,24 @@ impl RedisBroker {
 
     async fn maintain(&self) -> redis::RedisResult<()> {
         let liveness = u64::try_from(self.liveness.as_millis()).unwrap_or(u64::MAX);
-        let mut invocation = self.invocation(&self.scripts.maintain);
+        let limits = &self.settings.registry;
+        let mut invocation = self.maintain_script.prepare_invoke();
         invocation
+            .arg(limits.max_queued_signals)
+            .arg(limits.max_queued_bytes)
             .arg(&self.instance)
             .arg(liveness)
             .arg(EXPIRE_BATCH);
+        let mut redis = self.redis.clone();
         let (rooms, peers, expired, orphaned): (u64, i64, u64, u64) =
-            self.call(&invocation).await?;
+            tokio::time::timeout(REQUEST_TIMEOUT, invocation.invoke_async(&mut redis))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(redis::RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no answer from Redis in time",
+                    )))
+                })?;
         self.metrics.rooms.set(rooms as f64);
         self.metrics.peers.set(peers.max(0) as f64);
         if expired > 0 {
@@ -663,8 +515,68 @@ impl RedisBroker {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<PeerId, Local>> {
-        self.local.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, LocalPeers> {
+        lock(&self.local)
+    }
+}
+
+fn lock(local: &Mutex<LocalPeers>) -> MutexGuard<'_, LocalPeers> {
+    local.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Empties the command queue into Redis until the broker is dropped. A
+/// signal published to an instance nobody listens for any more (it stopped
+/// or died) is handed on by the script that redelivers frames: to where its
+/// peer is now, or into its queue; and routes through that instance are
+/// forgotten.
+async fn run_pipe(
+    mut receiver: PipeReceiver,
+    mut redis: ConnectionManager,
+    local: Arc<Mutex<LocalPeers>>,
+    max_queued_signals: usize,
+    max_queued_bytes: usize,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(outcome) = receiver.run_batch(&mut redis, REQUEST_TIMEOUT).await {
+        let unheard = match outcome {
+            Ok(unheard) => unheard,
+            Err(err) => {
+                metrics.redis_errors.increment(1);
+                warn!(%err, "a pipeline of requests to Redis failed; its signals are lost");
+                continue;
+            }
+        };
+        for publish in unheard {
+            lock(&local).forget_channel(&publish.channel);
+            let instance = publish.channel.trim_start_matches("sig:ch:");
+            let Some((peer, frame)) = publish
+                .payload
+                .strip_prefix("F ")
+                .and_then(|rest| rest.split_once(' '))
+            else {
+                continue;
+            };
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(REDELIVER)
+                .arg(0)
+                .arg(max_queued_signals)
+                .arg(max_queued_bytes)
+                .arg(peer)
+                .arg(frame)
+                .arg(instance);
+            let result: redis::RedisResult<i64> =
+                match tokio::time::timeout(REQUEST_TIMEOUT, cmd.query_async(&mut redis)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no answer from Redis in time",
+                    ))),
+                };
+            if let Err(err) = result {
+                metrics.redis_errors.increment(1);
+                warn!(%err, "cannot hand on a signal for a gone instance; dropped");
+            }
+        }
     }
 }
 

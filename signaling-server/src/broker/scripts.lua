@@ -13,8 +13,9 @@
 --   sig:instances          set   instance ids
 --   sig:alive:INST         string, expires unless the instance refreshes it
 --   sig:npeers             integer, peers held
--- Channel sig:ch:INST carries "F PEER FRAME" (deliver) and "R PEER CONN"
--- (the peer resumed elsewhere: close that connection).
+-- Channel sig:ch:INST carries "F PEER FRAME" (deliver), "R PEER CONN"
+-- (the peer resumed elsewhere: close that connection) and "L PEER ROOM"
+-- (the peer left ROOM: forget the route to it).
 local maxq = tonumber(ARGV[1])
 local maxqb = tonumber(ARGV[2])
 local remove_peer
@@ -68,6 +69,16 @@ remove_peer = function(p)
   if #members == 0 then
     redis.call('SREM', 'sig:rooms', room)
     return
+  end
+  -- Every instance of the room forgets its route to p before the room
+  -- hears peer_left, so signals to p sent after that get unknown_peer.
+  local told = {}
+  for _, m in ipairs(members) do
+    local inst = redis.call('HGET', 'sig:peer:' .. m, 'inst')
+    if inst and inst ~= '' and not told[inst] then
+      told[inst] = true
+      redis.call('PUBLISH', 'sig:ch:' .. inst, 'L ' .. p .. ' ' .. room)
+    end
   end
   local frame = '{"type":"peer_left","peer_id":"' .. p .. '"}'
   for _, m in ipairs(members) do deliver(m, frame, false) end
