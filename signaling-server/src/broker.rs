@@ -8,6 +8,7 @@
 //! rooms. The operations are `async` so a backend can wait on the network;
 //! the connection code does not know which one it talks to.
 
+mod joins_in_flight;
 mod redis_broker;
 mod redis_pipe;
 mod redis_routes;

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Client, TestServer, config};
-use signaling_protocol::{ErrorCode, ServerMessage};
+use signaling_protocol::{ErrorCode, PeerId, ServerMessage};
 use signaling_server::Config;
 use test_support::RedisServer;
 
@@ -318,4 +318,85 @@ async fn readiness_follows_redis() {
     client.send_text(r#"{"type":"join","room":"r"}"#).await;
     let (message, _) = client.expect_error(ErrorCode::Internal).await;
     assert!(message.contains("unreachable"), "{message}");
+}
+
+/// Sends `count` numbered signals from `from` to `to` and checks they arrive
+/// in order.
+async fn exchange(
+    from: &mut Client,
+    to: &mut Client,
+    to_id: PeerId,
+    from_id: PeerId,
+    count: u32,
+    tag: &str,
+) {
+    for i in 0..count {
+        from.signal(to_id, &format!(r#"{{"{tag}":{i}}}"#)).await;
+    }
+    for i in 0..count {
+        assert_eq!(
+            to.expect_signal(from_id).await,
+            format!(r#"{{"{tag}":{i}}}"#)
+        );
+    }
+}
+
+#[tokio::test]
+async fn known_routes_follow_a_peer_that_goes_absent_resumes_elsewhere_or_leaves() {
+    let redis = RedisServer::start();
+    let (one, two) = two_instances(&redis).await;
+    let mut a = one.connect().await;
+    let wa = a.join("routes").await;
+    let mut b = two.connect().await;
+    let wb = b.join("routes").await;
+    a.expect_peer_joined(wb.peer_id).await;
+    // The first signal finds b through the script; the rest go by route.
+    exchange(&mut a, &mut b, wb.peer_id, wa.peer_id, 10, "known").await;
+
+    // b drops: the route still names its old instance, which queues for it.
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..3 {
+        a.signal(wb.peer_id, &format!(r#"{{"absent":{i}}}"#)).await;
+    }
+    // b resumes on a's instance and gets them in order; later signals by
+    // the old route are handed on to it, still in order.
+    let mut b = one.connect().await;
+    assert!(b.join_with("routes", Some(&wb.resume_token)).await.resumed);
+    for i in 0..3 {
+        assert_eq!(
+            b.expect_signal(wa.peer_id).await,
+            format!(r#"{{"absent":{i}}}"#)
+        );
+    }
+    exchange(&mut a, &mut b, wb.peer_id, wa.peer_id, 10, "moved").await;
+
+    // b leaves: signals to it are refused again, not sent by a stale route.
+    b.send_text(r#"{"type":"leave"}"#).await;
+    a.expect_peer_left(wb.peer_id).await;
+    a.signal(wb.peer_id, r#"{"after":"leave"}"#).await;
+    let (_, peer) = a.expect_error(ErrorCode::UnknownPeer).await;
+    assert_eq!(peer, Some(wb.peer_id));
+}
+
+#[tokio::test]
+async fn signals_by_a_route_through_a_stopped_instance_reach_the_peer_where_it_resumed() {
+    let redis = RedisServer::start();
+    let (one, two) = two_instances(&redis).await;
+    let mut a = one.connect().await;
+    let wa = a.join("gone").await;
+    let mut c = two.connect().await;
+    let wc = c.join("gone").await;
+    a.expect_peer_joined(wc.peer_id).await;
+    exchange(&mut a, &mut c, wc.peer_id, wa.peer_id, 5, "before").await;
+
+    // c's instance stops; c resumes on a's. a's route still names the
+    // stopped instance, whose channel nobody reads any more.
+    let stopping = tokio::spawn(two.stop());
+    c.expect_closed().await;
+    stopping.await.unwrap();
+    let mut c = one.connect().await;
+    assert!(c.join_with("gone", Some(&wc.resume_token)).await.resumed);
+    exchange(&mut a, &mut c, wc.peer_id, wa.peer_id, 5, "after").await;
+    a.expect_silence(Duration::from_millis(300)).await;
 }

@@ -27,6 +27,7 @@ use signaling_protocol::{ErrorCode, PeerId, ServerMessage, SignalData};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::joins_in_flight::JoinsInFlight;
 use super::redis_pipe::{CommandPipe, PipeError, PipeReceiver, Publish, command_pipe};
 use super::redis_routes::{Local, LocalPeers};
 use super::redis_scripts::{DISCONNECT, JOIN, LEAVE, MAINTAIN, REDELIVER, SIGNAL};
@@ -64,6 +65,7 @@ pub struct RedisBroker {
     channel: String,
     liveness: Duration,
     local: Arc<Mutex<LocalPeers>>,
+    joins: JoinsInFlight,
     pipe: CommandPipe,
     maintain_script: Script,
     settings: BrokerSettings,
@@ -127,6 +129,7 @@ impl RedisBroker {
             channel,
             liveness,
             local,
+            joins: JoinsInFlight::default(),
             pipe,
             maintain_script: Script::new(MAINTAIN),
             settings,
@@ -189,6 +192,8 @@ impl RedisBroker {
         resume: Option<&str>,
     ) -> Result<PeerId, Rejection> {
         validate_room(room)?;
+        // Held until the peer is attached here (see `joins_in_flight.rs`).
+        let _in_flight = self.joins.start();
         let limits = &self.settings.registry;
         let fresh_id = new_peer_id();
         let token = new_token();
@@ -421,12 +426,15 @@ impl RedisBroker {
         };
         match kind {
             "F" => {
-                let delivered = self
-                    .lock()
-                    .get(&peer)
-                    .map(|entry| entry.conn.outbox.push(Frame::from(rest)));
-                if delivered.is_none() && rest.starts_with(r#"{"type":"signal""#) {
-                    self.redeliver(peer, rest).await;
+                if self.deliver_here(peer, rest) {
+                    return;
+                }
+                if rest.starts_with(r#"{"type":"signal""#) {
+                    // The peer may be joining here right now.
+                    self.joins.settle(REQUEST_TIMEOUT).await;
+                    if !self.deliver_here(peer, rest) {
+                        self.redeliver(peer, rest).await;
+                    }
                 }
             }
             "R" => {
@@ -440,6 +448,14 @@ impl RedisBroker {
                 "unknown message kind on the instance channel; ignored"
             ),
         }
+    }
+
+    /// Queues `frame` for `peer` if it is attached here.
+    fn deliver_here(&self, peer: PeerId, frame: &str) -> bool {
+        self.lock()
+            .get(&peer)
+            .map(|entry| entry.conn.outbox.push(Frame::from(frame)))
+            .is_some()
     }
 
     /// A signal for a peer that left this instance: forward or queue it.
