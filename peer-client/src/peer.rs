@@ -47,6 +47,12 @@ const DTLS_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// Extra time the answering side gives the offering side to start over
 /// before it reports the link failed.
 const DTLS_REBUILD_GRACE: Duration = Duration::from_secs(5);
+/// First wait before negotiating again after the server could not carry a
+/// signal of this link; it doubles up to [`MAX_RESEND_WAIT`] while signals
+/// keep getting lost.
+const FIRST_RESEND_WAIT: Duration = Duration::from_secs(1);
+/// Longest wait between such attempts.
+const MAX_RESEND_WAIT: Duration = Duration::from_secs(8);
 /// New connections tried after failed DTLS handshakes before the link gives up.
 const MAX_REBUILDS: u32 = 2;
 
@@ -66,6 +72,9 @@ pub(crate) enum LinkInput {
     /// The signaling connection came back with the same id: signals sent
     /// while it was down may be lost.
     SignalingResumed,
+    /// The server could not carry a signal of this link (its room store was
+    /// unreachable): the link negotiates again a little later.
+    SignalLost,
     Fingerprints(oneshot::Sender<Option<DtlsFingerprints>>),
     OpenChannel(String, oneshot::Sender<Result<Channel, Error>>),
 }
@@ -140,6 +149,8 @@ impl PeerLink {
             rebuilds: 0,
             connected_once: false,
             handshake_deadline: None,
+            resend_at: None,
+            resend_wait: FIRST_RESEND_WAIT,
             left_fingerprints: Vec::new(),
             reported_state: None,
             incoming_channels: Arc::default(),
@@ -167,6 +178,14 @@ impl PeerLink {
     pub(crate) fn signaling_resumed(&self) {
         if self.input.try_send(LinkInput::SignalingResumed).is_err() {
             tracing::warn!("a peer link is not keeping up; it was not told of the resume");
+        }
+    }
+
+    /// Tells the link the server could not carry one of its signals (see
+    /// [`LinkInput::SignalLost`]).
+    pub(crate) fn signal_lost(&self) {
+        if self.input.try_send(LinkInput::SignalLost).is_err() {
+            tracing::warn!("a peer link is not keeping up; it was not told of a lost signal");
         }
     }
 
@@ -223,6 +242,10 @@ struct LinkTask {
     connected_once: bool,
     /// When the DTLS handshake of the current connection counts as failed.
     handshake_deadline: Option<Instant>,
+    /// When to negotiate again because the server lost a signal.
+    resend_at: Option<Instant>,
+    /// The wait before the next such attempt.
+    resend_wait: Duration,
     /// Remote fingerprints of connections this side left; descriptions that
     /// carry them are late and ignored.
     left_fingerprints: Vec<String>,
@@ -233,18 +256,21 @@ struct LinkTask {
     addresses: AddressWatch,
 }
 
+/// Completes at `at`, or never.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl LinkTask {
     async fn run(mut self, mut inputs: mpsc::Receiver<LinkInput>) {
         let mut address_poll = tokio::time::interval(ADDRESS_POLL);
         address_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let deadline = self.handshake_deadline;
-            let handshake_overdue = async move {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let handshake_overdue = sleep_until(self.handshake_deadline);
+            let resend_due = sleep_until(self.resend_at);
             tokio::select! {
                 input = inputs.recv() => match input {
                     Some(LinkInput::Signal(signal)) => {
@@ -256,6 +282,12 @@ impl LinkTask {
                     Some(LinkInput::SignalingResumed) => {
                         if let Err(err) = self.renegotiate_after_resume().await {
                             tracing::warn!(peer = %self.remote, %err, "renegotiation after a resume failed");
+                        }
+                    }
+                    Some(LinkInput::SignalLost) => {
+                        if self.resend_at.is_none() {
+                            self.resend_at = Some(Instant::now() + self.resend_wait);
+                            self.resend_wait = (self.resend_wait * 2).min(MAX_RESEND_WAIT);
                         }
                     }
                     Some(LinkInput::Fingerprints(reply)) => {
@@ -280,6 +312,14 @@ impl LinkTask {
                 () = handshake_overdue => {
                     self.handshake_deadline = None;
                     self.on_handshake_failed("it did not complete in time").await;
+                }
+                () = resend_due => {
+                    // Signals lost in the server are as good as lost while signaling
+                    // was away: the same steps recover.
+                    self.resend_at = None;
+                    if let Err(err) = self.renegotiate_after_resume().await {
+                        tracing::warn!(peer = %self.remote, %err, "renegotiation after a lost signal failed");
+                    }
                 }
                 _ = address_poll.tick(), if self.connected_once => {
                     if self.addresses.lost_any(local_addresses::current()) {

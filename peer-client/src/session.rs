@@ -399,6 +399,13 @@ impl Room {
                 if code == ErrorCode::UnknownPeer {
                     // Candidates still trickling towards a peer that just left.
                     tracing::debug!(%message, peer = ?peer_id, "signal to a peer that is gone");
+                } else if let (ErrorCode::Internal, Some(link)) =
+                    (code, peer_id.and_then(|peer| self.links.get(&peer)))
+                {
+                    // The server could not carry a signal to this peer (its room store was
+                    // unreachable): the link negotiates again a little later.
+                    tracing::info!(%message, peer = ?peer_id, "a signal was lost in the server; the link will negotiate again");
+                    link.signal_lost();
                 } else {
                     tracing::warn!(%code, %message, peer = ?peer_id, "the signaling server refused a message");
                 }

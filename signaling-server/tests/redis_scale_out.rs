@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, TestServer, config};
+use common::{Client, Received, TestServer, config};
 use signaling_protocol::{ErrorCode, PeerId, ServerMessage};
 use signaling_server::Config;
 use test_support::RedisServer;
@@ -399,4 +399,78 @@ async fn signals_by_a_route_through_a_stopped_instance_reach_the_peer_where_it_r
     assert!(c.join_with("gone", Some(&wc.resume_token)).await.resumed);
     exchange(&mut a, &mut c, wc.peer_id, wa.peer_id, 5, "after").await;
     a.expect_silence(Duration::from_millis(300)).await;
+}
+
+/// Waits (at most 10 s) until `/readyz` answers `status`.
+async fn readiness_becomes(server: &TestServer, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get("/readyz").await.status != status {
+        assert!(Instant::now() < deadline, "/readyz never answered {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads and drops whatever arrives until `client` has been quiet for `quiet`.
+async fn drain(client: &mut Client, quiet: Duration) {
+    while let Some(received) = client.next_within(quiet).await {
+        assert!(
+            !matches!(received, Received::Closed(_)),
+            "the connection closed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rooms_work_again_after_redis_restarts_empty() {
+    let mut redis = RedisServer::start();
+    let (one, two) = two_instances(&redis).await;
+    let mut a = one.connect().await;
+    let wa = a.join("outage").await;
+    let mut b = two.connect().await;
+    let wb = b.join("outage").await;
+    a.expect_peer_joined(wb.peer_id).await;
+    exchange(&mut a, &mut b, wb.peer_id, wa.peer_id, 3, "before").await;
+
+    // Redis goes away: both instances say they are not ready, and keep
+    // their clients connected.
+    redis.kill();
+    readiness_becomes(&one, 503).await;
+    readiness_becomes(&two, 503).await;
+    a.assert_usable().await;
+    b.assert_usable().await;
+
+    // It comes back empty. a probes b until a signal gets through.
+    let restarted = Instant::now();
+    redis.restart_empty();
+    let recovery = loop {
+        a.signal(wb.peer_id, r#"{"probe":true}"#).await;
+        let got = b.next_within(Duration::from_millis(100)).await;
+        if matches!(got, Some(Received::Message(ServerMessage::Signal { .. }))) {
+            break restarted.elapsed();
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(15),
+            "no signal got through within 15 s"
+        );
+    };
+    eprintln!("signals cross instances again {recovery:?} after Redis restarted empty");
+    readiness_becomes(&one, 200).await;
+    readiness_becomes(&two, 200).await;
+    drain(&mut a, Duration::from_millis(300)).await;
+    drain(&mut b, Duration::from_millis(300)).await;
+
+    // Signals flow both ways, in order; a newcomer finds both peers; b's
+    // token still resumes it.
+    exchange(&mut b, &mut a, wa.peer_id, wb.peer_id, 5, "after").await;
+    exchange(&mut a, &mut b, wb.peer_id, wa.peer_id, 5, "after").await;
+    let mut c = one.connect().await;
+    let mut peers = c.join("outage").await.peers;
+    peers.sort_by_key(|peer| peer.to_string());
+    let mut expected = vec![wa.peer_id, wb.peer_id];
+    expected.sort_by_key(|peer| peer.to_string());
+    assert_eq!(peers, expected);
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut b = one.connect().await;
+    assert!(b.join_with("outage", Some(&wb.resume_token)).await.resumed);
 }

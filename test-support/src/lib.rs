@@ -34,30 +34,21 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one and waits (at most 10 s) until it accepts connections.
     pub fn start() -> Self {
-        let program = redis_server_program();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
         let dir = std::env::temp_dir().join(format!("test-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(&program)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(REDIS_NO_PERSISTENCE)
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let redis = Self { child, dir, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
+        let child = spawn(port, &dir);
+        Self { child, dir, port }
+    }
+
+    /// Kills it and starts a new, empty one on the same port (as after a
+    /// crash without persistence); waits until it accepts connections.
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.child = spawn(self.port, &self.dir);
     }
 
     /// Its port on 127.0.0.1.
@@ -80,6 +71,28 @@ impl RedisServer {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
+}
+
+/// Starts `redis-server` on `port` with its files in `dir`, and waits (at
+/// most 10 s) until it accepts connections.
+fn spawn(port: u16, dir: &std::path::Path) -> Child {
+    std::fs::create_dir_all(dir).unwrap();
+    let child = Command::new(redis_server_program())
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(REDIS_NO_PERSISTENCE)
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 impl Drop for RedisServer {

@@ -2,7 +2,9 @@
 //! negotiating, and started again on the same address: both reconnect and
 //! finish connecting, and lines cross both ways. In memory the new server
 //! knows nothing, so they join afresh; on Redis (a real `redis-server` beside
-//! it) they resume their ids and rooms.
+//! it) they resume their ids and rooms. And Redis itself, under two server
+//! instances with one peer each, killed mid-negotiation and started again
+//! empty: the instances put their peers back and the peers finish.
 //!
 //! Every host sits on an impaired wire (150 ms each way, see `e2e::wire`) so
 //! that the kill lands while the newcomer's offer is still on its way to
@@ -18,8 +20,15 @@ const SERVER: &str = "10.9.0.3:8080";
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
+/// A second instance on the server's host, for peers on different instances.
+const SECOND_SERVER: &str = "10.9.0.3:8081";
+
 fn start_server(host: &Netns, redis: bool) -> Process {
-    let mut args = vec!["--listen", SERVER];
+    start_server_on(host, SERVER, redis)
+}
+
+fn start_server_on(host: &Netns, listen: &str, redis: bool) -> Process {
+    let mut args = vec!["--listen", listen];
     if redis {
         args.extend_from_slice(&["--redis", REDIS_URL]);
     }
@@ -109,4 +118,61 @@ fn restart_mid_negotiation(redis: bool) {
     bob.wait_for(Stream::Stdout, "Ada: after the restart", 0);
     bob.write_line("all good");
     ada.wait_for(Stream::Stdout, "Bob: all good", 0);
+}
+
+#[test]
+fn redis_restarted_empty_mid_negotiation_peers_on_two_instances_finish_connecting() {
+    let hosts = [Netns::new("ada"), Netns::new("bob"), Netns::new("srv")];
+    let mut wire = Wire::new();
+    for (n, host) in hosts.iter().enumerate() {
+        wire.attach(host, "eth0", &format!("10.9.0.{}/24", n + 1));
+    }
+    wire.set_delay(Duration::from_millis(150));
+    wire.start();
+
+    let mut redis = start_redis(&hosts[2]);
+    let _first = start_server_on(&hosts[2], SERVER, true);
+    let _second = start_server_on(&hosts[2], SECOND_SERVER, true);
+    let chat = |n: usize, name: &str, server: &str| -> Process {
+        hosts[n - 1].spawn(
+            &format!("chat {name}"),
+            "peer-client",
+            &[
+                "chat",
+                "--server",
+                &format!("ws://{server}/ws"),
+                "--room",
+                "outage",
+                "--name",
+                name,
+                "--bind",
+                &format!("10.9.0.{n}:0"),
+            ],
+        )
+    };
+    let ada = chat(1, "Ada", SERVER);
+    ada.wait_for(Stream::Stderr, "joined room", 0);
+    let mut bob = chat(2, "Bob", SECOND_SERVER);
+    bob.wait_for(Stream::Stderr, "joined room", 0);
+    // Bob's offer is on its way to its instance, which must pass it through
+    // Redis to Ada's.
+    redis.kill();
+    let killed = Instant::now();
+    drop(redis);
+    std::thread::sleep(Duration::from_secs(1));
+    let _redis = start_redis(&hosts[2]);
+
+    ada.wait_for(Stream::Stderr, CHAT_OPEN, 0);
+    bob.wait_for(Stream::Stderr, CHAT_OPEN, 0);
+    println!(
+        "channel open {:?} after Redis was killed mid-negotiation (back, empty, 1 s later)",
+        killed.elapsed()
+    );
+    assert!(
+        !ada.log().contains("lost the signaling server"),
+        "the WebSocket should have stayed open\n{}",
+        ada.log()
+    );
+    bob.write_line("through the outage");
+    ada.wait_for(Stream::Stdout, "Bob: through the outage", 0);
 }

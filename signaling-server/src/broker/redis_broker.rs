@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 use super::joins_in_flight::JoinsInFlight;
 use super::redis_pipe::{CommandPipe, PipeError, PipeReceiver, Publish, command_pipe};
 use super::redis_routes::{Local, LocalPeers};
-use super::redis_scripts::{DISCONNECT, JOIN, LEAVE, MAINTAIN, REDELIVER, SIGNAL};
+use super::redis_scripts::{DISCONNECT, JOIN, LEAVE, MAINTAIN, REDELIVER, RESTORE, SIGNAL};
 use super::{BrokerSettings, ConnHandle, Rejection};
 use crate::metrics::Metrics;
 use crate::outbox::{CloseReason, Frame, Outbox, OutboxBudget};
@@ -73,6 +73,8 @@ pub struct RedisBroker {
     next_conn: AtomicU64,
     /// Whether the last maintenance pass reached Redis.
     reachable: AtomicBool,
+    /// The epoch of Redis' data set seen by the last maintenance pass.
+    epoch: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -136,6 +138,7 @@ impl RedisBroker {
             metrics,
             next_conn: AtomicU64::new(1),
             reachable: AtomicBool::new(true),
+            epoch: Mutex::new(None),
             instance,
         };
         // Announce this instance before it takes any connection.
@@ -182,6 +185,15 @@ impl RedisBroker {
             code: ErrorCode::Internal,
             message: "the room store is unreachable; try again shortly".into(),
             peer_id: None,
+        }
+    }
+
+    /// A signal to `to` that could not be carried: `internal`, naming `to`
+    /// so the sender knows which negotiation to repeat.
+    fn not_carried(&self, rejection: Rejection, to: PeerId) -> Rejection {
+        Rejection {
+            peer_id: Some(to),
+            ..rejection
         }
     }
 
@@ -238,7 +250,7 @@ impl RedisBroker {
             room: room.to_owned(),
             peers,
             ice_servers: self.settings.ice.servers_for(peer_id),
-            resume_token: token,
+            resume_token: token.clone(),
             resumed,
             limits: self.settings.limits,
         };
@@ -251,6 +263,7 @@ impl RedisBroker {
             Local {
                 conn: conn.clone(),
                 room: Arc::from(room),
+                token,
             },
         );
         // A resume on this same instance takes over the old connection.
@@ -298,7 +311,7 @@ impl RedisBroker {
             self.pipe
                 .publish(publish, REQUEST_TIMEOUT)
                 .await
-                .map_err(|err| self.unavailable(&err))?;
+                .map_err(|err| self.not_carried(self.unavailable(&err), to))?;
             self.metrics.signals_relayed.increment(1);
             return Ok(());
         }
@@ -320,8 +333,13 @@ impl RedisBroker {
                 room: room.to_string(),
             }
             .into()),
-            // Removed meanwhile (e.g. its instance was taken for dead).
-            "not_joined" => Err(RegistryError::NotJoined("signal").into()),
+            // Attached here but unknown to Redis: Redis lost its data and this
+            // instance has not put its peers back yet (or was taken for dead).
+            "not_joined" => Err(Rejection {
+                code: ErrorCode::Internal,
+                message: "the room store is recovering; try again shortly".into(),
+                peer_id: Some(to),
+            }),
             other => Err(self.bad_reply(other)),
         }
     }
@@ -495,9 +513,10 @@ impl RedisBroker {
             .arg(limits.max_queued_bytes)
             .arg(&self.instance)
             .arg(liveness)
-            .arg(EXPIRE_BATCH);
+            .arg(EXPIRE_BATCH)
+            .arg(uuid::Uuid::new_v4().simple().to_string());
         let mut redis = self.redis.clone();
-        let (rooms, peers, expired, orphaned): (u64, i64, u64, u64) =
+        let (rooms, peers, expired, orphaned, epoch): (u64, i64, u64, u64, String) =
             tokio::time::timeout(REQUEST_TIMEOUT, invocation.invoke_async(&mut redis))
                 .await
                 .unwrap_or_else(|_| {
@@ -506,6 +525,14 @@ impl RedisBroker {
                         "no answer from Redis in time",
                     )))
                 })?;
+        let previous = self
+            .epoch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(epoch.clone());
+        if previous.is_some_and(|previous| previous != epoch) {
+            self.restore().await;
+        }
         self.metrics.rooms.set(rooms as f64);
         self.metrics.peers.set(peers.max(0) as f64);
         if expired > 0 {
@@ -519,6 +546,35 @@ impl RedisBroker {
             );
         }
         Ok(())
+    }
+
+    /// Redis lost its data (it restarted empty): puts this instance's peers
+    /// back, so their rooms work again without anyone rejoining. Absent
+    /// peers, which no instance holds, and what was queued for them are
+    /// lost.
+    async fn restore(&self) {
+        let peers = self.lock().snapshot();
+        warn!(
+            peers = peers.len(),
+            "Redis lost its data; putting this instance's peers back"
+        );
+        let restores = peers.into_iter().map(|(peer, room, token, conn)| {
+            let mut cmd = self.script(RESTORE);
+            cmd.arg(&*room)
+                .arg(peer.to_string())
+                .arg(token)
+                .arg(&self.instance)
+                .arg(conn);
+            self.call::<i64>(cmd)
+        });
+        let results = futures_util::future::join_all(restores).await;
+        let failed = results.iter().filter(|result| result.is_err()).count();
+        if failed > 0 {
+            self.metrics.redis_errors.increment(1);
+            warn!(failed, "some peers could not be put back into Redis");
+        } else {
+            info!(restored = results.len(), "peers put back into Redis");
+        }
     }
 
     fn bad_reply(&self, reply: &str) -> Rejection {

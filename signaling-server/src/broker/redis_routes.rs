@@ -28,6 +28,8 @@ pub(super) struct Local {
     pub(super) conn: ConnHandle,
     /// Its room.
     pub(super) room: Arc<str>,
+    /// Its current resume token (to put it back if Redis loses its data).
+    pub(super) token: String,
 }
 
 /// A room with at least one peer here.
@@ -156,6 +158,21 @@ impl LocalPeers {
         }
     }
 
+    /// Every local peer: id, room, token and connection id.
+    pub(super) fn snapshot(&self) -> Vec<(PeerId, Arc<str>, String, u64)> {
+        self.peers
+            .iter()
+            .map(|(peer, local)| {
+                (
+                    *peer,
+                    local.room.clone(),
+                    local.token.clone(),
+                    local.conn.id,
+                )
+            })
+            .collect()
+    }
+
     /// Routes held, in all rooms.
     #[cfg(test)]
     fn routes(&self) -> usize {
@@ -190,6 +207,7 @@ mod tests {
         Local {
             conn: conn(id),
             room: Arc::from(room),
+            token: String::new(),
         }
     }
 

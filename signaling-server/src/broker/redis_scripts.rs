@@ -108,12 +108,15 @@ return 1
 );
 
 /// Refreshes this instance's liveness, removes expired absent peers and the
-/// peers of dead instances, and reports the totals for the gauges:
-/// `{rooms, peers, expired, orphaned}`.
+/// peers of dead instances, and reports the totals for the gauges and the
+/// data set's epoch: `{rooms, peers, expired, orphaned, epoch}`. The epoch
+/// (`sig:epoch`, set to ARGV[6] when missing) changes only when Redis lost
+/// its data: then every instance puts its peers back (`RESTORE`).
 pub(super) const MAINTAIN: &str = concat!(
     include_str!("scripts.lua"),
     r#"
 local me, liveness, batch = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+redis.call('SET', 'sig:epoch', ARGV[6], 'NX')
 redis.call('SET', 'sig:alive:' .. me, '1', 'PX', liveness)
 redis.call('SADD', 'sig:instances', me)
 local due = redis.call('ZRANGEBYSCORE', 'sig:absent', '-inf', now_ms(), 'LIMIT', 0, batch)
@@ -132,6 +135,26 @@ for _, inst in ipairs(redis.call('SMEMBERS', 'sig:instances')) do
     redis.call('SREM', 'sig:instances', inst)
   end
 end
-return {redis.call('SCARD', 'sig:rooms'), tonumber(redis.call('GET', 'sig:npeers') or '0'), #due, orphaned}
+return {redis.call('SCARD', 'sig:rooms'), tonumber(redis.call('GET', 'sig:npeers') or '0'), #due, orphaned,
+  redis.call('GET', 'sig:epoch')}
+"#
+);
+
+/// Puts a peer attached to this instance back after Redis lost its data
+/// (restarted empty): its room, token and instance, as they were. A peer
+/// already there (it joined again meanwhile) is left alone.
+pub(super) const RESTORE: &str = concat!(
+    include_str!("scripts.lua"),
+    r#"
+local room, pid, tok, inst, conn = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local pk = 'sig:peer:' .. pid
+if redis.call('EXISTS', pk) == 1 then return 0 end
+redis.call('ZADD', 'sig:room:' .. room, redis.call('INCR', 'sig:seq'), pid)
+redis.call('SADD', 'sig:rooms', room)
+redis.call('HSET', pk, 'room', room, 'token', tok, 'inst', inst, 'conn', conn, 'qbytes', 0)
+redis.call('SET', 'sig:token:' .. tok, pid)
+redis.call('SADD', 'sig:inst:' .. inst .. ':peers', pid)
+redis.call('INCR', 'sig:npeers')
+return 1
 "#
 );

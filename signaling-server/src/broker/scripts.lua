@@ -13,6 +13,8 @@
 --   sig:instances          set   instance ids
 --   sig:alive:INST         string, expires unless the instance refreshes it
 --   sig:npeers             integer, peers held
+--   sig:epoch              string, set once per data set: a new value means
+--                          Redis lost its data and instances restore theirs
 -- Channel sig:ch:INST carries "F PEER FRAME" (deliver), "R PEER CONN"
 -- (the peer resumed elsewhere: close that connection) and "L PEER ROOM"
 -- (the peer left ROOM: forget the route to it).
