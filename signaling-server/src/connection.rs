@@ -28,12 +28,13 @@ use tracing::{debug, info};
 use crate::address_table::OpenSlot;
 use crate::auth::{self, Claims};
 use crate::broker::{ConnHandle, Rejection};
+use crate::message_reader::{Event, MessageReader, ReadError, Step};
 use crate::metrics::Refusal;
 use crate::outbox::{CloseReason, Frame};
 use crate::rate_limit::TokenBucket;
 use crate::socket::Socket;
 use crate::state::ServerState;
-use crate::websocket::{self, FrameError, Header, Opcode};
+use crate::websocket::{self, FrameError, Opcode};
 
 /// How long the goodbye (last frames, close frame) may take to write, and
 /// how long the server then waits for the client to close its side, before
@@ -120,8 +121,7 @@ pub(crate) async fn run(
         outbuf: Vec::new(),
         written: 0,
         write_blocked_since: None,
-        message: None,
-        skip: 0,
+        reader: MessageReader::new(config.max_frame_bytes),
     };
     let end = session.serve().await;
     shared.closed(&session.conn);
@@ -157,14 +157,6 @@ pub(crate) async fn refuse(
     goodbye(&mut stream, &out).await;
 }
 
-/// A fragmented message being put together.
-struct Partial {
-    opcode: Opcode,
-    data: Vec<u8>,
-    /// Over the size limit: its fragments are skipped, and it is refused.
-    refused: bool,
-}
-
 /// The state of one connection.
 struct Session {
     shared: Arc<ServerState>,
@@ -188,10 +180,8 @@ struct Session {
     written: usize,
     /// Since when the socket has refused our writes.
     write_blocked_since: Option<Instant>,
-    /// A fragmented message in progress.
-    message: Option<Partial>,
-    /// Payload bytes of an oversized frame still to be skipped.
-    skip: u64,
+    /// Frames into messages, with the size caps.
+    reader: MessageReader,
 }
 
 impl Session {
@@ -294,58 +284,23 @@ impl Session {
         }
     }
 
-    /// Handles every complete frame in `buf`; keeps an incomplete tail.
+    /// Handles every complete message in `buf`; keeps an incomplete tail.
     async fn process(&mut self, mut buf: Vec<u8>) -> Result<(), End> {
-        let max = self.shared.config.max_frame_bytes;
-        let hard_cap = max.saturating_mul(2);
         let mut pos = 0;
-        while pos < buf.len() {
-            if self.skip > 0 {
-                let available = (buf.len() - pos) as u64;
-                let skipped = self.skip.min(available);
-                pos += skipped as usize;
-                self.skip -= skipped;
-                continue;
-            }
-            let header = match websocket::parse_header(&buf[pos..]) {
-                Ok(Some(header)) => header,
-                Ok(None) => break,
-                Err(err) => return Err(End::Protocol(err)),
-            };
-            match (header.opcode, &self.message) {
-                (Opcode::Text | Opcode::Binary, Some(_)) => {
-                    return Err(End::Protocol(FrameError::Interleaved));
+        loop {
+            match self.reader.next(&mut buf, &mut pos) {
+                Ok(Step::Event(event)) => self.on_event(event).await?,
+                Ok(Step::NeedMore { frame_len }) => {
+                    // Make room for the whole frame, so the next read can
+                    // complete it.
+                    if let Some(frame_len) = frame_len {
+                        buf.reserve(frame_len);
+                    }
+                    break;
                 }
-                (Opcode::Continuation, None) => {
-                    return Err(End::Protocol(FrameError::StrayContinuation));
-                }
-                _ => {}
+                Err(ReadError::Protocol(err)) => return Err(End::Protocol(err)),
+                Err(ReadError::TooLarge(cap)) => return Err(End::TooLarge(cap)),
             }
-            let so_far = self.message.as_ref().map_or(0, |m| m.data.len() as u64);
-            if !header.opcode.is_control() {
-                let total = so_far + header.len;
-                if total > hard_cap as u64 {
-                    return Err(End::TooLarge(hard_cap));
-                }
-                if total > max as u64 {
-                    pos += header.header_len;
-                    self.skip = header.len;
-                    self.refuse_oversized(header, total);
-                    continue;
-                }
-            }
-            let frame_len = header.header_len + header.len as usize;
-            if buf.len() - pos < frame_len {
-                // Make room for the whole frame, so the next read can
-                // complete it.
-                buf.reserve(frame_len);
-                break;
-            }
-            let payload = &mut buf[pos + header.header_len..pos + frame_len];
-            websocket::unmask(payload, header.mask, 0);
-            let result = self.on_frame(header, payload).await;
-            pos += frame_len;
-            result?;
         }
         self.keep_leftover(buf, pos);
         Ok(())
@@ -366,89 +321,46 @@ impl Session {
         }
     }
 
-    /// An oversized data frame: refused once per message, its payload skipped.
-    fn refuse_oversized(&mut self, header: Header, total: u64) {
-        let max = self.shared.config.max_frame_bytes;
-        let already = match (&mut self.message, header.opcode) {
-            (Some(partial), Opcode::Continuation) => {
-                let already = partial.refused;
-                partial.refused = true;
-                partial.data = Vec::new();
-                already
-            }
-            _ => false,
-        };
-        if header.opcode != Opcode::Continuation && !header.fin {
-            self.message = Some(Partial {
-                opcode: header.opcode,
-                data: Vec::new(),
-                refused: true,
-            });
-        }
-        if header.fin {
-            self.message = None;
-        }
-        if !already {
-            let message = format!(
-                "frame of {total} bytes is over the limit of {max} bytes; send smaller messages"
-            );
-            self.reject(ErrorCode::FrameTooLarge, message, None);
-        }
-    }
-
-    /// Handles one complete, unmasked frame.
-    async fn on_frame(&mut self, header: Header, payload: &mut [u8]) -> Result<(), End> {
-        match header.opcode {
-            Opcode::Ping => {
+    /// Handles what the reader made of the frames.
+    async fn on_event(&mut self, event: Event<'_>) -> Result<(), End> {
+        match event {
+            Event::Control {
+                opcode: Opcode::Ping,
+                payload,
+            } => {
                 if self.admit() {
                     self.queue_control(Opcode::Pong, payload);
                 }
                 Ok(())
             }
-            Opcode::Pong => {
-                self.admit();
-                Ok(())
-            }
-            Opcode::Close => {
+            Event::Control {
+                opcode: Opcode::Close,
+                payload,
+            } => {
                 let code = match payload {
                     [hi, lo, ..] => u16::from_be_bytes([*hi, *lo]),
                     _ => close_code::NORMAL,
                 };
                 Err(End::ClientClosed(code))
             }
-            Opcode::Text | Opcode::Binary if !header.fin => {
-                self.message = Some(Partial {
-                    opcode: header.opcode,
-                    data: payload.to_vec(),
-                    refused: false,
-                });
+            Event::Control { .. } => {
+                // A pong: it only counts against the rate.
+                self.admit();
                 Ok(())
             }
-            Opcode::Text | Opcode::Binary => self.on_message(header.opcode, payload).await,
-            Opcode::Continuation => {
-                let Some(partial) = self.message.as_mut() else {
-                    return Err(End::Protocol(FrameError::StrayContinuation));
-                };
-                if !partial.refused {
-                    partial.data.extend_from_slice(payload);
-                }
-                if !header.fin {
-                    return Ok(());
-                }
-                let Some(partial) = self.message.take() else {
-                    return Ok(());
-                };
-                if partial.refused {
-                    return Ok(());
-                }
-                let mut data = partial.data;
-                self.on_message(partial.opcode, &mut data).await
+            Event::Message { opcode, payload } => self.on_message(opcode, payload.bytes()).await,
+            Event::Oversized { total, max } => {
+                let message = format!(
+                    "frame of {total} bytes is over the limit of {max} bytes; send smaller messages"
+                );
+                self.reject(ErrorCode::FrameTooLarge, message, None);
+                Ok(())
             }
         }
     }
 
     /// Handles one complete text or binary message.
-    async fn on_message(&mut self, opcode: Opcode, payload: &mut [u8]) -> Result<(), End> {
+    async fn on_message(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), End> {
         if !self.admit() {
             return Ok(());
         }

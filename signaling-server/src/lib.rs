@@ -12,7 +12,8 @@
 //! - `connection`: one task per WebSocket — size check, rate limit, parse,
 //!   dispatch, batched writes, heartbeat, idle timeout.
 //! - [`websocket`]: the RFC 6455 pieces (handshake key, frames, masking) and
-//!   the pooled I/O buffers that let idle connections hold none.
+//!   the pooled I/O buffers that let idle connections hold none;
+//!   [`message_reader`]: frames into messages with the size caps, without I/O.
 //! - [`broker`]: what connections talk to: rooms in this process, or with
 //!   `--redis` shared by several instances through Redis.
 //! - [`auth`]: room tokens (`/ws?token=...`); [`ice`]: STUN and TURN servers
@@ -50,6 +51,7 @@ pub mod config;
 mod connection;
 mod http;
 pub mod ice;
+pub mod message_reader;
 pub mod metrics;
 pub mod outbox;
 pub mod rate_limit;
