@@ -34,13 +34,12 @@ use crate::outbox::{CloseReason, Frame};
 use crate::rate_limit::TokenBucket;
 use crate::socket::Socket;
 use crate::state::ServerState;
-use crate::websocket::{self, FrameError, Opcode};
+use crate::websocket::{self, Opcode};
 
-/// How long the goodbye (last frames, close frame) may take to write, and
-/// how long the server then waits for the client to close its side, before
-/// dropping the socket. Waiting keeps the goodbye from being lost to a TCP
-/// reset when the client still had data in flight.
-const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+mod goodbye;
+
+pub(crate) use goodbye::refuse;
+use goodbye::{End, GOODBYE_TIMEOUT, close_code};
 
 /// At most one `rate_limited` error per this interval; further drops are
 /// only counted.
@@ -51,38 +50,6 @@ const RATE_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_PENDING_FOR_PONG: usize = 64 * 1024;
 
 const PONG: Frame = Frame::from_static(r#"{"type":"pong"}"#);
-
-/// WebSocket close codes used here.
-mod close_code {
-    pub const NORMAL: u16 = 1000;
-    pub const AWAY: u16 = 1001;
-    pub const PROTOCOL: u16 = 1002;
-    pub const INVALID_DATA: u16 = 1007;
-    pub const POLICY: u16 = 1008;
-    pub const TOO_BIG: u16 = 1009;
-    pub const AGAIN: u16 = 1013;
-}
-
-/// Why the main loop ended (shutdown arrives as a closed outbox).
-#[derive(Debug)]
-enum End {
-    /// The client sent a close frame.
-    ClientClosed(u16),
-    /// The socket ended without a close frame.
-    Gone,
-    /// A frame above the hard cap; the stream cannot continue.
-    TooLarge(usize),
-    /// The client broke RFC 6455.
-    Protocol(FrameError),
-    /// A text message that is not UTF-8.
-    NotUtf8,
-    /// Reading or writing failed (reset, broken pipe).
-    Io(io::Error),
-    /// The outbox was closed (slow consumer, or resumed elsewhere).
-    Closed(CloseReason),
-    /// Nothing heard from the client for the idle timeout.
-    IdleTimeout,
-}
 
 /// Serves one upgraded connection until it ends. `leftover` holds bytes the
 /// HTTP layer read past the handshake. `_slots` hold the connection's place
@@ -132,29 +99,6 @@ pub(crate) async fn run(
     // task of every open connection.
     Box::pin(session.finish(end)).await;
     shared.metrics.connections.decrement(1.0);
-}
-
-/// Answers a connection that may not stay (over a connection limit, no
-/// valid token) with `error {code, message}` and a close frame. The caller
-/// counts and logs the refusal.
-pub(crate) async fn refuse(
-    mut stream: Socket,
-    shared: Arc<ServerState>,
-    code: ErrorCode,
-    message: String,
-) {
-    shared.metrics.error(code);
-    let (close, reason) = match code {
-        ErrorCode::ServerFull | ErrorCode::TooManyConnections => {
-            (close_code::AGAIN, "try again later")
-        }
-        _ => (close_code::POLICY, "unauthorized"),
-    };
-    let mut out = Vec::new();
-    let error = ServerMessage::error(code, message).to_json();
-    websocket::encode(&mut out, Opcode::Text, error.as_bytes());
-    websocket::encode_close(&mut out, close, reason);
-    goodbye(&mut stream, &out).await;
 }
 
 /// The state of one connection.
@@ -523,127 +467,28 @@ impl Session {
         Ok(())
     }
 
-    /// Says goodbye the way `end` calls for, bounded in time.
+    /// Says goodbye the way `end` calls for (see `goodbye.rs`), bounded in time.
     async fn finish(mut self, end: End) {
-        let id = self.conn.id();
-        let peer = self.peer;
-        let client_closed = matches!(end, End::ClientClosed(_));
-        let (text, code, reason) = match end {
-            End::ClientClosed(code) => {
-                debug!(conn = id, ?peer, code, "connection closed by client");
-                // Codes that must not be sent on the wire become 1000.
-                let code = if matches!(code, 1004..=1006 | 1015) || !(1000..5000).contains(&code) {
-                    close_code::NORMAL
-                } else {
-                    code
-                };
-                (None, code, "")
-            }
-            End::Gone => {
-                debug!(conn = id, ?peer, "connection dropped by client");
-                return;
-            }
-            End::Io(err) => {
-                debug!(conn = id, ?peer, %err, "connection failed");
-                return;
-            }
-            End::Protocol(err) => {
-                info!(conn = id, ?peer, %err, "WebSocket protocol error; closing");
-                (None, close_code::PROTOCOL, "protocol error")
-            }
-            End::NotUtf8 => {
-                info!(conn = id, ?peer, "text frame is not UTF-8; closing");
-                (None, close_code::INVALID_DATA, "text is not UTF-8")
-            }
-            End::Closed(CloseReason::Shutdown) => {
-                let spread = self.shared.config.reconnect_spread.as_millis();
-                let delay = rand::random_range(0..=u64::try_from(spread).unwrap_or(u64::MAX));
-                let message = ServerMessage::Shutdown {
-                    reconnect_after_ms: delay,
-                };
-                (
-                    Some(message.to_json()),
-                    close_code::AWAY,
-                    "server shutting down",
-                )
-            }
-            End::IdleTimeout => {
-                let secs = self.shared.config.idle_timeout.as_secs_f64();
-                let message = format!(
-                    "nothing received for {secs} s; closing. Answer pings or send ping messages to stay connected"
-                );
-                (
-                    self.goodbye_error(ErrorCode::IdleTimeout, message),
-                    close_code::NORMAL,
-                    "idle timeout",
-                )
-            }
-            End::Closed(CloseReason::SlowConsumer) => {
-                let message =
-                    "messages for this client piled up faster than it read them; disconnecting"
-                        .to_owned();
-                (
-                    self.goodbye_error(ErrorCode::SlowConsumer, message),
-                    close_code::POLICY,
-                    "slow consumer",
-                )
-            }
-            End::Closed(CloseReason::Replaced) => {
-                info!(
-                    conn = id,
-                    ?peer,
-                    "session resumed on another connection; closing this one"
-                );
-                (
-                    None,
-                    close_code::NORMAL,
-                    "session resumed on another connection",
-                )
-            }
-            End::TooLarge(max) => {
-                let message = format!(
-                    "frame over {max} bytes; closing, because a frame this large is not worth reading"
-                );
-                (
-                    self.goodbye_error(ErrorCode::FrameTooLarge, message),
-                    close_code::TOO_BIG,
-                    "frame too large",
-                )
-            }
+        let config = &self.shared.config;
+        let Some(farewell) = goodbye::for_end(end, config, self.conn.id(), self.peer) else {
+            return;
         };
+        if let Some(code) = farewell.error {
+            self.shared.metrics.error(code);
+        }
         // Whatever is still unwritten goes first, then the goodbye.
         let mut out = std::mem::take(&mut self.outbuf);
         out.drain(..self.written);
-        if let Some(text) = text {
+        if let Some(text) = &farewell.text {
             websocket::encode(&mut out, Opcode::Text, text.as_bytes());
         }
-        websocket::encode_close(&mut out, code, reason);
-        if client_closed {
+        websocket::encode_close(&mut out, farewell.code, farewell.reason);
+        if farewell.client_closed {
             // The client has finished sending: answer its close frame and
             // close the socket, with no need to wait for anything.
             let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.stream.write_all(&out)).await;
             return;
         }
-        goodbye(&mut self.stream, &out).await;
+        goodbye::send(&mut self.stream, &out).await;
     }
-
-    /// Logs and counts an error that ends the connection, and encodes it.
-    fn goodbye_error(&self, code: ErrorCode, message: String) -> Option<String> {
-        self.shared.metrics.error(code);
-        info!(conn = self.conn.id(), peer = ?self.peer, %code, "disconnecting: {message}");
-        Some(ServerMessage::error(code, message).to_json())
-    }
-}
-
-/// Writes `out` (ending in a close frame), half-closes, and waits briefly
-/// for the client to close its side, discarding what it still sends.
-async fn goodbye(stream: &mut Socket, out: &[u8]) {
-    let exchange = async {
-        stream.write_all(out).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 1024];
-        while stream.read(&mut sink).await? > 0 {}
-        io::Result::Ok(())
-    };
-    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, exchange).await;
 }
