@@ -248,30 +248,9 @@ impl MessageReader {
 
 #[cfg(test)]
 mod tests {
+    use test_support::client_frame as frame;
+
     use super::*;
-
-    const MASK: [u8; 4] = [1, 2, 3, 4];
-
-    /// A masked client frame.
-    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-        match payload.len() {
-            len @ 0..=125 => out.push(0x80 | len as u8),
-            len @ 126..=65535 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            len => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(len as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&MASK);
-        let start = out.len();
-        out.extend_from_slice(payload);
-        websocket::unmask(&mut out[start..], MASK, 0);
-        out
-    }
 
     /// Every event in `bytes`, as owned values, until more bytes are needed.
     fn events(reader: &mut MessageReader, bytes: &mut [u8]) -> Result<Vec<String>, ReadError> {

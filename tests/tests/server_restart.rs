@@ -46,6 +46,19 @@ fn start_redis(host: &Netns) -> Process {
     redis
 }
 
+/// Ada (10.9.0.1), Bob (10.9.0.2) and the server's host (10.9.0.3) on a
+/// wire with 150 ms each way.
+fn hosts_on_a_slow_wire() -> ([Netns; 3], Wire) {
+    let hosts = [Netns::new("ada"), Netns::new("bob"), Netns::new("srv")];
+    let mut wire = Wire::new();
+    for (n, host) in hosts.iter().enumerate() {
+        wire.attach(host, "eth0", &format!("10.9.0.{}/24", n + 1));
+    }
+    wire.set_delay(Duration::from_millis(150));
+    wire.start();
+    (hosts, wire)
+}
+
 #[test]
 fn server_killed_mid_negotiation_and_restarted_peers_finish_connecting() {
     restart_mid_negotiation(false);
@@ -59,13 +72,7 @@ fn server_on_redis_killed_mid_negotiation_and_restarted_peers_resume_and_connect
 /// Kills the server the moment the second peer has joined, starts it again,
 /// and checks both peers come back (`resumed` on Redis) and connect.
 fn restart_mid_negotiation(redis: bool) {
-    let hosts = [Netns::new("ada"), Netns::new("bob"), Netns::new("srv")];
-    let mut wire = Wire::new();
-    for (n, host) in hosts.iter().enumerate() {
-        wire.attach(host, "eth0", &format!("10.9.0.{}/24", n + 1));
-    }
-    wire.set_delay(Duration::from_millis(150));
-    wire.start();
+    let (hosts, _wire) = hosts_on_a_slow_wire();
 
     let _redis = redis.then(|| start_redis(&hosts[2]));
     let mut server = start_server(&hosts[2], redis);
@@ -122,13 +129,7 @@ fn restart_mid_negotiation(redis: bool) {
 
 #[test]
 fn redis_restarted_empty_mid_negotiation_peers_on_two_instances_finish_connecting() {
-    let hosts = [Netns::new("ada"), Netns::new("bob"), Netns::new("srv")];
-    let mut wire = Wire::new();
-    for (n, host) in hosts.iter().enumerate() {
-        wire.attach(host, "eth0", &format!("10.9.0.{}/24", n + 1));
-    }
-    wire.set_delay(Duration::from_millis(150));
-    wire.start();
+    let (hosts, _wire) = hosts_on_a_slow_wire();
 
     let mut redis = start_redis(&hosts[2]);
     let _first = start_server_on(&hosts[2], SERVER, true);
