@@ -1,7 +1,7 @@
 //! A session: one membership in one room, with a link to every other peer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use signaling_protocol::{ErrorCode, IceServer, PeerId};
 use tokio::sync::mpsc;
@@ -61,11 +61,18 @@ pub struct Session {
 /// A cloneable handle that sends on a session's channels.
 #[derive(Clone)]
 pub struct SessionHandle {
-    shared: Arc<Shared>,
+    shared: Arc<SessionState>,
     commands: mpsc::Sender<Command>,
 }
 
-struct Shared {
+/// Locks `mutex`; a lock poisoned by a panicking holder is used as it is
+/// (every value behind these locks stays consistent between statements).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the session's handle and its task share.
+struct SessionState {
     room: String,
     id: Mutex<PeerId>,
     channels: ChannelMap,
@@ -95,7 +102,7 @@ impl Session {
         let (events_tx, events) = mpsc::channel(QUEUE);
         let (outbound_tx, outbound) = mpsc::channel(QUEUE);
         let (commands, commands_rx) = mpsc::channel(16);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(SessionState {
             room: config.room.clone(),
             id: Mutex::new(welcome.peer_id),
             channels: Arc::default(),
@@ -166,11 +173,7 @@ impl Session {
 impl SessionHandle {
     /// Our peer id in the room (it changes only if a resume was refused).
     pub fn id(&self) -> PeerId {
-        self.shared
-            .id
-            .lock()
-            .map(|id| *id)
-            .unwrap_or_else(|e| *e.into_inner())
+        *lock(&self.shared.id)
     }
 
     /// The room's name.
@@ -180,38 +183,24 @@ impl SessionHandle {
 
     /// Peers with at least one open channel.
     pub fn connected_peers(&self) -> Vec<PeerId> {
-        self.shared
-            .channels
-            .lock()
-            .map(|map| {
-                map.iter()
-                    .filter(|(_, c)| !c.is_empty())
-                    .map(|(p, _)| *p)
-                    .collect()
-            })
-            .unwrap_or_default()
+        lock(&self.shared.channels)
+            .iter()
+            .filter(|(_, c)| !c.is_empty())
+            .map(|(p, _)| *p)
+            .collect()
     }
 
     /// The open channel `label` to `peer`, if any.
     pub fn channel(&self, peer: PeerId, label: &str) -> Option<Channel> {
-        self.shared
-            .channels
-            .lock()
-            .ok()?
-            .get(&peer)?
-            .get(label)
-            .cloned()
+        lock(&self.shared.channels).get(&peer)?.get(label).cloned()
     }
 
     /// Sends on channel `label` to `peer`.
     pub async fn send(&self, peer: PeerId, label: &str, payload: Payload) -> Result<(), Error> {
         let channel = self.channel(peer, label).ok_or_else(|| {
-            if self
-                .shared
-                .channels
-                .lock()
-                .map(|m| m.get(&peer).is_some_and(|c| !c.is_empty()))
-                .unwrap_or(false)
+            if lock(&self.shared.channels)
+                .get(&peer)
+                .is_some_and(|c| !c.is_empty())
             {
                 Error::NoSuchChannel {
                     peer,
@@ -227,12 +216,10 @@ impl SessionHandle {
     /// Sends on channel `label` to every peer that has it open; returns how
     /// many peers it was sent to. A peer whose channel fails is skipped.
     pub async fn broadcast(&self, label: &str, payload: Payload) -> usize {
-        let channels: Vec<Channel> = self
-            .shared
-            .channels
-            .lock()
-            .map(|map| map.values().filter_map(|c| c.get(label).cloned()).collect())
-            .unwrap_or_default();
+        let channels: Vec<Channel> = lock(&self.shared.channels)
+            .values()
+            .filter_map(|c| c.get(label).cloned())
+            .collect();
         let mut sent = 0;
         for channel in channels {
             match channel.send(payload.clone()).await {
@@ -295,7 +282,7 @@ impl SessionHandle {
 
 /// The session's task: routes signals between the server and the links.
 struct Room {
-    shared: Arc<Shared>,
+    shared: Arc<SessionState>,
     ctx: LinkContext,
     signaling: SignalingClient,
     links: HashMap<PeerId, PeerLink>,
@@ -423,9 +410,7 @@ impl Room {
             // The server forgot us (it restarted, or the grace period ran out): the
             // others know us by the new id only, and drop their links to the old one.
             // Start over like a newcomer, as the web client does.
-            if let Ok(mut id) = self.shared.id.lock() {
-                *id = welcome.peer_id;
-            }
+            *lock(&self.shared.id) = welcome.peer_id;
             self.ctx.local = welcome.peer_id;
             if !self.ice_override {
                 self.ctx.ice_servers = welcome.ice_servers.clone();

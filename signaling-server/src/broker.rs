@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ice::IceConfig;
 use crate::metrics::Metrics;
-use crate::outbox::{CloseReason, Frame, Outbox, OutboxBudget};
+use crate::outbox::{CloseReason, Outbox, OutboxBudget, SharedText};
 use crate::registry::{Registry, RegistryError, RegistryLimits};
 
 /// One connection as the broker knows it: an id, and the outbox frames for
@@ -249,7 +249,7 @@ impl MemoryBroker {
             resumed: joined.resumed,
             limits: self.settings.limits,
         };
-        conn.outbox.push(Frame::from(welcome.to_json()));
+        conn.outbox.push(SharedText::from(welcome.to_json()));
         for frame in joined.backlog {
             conn.outbox.push(frame);
         }

@@ -58,6 +58,7 @@ pub mod rate_limit;
 pub mod registry;
 pub mod secret;
 pub mod server;
+pub mod shared_text;
 mod socket;
 mod state;
 pub mod tls;

@@ -22,8 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-/// One encoded JSON text frame, shared (not copied) between its receivers.
-pub type Frame = axum::extract::ws::Utf8Bytes;
+pub use crate::shared_text::SharedText;
 
 /// Why an outbox stopped taking frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +87,7 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<Frame>,
+    frames: VecDeque<SharedText>,
     bytes: usize,
     closed: Option<CloseReason>,
     /// A heartbeat is due: the reader checks for idleness and pings.
@@ -104,7 +103,7 @@ struct State {
 #[derive(Debug)]
 pub struct Batch {
     /// Frames to write, oldest first.
-    pub frames: VecDeque<Frame>,
+    pub frames: VecDeque<SharedText>,
     /// Set once the outbox is closed; the connection should end after writing.
     pub closed: Option<CloseReason>,
     /// A heartbeat came due since the last take.
@@ -127,7 +126,7 @@ impl Outbox {
     /// frame does not fit (in this outbox, or in the shared budget while this
     /// outbox holds frames), in which case the outbox closes as a slow
     /// consumer.
-    pub fn push(&self, frame: Frame) -> bool {
+    pub fn push(&self, frame: SharedText) -> bool {
         let mut state = self.lock();
         if state.closed.is_some() {
             return false;
@@ -259,10 +258,10 @@ mod tests {
     #[test]
     fn takes_frames_in_order() {
         let outbox = outbox(4, 1024);
-        assert!(outbox.push(Frame::from("a")));
-        assert!(outbox.push(Frame::from("b")));
+        assert!(outbox.push(SharedText::from("a")));
+        assert!(outbox.push(SharedText::from("b")));
         let batch = outbox.take();
-        assert_eq!(batch.frames, [Frame::from("a"), Frame::from("b")]);
+        assert_eq!(batch.frames, [SharedText::from("a"), SharedText::from("b")]);
         assert_eq!(batch.closed, None);
         assert!(outbox.take().frames.is_empty());
     }
@@ -270,39 +269,39 @@ mod tests {
     #[test]
     fn overflow_by_count_closes_as_slow_consumer() {
         let outbox = outbox(2, 1024);
-        assert!(outbox.push(Frame::from("a")));
-        assert!(outbox.push(Frame::from("b")));
-        assert!(!outbox.push(Frame::from("c")));
+        assert!(outbox.push(SharedText::from("a")));
+        assert!(outbox.push(SharedText::from("b")));
+        assert!(!outbox.push(SharedText::from("c")));
         let batch = outbox.take();
         assert!(batch.frames.is_empty(), "queued frames are dropped");
         assert_eq!(batch.closed, Some(CloseReason::SlowConsumer));
-        assert!(!outbox.push(Frame::from("d")));
+        assert!(!outbox.push(SharedText::from("d")));
     }
 
     #[test]
     fn overflow_by_bytes_closes_as_slow_consumer() {
         let outbox = outbox(100, 5);
-        assert!(outbox.push(Frame::from("abc")));
-        assert!(!outbox.push(Frame::from("def")));
+        assert!(outbox.push(SharedText::from("abc")));
+        assert!(!outbox.push(SharedText::from("def")));
         assert_eq!(outbox.closed(), Some(CloseReason::SlowConsumer));
     }
 
     #[test]
     fn taking_frees_byte_budget() {
         let outbox = outbox(100, 5);
-        assert!(outbox.push(Frame::from("abc")));
+        assert!(outbox.push(SharedText::from("abc")));
         outbox.take();
-        assert!(outbox.push(Frame::from("def")));
+        assert!(outbox.push(SharedText::from("def")));
     }
 
     #[test]
     fn close_keeps_queued_frames_and_first_reason() {
         let outbox = outbox(4, 1024);
-        assert!(outbox.push(Frame::from("a")));
+        assert!(outbox.push(SharedText::from("a")));
         outbox.close(CloseReason::Replaced);
         outbox.close(CloseReason::SlowConsumer);
         let batch = outbox.take();
-        assert_eq!(batch.frames, [Frame::from("a")]);
+        assert_eq!(batch.frames, [SharedText::from("a")]);
         assert_eq!(batch.closed, Some(CloseReason::Replaced));
     }
 
@@ -317,10 +316,10 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        assert!(outbox.push(Frame::from("a")));
+        assert!(outbox.push(SharedText::from("a")));
         tokio::task::yield_now().await;
         assert!(!reader.is_finished(), "frames alone do not wake it");
-        assert!(!outbox.push(Frame::from("b")));
+        assert!(!outbox.push(SharedText::from("b")));
         let got = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
             .await
             .unwrap()
@@ -350,7 +349,7 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        assert!(outbox.push(Frame::from("a")));
+        assert!(outbox.push(SharedText::from("a")));
         let got = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
             .await
             .unwrap()
@@ -363,17 +362,17 @@ mod tests {
         let budget = OutboxBudget::new(8);
         let slow = Outbox::new(100, 1024, budget.clone());
         let other = Outbox::new(100, 1024, budget.clone());
-        assert!(slow.push(Frame::from("aaaa")));
-        assert!(slow.push(Frame::from("bbbb")));
+        assert!(slow.push(SharedText::from("aaaa")));
+        assert!(slow.push(SharedText::from("bbbb")));
         assert_eq!(budget.used(), 8);
         // An empty outbox still gets its frame: its writer takes it at once.
-        assert!(other.push(Frame::from("cc")));
+        assert!(other.push(SharedText::from("cc")));
         assert_eq!(budget.used(), 10);
         // One with a backlog is closed, and its bytes returned.
-        assert!(!slow.push(Frame::from("dd")));
+        assert!(!slow.push(SharedText::from("dd")));
         assert_eq!(slow.closed(), Some(CloseReason::SlowConsumer));
         assert_eq!(budget.used(), 2);
-        assert!(other.push(Frame::from("ee")));
+        assert!(other.push(SharedText::from("ee")));
         assert_eq!(other.take().frames.len(), 2);
         assert_eq!(budget.used(), 0);
     }
@@ -382,7 +381,7 @@ mod tests {
     fn dropped_outbox_returns_its_bytes() {
         let budget = OutboxBudget::new(1024);
         let outbox = Outbox::new(100, 1024, budget.clone());
-        assert!(outbox.push(Frame::from("abc")));
+        assert!(outbox.push(SharedText::from("abc")));
         outbox.close(CloseReason::Shutdown);
         assert_eq!(budget.used(), 3);
         drop(outbox);
@@ -394,12 +393,12 @@ mod tests {
         let budget = OutboxBudget::new(8);
         let stalled = Outbox::new(100, 1024, budget.clone());
         let reading = Outbox::new(100, 1024, budget.clone());
-        assert!(stalled.push(Frame::from("aaaaa")));
-        assert!(reading.push(Frame::from("b")));
+        assert!(stalled.push(SharedText::from("aaaaa")));
+        assert!(reading.push(SharedText::from("b")));
         stalled.heartbeat();
         reading.heartbeat();
         reading.take();
-        assert!(reading.push(Frame::from("c")));
+        assert!(reading.push(SharedText::from("c")));
         stalled.heartbeat();
         reading.heartbeat();
         assert_eq!(stalled.closed(), Some(CloseReason::SlowConsumer));
@@ -408,7 +407,7 @@ mod tests {
 
         // Without pressure, a stalled outbox is left alone.
         let relaxed = Outbox::new(100, 1024, OutboxBudget::new(1024));
-        assert!(relaxed.push(Frame::from("x")));
+        assert!(relaxed.push(SharedText::from("x")));
         relaxed.heartbeat();
         relaxed.heartbeat();
         assert_eq!(relaxed.closed(), None);

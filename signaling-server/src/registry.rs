@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use signaling_protocol::{ErrorCode, MAX_ROOM_NAME_BYTES, PeerId, ServerMessage, SignalData};
 
-use crate::outbox::Frame;
+use crate::outbox::SharedText;
 
 /// Bounds the registry enforces.
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +122,7 @@ pub struct Joined<C> {
     pub resumed: bool,
     /// Signals queued while the peer was absent, oldest first. The caller
     /// sends them right after the `welcome`.
-    pub backlog: VecDeque<Frame>,
+    pub backlog: VecDeque<SharedText>,
     /// The connection the peer was still attached to, when a resume took it
     /// over before the server noticed the old one drop.
     pub replaced: Option<C>,
@@ -140,7 +140,7 @@ enum Presence<C> {
     Present(C),
     Absent {
         deadline: Instant,
-        backlog: VecDeque<Frame>,
+        backlog: VecDeque<SharedText>,
         bytes: usize,
     },
 }
@@ -158,7 +158,7 @@ pub struct Registry<C> {
     absent_queues: BTreeSet<(usize, PeerId)>,
     /// Sum of the queued bytes of all absent peers.
     absent_bytes: usize,
-    deliveries: Vec<(C, Frame)>,
+    deliveries: Vec<(C, SharedText)>,
 }
 
 impl<C: Clone + PartialEq> Registry<C> {
@@ -252,7 +252,7 @@ impl<C: Clone + PartialEq> Registry<C> {
         let members = self.rooms.entry(room.clone()).or_default();
         let peers = members.clone();
         members.push(peer_id);
-        let frame = Frame::from(ServerMessage::PeerJoined { peer_id }.to_json());
+        let frame = SharedText::from(ServerMessage::PeerJoined { peer_id }.to_json());
         self.broadcast(&peers, &frame);
         self.tokens.insert(token.clone(), peer_id);
         self.peers.insert(
@@ -299,7 +299,7 @@ impl<C: Clone + PartialEq> Registry<C> {
         if target.room != room {
             return Err(unknown());
         }
-        let frame = Frame::from(ServerMessage::Signal { from, data }.to_json());
+        let frame = SharedText::from(ServerMessage::Signal { from, data }.to_json());
         match &target.presence {
             Presence::Present(conn) => {
                 self.deliveries.push((conn.clone(), frame));
@@ -321,7 +321,7 @@ impl<C: Clone + PartialEq> Registry<C> {
     /// Queues `frame` for the absent peer `to`, first evicting the absent
     /// peers with the largest queues while the server-wide budget would be
     /// exceeded. Drops the frame if `to` itself is evicted.
-    fn queue_for_absent(&mut self, to: PeerId, frame: Frame) {
+    fn queue_for_absent(&mut self, to: PeerId, frame: SharedText) {
         while self.absent_bytes + frame.len() > self.limits.max_absent_queue_bytes {
             let Some(&(_, largest)) = self.absent_queues.last() else {
                 break;
@@ -399,7 +399,7 @@ impl<C: Clone + PartialEq> Registry<C> {
 
     /// Takes the frames queued for connections by the operations so far, in
     /// the order they must be sent.
-    pub fn drain_deliveries(&mut self) -> std::vec::Drain<'_, (C, Frame)> {
+    pub fn drain_deliveries(&mut self) -> std::vec::Drain<'_, (C, SharedText)> {
         self.deliveries.drain(..)
     }
 
@@ -464,13 +464,13 @@ impl<C: Clone + PartialEq> Registry<C> {
             return;
         }
         let members = members.clone();
-        let frame = Frame::from(ServerMessage::PeerLeft { peer_id }.to_json());
+        let frame = SharedText::from(ServerMessage::PeerLeft { peer_id }.to_json());
         self.broadcast(&members, &frame);
     }
 
     /// Queues `frame` for every present peer in `members`. Absent peers learn
     /// the room's membership from `welcome.peers` when they resume.
-    fn broadcast(&mut self, members: &[PeerId], frame: &Frame) {
+    fn broadcast(&mut self, members: &[PeerId], frame: &SharedText) {
         for member in members {
             if let Some(Peer {
                 presence: Presence::Present(conn),

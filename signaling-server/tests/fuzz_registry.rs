@@ -208,8 +208,11 @@ fn run(ops: Vec<Op>) {
                             Presence::Absent { .. } => None,
                         };
                         assert_eq!(joined.replaced, replaced);
-                        let backlog: Vec<String> =
-                            joined.backlog.iter().map(|f| describe(f)).collect();
+                        let backlog: Vec<String> = joined
+                            .backlog
+                            .iter()
+                            .map(|f| describe(f.as_str()))
+                            .collect();
                         assert!(backlog.len() <= LIMITS.max_queued_signals);
                         let bytes: usize = joined.backlog.iter().map(|f| f.len()).sum();
                         assert!(bytes <= LIMITS.max_queued_bytes);
@@ -406,7 +409,7 @@ fn run(ops: Vec<Op>) {
 fn check_deliveries(registry: &mut Registry<u32>, model: &Model, expected: Vec<(u32, String)>) {
     let mut got: Vec<(u32, String)> = registry
         .drain_deliveries()
-        .map(|(conn, frame)| (conn, describe(&frame)))
+        .map(|(conn, frame)| (conn, describe(frame.as_str())))
         .collect();
     for (conn, what) in &got {
         // Departed peers' notices go to members still there; every other

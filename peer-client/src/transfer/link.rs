@@ -465,10 +465,7 @@ fn incoming(payload: Payload) -> Result<Incoming, TransferError> {
 pub(super) fn unexpected(wanted: &str, got: &Incoming) -> TransferError {
     let got = match got {
         Incoming::Data(data) => format!("{} bytes of file data", data.len()),
-        Incoming::Message(message) => {
-            let json = message.to_json();
-            json.split('"').nth(3).unwrap_or("?").to_owned()
-        }
+        Incoming::Message(message) => format!("a message of type {:?}", message.kind()),
     };
     TransferError::Protocol(format!("expected {wanted}, got {got}"))
 }

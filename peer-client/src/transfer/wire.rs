@@ -105,6 +105,23 @@ impl Message {
             .map_err(|err| TransferError::Protocol(format!("unreadable control message: {err}")))
     }
 
+    /// Its `type`, as on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Pake { .. } => "pake",
+            Self::Confirm { .. } => "confirm",
+            Self::Offer { .. } => "offer",
+            Self::Entry { .. } => "entry",
+            Self::Resume { .. } => "resume",
+            Self::Accept => "accept",
+            Self::Decline => "decline",
+            Self::File { .. } => "file",
+            Self::FileEnd { .. } => "file_end",
+            Self::Done => "done",
+            Self::Error { .. } => "error",
+        }
+    }
+
     /// The JSON text frame.
     pub fn to_json(&self) -> String {
         // Serialising these plain enums cannot fail.
@@ -115,6 +132,49 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_are_the_wire_types() {
+        let messages = [
+            Message::Pake {
+                message: String::new(),
+            },
+            Message::Confirm { mac: String::new() },
+            Message::Offer {
+                entries: 0,
+                bytes: 0,
+            },
+            Message::Entry {
+                path: String::new(),
+                kind: EntryKind::Dir,
+                size: 0,
+            },
+            Message::Resume {
+                index: 0,
+                offset: 0,
+                blake3: String::new(),
+            },
+            Message::Accept,
+            Message::Decline,
+            Message::File {
+                index: 0,
+                offset: 0,
+            },
+            Message::FileEnd {
+                index: 0,
+                blake3: String::new(),
+            },
+            Message::Done,
+            Message::Error {
+                message: String::new(),
+            },
+        ];
+        for message in messages {
+            let json: serde_json::Value =
+                serde_json::from_str(&message.to_json()).unwrap_or_default();
+            assert_eq!(json["type"], message.kind(), "{message:?}");
+        }
+    }
 
     #[test]
     fn shapes_match_the_documentation() {

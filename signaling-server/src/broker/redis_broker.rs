@@ -33,7 +33,7 @@ use super::redis_routes::{Local, LocalPeers};
 use super::redis_scripts::{DISCONNECT, JOIN, LEAVE, MAINTAIN, REDELIVER, RESTORE, SIGNAL};
 use super::{BrokerSettings, ConnHandle, Rejection};
 use crate::metrics::Metrics;
-use crate::outbox::{CloseReason, Frame, Outbox, OutboxBudget};
+use crate::outbox::{CloseReason, Outbox, OutboxBudget, SharedText};
 use crate::registry::{RegistryError, new_peer_id, new_token, validate_room};
 
 /// Why the shared broker could not start.
@@ -254,9 +254,9 @@ impl RedisBroker {
             resumed,
             limits: self.settings.limits,
         };
-        conn.outbox.push(Frame::from(welcome.to_json()));
+        conn.outbox.push(SharedText::from(welcome.to_json()));
         for frame in backlog {
-            conn.outbox.push(Frame::from(frame));
+            conn.outbox.push(SharedText::from(frame));
         }
         let previous = self.lock().attach(
             peer_id,
@@ -295,7 +295,7 @@ impl RedisBroker {
             }
             // Both ends here: deliver without a round trip to Redis.
             if let Some(target) = local.get(&to).filter(|t| t.room == room) {
-                let frame = Frame::from(ServerMessage::Signal { from, data }.to_json());
+                let frame = SharedText::from(ServerMessage::Signal { from, data }.to_json());
                 target.conn.outbox.push(frame);
                 self.metrics.signals_relayed.increment(1);
                 return Ok(());
@@ -472,7 +472,7 @@ impl RedisBroker {
     fn deliver_here(&self, peer: PeerId, frame: &str) -> bool {
         self.lock()
             .get(&peer)
-            .map(|entry| entry.conn.outbox.push(Frame::from(frame)))
+            .map(|entry| entry.conn.outbox.push(SharedText::from(frame)))
             .is_some()
     }
 

@@ -30,7 +30,7 @@ use crate::auth::{self, Claims};
 use crate::broker::{ConnHandle, Rejection};
 use crate::message_reader::{Event, MessageReader, ReadError, Step};
 use crate::metrics::Refusal;
-use crate::outbox::{CloseReason, Frame};
+use crate::outbox::{CloseReason, SharedText};
 use crate::rate_limit::TokenBucket;
 use crate::socket::Socket;
 use crate::state::ServerState;
@@ -49,7 +49,7 @@ const RATE_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
 /// a ping flood against a blocked socket cannot grow the write buffer.
 const MAX_PENDING_FOR_PONG: usize = 64 * 1024;
 
-const PONG: Frame = Frame::from_static(r#"{"type":"pong"}"#);
+const PONG: SharedText = SharedText::from_static(r#"{"type":"pong"}"#);
 
 /// Serves one upgraded connection until it ends. `leftover` holds bytes the
 /// HTTP layer read past the handshake. `_slots` hold the connection's place
@@ -71,7 +71,7 @@ pub(crate) async fn run(
     shared.metrics.connections_total.increment(1);
     shared.opened(&conn);
     debug!(conn = conn.id(), "connection opened");
-    let mut session = Session {
+    let mut session = Connection {
         bucket: TokenBucket::new(
             config.messages_per_second,
             config.message_burst,
@@ -102,7 +102,7 @@ pub(crate) async fn run(
 }
 
 /// The state of one connection.
-struct Session {
+struct Connection {
     shared: Arc<ServerState>,
     conn: ConnHandle,
     /// The peer this connection carries, once joined.
@@ -128,7 +128,7 @@ struct Session {
     reader: MessageReader,
 }
 
-impl Session {
+impl Connection {
     async fn serve(&mut self) -> End {
         if !self.inbuf.is_empty() {
             let buf = std::mem::take(&mut self.inbuf);
@@ -431,7 +431,7 @@ impl Session {
             message,
             peer_id,
         };
-        self.conn.outbox().push(Frame::from(error.to_json()));
+        self.conn.outbox().push(SharedText::from(error.to_json()));
     }
 
     /// Queues a ping or pong behind whatever is pending.
