@@ -47,6 +47,18 @@ pub(crate) struct Welcome {
     pub(crate) ice_servers: Vec<IceServer>,
     pub(crate) resume_token: String,
     pub(crate) resumed: bool,
+    /// How often to ping this server: [`PING_INTERVAL`], or a third of the
+    /// idle timeout its `welcome.limits` announce when that is shorter.
+    pub(crate) ping_every: Duration,
+}
+
+/// The ping interval for a server whose idle timeout is `idle_timeout_secs`
+/// (0: not announced): often enough that three pings fit in it.
+fn ping_interval(idle_timeout_secs: u64) -> Duration {
+    if idle_timeout_secs == 0 {
+        return PING_INTERVAL;
+    }
+    (Duration::from_secs(idle_timeout_secs) / 3).clamp(Duration::from_millis(100), PING_INTERVAL)
 }
 
 /// What the signaling task reports.
@@ -86,6 +98,7 @@ impl SignalingClient {
             url: url.to_owned(),
             room: room.to_owned(),
             resume_token: welcome.resume_token.clone(),
+            ping_every: welcome.ping_every,
             outbound: outbound_rx,
             events: events_tx,
         };
@@ -195,6 +208,7 @@ async fn join(url: &str, room: &str, resume: Option<String>) -> Result<(Socket, 
                 ice_servers,
                 resume_token,
                 resumed,
+                limits,
                 ..
             }) => {
                 return Ok((
@@ -205,6 +219,7 @@ async fn join(url: &str, room: &str, resume: Option<String>) -> Result<(Socket, 
                         ice_servers,
                         resume_token,
                         resumed,
+                        ping_every: ping_interval(limits.idle_timeout_secs),
                     },
                 ));
             }
@@ -236,6 +251,8 @@ struct Connection {
     url: String,
     room: String,
     resume_token: String,
+    /// From the last welcome.
+    ping_every: Duration,
     outbound: mpsc::Receiver<ClientMessage>,
     events: mpsc::Sender<SignalingEvent>,
 }
@@ -279,7 +296,7 @@ impl Connection {
 
     /// Relays between the socket and the session until the socket ends.
     async fn serve(&mut self, socket: &mut Socket) -> Ended {
-        let mut ping = tokio::time::interval(PING_INTERVAL);
+        let mut ping = tokio::time::interval(self.ping_every);
         ping.tick().await;
         loop {
             tokio::select! {
@@ -342,6 +359,7 @@ impl Connection {
                 Ok((socket, welcome)) => {
                     tracing::info!(resumed = welcome.resumed, "signaling connection back");
                     self.resume_token = welcome.resume_token.clone();
+                    self.ping_every = welcome.ping_every;
                     if self
                         .events
                         .send(SignalingEvent::Rejoined(welcome))
@@ -370,5 +388,18 @@ fn dropped(reason: &str) -> Ended {
     Ended::Dropped {
         reason: reason.to_owned(),
         after: Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_fit_three_times_in_the_announced_idle_timeout() {
+        assert_eq!(ping_interval(45), PING_INTERVAL);
+        assert_eq!(ping_interval(0), PING_INTERVAL);
+        assert_eq!(ping_interval(3), Duration::from_secs(1));
+        assert_eq!(ping_interval(30), Duration::from_secs(10));
     }
 }

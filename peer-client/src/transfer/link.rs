@@ -16,11 +16,11 @@ use crate::{Channel, Event, LinkState, Payload, PeerId, Session, SessionConfig};
 /// for each handshake message.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a finished side waits for the other to close first.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
+pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How long a link may stay disconnected (ICE found no packets for 5 s)
 /// before the transfer gives up on it, unless the peer takes part in an ICE
 /// restart meanwhile: a peer that was killed is reported within seconds.
-const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
+pub(super) const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
 /// How long a disconnected link may take to come back once the peer has
 /// answered or offered an ICE restart (it is alive, and a new path is being
 /// looked for, as when a host moved to another network); short of ICE's own

@@ -23,6 +23,8 @@
 mod ack_watch;
 mod disk;
 mod error;
+#[cfg(test)]
+mod limits_table;
 mod link;
 mod manifest;
 pub mod paths;

@@ -47,7 +47,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes per second even a slow disk hashes: before it starts a file the
 /// receiver holds part of, the sender hashes that part, and may stay silent
 /// that much longer.
-const SLOWEST_HASH_RATE: u64 = 25_000_000;
+pub(super) const SLOWEST_HASH_RATE: u64 = 25_000_000;
 
 /// An offer read from the sender, waiting for a decision.
 pub struct Offer {
