@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
 use tower_http::services::ServeDir;
 use tracing::{debug, info, warn};
 
+use crate::address_table::{AddressRefused, OpenSlot};
 use crate::auth;
 use crate::connection;
 use crate::metrics::Refusal;
@@ -64,59 +66,16 @@ async fn upgrade(
     if shared.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    let headers = request.headers();
-    if !header_has_token(headers, header::UPGRADE, "websocket")
-        || !header_has_token(headers, header::CONNECTION, "upgrade")
-    {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            [(header::UPGRADE, HeaderValue::from_static("websocket"))],
-            "this endpoint speaks WebSocket only: connect with a WebSocket client\n",
-        )
-            .into_response();
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_none_or(|version| version.as_bytes() != b"13")
-    {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            [(
-                header::SEC_WEBSOCKET_VERSION,
-                HeaderValue::from_static("13"),
-            )],
-            "unsupported WebSocket version; use version 13\n",
-        )
-            .into_response();
-    }
-    let Some(key) = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .filter(|key| websocket::valid_key(key.as_bytes()))
-    else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "missing or malformed Sec-WebSocket-Key\n",
-        )
-            .into_response();
+    let accept = match check_handshake(request.headers(), &shared) {
+        Ok(accept) => accept,
+        Err(refusal) => return *refusal,
     };
-    if let Some(origin) = headers.get(header::ORIGIN)
-        && !origin_allowed(&shared.config.allowed_origins, origin)
-    {
-        shared.metrics.refused(Refusal::Origin);
-        info!(origin = ?origin, "WebSocket upgrade refused: origin not allowed");
-        return (
-            StatusCode::FORBIDDEN,
-            "this origin may not connect; see the server's --allowed-origin\n",
-        )
-            .into_response();
-    }
     let access = shared.config.auth_secret.as_ref().map(|secret| {
         match auth::token_from_query(request.uri().query()) {
             Some(token) => auth::verify(secret.as_bytes(), token, auth::unix_now()),
             None => Err(auth::TokenError::Missing),
         }
     });
-    let accept = websocket::accept_key(key.as_bytes());
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         return (
             StatusCode::UPGRADE_REQUIRED,
@@ -127,43 +86,7 @@ async fn upgrade(
     let address = shared.addresses.open(peer.ip(), request.headers());
     let permit = shared.connections.clone().try_acquire_owned().ok();
     let tracker = shared.tracker.clone();
-    tracker.spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(err) => {
-                debug!(%err, "WebSocket upgrade failed");
-                return;
-            }
-        };
-        let Some((socket, leftover)) = unwrap_upgraded(upgraded, &shared) else {
-            return;
-        };
-        let (claims, slots) = match (access.transpose(), address, permit) {
-            (Err(err), _, _) => {
-                shared.metrics.refused(Refusal::Unauthorized);
-                info!(reason = err.reason(), "connection refused: token refused");
-                let message = format!("{err}; closing");
-                return connection::refuse(socket, shared, ErrorCode::Unauthorized, message).await;
-            }
-            (Ok(_), Err(refused), _) => {
-                // Counted and logged by the address table.
-                let message = format!("{}; closing", shared.addresses.explain(refused));
-                let code = ErrorCode::TooManyConnections;
-                return connection::refuse(socket, shared, code, message).await;
-            }
-            (Ok(_), Ok(_), None) => {
-                shared.metrics.refused(Refusal::ServerFull);
-                let limit = shared.config.max_connections;
-                info!(limit, "connection refused: the server is full");
-                let message = format!(
-                    "the server holds its limit of {limit} connections; try again later or another server"
-                );
-                return connection::refuse(socket, shared, ErrorCode::ServerFull, message).await;
-            }
-            (Ok(claims), Ok(address), Some(permit)) => (claims, (permit, address)),
-        };
-        connection::run(socket, leftover, shared, slots, claims).await;
-    });
+    tracker.spawn(serve_upgraded(on_upgrade, shared, access, address, permit));
     (
         StatusCode::SWITCHING_PROTOCOLS,
         [
@@ -173,6 +96,111 @@ async fn upgrade(
         [(header::SEC_WEBSOCKET_ACCEPT, accept)],
     )
         .into_response()
+}
+
+/// Checks the WebSocket opening handshake (RFC 6455 §4.2) and the origin;
+/// returns the `Sec-WebSocket-Accept` value, or the response refusing it.
+fn check_handshake(headers: &HeaderMap, shared: &ServerState) -> Result<String, Box<Response>> {
+    if !header_has_token(headers, header::UPGRADE, "websocket")
+        || !header_has_token(headers, header::CONNECTION, "upgrade")
+    {
+        return Err(Box::new(
+            (
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::UPGRADE, HeaderValue::from_static("websocket"))],
+                "this endpoint speaks WebSocket only: connect with a WebSocket client\n",
+            )
+                .into_response(),
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|version| version.as_bytes() != b"13")
+    {
+        return Err(Box::new(
+            (
+                StatusCode::UPGRADE_REQUIRED,
+                [(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                )],
+                "unsupported WebSocket version; use version 13\n",
+            )
+                .into_response(),
+        ));
+    }
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|key| websocket::valid_key(key.as_bytes()))
+    else {
+        return Err(Box::new(
+            (
+                StatusCode::BAD_REQUEST,
+                "missing or malformed Sec-WebSocket-Key\n",
+            )
+                .into_response(),
+        ));
+    };
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !origin_allowed(&shared.config.allowed_origins, origin)
+    {
+        shared.metrics.refused(Refusal::Origin);
+        info!(origin = ?origin, "WebSocket upgrade refused: origin not allowed");
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                "this origin may not connect; see the server's --allowed-origin\n",
+            )
+                .into_response(),
+        ));
+    }
+    Ok(websocket::accept_key(key.as_bytes()))
+}
+
+/// Serves an upgraded connection: waits for the upgrade, then refuses it
+/// (bad token, over a limit) or runs it.
+async fn serve_upgraded(
+    on_upgrade: OnUpgrade,
+    shared: Arc<ServerState>,
+    access: Option<Result<auth::Claims, auth::TokenError>>,
+    address: Result<OpenSlot, AddressRefused>,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            debug!(%err, "WebSocket upgrade failed");
+            return;
+        }
+    };
+    let Some((socket, leftover)) = unwrap_upgraded(upgraded, &shared) else {
+        return;
+    };
+    let (claims, slots) = match (access.transpose(), address, permit) {
+        (Err(err), _, _) => {
+            shared.metrics.refused(Refusal::Unauthorized);
+            info!(reason = err.reason(), "connection refused: token refused");
+            let message = format!("{err}; closing");
+            return connection::refuse(socket, shared, ErrorCode::Unauthorized, message).await;
+        }
+        (Ok(_), Err(refused), _) => {
+            // Counted and logged by the address table.
+            let message = format!("{}; closing", shared.addresses.explain(refused));
+            let code = ErrorCode::TooManyConnections;
+            return connection::refuse(socket, shared, code, message).await;
+        }
+        (Ok(_), Ok(_), None) => {
+            shared.metrics.refused(Refusal::ServerFull);
+            let limit = shared.config.max_connections;
+            info!(limit, "connection refused: the server is full");
+            let message = format!(
+                "the server holds its limit of {limit} connections; try again later or another server"
+            );
+            return connection::refuse(socket, shared, ErrorCode::ServerFull, message).await;
+        }
+        (Ok(claims), Ok(address), Some(permit)) => (claims, (permit, address)),
+    };
+    connection::run(socket, leftover, shared, slots, claims).await;
 }
 
 /// The socket under an upgraded connection, and what the HTTP layer read

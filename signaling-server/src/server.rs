@@ -14,7 +14,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -166,7 +166,7 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let shared = self.shared;
+        let shared = self.shared.clone();
         let router = crate::http::router(shared.clone());
         let expiry = {
             let shared = shared.clone();
@@ -205,83 +205,98 @@ impl Server {
                     continue;
                 }
             };
-            // Linux hands the listener's TCP_NODELAY down to accepted sockets.
-            #[cfg(not(target_os = "linux"))]
-            if let Err(err) = stream.set_nodelay(true) {
-                debug!(%err, "cannot set TCP_NODELAY");
-            }
-            // The slot is held until the connection ends or is upgraded (the
-            // HTTP connection's future then completes).
-            // Per address first: one address over its limits must not take
-            // server-wide slots from anyone else.
-            let Ok(address_slot) = shared.addresses.connect(peer.ip()) else {
-                drop(stream);
-                continue;
-            };
-            let Ok(pending) = shared.pending.clone().try_acquire_owned() else {
-                shared.metrics.refused(Refusal::PendingFull);
-                debug!("connection refused: too many connections before the WebSocket upgrade");
-                drop(stream);
-                continue;
-            };
-            let slots = (pending, address_slot);
-            let router = router.clone();
-            let stop = shared.shutdown.clone();
-            let timeout = shared.config.header_timeout;
-            match &self.tls {
-                None => {
-                    shared.tracker.spawn(async move {
-                        serve_http(stream, peer, router, stop, timeout).await;
-                        drop(slots);
-                    });
-                }
-                Some(acceptor) => {
-                    let handshake = acceptor.accept(stream);
-                    let metrics = shared.metrics.clone();
-                    shared.tracker.spawn(async move {
-                        let _slots = slots;
-                        match tokio::time::timeout(timeout, handshake).await {
-                            Ok(Ok(stream)) => serve_http(stream, peer, router, stop, timeout).await,
-                            Ok(Err(err)) => {
-                                metrics.refused(Refusal::Tls);
-                                info!(%err, "connection refused: TLS handshake failed");
-                            }
-                            Err(_) => {
-                                metrics.refused(Refusal::Tls);
-                                info!("connection refused: TLS handshake timed out");
-                            }
-                        }
-                    });
-                }
-            }
+            self.accept(stream, peer, &router);
         }
 
         drop(self.listener);
-        shared.begin_shutdown();
-        shared.tracker.close();
-        let open = shared.tracker.len();
-        info!(
-            open,
-            "shutting down: no new connections; telling clients to reconnect"
-        );
-        let drain = async {
-            shared.tracker.wait().await;
-            let _ = expiry.await;
-            let _ = heartbeat.await;
-        };
-        if tokio::time::timeout(shared.config.shutdown_timeout, drain)
-            .await
-            .is_err()
-        {
-            warn!(
-                open = shared.tracker.len(),
-                timeout = ?shared.config.shutdown_timeout,
-                "connections still open after the shutdown timeout; exiting anyway"
-            );
-        }
-        info!("stopped");
+        drain(&shared, expiry, heartbeat).await;
         Ok(())
     }
+
+    /// Takes an accepted connection under the per-address and server-wide
+    /// limits for its HTTP phase, and serves it (after the TLS handshake,
+    /// with `--tls-cert`) in a task of its own.
+    fn accept(&self, stream: TcpStream, peer: SocketAddr, router: &axum::Router) {
+        let shared = &self.shared;
+        // Linux hands the listener's TCP_NODELAY down to accepted sockets.
+        #[cfg(not(target_os = "linux"))]
+        if let Err(err) = stream.set_nodelay(true) {
+            debug!(%err, "cannot set TCP_NODELAY");
+        }
+        // Per address first: one address over its limits must not take
+        // server-wide slots from anyone else. The slots are held until the
+        // connection ends or is upgraded (its HTTP future then completes).
+        let Ok(address_slot) = shared.addresses.connect(peer.ip()) else {
+            return;
+        };
+        let Ok(pending) = shared.pending.clone().try_acquire_owned() else {
+            shared.metrics.refused(Refusal::PendingFull);
+            debug!("connection refused: too many connections before the WebSocket upgrade");
+            return;
+        };
+        let slots = (pending, address_slot);
+        let router = router.clone();
+        let stop = shared.shutdown.clone();
+        let timeout = shared.config.header_timeout;
+        match &self.tls {
+            None => {
+                shared.tracker.spawn(async move {
+                    serve_http(stream, peer, router, stop, timeout).await;
+                    drop(slots);
+                });
+            }
+            Some(acceptor) => {
+                let handshake = acceptor.accept(stream);
+                let metrics = shared.metrics.clone();
+                shared.tracker.spawn(async move {
+                    let _slots = slots;
+                    match tokio::time::timeout(timeout, handshake).await {
+                        Ok(Ok(stream)) => serve_http(stream, peer, router, stop, timeout).await,
+                        Ok(Err(err)) => {
+                            metrics.refused(Refusal::Tls);
+                            info!(%err, "connection refused: TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics.refused(Refusal::Tls);
+                            info!("connection refused: TLS handshake timed out");
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Shutdown after the listener closed: tells every connection, and waits
+/// for them and the background tasks, at most `--shutdown-timeout`.
+async fn drain(
+    shared: &ServerState,
+    expiry: tokio::task::JoinHandle<()>,
+    heartbeat: tokio::task::JoinHandle<()>,
+) {
+    shared.begin_shutdown();
+    shared.tracker.close();
+    let open = shared.tracker.len();
+    info!(
+        open,
+        "shutting down: no new connections; telling clients to reconnect"
+    );
+    let drain = async {
+        shared.tracker.wait().await;
+        let _ = expiry.await;
+        let _ = heartbeat.await;
+    };
+    if tokio::time::timeout(shared.config.shutdown_timeout, drain)
+        .await
+        .is_err()
+    {
+        warn!(
+            open = shared.tracker.len(),
+            timeout = ?shared.config.shutdown_timeout,
+            "connections still open after the shutdown timeout; exiting anyway"
+        );
+    }
+    info!("stopped");
 }
 
 /// Serves HTTP/1.1 (with WebSocket upgrades) on one accepted connection,
