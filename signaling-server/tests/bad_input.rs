@@ -97,11 +97,7 @@ async fn oversized_frame_is_refused_and_connection_stays() {
         ..config()
     })
     .await;
-    let mut a = server.connect().await;
-    let wa = a.join("r").await;
-    let mut b = server.connect().await;
-    let wb = b.join("r").await;
-    a.expect_peer_joined(wb.peer_id).await;
+    let ((mut a, wa), (mut b, wb)) = server.pair("r").await;
 
     // Just over the limit, and just under the hard cap (twice the limit).
     for size in [1025, 2000] {

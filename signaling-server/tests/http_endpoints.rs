@@ -17,11 +17,7 @@ async fn healthz_and_readyz_answer_200() {
 #[tokio::test]
 async fn metrics_count_connections_joins_and_signals() {
     let server = TestServer::start(config()).await;
-    let mut a = server.connect().await;
-    let wa = a.join("m").await;
-    let mut b = server.connect().await;
-    let wb = b.join("m").await;
-    a.expect_peer_joined(wb.peer_id).await;
+    let ((mut a, wa), (mut b, wb)) = server.pair("m").await;
     b.signal(wa.peer_id, "1").await;
     a.expect_signal(wb.peer_id).await;
     b.send(&ClientMessage::Join {

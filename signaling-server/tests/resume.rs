@@ -16,11 +16,7 @@ async fn resumed_peer_keeps_id_and_gets_signals_sent_while_away() {
         ..config()
     })
     .await;
-    let mut a = server.connect().await;
-    let wa = a.join("r").await;
-    let mut b = server.connect().await;
-    let wb = b.join("r").await;
-    a.expect_peer_joined(wb.peer_id).await;
+    let ((mut a, wa), (b, wb)) = server.pair("r").await;
 
     // B's socket drops without a close handshake.
     drop(b);
@@ -68,11 +64,7 @@ async fn absent_peer_leaves_when_grace_period_ends() {
         ..config()
     })
     .await;
-    let mut a = server.connect().await;
-    a.join("r").await;
-    let mut b = server.connect().await;
-    let wb = b.join("r").await;
-    a.expect_peer_joined(wb.peer_id).await;
+    let ((mut a, _), (b, wb)) = server.pair("r").await;
     drop(b);
 
     // Still a member during the grace period...
@@ -95,11 +87,7 @@ async fn flooding_an_absent_peer_evicts_it() {
         ..config()
     })
     .await;
-    let mut a = server.connect().await;
-    a.join("r").await;
-    let mut b = server.connect().await;
-    let wb = b.join("r").await;
-    a.expect_peer_joined(wb.peer_id).await;
+    let ((mut a, _), (b, wb)) = server.pair("r").await;
     drop(b);
     tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 0..3 {
@@ -153,11 +141,7 @@ async fn token_of_another_room_joins_afresh() {
 #[tokio::test]
 async fn explicit_leave_is_final() {
     let server = TestServer::start(config()).await;
-    let mut a = server.connect().await;
-    a.join("r").await;
-    let mut b = server.connect().await;
-    let wb = b.join("r").await;
-    a.expect_peer_joined(wb.peer_id).await;
+    let ((mut a, _), (mut b, wb)) = server.pair("r").await;
     b.send(&ClientMessage::Leave).await;
     a.expect_peer_left(wb.peer_id).await;
     drop(b);

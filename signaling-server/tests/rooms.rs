@@ -53,11 +53,7 @@ async fn join_with_explicit_current_version_works() {
 #[tokio::test]
 async fn signal_is_relayed_byte_for_byte_and_in_order() {
     let server = TestServer::start(config()).await;
-    let mut a = server.connect().await;
-    let wa = a.join("r").await;
-    let mut b = server.connect().await;
-    let wb = b.join("r").await;
-    a.expect_peer_joined(wb.peer_id).await;
+    let ((mut a, wa), (mut b, wb)) = server.pair("r").await;
 
     // Odd spacing, escapes and non-ASCII survive untouched.
     let data = r#"{ "description" : {"type":"offer","sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"}, "note":"é\u00e9\"" }"#;
@@ -85,11 +81,7 @@ async fn signal_is_relayed_byte_for_byte_and_in_order() {
 #[tokio::test]
 async fn three_peers_signal_each_other_by_id() {
     let server = TestServer::start(config()).await;
-    let mut a = server.connect().await;
-    let wa = a.join("trio").await;
-    let mut b = server.connect().await;
-    let wb = b.join("trio").await;
-    a.expect_peer_joined(wb.peer_id).await;
+    let ((mut a, wa), (mut b, wb)) = server.pair("trio").await;
     let mut c = server.connect().await;
     let wc = c.join("trio").await;
     assert_eq!(wc.peers, [wa.peer_id, wb.peer_id], "oldest first");
@@ -139,11 +131,7 @@ async fn signal_to_unknown_peer_or_self_is_unknown_peer() {
 #[tokio::test]
 async fn leave_announces_and_allows_a_fresh_join() {
     let server = TestServer::start(config()).await;
-    let mut a = server.connect().await;
-    let wa = a.join("r").await;
-    let mut b = server.connect().await;
-    let wb = b.join("r").await;
-    a.expect_peer_joined(wb.peer_id).await;
+    let ((mut a, wa), (mut b, wb)) = server.pair("r").await;
 
     b.send(&ClientMessage::Leave).await;
     a.expect_peer_left(wb.peer_id).await;
@@ -169,11 +157,7 @@ async fn closing_the_socket_leaves_after_the_grace_period() {
         ..config()
     })
     .await;
-    let mut a = server.connect().await;
-    a.join("r").await;
-    let mut b = server.connect().await;
-    let wb = b.join("r").await;
-    a.expect_peer_joined(wb.peer_id).await;
+    let ((mut a, _), (mut b, wb)) = server.pair("r").await;
     b.ws.close(None).await.unwrap();
     drop(b);
     a.expect_peer_left(wb.peer_id).await;

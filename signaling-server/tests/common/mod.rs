@@ -66,6 +66,16 @@ impl TestServer {
     }
 
     /// Starts a graceful shutdown and waits (bounded) for `run` to return.
+    /// Two clients joined to `room`, the second announced to the first.
+    pub async fn pair(&self, room: &str) -> ((Client, Welcome), (Client, Welcome)) {
+        let mut a = self.connect().await;
+        let wa = a.join(room).await;
+        let mut b = self.connect().await;
+        let wb = b.join(room).await;
+        a.expect_peer_joined(wb.peer_id).await;
+        ((a, wa), (b, wb))
+    }
+
     pub async fn stop(mut self) -> Duration {
         let started = std::time::Instant::now();
         if let Some(stop) = self.stop.take() {
