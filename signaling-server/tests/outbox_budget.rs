@@ -7,9 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Received, TestServer, config};
+use common::{TestServer, config};
 use futures_util::{SinkExt, StreamExt};
-use signaling_protocol::{ErrorCode, ServerMessage};
+use signaling_protocol::ServerMessage;
 use signaling_server::Config;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -84,20 +84,7 @@ async fn non_reading_client_is_dropped_by_the_shared_budget() {
 
     // The client that did not read finds a fraction of the signals, then
     // `slow_consumer` and the end of its connection.
-    let mut received = 0;
-    let mut saw_slow_consumer = false;
-    loop {
-        match slow.next_within(Duration::from_secs(20)).await {
-            Some(Received::Message(ServerMessage::Signal { .. })) => received += 1,
-            Some(Received::Message(ServerMessage::Error {
-                code: ErrorCode::SlowConsumer,
-                ..
-            })) => saw_slow_consumer = true,
-            Some(Received::Message(_)) => {}
-            Some(Received::Closed(_)) => break,
-            None => panic!("the client that does not read was never disconnected"),
-        }
-    }
+    let (received, saw_slow_consumer) = slow.signals_until_closed().await;
     eprintln!("the client that did not read got {received} of {MESSAGES} signals");
     assert!(saw_slow_consumer, "it was told why");
     assert!(received < MESSAGES / 2, "{received}");

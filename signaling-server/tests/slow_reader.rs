@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Received, TestServer, config, rss_kib};
+use common::{TestServer, config, rss_kib};
 use futures_util::{SinkExt, StreamExt};
 use signaling_protocol::{ErrorCode, ServerMessage};
 use signaling_server::Config;
@@ -120,20 +120,7 @@ async fn slow_reader_is_dropped_and_memory_stays_bounded() {
 
     // The slow client, reading at last, finds far fewer signals than were
     // sent, then the end of its connection.
-    let mut received = 0;
-    let mut saw_slow_consumer = false;
-    loop {
-        match slow.next_within(Duration::from_secs(20)).await {
-            Some(Received::Message(ServerMessage::Signal { .. })) => received += 1,
-            Some(Received::Message(ServerMessage::Error {
-                code: ErrorCode::SlowConsumer,
-                ..
-            })) => saw_slow_consumer = true,
-            Some(Received::Message(_)) => {}
-            Some(Received::Closed(_)) => break,
-            None => panic!("slow client was never disconnected"),
-        }
-    }
+    let (received, saw_slow_consumer) = slow.signals_until_closed().await;
     eprintln!(
         "slow client got {received} of {} signals; slow_consumer error seen: {saw_slow_consumer}",
         FLOODERS * MESSAGES_EACH

@@ -332,6 +332,25 @@ impl Client {
 
     /// The server closes the connection (close frame or end of stream)
     /// within the wait, after any number of protocol messages; returns them.
+    /// Reads until the server closes the connection (at most 20 s between
+    /// messages): the signals that arrived, and whether `slow_consumer` did.
+    pub async fn signals_until_closed(&mut self) -> (usize, bool) {
+        let mut signals = 0;
+        let mut slow_consumer = false;
+        loop {
+            match self.next_within(Duration::from_secs(20)).await {
+                Some(Received::Message(ServerMessage::Signal { .. })) => signals += 1,
+                Some(Received::Message(ServerMessage::Error {
+                    code: ErrorCode::SlowConsumer,
+                    ..
+                })) => slow_consumer = true,
+                Some(Received::Message(_)) => {}
+                Some(Received::Closed(_)) => return (signals, slow_consumer),
+                None => panic!("the server never closed the connection"),
+            }
+        }
+    }
+
     pub async fn expect_closed(&mut self) -> (Vec<ServerMessage>, Option<CloseFrame>) {
         let mut messages = Vec::new();
         loop {
