@@ -20,17 +20,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
 use redis::{Cmd, FromRedisValue, Script};
 use signaling_protocol::{ErrorCode, PeerId, ServerMessage, SignalData};
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
+
+mod upkeep;
 
 use super::joins_in_flight::JoinsInFlight;
 use super::redis_pipe::{CommandPipe, PipeError, PipeReceiver, Publish, command_pipe};
 use super::redis_routes::{Local, LocalPeers};
-use super::redis_scripts::{DISCONNECT, JOIN, LEAVE, MAINTAIN, REDELIVER, RESTORE, SIGNAL};
+use super::redis_scripts::{DISCONNECT, JOIN, LEAVE, MAINTAIN, REDELIVER, SIGNAL};
 use super::{BrokerSettings, ConnHandle, Rejection};
 use crate::metrics::Metrics;
 use crate::outbox::{CloseReason, Outbox, OutboxBudget, SharedText};
@@ -366,214 +366,6 @@ impl RedisBroker {
         if let Err(err) = self.call::<i64>(cmd).await {
             self.metrics.redis_errors.increment(1);
             warn!(%err, %peer, "cannot mark a peer absent in Redis; it leaves when this instance is taken for dead");
-        }
-    }
-
-    /// Reads this instance's channel and keeps the shared state tidy
-    /// (liveness, expiry, dead instances) until `shutdown`.
-    pub(super) async fn run(&self, shutdown: CancellationToken) {
-        let period = (self.liveness / 4).min(Duration::from_millis(500));
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pubsub = self.subscription.lock().await.take();
-        loop {
-            let Some(subscription) = pubsub.as_mut() else {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = tick.tick() => self.maintain_logged().await,
-                }
-                pubsub = self.resubscribe().await;
-                continue;
-            };
-            let mut messages = subscription.on_message().ready_chunks(SUBSCRIBER_BATCH);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = tick.tick() => self.maintain_logged().await,
-                    batch = messages.next() => match batch {
-                        Some(batch) => {
-                            for message in batch {
-                                self.on_message(message.get_payload_bytes()).await;
-                            }
-                        }
-                        None => break,
-                    },
-                }
-            }
-            drop(messages);
-            warn!("lost the Redis subscription; frames from other instances wait until it is back");
-            self.metrics.redis_errors.increment(1);
-            pubsub = None;
-        }
-    }
-
-    async fn resubscribe(&self) -> Option<PubSub> {
-        let mut pubsub = match self.client.get_async_pubsub().await {
-            Ok(pubsub) => pubsub,
-            Err(err) => {
-                debug!(%err, "cannot reconnect to Redis for pub/sub yet");
-                return None;
-            }
-        };
-        match pubsub.subscribe(&self.channel).await {
-            Ok(()) => {
-                // Notices to forget routes may have been missed meanwhile.
-                self.lock().forget_all_routes();
-                info!("Redis subscription restored");
-                Some(pubsub)
-            }
-            Err(err) => {
-                debug!(%err, "cannot subscribe yet");
-                None
-            }
-        }
-    }
-
-    /// Handles one message from this instance's channel.
-    async fn on_message(&self, payload: &[u8]) {
-        let Ok(text) = std::str::from_utf8(payload) else {
-            return warn!("non-UTF-8 message on the instance channel; ignored");
-        };
-        let mut parts = text.splitn(3, ' ');
-        let (Some(kind), Some(peer), Some(rest)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return warn!(text, "malformed message on the instance channel; ignored");
-        };
-        let Ok(peer) = peer.parse::<PeerId>() else {
-            return warn!(text, "malformed peer id on the instance channel; ignored");
-        };
-        match kind {
-            "F" => {
-                if self.deliver_here(peer, rest) {
-                    return;
-                }
-                if rest.starts_with(r#"{"type":"signal""#) {
-                    // The peer may be joining here right now.
-                    self.joins.settle(REQUEST_TIMEOUT).await;
-                    if !self.deliver_here(peer, rest) {
-                        self.redeliver(peer, rest).await;
-                    }
-                }
-            }
-            "R" => {
-                if let Some(old) = self.lock().detach_conn_id(peer, rest) {
-                    old.conn.outbox.close(CloseReason::Replaced);
-                }
-            }
-            "L" => self.lock().forget(rest, &peer),
-            _ => warn!(
-                kind,
-                "unknown message kind on the instance channel; ignored"
-            ),
-        }
-    }
-
-    /// Queues `frame` for `peer` if it is attached here.
-    fn deliver_here(&self, peer: PeerId, frame: &str) -> bool {
-        self.lock()
-            .get(&peer)
-            .map(|entry| entry.conn.outbox.push(SharedText::from(frame)))
-            .is_some()
-    }
-
-    /// A signal for a peer that left this instance: forward or queue it.
-    async fn redeliver(&self, peer: PeerId, frame: &str) {
-        let mut cmd = self.script(REDELIVER);
-        cmd.arg(peer.to_string()).arg(frame).arg(&self.instance);
-        if let Err(err) = self.call::<i64>(cmd).await {
-            self.metrics.redis_errors.increment(1);
-            warn!(%err, %peer, "cannot redeliver a signal; dropped");
-        }
-    }
-
-    /// Whether the last maintenance pass reached Redis.
-    pub(super) fn ready(&self) -> bool {
-        self.reachable.load(Ordering::Relaxed)
-    }
-
-    async fn maintain_logged(&self) {
-        let result = self.maintain().await;
-        let was = self.reachable.swap(result.is_ok(), Ordering::Relaxed);
-        match result {
-            Ok(()) if !was => info!("Redis reachable again"),
-            Ok(()) => {}
-            Err(err) => {
-                self.metrics.redis_errors.increment(1);
-                warn!(%err, "cannot refresh liveness in Redis; /readyz answers 503");
-            }
-        }
-    }
-
-    async fn maintain(&self) -> redis::RedisResult<()> {
-        let liveness = u64::try_from(self.liveness.as_millis()).unwrap_or(u64::MAX);
-        let limits = &self.settings.registry;
-        let mut invocation = self.maintain_script.prepare_invoke();
-        invocation
-            .arg(limits.max_queued_signals)
-            .arg(limits.max_queued_bytes)
-            .arg(&self.instance)
-            .arg(liveness)
-            .arg(EXPIRE_BATCH)
-            .arg(uuid::Uuid::new_v4().simple().to_string());
-        let mut redis = self.redis.clone();
-        let (rooms, peers, expired, orphaned, epoch): (u64, i64, u64, u64, String) =
-            tokio::time::timeout(REQUEST_TIMEOUT, invocation.invoke_async(&mut redis))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(redis::RedisError::from(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "no answer from Redis in time",
-                    )))
-                })?;
-        let previous = self
-            .epoch
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replace(epoch.clone());
-        if previous.is_some_and(|previous| previous != epoch) {
-            self.restore().await;
-        }
-        self.metrics.rooms.set(rooms as f64);
-        self.metrics.peers.set(peers.max(0) as f64);
-        if expired > 0 {
-            info!(expired, "resume grace period over; peers left their rooms");
-            self.metrics.peers_expired.increment(expired);
-        }
-        if orphaned > 0 {
-            info!(
-                orphaned,
-                "peers of an instance that stopped refreshing its liveness left their rooms"
-            );
-        }
-        Ok(())
-    }
-
-    /// Redis lost its data (it restarted empty): puts this instance's peers
-    /// back, so their rooms work again without anyone rejoining. Absent
-    /// peers, which no instance holds, and what was queued for them are
-    /// lost.
-    async fn restore(&self) {
-        let peers = self.lock().snapshot();
-        warn!(
-            peers = peers.len(),
-            "Redis lost its data; putting this instance's peers back"
-        );
-        let restores = peers.into_iter().map(|(peer, room, token, conn)| {
-            let mut cmd = self.script(RESTORE);
-            cmd.arg(&*room)
-                .arg(peer.to_string())
-                .arg(token)
-                .arg(&self.instance)
-                .arg(conn);
-            self.call::<i64>(cmd)
-        });
-        let results = futures_util::future::join_all(restores).await;
-        let failed = results.iter().filter(|result| result.is_err()).count();
-        if failed > 0 {
-            self.metrics.redis_errors.increment(1);
-            warn!(failed, "some peers could not be put back into Redis");
-        } else {
-            info!(restored = results.len(), "peers put back into Redis");
         }
     }
 
