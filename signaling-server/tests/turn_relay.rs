@@ -31,12 +31,7 @@ struct Coturn {
 
 impl Coturn {
     fn start() -> Self {
-        let program =
-            std::env::var("TURNSERVER_PATH").unwrap_or_else(|_| "/usr/bin/turnserver".into());
-        assert!(
-            std::path::Path::new(&program).exists(),
-            "{program} not found: install Debian's coturn package or set TURNSERVER_PATH"
-        );
+        let program = test_support::turnserver_program();
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .unwrap()
@@ -45,37 +40,14 @@ impl Coturn {
             std::env::temp_dir().join(format!("signaling-turn-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let relay_base = 40_000 + (port % 10_000);
-        let conf = format!(
-            "listening-ip=127.0.0.1\n\
-             relay-ip=127.0.0.1\n\
-             listening-port={port}\n\
-             min-port={relay_base}\n\
-             max-port={}\n\
-             use-auth-secret\n\
-             static-auth-secret={SECRET}\n\
-             realm=signaling.test\n\
-             no-tls\n\
-             no-dtls\n\
-             no-tcp\n\
-             no-cli\n\
-             allow-loopback-peers\n\
-             userdb={}\n\
-             pidfile={}\n\
-             log-file={}\n\
-             simple-log\n\
-             verbose\n",
-            relay_base + 100,
-            dir.join("turndb").display(),
-            dir.join("turnserver.pid").display(),
-            dir.join("turnserver.log").display(),
-        );
-        let conf_path = dir.join("turnserver.conf");
-        std::fs::write(&conf_path, conf).unwrap();
+        let auth = test_support::TurnAuth::Secret(SECRET);
+        let relays = relay_base..=relay_base + 100;
+        let args = test_support::coturn_args("127.0.0.1", port, relays, auth, &dir);
+        let log = std::fs::File::create(dir.join("turnserver.log")).unwrap();
         let child = Command::new(&program)
-            .arg("-c")
-            .arg(&conf_path)
+            .args(&args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(log))
             .stderr(Stdio::null())
             .spawn()
             .unwrap();

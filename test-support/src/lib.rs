@@ -1,6 +1,7 @@
 //! Real services the workspace's tests start and stop: a `redis-server` on a
-//! free loopback port (Debian's redis-server package, or `$REDIS_SERVER_PATH`);
-//! and the bytes a WebSocket client sends, for tests that speak raw frames.
+//! free loopback port (Debian's redis-server package, or `$REDIS_SERVER_PATH`),
+//! the command line of a test's coturn; and the bytes a WebSocket client
+//! sends, for tests that speak raw frames.
 
 // Test support: a service that cannot start is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -102,6 +103,75 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The coturn `turnserver` binary to run: `$TURNSERVER_PATH` or Debian's.
+/// Panics with what to install if it is missing.
+pub fn turnserver_program() -> String {
+    let program = std::env::var("TURNSERVER_PATH").unwrap_or_else(|_| "/usr/bin/turnserver".into());
+    assert!(
+        std::path::Path::new(&program).exists(),
+        "{program} not found: install Debian's coturn package or set TURNSERVER_PATH"
+    );
+    program
+}
+
+/// How a test's coturn lets clients in.
+#[derive(Debug, Clone, Copy)]
+pub enum TurnAuth<'a> {
+    /// One long-term user, `NAME:PASSWORD`.
+    User(&'a str),
+    /// Short-lived credentials minted from this secret (`use-auth-secret`,
+    /// what the signaling server's `--turn-secret` hands out).
+    Secret(&'a str),
+}
+
+/// The arguments of a test's coturn: STUN and TURN over UDP only, on
+/// `ip:port`, relaying from `ip` on ports `relays`, its state in `dir`, its
+/// log on standard output (ready once it prints "Total General servers").
+/// On a loopback address it relays between loopback peers too.
+pub fn coturn_args(
+    ip: &str,
+    port: u16,
+    relays: std::ops::RangeInclusive<u16>,
+    auth: TurnAuth<'_>,
+    dir: &std::path::Path,
+) -> Vec<String> {
+    let mut args = vec![
+        "-n".to_owned(),
+        format!("--listening-ip={ip}"),
+        format!("--relay-ip={ip}"),
+        format!("--listening-port={port}"),
+        format!("--min-port={}", relays.start()),
+        format!("--max-port={}", relays.end()),
+        "--realm=signaling.test".into(),
+        "--no-tls".into(),
+        "--no-dtls".into(),
+        "--no-tcp".into(),
+        "--no-cli".into(),
+        format!("--userdb={}", dir.join("turndb").display()),
+        format!("--pidfile={}", dir.join("turnserver.pid").display()),
+        "--log-file=stdout".into(),
+        "--simple-log".into(),
+        "--verbose".into(),
+    ];
+    match auth {
+        TurnAuth::User(user) => {
+            args.push("--lt-cred-mech".into());
+            args.push(format!("--user={user}"));
+        }
+        TurnAuth::Secret(secret) => {
+            args.push("--use-auth-secret".into());
+            args.push(format!("--static-auth-secret={secret}"));
+        }
+    }
+    if ip
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+    {
+        args.push("--allow-loopback-peers".into());
+    }
+    args
 }
 
 /// A client's WebSocket frame (RFC 6455 §5.2): `opcode` with its FIN bit,

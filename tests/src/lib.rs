@@ -327,12 +327,7 @@ pub struct TurnServer {
 impl TurnServer {
     /// Starts `/usr/bin/turnserver` (or `$TURNSERVER_PATH`).
     pub fn start() -> Self {
-        let program =
-            std::env::var("TURNSERVER_PATH").unwrap_or_else(|_| "/usr/bin/turnserver".into());
-        assert!(
-            std::path::Path::new(&program).exists(),
-            "{program} not found: install Debian's coturn package or set TURNSERVER_PATH"
-        );
+        let program = test_support::turnserver_program();
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .map(|a| a.port())
@@ -341,26 +336,9 @@ impl TurnServer {
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
         let relay_base = 50_000 + (port % 10_000);
-        let args = [
-            "-n".to_owned(),
-            "--listening-ip=127.0.0.1".into(),
-            "--relay-ip=127.0.0.1".into(),
-            format!("--listening-port={port}"),
-            "--lt-cred-mech".into(),
-            "--user=e2e:e2e-secret".into(),
-            "--realm=e2e.invalid".into(),
-            "--no-tls".into(),
-            "--no-dtls".into(),
-            "--no-tcp".into(),
-            "--allow-loopback-peers".into(),
-            "--no-cli".into(),
-            format!("--min-port={relay_base}"),
-            format!("--max-port={}", relay_base + 100),
-            format!("--userdb={}", dir.join("turndb").display()),
-            format!("--pidfile={}", dir.join("turnserver.pid").display()),
-            "--log-file=stdout".into(),
-            "--simple-log".into(),
-        ];
+        let auth = test_support::TurnAuth::User("e2e:e2e-secret");
+        let relays = relay_base..=relay_base + 100;
+        let args = test_support::coturn_args("127.0.0.1", port, relays, auth, &dir);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = Process::start_program("turnserver", &program, &args);
         process.wait_for(Stream::Stdout, "Total General servers", 0);

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use test_support::TurnAuth;
+
 use crate::{Process, binary};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -339,56 +341,22 @@ impl Coturn {
     /// Starts `/usr/bin/turnserver` (or `$TURNSERVER_PATH`) in `netns` on
     /// `addr`, accepting the long-term user [`TURN_USER`].
     pub fn start(netns: &Netns, addr: &str) -> Self {
-        Self::start_with(
-            netns,
-            addr,
-            &["--lt-cred-mech", &format!("--user={TURN_USER}")],
-        )
+        Self::start_with(netns, addr, TurnAuth::User(TURN_USER))
     }
 
     /// Like [`Coturn::start`], but accepting only short-lived credentials
     /// minted from `secret` (coturn's `use-auth-secret` mode, what the
     /// signaling server's `--turn-secret` hands out).
     pub fn start_with_secret(netns: &Netns, addr: &str, secret: &str) -> Self {
-        Self::start_with(
-            netns,
-            addr,
-            &[
-                "--use-auth-secret",
-                &format!("--static-auth-secret={secret}"),
-            ],
-        )
+        Self::start_with(netns, addr, TurnAuth::Secret(secret))
     }
 
-    fn start_with(netns: &Netns, addr: &str, auth: &[&str]) -> Self {
-        let program =
-            std::env::var("TURNSERVER_PATH").unwrap_or_else(|_| "/usr/bin/turnserver".into());
-        assert!(
-            std::path::Path::new(&program).exists(),
-            "{program} not found: install Debian's coturn package or set TURNSERVER_PATH"
-        );
+    fn start_with(netns: &Netns, addr: &str, auth: TurnAuth<'_>) -> Self {
+        let program = test_support::turnserver_program();
         let dir = std::env::temp_dir().join(format!("e2e-coturn-{}", netns.name()));
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
-        let mut args = vec![
-            "-n".to_owned(),
-            format!("--listening-ip={addr}"),
-            format!("--relay-ip={addr}"),
-            "--listening-port=3478".into(),
-            "--realm=e2e.invalid".into(),
-            "--no-tls".into(),
-            "--no-dtls".into(),
-            "--no-tcp".into(),
-            "--no-cli".into(),
-            "--min-port=50000".into(),
-            "--max-port=50100".into(),
-            format!("--userdb={}", dir.join("turndb").display()),
-            format!("--pidfile={}", dir.join("turnserver.pid").display()),
-            "--log-file=stdout".into(),
-            "--simple-log".into(),
-            "--verbose".into(),
-        ];
-        args.extend(auth.iter().map(|a| (*a).to_owned()));
+        let args = test_support::coturn_args(addr, 3478, 50_000..=50_100, auth, &dir);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = netns.spawn_program("turnserver", &program, &args);
         process.wait_for(crate::Stream::Stdout, "Total General servers", 0);
