@@ -93,6 +93,13 @@ impl Netns {
         );
         run("ip", &["netns", "add", &name], None);
         let netns = Self { name };
+        // IPv4 only. An IPv6 link-local address would finish its duplicate
+        // address detection a second or two after a link comes up, and
+        // Chromium aborts every request in flight when the host's addresses
+        // change (net::ERR_NETWORK_CHANGED): a page started in that window
+        // failed to load its scripts.
+        netns.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
+        netns.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
         netns.ip(&["link", "set", "lo", "up"]);
         netns
     }

@@ -29,13 +29,26 @@ async function finished(page) {
   }
 }
 
+/** The page's console, on stderr: what a failed run shows of the page's own view. */
+function echoConsole(page) {
+  page.on('console', (message) => process.stderr.write(`[page ${message.type()}] ${message.text()}\n`));
+}
+
 async function send(browser, httpUrl, file) {
   const page = await browser.newPage();
+  echoConsole(page);
   await page.goto(new URL('transfer.html', httpUrl).href);
   await page.setInputFiles('#send-files', [file]);
   const started = performance.now();
   await page.click('#send-start');
-  await page.waitForFunction(() => document.body.dataset.code);
+  // The page gives up on the server by itself (its own step timeout) and says why: wait for that
+  // rather than for a shorter bound of our own.
+  await page.waitForFunction(() => document.body.dataset.code || document.body.dataset.transfer === 'failed', null, {
+    timeout: TIMEOUT_MS,
+  });
+  if ((await page.getAttribute('body', 'data-transfer')) === 'failed') {
+    throw new Error(`the page could not start sending: ${await page.textContent('#transfer-error')}`);
+  }
   emit({ event: 'code', code: await page.getAttribute('body', 'data-code') });
   await finished(page);
   emit({ event: 'done', seconds: (performance.now() - started) / 1000 });
@@ -43,6 +56,7 @@ async function send(browser, httpUrl, file) {
 
 async function receive(browser, httpUrl, code, outDir) {
   const page = await browser.newPage();
+  echoConsole(page);
   const saved = [];
   page.on('download', (download) => {
     const file = path.join(outDir, download.suggestedFilename());
