@@ -128,16 +128,21 @@ impl AddressTable {
             AddressLimit::Rate => Refusal::AddressRate,
             AddressLimit::Open => Refusal::AddressConnections,
         });
-        let explanation = self.explain(AddressRefused {
-            addr,
-            limit: refused.limit,
-        });
+        // Under attack this runs for every connection: the sentence is only
+        // written when a log line takes it.
+        let explain = || {
+            self.explain(AddressRefused {
+                addr,
+                limit: refused.limit,
+            })
+        };
         if refused.first {
             info!(
-                "connection refused: {explanation} (further refusals of this address are only counted until it is admitted again)"
+                "connection refused: {} (further refusals of this address are only counted until it is admitted again)",
+                explain()
             );
         } else {
-            debug!("connection refused: {explanation}");
+            debug!("connection refused: {}", explain());
         }
         refused.limit
     }

@@ -132,37 +132,37 @@ impl PipeReceiver {
         if self.receiver.recv_many(&mut batch, BATCH).await == 0 {
             return None;
         }
+        // The commands move into the pipeline; what waits for each reply stays.
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for command in &batch {
+        let mut waiting = Vec::with_capacity(batch.len());
+        for command in batch {
             match command {
                 Command::Publish(publish) => {
                     pipe.cmd("PUBLISH")
                         .arg(&*publish.channel)
                         .arg(&publish.payload);
+                    waiting.push(Waiting::Publish(publish));
                 }
-                Command::Call { cmd, .. } => {
-                    pipe.add_command(cmd.clone());
+                Command::Call { cmd, reply } => {
+                    pipe.add_command(cmd);
+                    waiting.push(Waiting::Call(reply));
                 }
             }
         }
-        let answer: Result<RedisResult<Vec<RedisResult<Value>>>, _> =
-            tokio::time::timeout(timeout, pipe.query_async(redis)).await;
-        let replies: RedisResult<Vec<RedisResult<Value>>> = match answer {
-            Ok(Ok(replies)) if replies.len() != batch.len() => Err(redis::RedisError::from(
+        let answer: RedisResult<Vec<RedisResult<Value>>> =
+            within(timeout, pipe.query_async(redis)).await;
+        let replies = match answer {
+            Ok(replies) if replies.len() != waiting.len() => Err(redis::RedisError::from(
                 std::io::Error::other("Redis answered a pipeline with the wrong number of replies"),
             )),
-            Ok(replies) => replies,
-            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no answer from Redis in time",
-            ))),
+            other => other,
         };
         let replies = match replies {
             Ok(replies) => replies,
             Err(err) => {
-                for command in batch {
-                    if let Command::Call { reply, .. } = command {
+                for waiter in waiting {
+                    if let Waiting::Call(reply) = waiter {
                         let _ = reply.send(Err(redis::RedisError::from(std::io::Error::other(
                             err.to_string(),
                         ))));
@@ -172,18 +172,41 @@ impl PipeReceiver {
             }
         };
         let mut unheard = Vec::new();
-        for (command, reply) in batch.into_iter().zip(replies) {
-            match command {
-                Command::Publish(publish) => {
+        for (waiter, reply) in waiting.into_iter().zip(replies) {
+            match waiter {
+                Waiting::Publish(publish) => {
                     if matches!(reply, Ok(Value::Int(0))) {
                         unheard.push(publish);
                     }
                 }
-                Command::Call { reply: to, .. } => {
+                Waiting::Call(to) => {
                     let _ = to.send(reply);
                 }
             }
         }
         Some(Ok(unheard))
     }
+}
+
+/// What waits for one reply of a pipeline.
+enum Waiting {
+    /// A publish, handed back if it reached nobody.
+    Publish(Publish),
+    /// A caller.
+    Call(oneshot::Sender<RedisResult<Value>>),
+}
+
+/// `request`, failing with a timeout error after `limit`.
+pub(super) async fn within<T>(
+    limit: Duration,
+    request: impl std::future::Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    tokio::time::timeout(limit, request)
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer from Redis in time",
+            )))
+        })
 }

@@ -140,21 +140,29 @@ return {redis.call('SCARD', 'sig:rooms'), tonumber(redis.call('GET', 'sig:npeers
 "#
 );
 
-/// Puts a peer attached to this instance back after Redis lost its data
-/// (restarted empty): its room, token and instance, as they were. A peer
-/// already there (it joined again meanwhile) is left alone.
+/// Puts peers attached to this instance back after Redis lost its data
+/// (restarted empty): each in its room with its token, as they were.
+/// ARGV[3] is the instance, then four values a peer: room, id, token,
+/// connection. A peer already there (it joined again meanwhile) is left
+/// alone. Answers how many were put back.
 pub(super) const RESTORE: &str = concat!(
     include_str!("scripts.lua"),
     r#"
-local room, pid, tok, inst, conn = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local pk = 'sig:peer:' .. pid
-if redis.call('EXISTS', pk) == 1 then return 0 end
-redis.call('ZADD', 'sig:room:' .. room, redis.call('INCR', 'sig:seq'), pid)
-redis.call('SADD', 'sig:rooms', room)
-redis.call('HSET', pk, 'room', room, 'token', tok, 'inst', inst, 'conn', conn, 'qbytes', 0)
-redis.call('SET', 'sig:token:' .. tok, pid)
-redis.call('SADD', 'sig:inst:' .. inst .. ':peers', pid)
-redis.call('INCR', 'sig:npeers')
-return 1
+local inst = ARGV[3]
+local restored = 0
+for i = 4, #ARGV - 3, 4 do
+  local room, pid, tok, conn = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local pk = 'sig:peer:' .. pid
+  if redis.call('EXISTS', pk) == 0 then
+    redis.call('ZADD', 'sig:room:' .. room, redis.call('INCR', 'sig:seq'), pid)
+    redis.call('SADD', 'sig:rooms', room)
+    redis.call('HSET', pk, 'room', room, 'token', tok, 'inst', inst, 'conn', conn, 'qbytes', 0)
+    redis.call('SET', 'sig:token:' .. tok, pid)
+    redis.call('SADD', 'sig:inst:' .. inst .. ':peers', pid)
+    redis.call('INCR', 'sig:npeers')
+    restored = restored + 1
+  end
+end
+return restored
 "#
 );

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 mod upkeep;
 
 use super::joins_in_flight::JoinsInFlight;
-use super::redis_pipe::{CommandPipe, PipeError, PipeReceiver, Publish, command_pipe};
+use super::redis_pipe::{CommandPipe, PipeError, PipeReceiver, Publish, command_pipe, within};
 use super::redis_routes::{Local, LocalPeers};
 use super::redis_scripts::{DISCONNECT, JOIN, LEAVE, MAINTAIN, REDELIVER, SIGNAL};
 use super::{BrokerSettings, ConnHandle, Rejection};
@@ -429,13 +429,7 @@ async fn run_pipe(
                 .arg(frame)
                 .arg(instance);
             let result: redis::RedisResult<i64> =
-                match tokio::time::timeout(REQUEST_TIMEOUT, cmd.query_async(&mut redis)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "no answer from Redis in time",
-                    ))),
-                };
+                within(REQUEST_TIMEOUT, cmd.query_async(&mut redis)).await;
             if let Err(err) = result {
                 metrics.redis_errors.increment(1);
                 warn!(%err, "cannot hand on a signal for a gone instance; dropped");

@@ -14,8 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{EXPIRE_BATCH, REQUEST_TIMEOUT, RedisBroker, SUBSCRIBER_BATCH};
+use crate::broker::redis_pipe::within;
 use crate::broker::redis_scripts::{REDELIVER, RESTORE};
 use crate::outbox::{CloseReason, SharedText};
+
+/// Peers put back into Redis by one script call.
+const RESTORE_BATCH: usize = 256;
 
 impl RedisBroker {
     /// Reads this instance's channel and keeps the shared state tidy
@@ -166,14 +170,7 @@ impl RedisBroker {
             .arg(uuid::Uuid::new_v4().simple().to_string());
         let mut redis = self.redis.clone();
         let (rooms, peers, expired, orphaned, epoch): (u64, i64, u64, u64, String) =
-            tokio::time::timeout(REQUEST_TIMEOUT, invocation.invoke_async(&mut redis))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(redis::RedisError::from(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "no answer from Redis in time",
-                    )))
-                })?;
+            within(REQUEST_TIMEOUT, invocation.invoke_async(&mut redis)).await?;
         let previous = self
             .epoch
             .lock()
@@ -207,22 +204,28 @@ impl RedisBroker {
             peers = peers.len(),
             "Redis lost its data; putting this instance's peers back"
         );
-        let restores = peers.into_iter().map(|(peer, room, token, conn)| {
+        let mut restored = 0;
+        let mut failed = 0;
+        // A script a batch: its arguments bound what one call holds.
+        for batch in peers.chunks(RESTORE_BATCH) {
             let mut cmd = self.script(RESTORE);
-            cmd.arg(&*room)
-                .arg(peer.to_string())
-                .arg(token)
-                .arg(&self.instance)
-                .arg(conn);
-            self.call::<i64>(cmd)
-        });
-        let results = futures_util::future::join_all(restores).await;
-        let failed = results.iter().filter(|result| result.is_err()).count();
+            cmd.arg(&self.instance);
+            for (peer, room, token, conn) in batch {
+                cmd.arg(&**room).arg(peer.to_string()).arg(token).arg(conn);
+            }
+            match self.call::<usize>(cmd).await {
+                Ok(count) => restored += count,
+                Err(_) => failed += batch.len(),
+            }
+        }
         if failed > 0 {
             self.metrics.redis_errors.increment(1);
-            warn!(failed, "some peers could not be put back into Redis");
+            warn!(
+                failed,
+                restored, "some peers could not be put back into Redis"
+            );
         } else {
-            info!(restored = results.len(), "peers put back into Redis");
+            info!(restored, "peers put back into Redis");
         }
     }
 }
