@@ -10,6 +10,8 @@
 
 mod joins_in_flight;
 mod redis_broker;
+mod redis_keys;
+mod redis_link;
 mod redis_pipe;
 mod redis_routes;
 mod redis_scripts;

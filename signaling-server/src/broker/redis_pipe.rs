@@ -5,15 +5,18 @@
 //! hundreds of signals instead of one round trip each.
 //!
 //! Order is kept: commands run in Redis in the order they were queued, so
-//! signals sent the fast way (`PUBLISH` to a known route) and the slow way
-//! (a script) from one connection cannot overtake each other.
+//! signals sent the fast way (a publish to a known route) and the slow way
+//! (a script) from one connection cannot overtake each other. On a cluster
+//! the order holds among the commands of one hash tag (one room, one
+//! instance channel), which is all a connection's signals need.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{Cmd, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot};
+
+use super::redis_link::{RedisLink, copy_error};
 
 /// Commands waiting before a connection's next one waits for room.
 pub(super) const QUEUE_COMMANDS: usize = 8192;
@@ -21,13 +24,16 @@ pub(super) const QUEUE_COMMANDS: usize = 8192;
 /// Most commands in one pipeline.
 const BATCH: usize = 512;
 
-/// A `PUBLISH` of a signal to the instance a route names.
+/// A publish of a frame to the instance a route or a script names.
 #[derive(Debug)]
 pub(super) struct Publish {
     /// The instance's channel.
     pub(super) channel: Arc<str>,
-    /// `F PEER FRAME`.
+    /// `F PEER FRAME`, `R PEER CONN` or `L PEER ROOM`.
     pub(super) payload: String,
+    /// The room of the peer it concerns, to hand a frame on when nobody
+    /// heard it.
+    pub(super) room: Arc<str>,
 }
 
 /// One queued command.
@@ -40,6 +46,8 @@ pub(super) enum Command {
     Call {
         /// The command.
         cmd: Cmd,
+        /// The key it routes by on a cluster.
+        route: String,
         /// Where its reply goes.
         reply: oneshot::Sender<RedisResult<Value>>,
     },
@@ -88,11 +96,18 @@ impl CommandPipe {
         self.enqueue(Command::Publish(publish), timeout).await
     }
 
-    /// Queues `cmd` and waits for its reply, at most `timeout` in all.
-    pub(super) async fn call(&self, cmd: Cmd, timeout: Duration) -> Result<Value, PipeError> {
+    /// Queues `cmd`, which routes by the key `route`, and waits for its
+    /// reply, at most `timeout` in all.
+    pub(super) async fn call(
+        &self,
+        cmd: Cmd,
+        route: String,
+        timeout: Duration,
+    ) -> Result<Value, PipeError> {
         let (reply, answer) = oneshot::channel();
         let call = async {
-            self.enqueue(Command::Call { cmd, reply }, timeout).await?;
+            self.enqueue(Command::Call { cmd, route, reply }, timeout)
+                .await?;
             answer
                 .await
                 .map_err(|_| PipeError::Stopped)?
@@ -120,12 +135,13 @@ impl CommandPipe {
 
 impl PipeReceiver {
     /// Waits for queued commands, sends up to a batch of them as one
-    /// pipeline, hands every reply to its caller, and returns the publishes
-    /// that reached no subscriber (the instance is gone; the caller routes
-    /// them again). `None` when the queue is closed.
+    /// pipeline (one per hash tag on a cluster), hands every reply to its
+    /// caller, and returns the publishes that reached no subscriber (the
+    /// instance is gone; the caller routes them again). `None` when the
+    /// queue is closed.
     pub(super) async fn run_batch(
         &mut self,
-        redis: &mut ConnectionManager,
+        redis: &mut RedisLink,
         timeout: Duration,
     ) -> Option<Result<Vec<Publish>, redis::RedisError>> {
         let mut batch = Vec::with_capacity(BATCH);
@@ -133,25 +149,22 @@ impl PipeReceiver {
             return None;
         }
         // The commands move into the pipeline; what waits for each reply stays.
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
+        let mut commands = Vec::with_capacity(batch.len());
         let mut waiting = Vec::with_capacity(batch.len());
         for command in batch {
             match command {
                 Command::Publish(publish) => {
-                    pipe.cmd("PUBLISH")
-                        .arg(&*publish.channel)
-                        .arg(&publish.payload);
+                    let cmd = redis.publish(&publish.channel, &publish.payload);
+                    commands.push((cmd, publish.channel.to_string()));
                     waiting.push(Waiting::Publish(publish));
                 }
-                Command::Call { cmd, reply } => {
-                    pipe.add_command(cmd);
+                Command::Call { cmd, route, reply } => {
+                    commands.push((cmd, route));
                     waiting.push(Waiting::Call(reply));
                 }
             }
         }
-        let answer: RedisResult<Vec<RedisResult<Value>>> =
-            within(timeout, pipe.query_async(redis)).await;
+        let answer = within(timeout, redis.run_all(commands)).await;
         let replies = match answer {
             Ok(replies) if replies.len() != waiting.len() => Err(redis::RedisError::from(
                 std::io::Error::other("Redis answered a pipeline with the wrong number of replies"),
@@ -163,9 +176,7 @@ impl PipeReceiver {
             Err(err) => {
                 for waiter in waiting {
                     if let Waiting::Call(reply) = waiter {
-                        let _ = reply.send(Err(redis::RedisError::from(std::io::Error::other(
-                            err.to_string(),
-                        ))));
+                        let _ = reply.send(Err(copy_error(&err)));
                     }
                 }
                 return Some(Err(err));

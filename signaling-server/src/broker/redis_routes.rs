@@ -63,6 +63,11 @@ impl LocalPeers {
         }
     }
 
+    /// How many peers are attached here.
+    pub(super) fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
     /// The local peer `peer`, if attached here.
     pub(super) fn get(&self, peer: &PeerId) -> Option<&Local> {
         self.peers.get(peer)

@@ -1,168 +1,215 @@
-//! The Lua scripts of the Redis broker: every change to shared room state is
-//! one of them, so it is atomic. `scripts.lua` (prepended to each) holds the
-//! key layout and the functions they share.
+//! The Lua scripts of the Redis broker. Every change to a room is one room
+//! script, so it is atomic: concurrent joins cannot overfill a room and a
+//! resume cannot race an expiry. `scripts.lua` (prepended to each room
+//! script) holds the room's key layout and the functions they share; every
+//! room script answers `{status, detail, list, backlog, deliveries,
+//! emptied}` (`RoomReply` in `redis_broker/room_reply.rs`).
+//!
+//! What all rooms share lives under the control tag, `sig:{ctl}:`, on one
+//! shard, changed by separate commands (never inside a room script, which
+//! may run on another shard):
+//!   sig:{ctl}:rooms          set   room names (bounds the number of rooms)
+//!   sig:{ctl}:inst:INST      set   "PEER ROOM" of the peers an instance
+//!                                  attached (to remove them if it dies)
+//!   sig:{ctl}:absent         zset  "PEER ROOM", score resume deadline (ms)
+//!   sig:{ctl}:instances      set   instance ids
+//!   sig:{ctl}:alive:INST     string, expires unless the instance refreshes it
+//!   sig:{ctl}:load           hash  instance → peers attached to it
+//!   sig:{ctl}:epoch          string, set once per data set: a new value means
+//!                                  Redis lost its data and instances restore theirs
+//! Each instance reads its own sharded channel, `sig:{i:INST}:ch`.
 
+/// Joins a room or resumes a peer in it. ARGV[4..]: resume token (or ''),
+/// fresh peer id, fresh token, instance, connection, the room's peer limit,
+/// the `peer_joined` frame for the others. Status `joined` or `resumed`
+/// (detail: the peer id; list: the others; backlog: frames queued while
+/// absent) or `room_full`.
 pub(super) const JOIN: &str = concat!(
     include_str!("scripts.lua"),
     r#"
-local room, resume, pid, tok, inst, conn = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local rk = 'sig:room:' .. room
+local resume, pid, tok, inst, conn = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local function others(me)
   local list = {}
-  for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
+  for _, m in ipairs(redis.call('ZRANGE', members_key, 0, -1)) do
     if m ~= me then table.insert(list, m) end
   end
   return list
 end
 if resume ~= '' then
-  local old = redis.call('GET', 'sig:token:' .. resume)
-  if old then
-    local pk = 'sig:peer:' .. old
-    local f = redis.call('HMGET', pk, 'room', 'inst', 'conn')
-    if f[1] == room then
-      redis.call('DEL', 'sig:token:' .. resume)
-      redis.call('SET', 'sig:token:' .. tok, old)
-      if f[2] ~= '' then
-        redis.call('SREM', 'sig:inst:' .. f[2] .. ':peers', old)
-        if f[2] ~= inst then
-          redis.call('PUBLISH', 'sig:ch:' .. f[2], 'R ' .. old .. ' ' .. f[3])
-        end
-      end
-      redis.call('HSET', pk, 'token', tok, 'inst', inst, 'conn', conn, 'qbytes', 0)
-      redis.call('SADD', 'sig:inst:' .. inst .. ':peers', old)
-      redis.call('ZREM', 'sig:absent', old)
-      local qk = 'sig:queue:' .. old
-      local backlog = redis.call('LRANGE', qk, 0, -1)
-      redis.call('DEL', qk)
-      return {'resumed', old, others(old), backlog}
-    end
+  local old = redis.call('GET', token_key(resume))
+  if old and room_of(old) then
+    local pk = peer_key(old)
+    local f = redis.call('HMGET', pk, 'inst', 'conn')
+    redis.call('DEL', token_key(resume))
+    redis.call('SET', token_key(tok), old)
+    if f[1] ~= '' and f[1] ~= inst then send(f[1], 'R ' .. old .. ' ' .. f[2]) end
+    redis.call('HSET', pk, 'token', tok, 'inst', inst, 'conn', conn, 'qbytes', 0)
+    redis.call('HDEL', pk, 'until')
+    local qk = queue_key(old)
+    local backlog = redis.call('LRANGE', qk, 0, -1)
+    redis.call('DEL', qk)
+    return {'resumed', old, others(old), backlog, out, emptied}
   end
 end
-local n = redis.call('ZCARD', rk)
-if n >= tonumber(ARGV[9]) then return {'room_full', '', {}, {}} end
-if n == 0 and redis.call('SCARD', 'sig:rooms') >= tonumber(ARGV[10]) then
-  return {'too_many_rooms', '', {}, {}}
-end
-local members = redis.call('ZRANGE', rk, 0, -1)
-redis.call('ZADD', rk, redis.call('INCR', 'sig:seq'), pid)
-redis.call('SADD', 'sig:rooms', room)
-redis.call('HSET', 'sig:peer:' .. pid, 'room', room, 'token', tok, 'inst', inst, 'conn', conn, 'qbytes', 0)
-redis.call('SET', 'sig:token:' .. tok, pid)
-redis.call('SADD', 'sig:inst:' .. inst .. ':peers', pid)
-redis.call('INCR', 'sig:npeers')
-for _, m in ipairs(members) do deliver(m, ARGV[11], false) end
-return {'joined', pid, members, {}}
+local members = redis.call('ZRANGE', members_key, 0, -1)
+if #members >= tonumber(ARGV[9]) then return {'room_full', '', {}, {}, out, emptied} end
+add_peer(pid, tok, inst, conn)
+for _, m in ipairs(members) do deliver(m, ARGV[10], false) end
+return {'joined', pid, members, {}, out, emptied}
 "#
 );
 
-/// A signal for a peer without a known route: checks both ends are in one
-/// room, delivers or queues it, and answers `{status, instance}` so the
-/// sender's instance can route the next ones itself.
+/// A signal for a peer without a known route. ARGV[4..]: from, to, frame.
+/// Checks both ends are in the room, delivers or queues it; status `ok`
+/// (detail: the addressee's instance, '' when absent), `not_joined` or
+/// `unknown_peer`.
 pub(super) const SIGNAL: &str = concat!(
     include_str!("scripts.lua"),
     r#"
-local from_room = redis.call('HGET', 'sig:peer:' .. ARGV[3], 'room')
-if not from_room then return {'not_joined', ''} end
-if redis.call('HGET', 'sig:peer:' .. ARGV[4], 'room') ~= from_room then
-  return {'unknown_peer', from_room}
-end
-deliver(ARGV[4], ARGV[5], true)
-return {'ok', redis.call('HGET', 'sig:peer:' .. ARGV[4], 'inst') or ''}
+if not room_of(ARGV[4]) then return {'not_joined', '', {}, {}, out, emptied} end
+if not room_of(ARGV[5]) then return {'unknown_peer', '', {}, {}, out, emptied} end
+deliver(ARGV[5], ARGV[6], true)
+return {'ok', redis.call('HGET', peer_key(ARGV[5]), 'inst') or '', {}, {}, out, emptied}
 "#
 );
 
-/// A frame arrived here for a peer this instance no longer holds: forward
-/// it to where the peer is now, or queue it when the peer is (about to be)
+/// A frame reached an instance that no longer holds its peer, or reached no
+/// instance at all. ARGV[4..]: peer, frame, that instance. Forwards it to
+/// where the peer is now, or queues it when the peer is (about to be)
 /// absent.
 pub(super) const REDELIVER: &str = concat!(
     include_str!("scripts.lua"),
     r#"
-local inst = redis.call('HGET', 'sig:peer:' .. ARGV[3], 'inst')
-if not inst then return 0 end
-if inst == ARGV[5] or inst == '' then enqueue(ARGV[3], ARGV[4]) else deliver(ARGV[3], ARGV[4], true) end
-return 1
+local inst = redis.call('HGET', peer_key(ARGV[4]), 'inst')
+if inst and room_of(ARGV[4]) then
+  if inst == ARGV[6] or inst == '' then enqueue(ARGV[4], ARGV[5]) else deliver(ARGV[4], ARGV[5], true) end
+end
+return {'ok', '', {}, {}, out, emptied}
 "#
 );
 
+/// A peer leaves. ARGV[4..]: peer, instance, connection (a stale
+/// connection's leave changes nothing).
 pub(super) const LEAVE: &str = concat!(
     include_str!("scripts.lua"),
     r#"
-local f = redis.call('HMGET', 'sig:peer:' .. ARGV[3], 'inst', 'conn')
-if f[1] ~= ARGV[4] or f[2] ~= ARGV[5] then return 0 end
-remove_peer(ARGV[3])
-return 1
+local f = redis.call('HMGET', peer_key(ARGV[4]), 'inst', 'conn')
+if f[1] == ARGV[5] and f[2] == ARGV[6] then remove_peer(ARGV[4]) end
+return {'ok', '', {}, {}, out, emptied}
 "#
 );
 
+/// A peer's connection ended: it is absent, resumable for ARGV[7] ms.
+/// ARGV[4..]: peer, instance, connection, grace.
 pub(super) const DISCONNECT: &str = concat!(
     include_str!("scripts.lua"),
     r#"
-local pk = 'sig:peer:' .. ARGV[3]
+local pk = peer_key(ARGV[4])
 local f = redis.call('HMGET', pk, 'inst', 'conn')
-if f[1] ~= ARGV[4] or f[2] ~= ARGV[5] then return 0 end
-redis.call('HSET', pk, 'inst', '', 'conn', '')
-redis.call('SREM', 'sig:inst:' .. ARGV[4] .. ':peers', ARGV[3])
-redis.call('ZADD', 'sig:absent', now_ms() + tonumber(ARGV[6]), ARGV[3])
-return 1
+if f[1] == ARGV[5] and f[2] == ARGV[6] then
+  redis.call('HSET', pk, 'inst', '', 'conn', '', 'until', now_ms() + tonumber(ARGV[7]))
+end
+return {'ok', '', {}, {}, out, emptied}
 "#
 );
 
-/// Refreshes this instance's liveness, removes expired absent peers and the
-/// peers of dead instances, and reports the totals for the gauges and the
-/// data set's epoch: `{rooms, peers, expired, orphaned, epoch}`. The epoch
-/// (`sig:epoch`, set to ARGV[6] when missing) changes only when Redis lost
-/// its data: then every instance puts its peers back (`RESTORE`).
-pub(super) const MAINTAIN: &str = concat!(
+/// An absent peer's resume deadline may have passed. ARGV[4]: the peer.
+/// Status `expired` when it left, `later` while its deadline has not passed
+/// (the entry stays due), `done` when it is no longer absent.
+pub(super) const EXPIRE: &str = concat!(
     include_str!("scripts.lua"),
     r#"
-local me, liveness, batch = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-redis.call('SET', 'sig:epoch', ARGV[6], 'NX')
-redis.call('SET', 'sig:alive:' .. me, '1', 'PX', liveness)
-redis.call('SADD', 'sig:instances', me)
-local due = redis.call('ZRANGEBYSCORE', 'sig:absent', '-inf', now_ms(), 'LIMIT', 0, batch)
-for _, p in ipairs(due) do remove_peer(p) end
-local orphaned = 0
-for _, inst in ipairs(redis.call('SMEMBERS', 'sig:instances')) do
-  if inst ~= me and redis.call('EXISTS', 'sig:alive:' .. inst) == 0 then
-    local sk = 'sig:inst:' .. inst .. ':peers'
-    for _, p in ipairs(redis.call('SMEMBERS', sk)) do
-      if redis.call('HGET', 'sig:peer:' .. p, 'inst') == inst then
-        remove_peer(p)
-        orphaned = orphaned + 1
-      end
-    end
-    redis.call('DEL', sk)
-    redis.call('SREM', 'sig:instances', inst)
-  end
+local f = redis.call('HMGET', peer_key(ARGV[4]), 'inst', 'until')
+if f[1] == '' then
+  if tonumber(f[2] or '0') > now_ms() then return {'later', '', {}, {}, out, emptied} end
+  remove_peer(ARGV[4])
+  return {'expired', '', {}, {}, out, emptied}
 end
-return {redis.call('SCARD', 'sig:rooms'), tonumber(redis.call('GET', 'sig:npeers') or '0'), #due, orphaned,
-  redis.call('GET', 'sig:epoch')}
+return {'done', '', {}, {}, out, emptied}
+"#
+);
+
+/// A peer of an instance taken for dead leaves, unless it resumed
+/// elsewhere meanwhile. ARGV[4..]: peer, the dead instance. Status
+/// `removed` or `kept`.
+pub(super) const ORPHAN: &str = concat!(
+    include_str!("scripts.lua"),
+    r#"
+if redis.call('HGET', peer_key(ARGV[4]), 'inst') ~= ARGV[5] then return {'kept', '', {}, {}, out, emptied} end
+remove_peer(ARGV[4])
+return {'removed', '', {}, {}, out, emptied}
 "#
 );
 
 /// Puts peers attached to this instance back after Redis lost its data
-/// (restarted empty): each in its room with its token, as they were.
-/// ARGV[3] is the instance, then four values a peer: room, id, token,
+/// (restarted empty): each in the room with its token, as they were.
+/// ARGV[4] is the instance, then three values a peer: id, token,
 /// connection. A peer already there (it joined again meanwhile) is left
-/// alone. Answers how many were put back.
+/// alone. Detail: how many were put back.
 pub(super) const RESTORE: &str = concat!(
     include_str!("scripts.lua"),
     r#"
-local inst = ARGV[3]
 local restored = 0
-for i = 4, #ARGV - 3, 4 do
-  local room, pid, tok, conn = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local pk = 'sig:peer:' .. pid
-  if redis.call('EXISTS', pk) == 0 then
-    redis.call('ZADD', 'sig:room:' .. room, redis.call('INCR', 'sig:seq'), pid)
-    redis.call('SADD', 'sig:rooms', room)
-    redis.call('HSET', pk, 'room', room, 'token', tok, 'inst', inst, 'conn', conn, 'qbytes', 0)
-    redis.call('SET', 'sig:token:' .. tok, pid)
-    redis.call('SADD', 'sig:inst:' .. inst .. ':peers', pid)
-    redis.call('INCR', 'sig:npeers')
+for i = 5, #ARGV - 2, 3 do
+  if redis.call('EXISTS', peer_key(ARGV[i])) == 0 then
+    add_peer(ARGV[i], ARGV[i + 1], ARGV[4], ARGV[i + 2])
     restored = restored + 1
   end
 end
-return restored
+return {'ok', tostring(restored), {}, {}, out, emptied}
 "#
 );
+
+/// Admits a join into the shared counts before its room script runs.
+/// KEYS[1] is the control prefix; ARGV: room, the limit of rooms, instance,
+/// "PEER ROOM". 0 when the room is new and there are already as many rooms
+/// as allowed.
+pub(super) const ADMIT: &str = r#"
+local C = KEYS[1]
+if redis.call('SISMEMBER', C .. 'rooms', ARGV[1]) == 0
+  and redis.call('SCARD', C .. 'rooms') >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('SADD', C .. 'rooms', ARGV[1])
+redis.call('SADD', C .. 'inst:' .. ARGV[3], ARGV[4])
+return 1
+"#;
+
+/// Refreshes this instance's liveness and load, and answers what needs
+/// doing: `{rooms, peers, epoch, due, orphans, sample}`. KEYS[1] is the
+/// control prefix; ARGV: instance, liveness (ms), batch, a fresh epoch,
+/// this instance's peer count.
+/// - `due`: up to a batch of absent peers ("PEER ROOM") whose deadline passed;
+/// - `orphans`: pairs of a dead instance and one of its peers ("PEER ROOM");
+///   a dead instance without peers left is forgotten here;
+/// - `sample`: a few room names, to check they still exist;
+/// - `epoch` (`sig:{ctl}:epoch`, set to the fresh one when missing) changes
+///   only when Redis lost its data: then every instance puts its peers back.
+pub(super) const MAINTAIN: &str = r#"
+local C, me, batch = KEYS[1], ARGV[1], tonumber(ARGV[3])
+redis.call('SET', C .. 'epoch', ARGV[4], 'NX')
+redis.call('SET', C .. 'alive:' .. me, '1', 'PX', tonumber(ARGV[2]))
+redis.call('SADD', C .. 'instances', me)
+redis.call('HSET', C .. 'load', me, ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', C .. 'absent', '-inf', now, 'LIMIT', 0, batch)
+local orphans = {}
+for _, inst in ipairs(redis.call('SMEMBERS', C .. 'instances')) do
+  if inst ~= me and redis.call('EXISTS', C .. 'alive:' .. inst) == 0 then
+    local entries = redis.call('SRANDMEMBER', C .. 'inst:' .. inst, batch)
+    if #entries == 0 then
+      redis.call('SREM', C .. 'instances', inst)
+      redis.call('HDEL', C .. 'load', inst)
+    end
+    for _, e in ipairs(entries) do
+      orphans[#orphans + 1] = inst
+      orphans[#orphans + 1] = e
+    end
+  end
+end
+local peers = redis.call('ZCARD', C .. 'absent')
+for _, n in ipairs(redis.call('HVALS', C .. 'load')) do peers = peers + tonumber(n) end
+return {redis.call('SCARD', C .. 'rooms'), peers, redis.call('GET', C .. 'epoch'), due, orphans,
+  redis.call('SRANDMEMBER', C .. 'rooms', 8)}
+"#;

@@ -1,40 +1,49 @@
-//! Rooms shared by several instances through Redis.
+//! Rooms shared by several instances through Redis, one server or a Redis
+//! Cluster.
 //!
-//! Room state lives in Redis (see `scripts.lua` for the keys) and every
-//! change is one Lua script (`redis_scripts.rs`), so concurrent joins cannot
-//! overfill a room and a resume cannot race an expiry. Each instance keeps
-//! only its own connections (`peer → connection`) and routes to the other
-//! peers of their rooms (`redis_routes.rs`). A frame for a peer attached
-//! elsewhere is published on that instance's channel (`sig:ch:INSTANCE`),
-//! which only that instance reads: directly when the route is known, else by
-//! the script that checks and delivers it. Everything a connection asks of
+//! Room state lives in Redis (see `redis_scripts.rs` for the keys) and every
+//! change to a room is one Lua script on that room's keys, so concurrent
+//! joins cannot overfill a room and a resume cannot race an expiry. What
+//! all rooms share (the room count, which instance holds which peer, absent
+//! peers' deadlines, liveness) lives under one control tag and changes by
+//! separate commands. Each instance keeps only its own connections
+//! (`peer → connection`) and routes to the other peers of their rooms
+//! (`redis_routes.rs`). A frame for a peer attached elsewhere is published on
+//! that instance's channel (`sig:{i:INSTANCE}:ch`), which only that instance
+//! reads: directly when the route is known, else after the script that
+//! checks it answered where the peer is. Everything a connection asks of
 //! Redis goes through one ordered queue sent in pipelines (`redis_pipe.rs`).
 //!
-//! Liveness: each instance refreshes `sig:alive:INSTANCE` (expiring after
-//! `liveness`) several times per period. Every instance also checks the
-//! others: peers still attached to an instance whose key expired leave their
-//! rooms (the rest of the room gets `peer_left`). Peers that reconnected to
-//! another instance before that, with their resume token, keep their id.
+//! Liveness: each instance refreshes `sig:{ctl}:alive:INSTANCE` (expiring
+//! after `liveness`) several times per period. Every instance also checks
+//! the others: peers still attached to an instance whose key expired leave
+//! their rooms (the rest of the room gets `peer_left`). Peers that
+//! reconnected to another instance before that, with their resume token,
+//! keep their id.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
-use redis::{Cmd, FromRedisValue, Script};
+use redis::{Cmd, FromRedisValue, PushInfo};
 use signaling_protocol::{ErrorCode, PeerId, ServerMessage, SignalData};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+mod room_reply;
 mod upkeep;
 
 use super::joins_in_flight::JoinsInFlight;
+use super::redis_keys::{CONTROL, control, instance_channel, peer_entry, room_prefix};
+use super::redis_link::{PushSink, RedisLink};
 use super::redis_pipe::{CommandPipe, PipeError, PipeReceiver, Publish, command_pipe, within};
 use super::redis_routes::{Local, LocalPeers};
-use super::redis_scripts::{DISCONNECT, JOIN, LEAVE, MAINTAIN, REDELIVER, SIGNAL};
+use super::redis_scripts::{ADMIT, DISCONNECT, JOIN, LEAVE, REDELIVER, SIGNAL};
 use super::{BrokerSettings, ConnHandle, Rejection};
 use crate::metrics::Metrics;
 use crate::outbox::{CloseReason, Outbox, OutboxBudget, SharedText};
 use crate::registry::{RegistryError, new_peer_id, new_token, validate_room};
+use room_reply::RoomReply;
 
 /// Why the shared broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,18 +65,19 @@ const EXPIRE_BATCH: usize = 256;
 /// Most frames read from the instance channel before other tasks run.
 const SUBSCRIBER_BATCH: usize = 256;
 
+/// Messages from Redis (the instance channel's frames) waiting to be read;
+/// past that they are dropped and counted, so a flood cannot grow memory.
+const PUSH_QUEUE: usize = 65_536;
+
 /// Rooms in Redis; frames to other instances through pub/sub.
 pub struct RedisBroker {
-    redis: ConnectionManager,
-    client: redis::Client,
-    subscription: tokio::sync::Mutex<Option<PubSub>>,
+    redis: RedisLink,
+    pushes: tokio::sync::Mutex<Option<mpsc::Receiver<PushInfo>>>,
     instance: String,
-    channel: String,
     liveness: Duration,
     local: Arc<Mutex<LocalPeers>>,
     joins: JoinsInFlight,
     pipe: CommandPipe,
-    maintain_script: Script,
     settings: BrokerSettings,
     metrics: Arc<Metrics>,
     next_conn: AtomicU64,
@@ -87,9 +97,10 @@ impl std::fmt::Debug for RedisBroker {
 }
 
 impl RedisBroker {
-    /// Connects to Redis at `url` and subscribes to this instance's channel.
-    /// `liveness` is how long this instance counts as alive after its last
-    /// refresh.
+    /// Connects to Redis at `url` (one server, or a cluster's seed
+    /// addresses separated by commas) and subscribes to this instance's
+    /// channel. `liveness` is how long this instance counts as alive after
+    /// its last refresh.
     pub async fn connect(
         url: &str,
         liveness: Duration,
@@ -100,18 +111,21 @@ impl RedisBroker {
             url: redact(url),
             source,
         };
-        let client = redis::Client::open(url).map_err(error)?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REQUEST_TIMEOUT))
-            .set_response_timeout(Some(REQUEST_TIMEOUT))
-            .set_max_delay(Duration::from_secs(1));
-        let redis = ConnectionManager::new_with_config(client.clone(), manager)
+        let (push_sender, push_receiver) = mpsc::channel(PUSH_QUEUE);
+        let dropped = metrics.clone();
+        let sink: PushSink = Box::new(move |push| {
+            if push_sender.try_send(push).is_err() {
+                dropped.redis_errors.increment(1);
+            }
+        });
+        let mut redis = RedisLink::connect(url, REQUEST_TIMEOUT, sink)
             .await
             .map_err(error)?;
         let instance = uuid::Uuid::new_v4().simple().to_string();
-        let channel = format!("sig:ch:{instance}");
-        let mut pubsub = client.get_async_pubsub().await.map_err(error)?;
-        pubsub.subscribe(&channel).await.map_err(error)?;
+        redis
+            .subscribe(&instance_channel(&instance))
+            .await
+            .map_err(error)?;
         let local = Arc::new(Mutex::new(LocalPeers::new(
             settings.registry.max_peers_per_room,
         )));
@@ -126,14 +140,11 @@ impl RedisBroker {
         ));
         let broker = Self {
             redis,
-            client,
-            subscription: tokio::sync::Mutex::new(Some(pubsub)),
-            channel,
+            pushes: tokio::sync::Mutex::new(Some(push_receiver)),
             liveness,
             local,
             joins: JoinsInFlight::default(),
             pipe,
-            maintain_script: Script::new(MAINTAIN),
             settings,
             metrics,
             next_conn: AtomicU64::new(1),
@@ -143,7 +154,11 @@ impl RedisBroker {
         };
         // Announce this instance before it takes any connection.
         broker.maintain().await.map_err(error)?;
-        info!(instance = %broker.instance, "sharing rooms through Redis");
+        info!(
+            instance = %broker.instance,
+            cluster = broker.redis.is_cluster(),
+            "sharing rooms through Redis"
+        );
         Ok(broker)
     }
 
@@ -159,23 +174,79 @@ impl RedisBroker {
         }
     }
 
-    /// `EVAL` of `source` with the queue bounds as its first two arguments.
-    /// Scripts go by their text, not their hash, so a Redis that restarted
-    /// empty runs them all the same.
-    fn script(&self, source: &str) -> Cmd {
+    /// `EVAL` of the room script `source` on `room`'s keys, with the queue
+    /// bounds and the room as its first arguments.
+    fn room_script(&self, source: &str, room: &str) -> (Cmd, String) {
         let limits = &self.settings.registry;
+        let prefix = room_prefix(room);
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(source)
-            .arg(0)
+            .arg(1)
+            .arg(&prefix)
             .arg(limits.max_queued_signals)
-            .arg(limits.max_queued_bytes);
-        cmd
+            .arg(limits.max_queued_bytes)
+            .arg(room);
+        (cmd, prefix)
     }
 
-    /// Runs `cmd` through the ordered pipe, bounded by [`REQUEST_TIMEOUT`].
-    async fn call<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T, PipeError> {
-        let value = self.pipe.call(cmd, REQUEST_TIMEOUT).await?;
+    /// Runs a room script (from [`Self::room_script`]) through the ordered
+    /// pipe, then publishes its deliveries and drops an emptied room from
+    /// the count. Scripts go by their text, not their hash, so a Redis that
+    /// restarted empty runs them all the same.
+    async fn run_room(
+        &self,
+        room: &str,
+        (cmd, route): (Cmd, String),
+    ) -> Result<RoomReply, PipeError> {
+        let value = self.pipe.call(cmd, route, REQUEST_TIMEOUT).await?;
+        let reply = RoomReply::parse(value)?;
+        self.publish_deliveries(room, &reply.deliveries).await;
+        if reply.emptied {
+            let mut cmd = redis::cmd("SREM");
+            cmd.arg(control("rooms")).arg(room);
+            if let Err(err) = self.call::<i64>(cmd, CONTROL).await {
+                self.metrics.redis_errors.increment(1);
+                warn!(%err, room, "cannot drop an emptied room from the count");
+            }
+        }
+        Ok(reply)
+    }
+
+    /// Publishes a script's deliveries, in order, each on its instance's
+    /// channel.
+    async fn publish_deliveries(&self, room: &str, deliveries: &[(String, String)]) {
+        let room: Arc<str> = Arc::from(room);
+        for (instance, payload) in deliveries {
+            let publish = Publish {
+                channel: Arc::from(instance_channel(instance)),
+                payload: payload.clone(),
+                room: room.clone(),
+            };
+            if let Err(err) = self.pipe.publish(publish, REQUEST_TIMEOUT).await {
+                self.metrics.redis_errors.increment(1);
+                warn!(%err, "cannot publish a frame for another instance; dropped");
+            }
+        }
+    }
+
+    /// Runs `cmd`, which routes by the key `route`, through the ordered
+    /// pipe, bounded by [`REQUEST_TIMEOUT`].
+    async fn call<T: FromRedisValue>(&self, cmd: Cmd, route: &str) -> Result<T, PipeError> {
+        let value = self
+            .pipe
+            .call(cmd, route.to_owned(), REQUEST_TIMEOUT)
+            .await?;
         Ok(T::from_redis_value(value).map_err(redis::RedisError::from)?)
+    }
+
+    /// Changes a control set: `verb` (`SADD`, `SREM`) of `member` in `key`.
+    async fn control_set(&self, verb: &str, key: &str, member: &str) {
+        let mut cmd = redis::cmd(verb);
+        cmd.arg(control(key)).arg(member);
+        if let Err(err) = self.call::<i64>(cmd, CONTROL).await {
+            self.metrics.redis_errors.increment(1);
+            warn!(%err, key, "cannot update the shared peer records in Redis");
+        }
     }
 
     fn unavailable(&self, err: &PipeError) -> Rejection {
@@ -210,36 +281,68 @@ impl RedisBroker {
         let fresh_id = new_peer_id();
         let token = new_token();
         let joined_frame = ServerMessage::PeerJoined { peer_id: fresh_id }.to_json();
-        let mut cmd = self.script(JOIN);
-        cmd.arg(room)
+        let fresh_entry = peer_entry(&fresh_id.to_string(), room);
+        let inst_key = format!("inst:{}", self.instance);
+        let mut admit = redis::cmd("EVAL");
+        admit
+            .arg(ADMIT)
+            .arg(1)
+            .arg(CONTROL)
+            .arg(room)
+            .arg(limits.max_rooms)
+            .arg(&self.instance)
+            .arg(&fresh_entry);
+        let admitted: i64 = self
+            .call(admit, CONTROL)
+            .await
+            .map_err(|err| self.unavailable(&err))?;
+        if admitted == 0 {
+            return Err(RegistryError::TooManyRooms {
+                limit: limits.max_rooms,
+            }
+            .into());
+        }
+        let mut script = self.room_script(JOIN, room);
+        script
+            .0
             .arg(resume.unwrap_or(""))
             .arg(fresh_id.to_string())
             .arg(&token)
             .arg(&self.instance)
             .arg(conn.id)
             .arg(limits.max_peers_per_room)
-            .arg(limits.max_rooms)
             .arg(joined_frame);
-        let (status, peer, peers, backlog): (String, String, Vec<String>, Vec<String>) =
-            self.call(cmd).await.map_err(|err| self.unavailable(&err))?;
-        let resumed = match status.as_str() {
+        let reply = match self.run_room(room, script).await {
+            Ok(reply) => reply,
+            Err(err) => {
+                self.control_set("SREM", &inst_key, &fresh_entry).await;
+                return Err(self.unavailable(&err));
+            }
+        };
+        let resumed = match reply.status.as_str() {
             "joined" => false,
             "resumed" => true,
             "room_full" => {
+                self.control_set("SREM", &inst_key, &fresh_entry).await;
                 return Err(RegistryError::RoomFull {
                     room: room.to_owned(),
                     limit: limits.max_peers_per_room,
                 }
                 .into());
             }
-            "too_many_rooms" => {
-                return Err(RegistryError::TooManyRooms {
-                    limit: limits.max_rooms,
-                }
-                .into());
-            }
             other => return Err(self.bad_reply(other)),
         };
+        let RoomReply {
+            detail: peer,
+            list: peers,
+            backlog,
+            ..
+        } = reply;
+        if resumed {
+            self.control_set("SREM", &inst_key, &fresh_entry).await;
+            self.control_set("SADD", &inst_key, &peer_entry(&peer, room))
+                .await;
+        }
         let peer_id: PeerId = peer.parse().map_err(|_| self.bad_reply(&peer))?;
         let peers = peers
             .iter()
@@ -305,9 +408,13 @@ impl RedisBroker {
         };
         let frame = ServerMessage::Signal { from, data }.to_json();
         if let Some(channel) = route {
-            // A known route: one PUBLISH, not waited for.
-            let payload = format!("F {to} {frame}");
-            let publish = Publish { channel, payload };
+            // A known route: one publish, not waited for.
+            let payload = format!("F {to} {room}\n{frame}");
+            let publish = Publish {
+                channel,
+                payload,
+                room,
+            };
             self.pipe
                 .publish(publish, REQUEST_TIMEOUT)
                 .await
@@ -315,14 +422,20 @@ impl RedisBroker {
             self.metrics.signals_relayed.increment(1);
             return Ok(());
         }
-        let mut cmd = self.script(SIGNAL);
-        cmd.arg(from.to_string()).arg(to.to_string()).arg(frame);
-        let (status, instance): (String, String) =
-            self.call(cmd).await.map_err(|err| self.unavailable(&err))?;
-        match status.as_str() {
+        let mut script = self.room_script(SIGNAL, &room);
+        script
+            .0
+            .arg(from.to_string())
+            .arg(to.to_string())
+            .arg(frame);
+        let reply = self
+            .run_room(&room, script)
+            .await
+            .map_err(|err| self.not_carried(self.unavailable(&err), to))?;
+        match reply.status.as_str() {
             "ok" => {
-                if !instance.is_empty() {
-                    let channel = Arc::from(format!("sig:ch:{instance}"));
+                if !reply.detail.is_empty() {
+                    let channel = Arc::from(instance_channel(&reply.detail));
                     self.lock().learn(&room, to, channel, epoch);
                 }
                 self.metrics.signals_relayed.increment(1);
@@ -345,28 +458,62 @@ impl RedisBroker {
     }
 
     pub(super) async fn leave(&self, conn: &ConnHandle, peer: PeerId) -> Result<(), Rejection> {
-        if self.lock().detach(peer, conn).is_none() {
+        let Some(local) = self.lock().detach(peer, conn) else {
             return Err(RegistryError::NotJoined("leave").into());
-        }
-        let mut cmd = self.script(LEAVE);
-        cmd.arg(peer.to_string()).arg(&self.instance).arg(conn.id);
-        let _: i64 = self.call(cmd).await.map_err(|err| self.unavailable(&err))?;
+        };
+        let mut script = self.room_script(LEAVE, &local.room);
+        script
+            .0
+            .arg(peer.to_string())
+            .arg(&self.instance)
+            .arg(conn.id);
+        let result = self.run_room(&local.room, script).await;
+        self.control_set(
+            "SREM",
+            &format!("inst:{}", self.instance),
+            &peer_entry(&peer.to_string(), &local.room),
+        )
+        .await;
+        result.map_err(|err| self.unavailable(&err))?;
         Ok(())
     }
 
     pub(super) async fn disconnect(&self, conn: &ConnHandle, peer: PeerId) {
-        self.lock().detach(peer, conn);
-        let grace =
-            u64::try_from(self.settings.registry.resume_grace.as_millis()).unwrap_or(u64::MAX);
-        let mut cmd = self.script(DISCONNECT);
-        cmd.arg(peer.to_string())
+        let Some(local) = self.lock().detach(peer, conn) else {
+            return;
+        };
+        let grace = self.settings.registry.resume_grace;
+        let entry = peer_entry(&peer.to_string(), &local.room);
+        // The deadline is recorded before the peer is marked absent, so
+        // every absent peer has one even if this instance stops in between.
+        let deadline = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_add(grace)
+            .as_millis();
+        let mut absent = redis::cmd("ZADD");
+        absent
+            .arg(control("absent"))
+            .arg(u64::try_from(deadline).unwrap_or(u64::MAX))
+            .arg(&entry);
+        let mut script = self.room_script(DISCONNECT, &local.room);
+        script
+            .0
+            .arg(peer.to_string())
             .arg(&self.instance)
             .arg(conn.id)
-            .arg(grace);
-        if let Err(err) = self.call::<i64>(cmd).await {
+            .arg(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX));
+        let result = match self.call::<i64>(absent, CONTROL).await {
+            Ok(_) => self.run_room(&local.room, script).await.map(drop),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = result {
             self.metrics.redis_errors.increment(1);
             warn!(%err, %peer, "cannot mark a peer absent in Redis; it leaves when this instance is taken for dead");
+            return;
         }
+        self.control_set("SREM", &format!("inst:{}", self.instance), &entry)
+            .await;
     }
 
     fn bad_reply(&self, reply: &str) -> Rejection {
@@ -395,7 +542,7 @@ fn lock(local: &Mutex<LocalPeers>) -> MutexGuard<'_, LocalPeers> {
 /// forgotten.
 async fn run_pipe(
     mut receiver: PipeReceiver,
-    mut redis: ConnectionManager,
+    mut redis: RedisLink,
     local: Arc<Mutex<LocalPeers>>,
     max_queued_signals: usize,
     max_queued_bytes: usize,
@@ -412,24 +559,39 @@ async fn run_pipe(
         };
         for publish in unheard {
             lock(&local).forget_channel(&publish.channel);
-            let instance = publish.channel.trim_start_matches("sig:ch:");
             let Some((peer, frame)) = publish
                 .payload
                 .strip_prefix("F ")
                 .and_then(|rest| rest.split_once(' '))
+                .and_then(|(peer, rest)| Some((peer, rest.split_once('\n')?.1)))
             else {
                 continue;
             };
+            let instance = super::redis_keys::hash_tag(&publish.channel).trim_start_matches("i:");
+            let prefix = room_prefix(&publish.room);
             let mut cmd = redis::cmd("EVAL");
             cmd.arg(REDELIVER)
-                .arg(0)
+                .arg(1)
+                .arg(&prefix)
                 .arg(max_queued_signals)
                 .arg(max_queued_bytes)
+                .arg(&*publish.room)
                 .arg(peer)
                 .arg(frame)
                 .arg(instance);
-            let result: redis::RedisResult<i64> =
-                within(REQUEST_TIMEOUT, cmd.query_async(&mut redis)).await;
+            let result = within(REQUEST_TIMEOUT, async {
+                let value = cmd.query_async(&mut redis).await?;
+                let reply = RoomReply::parse(value)?;
+                // Handed on once: a frame that again reaches nobody is dropped.
+                for (instance, payload) in &reply.deliveries {
+                    let _: i64 = redis
+                        .publish(&instance_channel(instance), payload)
+                        .query_async(&mut redis)
+                        .await?;
+                }
+                Ok(())
+            })
+            .await;
             if let Err(err) = result {
                 metrics.redis_errors.increment(1);
                 warn!(%err, "cannot hand on a signal for a gone instance; dropped");

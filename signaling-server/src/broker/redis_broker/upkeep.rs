@@ -4,18 +4,20 @@
 //! instances, and putting this instance's peers back after Redis lost its
 //! data.
 
-use futures_util::StreamExt;
-use redis::aio::PubSub;
-use signaling_protocol::PeerId;
+use std::collections::HashMap;
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use redis::{PushInfo, PushKind, Value};
+use signaling_protocol::PeerId;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::{EXPIRE_BATCH, REQUEST_TIMEOUT, RedisBroker, SUBSCRIBER_BATCH};
+use crate::broker::redis_keys::{CONTROL, peer_entry, room_prefix, split_peer_entry};
 use crate::broker::redis_pipe::within;
-use crate::broker::redis_scripts::{REDELIVER, RESTORE};
+use crate::broker::redis_scripts::{EXPIRE, MAINTAIN, ORPHAN, REDELIVER, RESTORE};
 use crate::outbox::{CloseReason, SharedText};
 
 /// Peers put back into Redis by one script call.
@@ -28,57 +30,47 @@ impl RedisBroker {
         let period = (self.liveness / 4).min(Duration::from_millis(500));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pubsub = self.subscription.lock().await.take();
+        let Some(mut pushes) = self.pushes.lock().await.take() else {
+            return warn!("the Redis broker runs only once");
+        };
+        let mut batch = Vec::with_capacity(SUBSCRIBER_BATCH);
         loop {
-            let Some(subscription) = pubsub.as_mut() else {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = tick.tick() => self.maintain_logged().await,
-                }
-                pubsub = self.resubscribe().await;
-                continue;
-            };
-            let mut messages = subscription.on_message().ready_chunks(SUBSCRIBER_BATCH);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = tick.tick() => self.maintain_logged().await,
-                    batch = messages.next() => match batch {
-                        Some(batch) => {
-                            for message in batch {
-                                self.on_message(message.get_payload_bytes()).await;
-                            }
-                        }
-                        None => break,
-                    },
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => self.maintain_logged().await,
+                count = pushes.recv_many(&mut batch, SUBSCRIBER_BATCH) => {
+                    if count == 0 {
+                        return;
+                    }
+                    for push in batch.drain(..) {
+                        self.on_push(push).await;
+                    }
                 }
             }
-            drop(messages);
-            warn!("lost the Redis subscription; frames from other instances wait until it is back");
-            self.metrics.redis_errors.increment(1);
-            pubsub = None;
         }
     }
 
-    async fn resubscribe(&self) -> Option<PubSub> {
-        let mut pubsub = match self.client.get_async_pubsub().await {
-            Ok(pubsub) => pubsub,
-            Err(err) => {
-                debug!(%err, "cannot reconnect to Redis for pub/sub yet");
-                return None;
+    /// Handles one push from Redis: a message on this instance's channel,
+    /// or news of the subscription.
+    async fn on_push(&self, push: PushInfo) {
+        match push.kind {
+            PushKind::Message | PushKind::SMessage => {
+                if let Some(Value::BulkString(payload)) = push.data.get(1) {
+                    self.on_message(payload).await;
+                }
             }
-        };
-        match pubsub.subscribe(&self.channel).await {
-            Ok(()) => {
-                // Notices to forget routes may have been missed meanwhile.
+            PushKind::Subscribe | PushKind::SSubscribe => {
+                // A renewed subscription: notices to forget routes may have
+                // been missed meanwhile.
                 self.lock().forget_all_routes();
-                info!("Redis subscription restored");
-                Some(pubsub)
             }
-            Err(err) => {
-                debug!(%err, "cannot subscribe yet");
-                None
+            PushKind::Disconnection => {
+                self.metrics.redis_errors.increment(1);
+                warn!(
+                    "lost a connection to Redis; frames from other instances wait until it is back"
+                );
             }
+            _ => {}
         }
     }
 
@@ -97,20 +89,27 @@ impl RedisBroker {
         };
         match kind {
             "F" => {
-                if self.deliver_here(peer, rest) {
+                let Some((room, frame)) = rest.split_once('\n') else {
+                    return warn!(text, "malformed frame on the instance channel; ignored");
+                };
+                if self.deliver_here(peer, frame) {
                     return;
                 }
-                if rest.starts_with(r#"{"type":"signal""#) {
+                if frame.starts_with(r#"{"type":"signal""#) {
                     // The peer may be joining here right now.
                     self.joins.settle(REQUEST_TIMEOUT).await;
-                    if !self.deliver_here(peer, rest) {
-                        self.redeliver(peer, rest).await;
+                    if !self.deliver_here(peer, frame) {
+                        self.redeliver(peer, room, frame).await;
                     }
                 }
             }
             "R" => {
-                if let Some(old) = self.lock().detach_conn_id(peer, rest) {
+                let old = self.lock().detach_conn_id(peer, rest);
+                if let Some(old) = old {
                     old.conn.outbox.close(CloseReason::Replaced);
+                    let entry = peer_entry(&peer.to_string(), &old.room);
+                    self.control_set("SREM", &format!("inst:{}", self.instance), &entry)
+                        .await;
                 }
             }
             "L" => self.lock().forget(rest, &peer),
@@ -130,10 +129,14 @@ impl RedisBroker {
     }
 
     /// A signal for a peer that left this instance: forward or queue it.
-    async fn redeliver(&self, peer: PeerId, frame: &str) {
-        let mut cmd = self.script(REDELIVER);
-        cmd.arg(peer.to_string()).arg(frame).arg(&self.instance);
-        if let Err(err) = self.call::<i64>(cmd).await {
+    async fn redeliver(&self, peer: PeerId, room: &str, frame: &str) {
+        let mut script = self.room_script(REDELIVER, room);
+        script
+            .0
+            .arg(peer.to_string())
+            .arg(frame)
+            .arg(&self.instance);
+        if let Err(err) = self.run_room(room, script).await {
             self.metrics.redis_errors.increment(1);
             warn!(%err, %peer, "cannot redeliver a signal; dropped");
         }
@@ -159,18 +162,20 @@ impl RedisBroker {
 
     pub(super) async fn maintain(&self) -> redis::RedisResult<()> {
         let liveness = u64::try_from(self.liveness.as_millis()).unwrap_or(u64::MAX);
-        let limits = &self.settings.registry;
-        let mut invocation = self.maintain_script.prepare_invoke();
-        invocation
-            .arg(limits.max_queued_signals)
-            .arg(limits.max_queued_bytes)
+        let attached = self.lock().peer_count();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(MAINTAIN)
+            .arg(1)
+            .arg(CONTROL)
             .arg(&self.instance)
             .arg(liveness)
             .arg(EXPIRE_BATCH)
-            .arg(uuid::Uuid::new_v4().simple().to_string());
+            .arg(uuid::Uuid::new_v4().simple().to_string())
+            .arg(attached);
         let mut redis = self.redis.clone();
-        let (rooms, peers, expired, orphaned, epoch): (u64, i64, u64, u64, String) =
-            within(REQUEST_TIMEOUT, invocation.invoke_async(&mut redis)).await?;
+        type Answer = (u64, i64, String, Vec<String>, Vec<String>, Vec<String>);
+        let (rooms, peers, epoch, due, orphans, sample): Answer =
+            within(REQUEST_TIMEOUT, cmd.query_async(&mut redis)).await?;
         let previous = self
             .epoch
             .lock()
@@ -181,17 +186,88 @@ impl RedisBroker {
         }
         self.metrics.rooms.set(rooms as f64);
         self.metrics.peers.set(peers.max(0) as f64);
+        let expired = self.expire(&due).await;
         if expired > 0 {
             info!(expired, "resume grace period over; peers left their rooms");
             self.metrics.peers_expired.increment(expired);
         }
+        let orphaned = self.remove_orphans(&orphans).await;
         if orphaned > 0 {
             info!(
                 orphaned,
                 "peers of an instance that stopped refreshing its liveness left their rooms"
             );
         }
+        self.forget_vanished_rooms(&sample).await;
         Ok(())
+    }
+
+    /// Removes the absent peers whose deadline passed; answers how many left.
+    async fn expire(&self, due: &[String]) -> u64 {
+        let mut expired = 0;
+        for entry in due {
+            let Some((peer, room)) = split_peer_entry(entry) else {
+                continue;
+            };
+            let mut script = self.room_script(EXPIRE, room);
+            script.0.arg(peer);
+            match self.run_room(room, script).await {
+                Ok(reply) if reply.status == "later" => {}
+                Ok(reply) => {
+                    expired += u64::from(reply.status == "expired");
+                    self.control_set("ZREM", "absent", entry).await;
+                }
+                Err(err) => {
+                    self.metrics.redis_errors.increment(1);
+                    warn!(%err, "cannot expire an absent peer yet");
+                }
+            }
+        }
+        expired
+    }
+
+    /// Removes peers of dead instances (pairs of instance and entry) unless
+    /// they resumed elsewhere; answers how many left.
+    async fn remove_orphans(&self, orphans: &[String]) -> u64 {
+        let mut removed = 0;
+        for pair in orphans.chunks_exact(2) {
+            let (dead, entry) = (&pair[0], &pair[1]);
+            let Some((peer, room)) = split_peer_entry(entry) else {
+                continue;
+            };
+            let mut script = self.room_script(ORPHAN, room);
+            script.0.arg(peer).arg(dead);
+            match self.run_room(room, script).await {
+                Ok(reply) => {
+                    removed += u64::from(reply.status == "removed");
+                    self.control_set("SREM", &format!("inst:{dead}"), entry)
+                        .await;
+                }
+                Err(err) => {
+                    self.metrics.redis_errors.increment(1);
+                    warn!(%err, "cannot remove a dead instance's peer yet");
+                }
+            }
+        }
+        removed
+    }
+
+    /// Drops rooms that no longer exist from the count: a sample each pass
+    /// repairs what an instance that stopped between a room's last leave
+    /// and the count's update left behind.
+    async fn forget_vanished_rooms(&self, sample: &[String]) {
+        for room in sample {
+            let mut cmd = redis::cmd("EXISTS");
+            cmd.arg(format!("{}r:{room}", room_prefix(room)));
+            match self.call::<i64>(cmd, &room_prefix(room)).await {
+                Ok(0) => self.control_set("SREM", "rooms", room).await,
+                Ok(_) => {}
+                Err(err) => {
+                    self.metrics.redis_errors.increment(1);
+                    warn!(%err, "cannot check that a room still exists");
+                }
+            }
+        }
     }
 
     /// Redis lost its data (it restarted empty): puts this instance's peers
@@ -204,18 +280,30 @@ impl RedisBroker {
             peers = peers.len(),
             "Redis lost its data; putting this instance's peers back"
         );
+        let mut rooms: HashMap<_, Vec<_>> = HashMap::new();
+        for (peer, room, token, conn) in peers {
+            rooms.entry(room).or_default().push((peer, token, conn));
+        }
+        let inst_key = format!("inst:{}", self.instance);
         let mut restored = 0;
         let mut failed = 0;
-        // A script a batch: its arguments bound what one call holds.
-        for batch in peers.chunks(RESTORE_BATCH) {
-            let mut cmd = self.script(RESTORE);
-            cmd.arg(&self.instance);
-            for (peer, room, token, conn) in batch {
-                cmd.arg(&**room).arg(peer.to_string()).arg(token).arg(conn);
-            }
-            match self.call::<usize>(cmd).await {
-                Ok(count) => restored += count,
-                Err(_) => failed += batch.len(),
+        for (room, peers) in rooms {
+            self.control_set("SADD", "rooms", &room).await;
+            // A script a batch: its arguments bound what one call holds.
+            for batch in peers.chunks(RESTORE_BATCH) {
+                let mut script = self.room_script(RESTORE, &room);
+                script.0.arg(&self.instance);
+                for (peer, token, conn) in batch {
+                    script.0.arg(peer.to_string()).arg(token).arg(conn);
+                }
+                match self.run_room(&room, script).await {
+                    Ok(reply) => restored += reply.detail.parse::<usize>().unwrap_or(0),
+                    Err(_) => failed += batch.len(),
+                }
+                for (peer, _, _) in batch {
+                    self.control_set("SADD", &inst_key, &peer_entry(&peer.to_string(), &room))
+                        .await;
+                }
             }
         }
         if failed > 0 {

@@ -1,0 +1,42 @@
+//! What every room script answers (see `redis_scripts.rs`).
+
+use redis::{FromRedisValue, Value};
+
+/// A room script's answer.
+#[derive(Debug)]
+pub(super) struct RoomReply {
+    /// What happened (`joined`, `ok`, `unknown_peer`, …).
+    pub(super) status: String,
+    /// A peer id, an instance or a count, by script.
+    pub(super) detail: String,
+    /// The room's other peers (`JOIN`).
+    pub(super) list: Vec<String>,
+    /// Frames queued while a resumed peer was absent (`JOIN`).
+    pub(super) backlog: Vec<String>,
+    /// Instance and payload pairs to publish, in order.
+    pub(super) deliveries: Vec<(String, String)>,
+    /// Whether the room's last peer left.
+    pub(super) emptied: bool,
+}
+
+impl RoomReply {
+    /// Reads a script's answer.
+    pub(super) fn parse(value: Value) -> Result<Self, redis::RedisError> {
+        type Raw = (String, String, Vec<String>, Vec<String>, Vec<String>, i64);
+        let (status, detail, list, backlog, flat, emptied) =
+            Raw::from_redis_value(value).map_err(redis::RedisError::from)?;
+        let mut deliveries = Vec::with_capacity(flat.len() / 2);
+        let mut flat = flat.into_iter();
+        while let (Some(instance), Some(payload)) = (flat.next(), flat.next()) {
+            deliveries.push((instance, payload));
+        }
+        Ok(Self {
+            status,
+            detail,
+            list,
+            backlog,
+            deliveries,
+            emptied: emptied != 0,
+        })
+    }
+}
