@@ -1,7 +1,9 @@
 //! Several instances share rooms through a real `redis-server` (Debian's
 //! redis-server package, or `$REDIS_SERVER_PATH`): membership, signals,
 //! resume on another instance with the signals queued meanwhile, expiry,
-//! atomic room limits, and the peers of a killed instance leaving.
+//! atomic room limits, and the peers of a killed instance leaving. Each
+//! scenario runs against one server and against a Redis Cluster of three
+//! masters (`redis-cli --cluster create`).
 
 // Test helpers: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,27 +19,62 @@ use signaling_protocol::{ErrorCode, PeerId, ServerMessage};
 use signaling_server::Config;
 use test_support::RedisServer;
 
+/// Runs each scenario, a function of the Redis address, against one
+/// `redis-server` and against a three-master Redis Cluster.
+macro_rules! on_one_server_and_a_cluster {
+    ($($scenario:ident),* $(,)?) => {
+        mod one_server {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let redis = test_support::RedisServer::start();
+                    super::$scenario(&redis.url()).await;
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let redis = test_support::RedisCluster::start();
+                    super::$scenario(&redis.url()).await;
+                }
+            )*
+        }
+    };
+}
+
+on_one_server_and_a_cluster!(
+    peers_on_different_instances_meet_signal_and_leave,
+    a_peer_resumes_on_another_instance_and_gets_what_was_queued,
+    a_resume_elsewhere_takes_over_a_connection_still_open,
+    an_absent_peer_expires_for_everyone,
+    concurrent_joins_across_instances_never_overfill_a_room,
+    peers_of_a_killed_instance_leave_within_the_liveness_bound,
+    clients_of_a_stopping_instance_resume_on_another,
+    known_routes_follow_a_peer_that_goes_absent_resumes_elsewhere_or_leaves,
+    signals_by_a_route_through_a_stopped_instance_reach_the_peer_where_it_resumed,
+);
+
 /// A server configuration sharing rooms through `redis` (liveness 2 s, so
 /// a dead instance's peers leave quickly).
-fn redis_config(redis: &RedisServer) -> Config {
+fn redis_config(redis: &str) -> Config {
     Config {
-        redis: Some(redis.url()),
+        redis: Some(redis.to_owned()),
         redis_liveness: Duration::from_secs(2),
         ..config()
     }
 }
 
-async fn two_instances(redis: &RedisServer) -> (TestServer, TestServer) {
+async fn two_instances(redis: &str) -> (TestServer, TestServer) {
     (
         TestServer::start(redis_config(redis)).await,
         TestServer::start(redis_config(redis)).await,
     )
 }
 
-#[tokio::test]
-async fn peers_on_different_instances_meet_signal_and_leave() {
-    let redis = RedisServer::start();
-    let (one, two) = two_instances(&redis).await;
+async fn peers_on_different_instances_meet_signal_and_leave(redis: &str) {
+    let (one, two) = two_instances(redis).await;
     let mut a = one.connect().await;
     let mut b = two.connect().await;
     let wa = a.join("shared").await;
@@ -80,10 +117,8 @@ async fn peers_on_different_instances_meet_signal_and_leave() {
     assert!(metrics.contains("signaling_rooms "), "{metrics}");
 }
 
-#[tokio::test]
-async fn a_peer_resumes_on_another_instance_and_gets_what_was_queued() {
-    let redis = RedisServer::start();
-    let (one, two) = two_instances(&redis).await;
+async fn a_peer_resumes_on_another_instance_and_gets_what_was_queued(redis: &str) {
+    let (one, two) = two_instances(redis).await;
     let mut a = one.connect().await;
     let mut b = two.connect().await;
     let wa = a.join("resume").await;
@@ -117,10 +152,8 @@ async fn a_peer_resumes_on_another_instance_and_gets_what_was_queued() {
     assert_ne!(fresh.peer_id, wb.peer_id);
 }
 
-#[tokio::test]
-async fn a_resume_elsewhere_takes_over_a_connection_still_open() {
-    let redis = RedisServer::start();
-    let (one, two) = two_instances(&redis).await;
+async fn a_resume_elsewhere_takes_over_a_connection_still_open(redis: &str) {
+    let (one, two) = two_instances(redis).await;
     let mut a = one.connect().await;
     let wa = a.join("takeover").await;
     let mut b = two.connect().await;
@@ -138,10 +171,8 @@ async fn a_resume_elsewhere_takes_over_a_connection_still_open() {
     a.expect_silence(Duration::from_millis(300)).await;
 }
 
-#[tokio::test]
-async fn an_absent_peer_expires_for_everyone() {
-    let redis = RedisServer::start();
-    let (one, two) = two_instances(&redis).await;
+async fn an_absent_peer_expires_for_everyone(redis: &str) {
+    let (one, two) = two_instances(redis).await;
     let mut a = one.connect().await;
     let mut b = two.connect().await;
     a.join("expiry").await;
@@ -157,12 +188,10 @@ async fn an_absent_peer_expires_for_everyone() {
     assert!(!welcome.resumed);
 }
 
-#[tokio::test]
-async fn concurrent_joins_across_instances_never_overfill_a_room() {
-    let redis = RedisServer::start();
+async fn concurrent_joins_across_instances_never_overfill_a_room(redis: &str) {
     let limited = Config {
         max_peers_per_room: 3,
-        ..redis_config(&redis)
+        ..redis_config(redis)
     };
     let one = TestServer::start(limited.clone()).await;
     let two = TestServer::start(limited).await;
@@ -197,9 +226,9 @@ struct Process {
 }
 
 impl Process {
-    fn start(redis: &RedisServer) -> Self {
+    fn start(redis: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_signaling-server"))
-            .args(["--listen", "127.0.0.1:0", "--redis", &redis.url()])
+            .args(["--listen", "127.0.0.1:0", "--redis", redis])
             .args(["--redis-liveness", "2s"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -233,11 +262,9 @@ impl Drop for Process {
     }
 }
 
-#[tokio::test]
-async fn peers_of_a_killed_instance_leave_within_the_liveness_bound() {
-    let redis = RedisServer::start();
-    let survivor = TestServer::start(redis_config(&redis)).await;
-    let mut doomed = Process::start(&redis);
+async fn peers_of_a_killed_instance_leave_within_the_liveness_bound(redis: &str) {
+    let survivor = TestServer::start(redis_config(redis)).await;
+    let mut doomed = Process::start(redis);
     let mut a = survivor.connect().await;
     let wa = a.join("fragile").await;
     let mut x = Client::connect(&doomed.url).await;
@@ -265,10 +292,8 @@ async fn peers_of_a_killed_instance_leave_within_the_liveness_bound() {
     assert_eq!(wc.peers, [wa.peer_id]);
 }
 
-#[tokio::test]
-async fn clients_of_a_stopping_instance_resume_on_another() {
-    let redis = RedisServer::start();
-    let (one, two) = two_instances(&redis).await;
+async fn clients_of_a_stopping_instance_resume_on_another(redis: &str) {
+    let (one, two) = two_instances(redis).await;
     let mut a = two.connect().await;
     let wa = a.join("moving").await;
     let mut b = one.connect().await;
@@ -300,7 +325,7 @@ async fn clients_of_a_stopping_instance_resume_on_another() {
 #[tokio::test]
 async fn readiness_follows_redis() {
     let mut redis = RedisServer::start();
-    let server = TestServer::start(redis_config(&redis)).await;
+    let server = TestServer::start(redis_config(&redis.url())).await;
     assert_eq!(server.get("/readyz").await.status, 200);
     redis.kill();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -341,10 +366,8 @@ async fn exchange(
     }
 }
 
-#[tokio::test]
-async fn known_routes_follow_a_peer_that_goes_absent_resumes_elsewhere_or_leaves() {
-    let redis = RedisServer::start();
-    let (one, two) = two_instances(&redis).await;
+async fn known_routes_follow_a_peer_that_goes_absent_resumes_elsewhere_or_leaves(redis: &str) {
+    let (one, two) = two_instances(redis).await;
     let mut a = one.connect().await;
     let wa = a.join("routes").await;
     let mut b = two.connect().await;
@@ -379,10 +402,10 @@ async fn known_routes_follow_a_peer_that_goes_absent_resumes_elsewhere_or_leaves
     assert_eq!(peer, Some(wb.peer_id));
 }
 
-#[tokio::test]
-async fn signals_by_a_route_through_a_stopped_instance_reach_the_peer_where_it_resumed() {
-    let redis = RedisServer::start();
-    let (one, two) = two_instances(&redis).await;
+async fn signals_by_a_route_through_a_stopped_instance_reach_the_peer_where_it_resumed(
+    redis: &str,
+) {
+    let (one, two) = two_instances(redis).await;
     let mut a = one.connect().await;
     let wa = a.join("gone").await;
     let mut c = two.connect().await;
@@ -423,7 +446,7 @@ async fn drain(client: &mut Client, quiet: Duration) {
 #[tokio::test]
 async fn rooms_work_again_after_redis_restarts_empty() {
     let mut redis = RedisServer::start();
-    let (one, two) = two_instances(&redis).await;
+    let (one, two) = two_instances(&redis.url()).await;
     let mut a = one.connect().await;
     let wa = a.join("outage").await;
     let mut b = two.connect().await;
@@ -473,4 +496,56 @@ async fn rooms_work_again_after_redis_restarts_empty() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut b = one.connect().await;
     assert!(b.join_with("outage", Some(&wb.resume_token)).await.resumed);
+}
+
+/// `redis-cli -p PORT ARGS…`, its output.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new(test_support::redis_cli_program())
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn on_a_cluster_rooms_spread_over_the_shards_and_frames_use_sharded_channels() {
+    let cluster = test_support::RedisCluster::start();
+    let (one, two) = two_instances(&cluster.url()).await;
+    let mut pairs = Vec::new();
+    for room in 0..24 {
+        let mut a = one.connect().await;
+        let mut b = two.connect().await;
+        let name = format!("room {room}");
+        let wa = a.join(&name).await;
+        let wb = b.join(&name).await;
+        a.expect_peer_joined(wb.peer_id).await;
+        b.signal(wa.peer_id, r#"{"n":1}"#).await;
+        assert_eq!(a.expect_signal(wb.peer_id).await, r#"{"n":1}"#);
+        pairs.push((a, b));
+    }
+    let ports = cluster.ports();
+    // Every master holds rooms (24 rooms over three shards).
+    for &port in &ports {
+        let keys: u64 = redis_cli(port, &["dbsize"]).trim().parse().unwrap();
+        assert!(keys > 0, "the node on port {port} holds no keys");
+    }
+    // Each instance reads one sharded channel; no node has a classic one,
+    // which a cluster would broadcast to every node.
+    let mut sharded = Vec::new();
+    for &port in &ports {
+        assert_eq!(redis_cli(port, &["pubsub", "channels"]).trim(), "");
+        sharded.extend(
+            redis_cli(port, &["pubsub", "shardchannels"])
+                .lines()
+                .map(str::to_owned)
+                .filter(|line| !line.is_empty()),
+        );
+    }
+    sharded.sort();
+    assert_eq!(sharded.len(), 2, "{sharded:?}");
+    assert!(
+        sharded.iter().all(|c| c.starts_with("sig:{i:")),
+        "{sharded:?}"
+    );
 }

@@ -1,5 +1,6 @@
 //! Real services the workspace's tests start and stop: a `redis-server` on a
-//! free loopback port (Debian's redis-server package, or `$REDIS_SERVER_PATH`),
+//! free loopback port (Debian's redis-server package, or `$REDIS_SERVER_PATH`)
+//! or a Redis Cluster of three of them,
 //! the command line of a test's coturn; and the bytes a WebSocket client
 //! sends, for tests that speak raw frames.
 
@@ -45,6 +46,27 @@ impl RedisServer {
         Self { child, dir, port }
     }
 
+    /// Starts one in cluster mode, on a port whose cluster bus port (the
+    /// port + 10 000) is free too.
+    fn start_cluster_node() -> Self {
+        let port = loop {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                break port;
+            }
+        };
+        let dir = std::env::temp_dir().join(format!("test-redis-{}-{port}", std::process::id()));
+        let child = spawn_with(
+            port,
+            &dir,
+            &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
+        );
+        Self { child, dir, port }
+    }
+
     /// Kills it and starts a new, empty one on the same port (as after a
     /// crash without persistence); waits until it accepts connections.
     pub fn restart_empty(&mut self) {
@@ -78,10 +100,16 @@ impl RedisServer {
 /// Starts `redis-server` on `port` with its files in `dir`, and waits (at
 /// most 10 s) until it accepts connections.
 fn spawn(port: u16, dir: &std::path::Path) -> Child {
+    spawn_with(port, dir, &[])
+}
+
+/// [`spawn`] with more arguments.
+fn spawn_with(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
     std::fs::create_dir_all(dir).unwrap();
     let child = Command::new(redis_server_program())
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(REDIS_NO_PERSISTENCE)
+        .args(extra)
         .arg("--dir")
         .arg(dir)
         .stdin(Stdio::null())
@@ -103,6 +131,77 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A Redis Cluster of three masters (no replicas) on free loopback ports,
+/// without persistence; killed and its directories removed when dropped.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three `redis-server`s in cluster mode, joins them with
+    /// `redis-cli --cluster create` (the slots split in three) and waits (at
+    /// most 20 s) until every node reports the cluster healthy.
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_cluster_node()).collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let status = Command::new(redis_cli_program())
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            loop {
+                let info = Command::new(redis_cli_program())
+                    .args(["-p", &node.port.to_string(), "cluster", "info"])
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the Redis Cluster did not form");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Self { nodes }
+    }
+
+    /// The seed addresses, as `--redis` takes them: `redis://…,redis://…`.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The ports of its nodes.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(RedisServer::port).collect()
+    }
+}
+
+/// `redis-cli`, beside the `redis-server` that runs.
+pub fn redis_cli_program() -> String {
+    let server = redis_server_program();
+    let cli = std::path::Path::new(&server).with_file_name("redis-cli");
+    assert!(
+        cli.exists(),
+        "{} not found: install Debian's redis-tools package",
+        cli.display()
+    );
+    cli.to_string_lossy().into_owned()
 }
 
 /// The coturn `turnserver` binary to run: `$TURNSERVER_PATH` or Debian's.

@@ -256,8 +256,10 @@ pub struct Args {
     pub tls_key: Option<PathBuf>,
 
     /// Share rooms with other instances through this Redis server, e.g.
-    /// redis://127.0.0.1:6379/0. Unset: rooms live in this process only.
-    #[arg(long, env = "SIGNALING_REDIS", value_name = "URL")]
+    /// redis://127.0.0.1:6379/0, or through a Redis Cluster (Redis 7 or later):
+    /// its seed addresses separated by commas, or one node's address. Unset:
+    /// rooms live in this process only.
+    #[arg(long, env = "SIGNALING_REDIS", value_name = "URL[,URL...]")]
     pub redis: Option<String>,
 
     /// With --redis: an instance that has not refreshed its liveness key for this long is
