@@ -217,8 +217,12 @@ impl Connection {
             }
             Some(Ok(0)) => Err(End::Gone),
             Some(Ok(_)) => {
+                let handled = self.process(buf).await;
+                // Seen when its frames were handled, not when they were read:
+                // frames that waited behind a slow request (Redis away) are
+                // a live client, not an idle one.
                 self.last_seen = Instant::now();
-                self.process(buf).await
+                handled
             }
             Some(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => {
                 self.keep_leftover(buf, 0);
