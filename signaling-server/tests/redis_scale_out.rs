@@ -588,12 +588,13 @@ async fn signal_through_an_outage(
             }
         }
         match b.next_within(Duration::from_millis(20)).await {
-            Some(Received::Message(ServerMessage::Signal { .. })) => {
-                if outage.restarted.get().is_some() && recovered.is_none() {
-                    recovered = Some(Instant::now());
-                    outage.recovered.fetch_add(1, Relaxed);
-                }
+            Some(Received::Message(ServerMessage::Signal { .. }))
+                if outage.restarted.get().is_some() && recovered.is_none() =>
+            {
+                recovered = Some(Instant::now());
+                outage.recovered.fetch_add(1, Relaxed);
             }
+            Some(Received::Message(ServerMessage::Signal { .. })) => {}
             Some(Received::Closed(close)) => panic!("b's connection closed: {close:?}"),
             Some(other) => panic!("b got {other:?}"),
             None => {}
