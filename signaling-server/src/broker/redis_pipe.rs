@@ -29,7 +29,8 @@ const BATCH: usize = 512;
 pub(super) struct Publish {
     /// The instance's channel.
     pub(super) channel: Arc<str>,
-    /// `F PEER FRAME`, `R PEER CONN` or `L PEER ROOM`.
+    /// `S PEER ROOM\nFRAME` (a signal), `F PEER ROOM\nFRAME` (a room
+    /// event), `R PEER CONN` or `L PEER ROOM`.
     pub(super) payload: String,
     /// The room of the peer it concerns, to hand a frame on when nobody
     /// heard it.

@@ -19,7 +19,8 @@
 -- Scripts publish nothing themselves (a channel on another shard is out of
 -- their reach): they return their deliveries, pairs of instance and
 -- payload, which the caller publishes in order on each instance's channel:
--- "F PEER ROOM\nFRAME" (deliver), "R PEER CONN" (the peer resumed elsewhere:
+-- "S PEER ROOM\nFRAME" (deliver a signal: handed on if the peer is no longer
+-- there), "F PEER ROOM\nFRAME" (deliver a room event, or drop it), "R PEER CONN" (the peer resumed elsewhere:
 -- close that connection) and "L PEER ROOM" (the peer left: forget the route
 -- to it).
 local P = KEYS[1]
@@ -69,12 +70,14 @@ end
 
 -- Sends a frame to a present peer's instance; an absent peer gets it queued
 -- (signals) or not at all (room events: welcome.peers covers them).
-local function deliver(p, frame, queue_if_absent)
+local function deliver(p, frame, is_signal)
   local inst = redis.call('HGET', peer_key(p), 'inst')
   if not inst then return end
   if inst ~= '' then
-    send(inst, 'F ' .. p .. ' ' .. room .. '\n' .. frame)
-  elseif queue_if_absent then
+    local kind = 'F '
+    if is_signal then kind = 'S ' end
+    send(inst, kind .. p .. ' ' .. room .. '\n' .. frame)
+  elseif is_signal then
     enqueue(p, frame)
   end
 end

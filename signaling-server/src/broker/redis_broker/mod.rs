@@ -81,8 +81,9 @@ pub struct RedisBroker {
     settings: BrokerSettings,
     metrics: Arc<Metrics>,
     next_conn: AtomicU64,
-    /// Whether the last maintenance pass reached Redis.
-    reachable: AtomicBool,
+    /// Whether Redis answered the last maintenance pass and no pipeline
+    /// failed since.
+    reachable: Arc<AtomicBool>,
     /// The epoch of Redis' data set seen by the last maintenance pass.
     epoch: Mutex<Option<String>>,
 }
@@ -130,6 +131,7 @@ impl RedisBroker {
             settings.registry.max_peers_per_room,
         )));
         let (pipe, receiver) = command_pipe();
+        let reachable = Arc::new(AtomicBool::new(true));
         tokio::spawn(run_pipe(
             receiver,
             redis.clone(),
@@ -137,6 +139,7 @@ impl RedisBroker {
             settings.registry.max_queued_signals,
             settings.registry.max_queued_bytes,
             metrics.clone(),
+            reachable.clone(),
         ));
         let broker = Self {
             redis,
@@ -148,7 +151,7 @@ impl RedisBroker {
             settings,
             metrics,
             next_conn: AtomicU64::new(1),
-            reachable: AtomicBool::new(true),
+            reachable,
             epoch: Mutex::new(None),
             instance,
         };
@@ -239,10 +242,19 @@ impl RedisBroker {
         Ok(T::from_redis_value(value).map_err(redis::RedisError::from)?)
     }
 
-    /// Changes a control set: `verb` (`SADD`, `SREM`) of `member` in `key`.
+    /// Changes a control set: `verb` (`SADD`, `SREM`, `ZREM`) of `member`
+    /// in `key`.
     async fn control_set(&self, verb: &str, key: &str, member: &str) {
+        self.control_set_many(verb, key, &[member]).await;
+    }
+
+    /// [`Self::control_set`] of several members in one command.
+    async fn control_set_many(&self, verb: &str, key: &str, members: &[&str]) {
+        if members.is_empty() {
+            return;
+        }
         let mut cmd = redis::cmd(verb);
-        cmd.arg(control(key)).arg(member);
+        cmd.arg(control(key)).arg(members);
         if let Err(err) = self.call::<i64>(cmd, CONTROL).await {
             self.metrics.redis_errors.increment(1);
             warn!(%err, key, "cannot update the shared peer records in Redis");
@@ -409,7 +421,7 @@ impl RedisBroker {
         let frame = ServerMessage::Signal { from, data }.to_json();
         if let Some(channel) = route {
             // A known route: one publish, not waited for.
-            let payload = format!("F {to} {room}\n{frame}");
+            let payload = format!("S {to} {room}\n{frame}");
             let publish = Publish {
                 channel,
                 payload,
@@ -535,7 +547,8 @@ fn lock(local: &Mutex<LocalPeers>) -> MutexGuard<'_, LocalPeers> {
     local.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Empties the command queue into Redis until the broker is dropped. A
+/// Empties the command queue into Redis until the broker is dropped; a
+/// failed pipeline makes the instance not ready (`/readyz` 503). A
 /// signal published to an instance nobody listens for any more (it stopped
 /// or died) is handed on by the script that redelivers frames: to where its
 /// peer is now, or into its queue; and routes through that instance are
@@ -547,11 +560,14 @@ async fn run_pipe(
     max_queued_signals: usize,
     max_queued_bytes: usize,
     metrics: Arc<Metrics>,
+    reachable: Arc<AtomicBool>,
 ) {
     while let Some(outcome) = receiver.run_batch(&mut redis, REQUEST_TIMEOUT).await {
         let unheard = match outcome {
             Ok(unheard) => unheard,
             Err(err) => {
+                // Not ready until a maintenance pass reaches Redis again.
+                reachable.store(false, Ordering::Relaxed);
                 metrics.redis_errors.increment(1);
                 warn!(%err, "a pipeline of requests to Redis failed; its signals are lost");
                 continue;
@@ -561,7 +577,7 @@ async fn run_pipe(
             lock(&local).forget_channel(&publish.channel);
             let Some((peer, frame)) = publish
                 .payload
-                .strip_prefix("F ")
+                .strip_prefix("S ")
                 .and_then(|rest| rest.split_once(' '))
                 .and_then(|(peer, rest)| Some((peer, rest.split_once('\n')?.1)))
             else {

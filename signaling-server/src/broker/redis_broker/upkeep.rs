@@ -9,6 +9,7 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use redis::{PushInfo, PushKind, Value};
 use signaling_protocol::PeerId;
 use tokio_util::sync::CancellationToken;
@@ -20,8 +21,14 @@ use crate::broker::redis_pipe::within;
 use crate::broker::redis_scripts::{EXPIRE, MAINTAIN, ORPHAN, REDELIVER, RESTORE};
 use crate::outbox::{CloseReason, SharedText};
 
-/// Peers put back into Redis by one script call.
+/// Peers put back into Redis by one script call, and members added to a
+/// control set by one command.
 const RESTORE_BATCH: usize = 256;
+
+/// Room scripts of one maintenance step waiting for Redis at once: they go
+/// out together in the ordered pipe's pipelines rather than one round trip
+/// each.
+const CONCURRENT_CALLS: usize = 64;
 
 impl RedisBroker {
     /// Reads this instance's channel and keeps the shared state tidy
@@ -88,19 +95,17 @@ impl RedisBroker {
             return warn!(text, "malformed peer id on the instance channel; ignored");
         };
         match kind {
-            "F" => {
+            "S" | "F" => {
                 let Some((room, frame)) = rest.split_once('\n') else {
                     return warn!(text, "malformed frame on the instance channel; ignored");
                 };
-                if self.deliver_here(peer, frame) {
+                if self.deliver_here(peer, frame) || kind == "F" {
                     return;
                 }
-                if frame.starts_with(r#"{"type":"signal""#) {
-                    // The peer may be joining here right now.
-                    self.joins.settle(REQUEST_TIMEOUT).await;
-                    if !self.deliver_here(peer, frame) {
-                        self.redeliver(peer, room, frame).await;
-                    }
+                // A signal: the peer may be joining here right now.
+                self.joins.settle(REQUEST_TIMEOUT).await;
+                if !self.deliver_here(peer, frame) {
+                    self.redeliver(peer, room, frame).await;
                 }
             }
             "R" => {
@@ -148,15 +153,10 @@ impl RedisBroker {
     }
 
     async fn maintain_logged(&self) {
-        let result = self.maintain().await;
-        let was = self.reachable.swap(result.is_ok(), Ordering::Relaxed);
-        match result {
-            Ok(()) if !was => info!("Redis reachable again"),
-            Ok(()) => {}
-            Err(err) => {
-                self.metrics.redis_errors.increment(1);
-                warn!(%err, "cannot refresh liveness in Redis; /readyz answers 503");
-            }
+        if let Err(err) = self.maintain().await {
+            self.reachable.store(false, Ordering::Relaxed);
+            self.metrics.redis_errors.increment(1);
+            warn!(%err, "cannot refresh liveness in Redis; /readyz answers 503");
         }
     }
 
@@ -176,6 +176,11 @@ impl RedisBroker {
         type Answer = (u64, i64, String, Vec<String>, Vec<String>, Vec<String>);
         let (rooms, peers, epoch, due, orphans, sample): Answer =
             within(REQUEST_TIMEOUT, cmd.query_async(&mut redis)).await?;
+        // Reachable from this answer on, though the work below (putting
+        // peers back, expiry) may still take a while.
+        if !self.reachable.swap(true, Ordering::Relaxed) {
+            info!("Redis reachable again");
+        }
         let previous = self
             .epoch
             .lock()
@@ -205,67 +210,95 @@ impl RedisBroker {
     /// Removes the absent peers whose deadline passed; answers how many left.
     async fn expire(&self, due: &[String]) -> u64 {
         let mut expired = 0;
-        for entry in due {
-            let Some((peer, room)) = split_peer_entry(entry) else {
-                continue;
-            };
-            let mut script = self.room_script(EXPIRE, room);
-            script.0.arg(peer);
-            match self.run_room(room, script).await {
-                Ok(reply) if reply.status == "later" => {}
-                Ok(reply) => {
-                    expired += u64::from(reply.status == "expired");
-                    self.control_set("ZREM", "absent", entry).await;
-                }
-                Err(err) => {
-                    self.metrics.redis_errors.increment(1);
-                    warn!(%err, "cannot expire an absent peer yet");
-                }
-            }
+        for chunk in due.chunks(CONCURRENT_CALLS) {
+            expired += join_all(chunk.iter().map(|entry| self.expire_one(entry)))
+                .await
+                .into_iter()
+                .sum::<u64>();
         }
         expired
+    }
+
+    /// Removes one absent peer (`PEER ROOM`) if its deadline passed;
+    /// answers 1 if it left.
+    async fn expire_one(&self, entry: &str) -> u64 {
+        let Some((peer, room)) = split_peer_entry(entry) else {
+            return 0;
+        };
+        let mut script = self.room_script(EXPIRE, room);
+        script.0.arg(peer);
+        match self.run_room(room, script).await {
+            Ok(reply) if reply.status == "later" => 0,
+            Ok(reply) => {
+                self.control_set("ZREM", "absent", entry).await;
+                u64::from(reply.status == "expired")
+            }
+            Err(err) => {
+                self.metrics.redis_errors.increment(1);
+                warn!(%err, "cannot expire an absent peer yet");
+                0
+            }
+        }
     }
 
     /// Removes peers of dead instances (pairs of instance and entry) unless
     /// they resumed elsewhere; answers how many left.
     async fn remove_orphans(&self, orphans: &[String]) -> u64 {
+        let pairs: Vec<&[String]> = orphans.chunks_exact(2).collect();
         let mut removed = 0;
-        for pair in orphans.chunks_exact(2) {
-            let (dead, entry) = (&pair[0], &pair[1]);
-            let Some((peer, room)) = split_peer_entry(entry) else {
-                continue;
-            };
-            let mut script = self.room_script(ORPHAN, room);
-            script.0.arg(peer).arg(dead);
-            match self.run_room(room, script).await {
-                Ok(reply) => {
-                    removed += u64::from(reply.status == "removed");
-                    self.control_set("SREM", &format!("inst:{dead}"), entry)
-                        .await;
-                }
-                Err(err) => {
-                    self.metrics.redis_errors.increment(1);
-                    warn!(%err, "cannot remove a dead instance's peer yet");
-                }
-            }
+        for chunk in pairs.chunks(CONCURRENT_CALLS) {
+            removed += join_all(
+                chunk
+                    .iter()
+                    .map(|pair| self.remove_orphan(&pair[0], &pair[1])),
+            )
+            .await
+            .into_iter()
+            .sum::<u64>();
         }
         removed
+    }
+
+    /// Removes one peer (`PEER ROOM`) of the dead instance `dead` unless it
+    /// resumed elsewhere; answers 1 if it left.
+    async fn remove_orphan(&self, dead: &str, entry: &str) -> u64 {
+        let Some((peer, room)) = split_peer_entry(entry) else {
+            return 0;
+        };
+        let mut script = self.room_script(ORPHAN, room);
+        script.0.arg(peer).arg(dead);
+        match self.run_room(room, script).await {
+            Ok(reply) => {
+                self.control_set("SREM", &format!("inst:{dead}"), entry)
+                    .await;
+                u64::from(reply.status == "removed")
+            }
+            Err(err) => {
+                self.metrics.redis_errors.increment(1);
+                warn!(%err, "cannot remove a dead instance's peer yet");
+                0
+            }
+        }
     }
 
     /// Drops rooms that no longer exist from the count: a sample each pass
     /// repairs what an instance that stopped between a room's last leave
     /// and the count's update left behind.
     async fn forget_vanished_rooms(&self, sample: &[String]) {
-        for room in sample {
-            let mut cmd = redis::cmd("EXISTS");
-            cmd.arg(format!("{}r:{room}", room_prefix(room)));
-            match self.call::<i64>(cmd, &room_prefix(room)).await {
-                Ok(0) => self.control_set("SREM", "rooms", room).await,
-                Ok(_) => {}
-                Err(err) => {
-                    self.metrics.redis_errors.increment(1);
-                    warn!(%err, "cannot check that a room still exists");
-                }
+        join_all(sample.iter().map(|room| self.forget_if_vanished(room))).await;
+    }
+
+    /// Drops `room` from the count if it no longer exists.
+    async fn forget_if_vanished(&self, room: &str) {
+        let prefix = room_prefix(room);
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(format!("{prefix}r:{room}"));
+        match self.call::<i64>(cmd, &prefix).await {
+            Ok(0) => self.control_set("SREM", "rooms", room).await,
+            Ok(_) => {}
+            Err(err) => {
+                self.metrics.redis_errors.increment(1);
+                warn!(%err, "cannot check that a room still exists");
             }
         }
     }
@@ -284,25 +317,42 @@ impl RedisBroker {
         for (peer, room, token, conn) in peers {
             rooms.entry(room).or_default().push((peer, token, conn));
         }
+        // The shared records first, many to a command.
+        let names: Vec<&str> = rooms.keys().map(|room| &**room).collect();
+        let entries: Vec<String> = rooms
+            .iter()
+            .flat_map(|(room, peers)| {
+                peers
+                    .iter()
+                    .map(|(peer, _, _)| peer_entry(&peer.to_string(), room))
+            })
+            .collect();
         let inst_key = format!("inst:{}", self.instance);
-        let mut restored = 0;
-        let mut failed = 0;
-        for (room, peers) in rooms {
-            self.control_set("SADD", "rooms", &room).await;
-            // A script a batch: its arguments bound what one call holds.
-            for batch in peers.chunks(RESTORE_BATCH) {
-                let mut script = self.room_script(RESTORE, &room);
-                script.0.arg(&self.instance);
-                for (peer, token, conn) in batch {
-                    script.0.arg(peer.to_string()).arg(token).arg(conn);
-                }
-                match self.run_room(&room, script).await {
-                    Ok(reply) => restored += reply.detail.parse::<usize>().unwrap_or(0),
-                    Err(_) => failed += batch.len(),
-                }
-                for (peer, _, _) in batch {
-                    self.control_set("SADD", &inst_key, &peer_entry(&peer.to_string(), &room))
-                        .await;
+        for batch in names.chunks(RESTORE_BATCH) {
+            self.control_set_many("SADD", "rooms", batch).await;
+        }
+        for batch in entries.chunks(RESTORE_BATCH) {
+            let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
+            self.control_set_many("SADD", &inst_key, &batch).await;
+        }
+        // Then each room's peers, rooms side by side; a script a batch of
+        // peers, so its arguments bound what one call holds.
+        let calls: Vec<_> = rooms
+            .iter()
+            .flat_map(|(room, peers)| peers.chunks(RESTORE_BATCH).map(move |batch| (room, batch)))
+            .collect();
+        let (mut restored, mut failed) = (0, 0);
+        for chunk in calls.chunks(CONCURRENT_CALLS) {
+            let outcomes = join_all(
+                chunk
+                    .iter()
+                    .map(|(room, batch)| self.restore_room(room, batch)),
+            )
+            .await;
+            for outcome in outcomes {
+                match outcome {
+                    Ok(count) => restored += count,
+                    Err(count) => failed += count,
                 }
             }
         }
@@ -314,6 +364,24 @@ impl RedisBroker {
             );
         } else {
             info!(restored, "peers put back into Redis");
+        }
+    }
+
+    /// Puts `peers` of `room` back; answers how many were, or how many
+    /// could not be.
+    async fn restore_room(
+        &self,
+        room: &str,
+        peers: &[(PeerId, String, u64)],
+    ) -> Result<usize, usize> {
+        let mut script = self.room_script(RESTORE, room);
+        script.0.arg(&self.instance);
+        for (peer, token, conn) in peers {
+            script.0.arg(peer.to_string()).arg(token).arg(conn);
+        }
+        match self.run_room(room, script).await {
+            Ok(reply) => Ok(reply.detail.parse::<usize>().unwrap_or(0)),
+            Err(_) => Err(peers.len()),
         }
     }
 }
