@@ -44,6 +44,10 @@ const MAX_PENDING_SIGNALS = 512;
 const STATS_EVERY_MS = 2000;
 /** New connections tried before a link that never connected gives up. */
 const MAX_REBUILDS = 2;
+/** First wait before negotiating again after the server could not carry a signal; it doubles. */
+const FIRST_RESEND_WAIT_MS = 1000;
+/** Longest wait between such attempts. */
+const MAX_RESEND_WAIT_MS = 8000;
 
 /** The DTLS fingerprint (`sha-256 AB:...`) a description carries, or null. */
 function fingerprintOf(sdp) {
@@ -96,6 +100,8 @@ export class PeerLink extends EventTarget {
     this._negotiatedChannels = negotiatedChannels;
     this._connectedOnce = false;
     this._rebuilds = 0;
+    this._resendTimer = null;
+    this._resendWaitMs = FIRST_RESEND_WAIT_MS;
     /** @type {Map<string, RTCDataChannelInit>} Channels this side created before connecting. */
     this._ownChannels = new Map();
     /** Remote fingerprints of connections this side left; their descriptions are ignored. */
@@ -225,10 +231,26 @@ export class PeerLink extends EventTarget {
       .catch((err) => console.warn(`renegotiation with ${this.remoteId} failed:`, err));
   }
 
+  /**
+   * Tells the link the server could not carry one of its signals (its room store was unreachable:
+   * `error {code: "internal", peer_id}`). The link negotiates again a little later, as after a
+   * signaling outage, waiting 1 s, then 2, 4 and 8 s while signals keep getting lost; one pending
+   * attempt at a time, and none once connected.
+   */
+  signalLost() {
+    if (this._closed || this._resendTimer !== null) return;
+    this._resendTimer = setTimeout(() => {
+      this._resendTimer = null;
+      this.signalingResumed();
+    }, this._resendWaitMs);
+    this._resendWaitMs = Math.min(this._resendWaitMs * 2, MAX_RESEND_WAIT_MS);
+  }
+
   /** Closes the connection and every channel. */
   close() {
     if (this._closed) return;
     this._closed = true;
+    clearTimeout(this._resendTimer);
     clearInterval(this._statsTimer);
     for (const channel of this.channels.values()) channel.close();
     this.pc.close();
@@ -327,6 +349,7 @@ export class PeerLink extends EventTarget {
     const state = this.pc.connectionState;
     if (state === 'connected') {
       this._connectedOnce = true;
+      this._resendWaitMs = FIRST_RESEND_WAIT_MS;
       this._ownChannels.clear();
       this._readStats();
       clearInterval(this._statsTimer);

@@ -247,6 +247,8 @@ export class Room extends EventTarget {
         const link = this._links.get(detail.peer_id);
         if (link && !isUp(link.state)) this._dropLink(detail.peer_id);
       }
+      // A signal the server could not carry (its room store was away): negotiate again later.
+      if (detail.code === 'internal' && detail.peer_id) this._links.get(detail.peer_id)?.signalLost();
     });
     sig.addEventListener('state', ({ detail }) => {
       if (detail.state === 'closed' && this.peerId === null) {

@@ -335,6 +335,12 @@ export class TransferLink {
       const link = this._link ?? this._candidates.get(detail.from);
       if (link && detail.from === link.remoteId) link.handleSignal(detail.data);
     });
+    signaling.addEventListener('error', ({ detail }) => {
+      // A signal the server could not carry (its room store was away): negotiate again later.
+      if (detail.code !== 'internal' || !detail.peer_id) return;
+      const link = this._link ?? this._candidates.get(detail.peer_id);
+      if (link && link.remoteId === detail.peer_id) link.signalLost();
+    });
     signaling.addEventListener('peer_left', ({ detail }) => {
       // A peer that left before its channel opened: wait for the others.
       this._candidates.get(detail.peer_id)?.close();

@@ -106,3 +106,45 @@ test('an offer lost with a dropped signaling socket is made again once the sessi
   assert.equal((await waitForMessage(ada, 'made it')).from, 'Grace');
   assert.deepEqual(browser.pageErrors, []);
 });
+
+test('an offer the server could not carry (its room store away) is made again a little later', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+
+  const ada = await browser.newPage();
+  const adaId = await openChat(ada, server.httpUrl, 'refused-offer', 'Ada');
+
+  // Grace's first offer never reaches the server; she gets the refusal a server sharing rooms
+  // through Redis sends while Redis is away, naming the peer the signal was for.
+  const grace = await browser.newPage();
+  let refused = 0;
+  await grace.routeWebSocket(/\/ws/, (page) => {
+    const upstream = page.connectToServer();
+    page.onMessage((message) => {
+      if (refused === 0 && typeof message === 'string' && message.includes('"description"')) {
+        refused += 1;
+        page.send(JSON.stringify({
+          type: 'error',
+          code: 'internal',
+          message: 'the room store is unreachable; try again shortly',
+          peer_id: adaId,
+        }));
+        return;
+      }
+      upstream.send(message);
+    });
+  });
+  const started = Date.now();
+  const graceId = await openChat(grace, server.httpUrl, 'refused-offer', 'Grace');
+
+  // The link offers again after a second, on the same socket, and opens.
+  await waitForLink(grace, { peerId: adaId });
+  await waitForLink(ada, { peerId: graceId });
+  assert.equal(refused, 1);
+  assert.ok(Date.now() - started >= 1000, 'the offer was made again only after a wait');
+  await sendMessage(grace, 'second time lucky');
+  assert.equal((await waitForMessage(ada, 'second time lucky')).from, 'Grace');
+  assert.deepEqual(browser.pageErrors, []);
+});
