@@ -38,6 +38,7 @@ impl Dialect {
             Self::Matchbox => Target {
                 addr: target.addr,
                 path: format!("/{room}"),
+                tls: target.tls.clone(),
             },
         }
     }

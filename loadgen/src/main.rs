@@ -20,6 +20,7 @@ mod relay;
 mod report;
 mod sessions;
 mod soak;
+mod stream;
 mod ws;
 
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use hdrhistogram::Histogram;
 
 use crate::client::Sources;
 use crate::dialect::Dialect;
+use crate::stream::TlsClient;
 use crate::ws::Target;
 
 /// Load generator for the signaling server: relay throughput and latency,
@@ -72,6 +74,10 @@ pub struct Common {
     /// Print the figures as one JSON object on stdout (text goes to stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Connect with TLS (`wss://`), trusting the PEM certificate in this
+    /// file (the server's own, self-signed, will do).
+    #[arg(long, global = true, value_name = "PEM", value_parser = TlsClient::from_arg)]
+    pub tls_ca: Option<TlsClient>,
 }
 
 impl Common {
@@ -80,6 +86,7 @@ impl Common {
         Target {
             addr: self.server,
             path: self.path.clone(),
+            tls: self.tls_ca.clone(),
         }
     }
 

@@ -354,6 +354,7 @@ fn worker(
         Some(addr) => Target {
             addr,
             path: common.path.clone(),
+            tls: common.tls_ca.clone(),
         },
         None => first.clone(),
     };

@@ -12,9 +12,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result, bail, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 
 use crate::integrity::Integrity;
+use crate::stream::{Stream, TlsClient};
 
 /// Largest frame accepted from the server; bounds the read buffer.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
@@ -41,6 +42,8 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Path of the WebSocket endpoint, e.g. `/ws`.
     pub path: String,
+    /// TLS (`wss://`), when set.
+    pub tls: Option<TlsClient>,
 }
 
 /// One frame read from the server, borrowing the read buffer.
@@ -60,7 +63,7 @@ pub enum Frame<'a> {
 
 /// An open WebSocket connection.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Incoming bytes not yet parsed.
     pub rd: Reader,
     /// Outgoing frames not yet written.
@@ -81,11 +84,15 @@ impl Conn {
                 .bind(SocketAddr::new(ip, 0))
                 .with_context(|| format!("binding the client socket to {ip}"))?;
         }
-        let mut stream = socket
+        let stream = socket
             .connect(target.addr)
             .await
             .with_context(|| format!("connecting to {}", target.addr))?;
         stream.set_nodelay(true).context("setting TCP_NODELAY")?;
+        let mut stream = match &target.tls {
+            Some(tls) => tls.connect(stream, target.addr.ip()).await?,
+            None => Stream::Plain(stream),
+        };
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {HANDSHAKE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -253,7 +260,7 @@ impl Reader {
         }
     }
 
-    async fn fill_from(&mut self, stream: &mut TcpStream) -> Result<usize> {
+    async fn fill_from(&mut self, stream: &mut Stream) -> Result<usize> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -526,6 +533,7 @@ mod tests {
         let target = Target {
             addr,
             path: "/ws".into(),
+            tls: None,
         };
         Conn::connect(&target, None).await.unwrap()
     }

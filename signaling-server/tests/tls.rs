@@ -114,6 +114,70 @@ async fn peers_meet_and_signal_over_wss() {
     server.stop().await;
 }
 
+/// Settings for bursts: no rate limit in the way, room for a backlog.
+fn burst_config(cert: &Certificate) -> Config {
+    Config {
+        messages_per_second: 1_000_000,
+        message_burst: 1_000_000,
+        outbound_queue: 100_000,
+        outbound_queue_bytes: 64 * 1024 * 1024,
+        ..cert.config()
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_records_read_at_once_is_handled_whole() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let cert = Certificate::new();
+    let server = TestServer::start(burst_config(&cert)).await;
+    let mut a = wss_client(&server, &cert).await;
+    let mut b = wss_client(&server, &cert).await;
+    let wa = a.join("burst").await;
+    let wb = b.join("burst").await;
+    a.expect_peer_joined(wb.peer_id).await;
+    // Many small frames written together: TLS records that reach the server
+    // in one read, whose decrypted bytes rustls hands out a record at a time.
+    for n in 0..300 {
+        let signal = format!(
+            r#"{{"type":"signal","to":"{}","data":{{"n":{n}}}}}"#,
+            wa.peer_id
+        );
+        b.ws.feed(Message::text(signal)).await.unwrap();
+    }
+    b.ws.flush().await.unwrap();
+    for n in 0..300 {
+        assert_eq!(a.expect_signal(wb.peer_id).await, format!(r#"{{"n":{n}}}"#));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn output_for_a_client_that_reads_late_arrives_whole_and_in_order() {
+    let cert = Certificate::new();
+    let server = TestServer::start(burst_config(&cert)).await;
+    let mut a = wss_client(&server, &cert).await;
+    let mut b = wss_client(&server, &cert).await;
+    let wa = a.join("backlog").await;
+    let wb = b.join("backlog").await;
+    a.expect_peer_joined(wb.peer_id).await;
+    // 8 MB for a, who reads nothing meanwhile: more than the sockets hold,
+    // so the server's writes block with encrypted bytes waiting in rustls.
+    let blob = "y".repeat(20_000);
+    for n in 0..400 {
+        b.signal(wa.peer_id, &format!(r#"{{"n":{n},"blob":"{blob}"}}"#))
+            .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for n in 0..400 {
+        assert_eq!(
+            a.expect_signal(wb.peer_id).await,
+            format!(r#"{{"n":{n},"blob":"{blob}"}}"#)
+        );
+    }
+    server.stop().await;
+}
+
 /// `GET path` over HTTPS; the whole response.
 async fn https_get(server: &TestServer, cert: &Certificate, path: &str) -> String {
     let connector = tokio_rustls::TlsConnector::from(cert.client_config());
