@@ -102,6 +102,8 @@ impl Conn {
             .write_all(request.as_bytes())
             .await
             .context("sending the upgrade request")?;
+        // TLS may hold written bytes until flushed.
+        stream.flush().await.context("sending the upgrade request")?;
         let mut rd = Reader::new();
         let head_len = loop {
             if rd.fill_from(&mut stream).await? == 0 {
@@ -137,6 +139,7 @@ impl Conn {
                 .write_all(&self.wr.buf)
                 .await
                 .context("writing to the server")?;
+            self.stream.flush().await.context("writing to the server")?;
             self.wr.buf.clear();
         }
         Ok(())
