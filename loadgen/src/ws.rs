@@ -103,7 +103,10 @@ impl Conn {
             .await
             .context("sending the upgrade request")?;
         // TLS may hold written bytes until flushed.
-        stream.flush().await.context("sending the upgrade request")?;
+        stream
+            .flush()
+            .await
+            .context("sending the upgrade request")?;
         let mut rd = Reader::new();
         let head_len = loop {
             if rd.fill_from(&mut stream).await? == 0 {

@@ -13,10 +13,8 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use rust_embed::RustEmbed;
 use signaling_protocol::ErrorCode;
-use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
 use tower_http::services::ServeDir;
@@ -26,7 +24,7 @@ use crate::address_table::{AddressRefused, OpenSlot};
 use crate::auth;
 use crate::connection;
 use crate::metrics::Refusal;
-use crate::socket::Socket;
+use crate::socket::{Socket, TlsSocket};
 use crate::state::ServerState;
 use crate::websocket;
 
@@ -173,7 +171,7 @@ async fn serve_upgraded(
             return;
         }
     };
-    let Some((socket, leftover)) = unwrap_upgraded(upgraded, &shared) else {
+    let Some((socket, leftover)) = unwrap_upgraded(upgraded) else {
         return;
     };
     let (claims, slots) = match (access.transpose(), address, permit) {
@@ -204,9 +202,8 @@ async fn serve_upgraded(
 }
 
 /// The socket under an upgraded connection, and what the HTTP layer read
-/// past the handshake (usually nothing). A TLS stream is relayed through a
-/// Unix socket pair by a task of its own (see `socket.rs`).
-fn unwrap_upgraded(upgraded: Upgraded, shared: &ServerState) -> Option<(Socket, Vec<u8>)> {
+/// past the handshake (usually nothing).
+fn unwrap_upgraded(upgraded: Upgraded) -> Option<(Socket, Vec<u8>)> {
     // Copy the leftover bytes and let go of the HTTP read buffer, which
     // would otherwise stay allocated for the life of the connection.
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
@@ -221,46 +218,9 @@ fn unwrap_upgraded(upgraded: Upgraded, shared: &ServerState) -> Option<(Socket, 
         return None;
     };
     let leftover = parts.read_buf.to_vec();
-    let (local, relay_end) = match UnixStream::pair() {
-        Ok(pair) => pair,
-        Err(err) => {
-            warn!(%err, "cannot create a socket pair for a TLS connection; dropping it");
-            return None;
-        }
-    };
-    shared
-        .tracker
-        .spawn(relay_tls(parts.io.into_inner(), relay_end));
-    Some((Socket::Unix(local), leftover))
+    let tls = TlsSocket::new(parts.io.into_inner());
+    Some((Socket::Tls(Box::new(tls)), leftover))
 }
-
-/// Copies between a client's TLS stream and the connection's end of a
-/// socket pair. When either side finishes, the other gets a bounded time
-/// to finish too (the goodbye, or the client's close).
-async fn relay_tls(tls: TlsStream<TcpStream>, local: UnixStream) {
-    let (mut tls_read, mut tls_write) = tokio::io::split(tls);
-    let (mut local_read, mut local_write) = local.into_split();
-    let down = async {
-        let _ = tokio::io::copy(&mut local_read, &mut tls_write).await;
-        let _ = tls_write.shutdown().await;
-    };
-    let up = async {
-        let _ = tokio::io::copy(&mut tls_read, &mut local_write).await;
-        let _ = local_write.shutdown().await;
-    };
-    let (mut down, mut up) = (std::pin::pin!(down), std::pin::pin!(up));
-    tokio::select! {
-        () = down.as_mut() => {
-            let _ = tokio::time::timeout(TLS_RELAY_LINGER, up).await;
-        }
-        () = up.as_mut() => {
-            let _ = tokio::time::timeout(TLS_RELAY_LINGER, down).await;
-        }
-    }
-}
-
-/// How long a TLS relay waits for its second direction once the first ended.
-const TLS_RELAY_LINGER: Duration = Duration::from_secs(5);
 
 /// Whether `origin` is allowed: any when the list is empty, else an exact
 /// (ASCII case-insensitive) match.

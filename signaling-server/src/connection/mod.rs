@@ -172,7 +172,7 @@ impl Connection {
             if let Err(err) = self.write_pending() {
                 return End::Io(err);
             }
-            let blocked = !self.outbuf.is_empty();
+            let blocked = !self.outbuf.is_empty() || self.stream.has_pending_output();
             tokio::select! {
                 biased;
                 () = self.conn.outbox().wanted(!blocked) => {
@@ -467,7 +467,12 @@ impl Connection {
             websocket::give_buffer(std::mem::take(&mut self.outbuf));
         }
         self.written = 0;
-        self.write_blocked_since = None;
+        // Over TLS, what the socket took may still wait in it, encrypted.
+        if self.stream.try_flush()? {
+            self.write_blocked_since = None;
+        } else {
+            self.write_blocked_since.get_or_insert_with(Instant::now);
+        }
         Ok(())
     }
 
