@@ -54,6 +54,7 @@ on_one_server_and_a_cluster!(
     clients_of_a_stopping_instance_resume_on_another,
     known_routes_follow_a_peer_that_goes_absent_resumes_elsewhere_or_leaves,
     signals_by_a_route_through_a_stopped_instance_reach_the_peer_where_it_resumed,
+    absent_peers_queues_stay_within_the_server_wide_budget,
 );
 
 /// A server configuration sharing rooms through `redis` (liveness 2 s, so
@@ -496,6 +497,64 @@ async fn rooms_work_again_after_redis_restarts_empty() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut b = one.connect().await;
     assert!(b.join_with("outage", Some(&wb.resume_token)).await.resumed);
+}
+
+/// As the in-memory broker does, across instances: when the bytes queued
+/// for all absent peers pass `max_absent_queue_bytes`, the absent peer with
+/// the largest queue is evicted (its room gets `peer_left`).
+async fn absent_peers_queues_stay_within_the_server_wide_budget(redis: &str) {
+    let data = format!(r#"{{"blob":"{}"}}"#, "q".repeat(2000));
+    let frame_len = ServerMessage::Signal {
+        from: PeerId::random(),
+        data: serde_json::value::RawValue::from_string(data.clone()).unwrap(),
+    }
+    .to_json()
+    .len();
+    // Room for four queued frames, not five.
+    let limited = Config {
+        max_queued_signals: 100,
+        max_queued_bytes: 10_000,
+        max_absent_queue_bytes: 4 * frame_len + frame_len / 2,
+        resume_grace: Duration::from_secs(30),
+        ..redis_config(redis)
+    };
+    let one = TestServer::start(limited.clone()).await;
+    let two = TestServer::start(limited).await;
+    // Room "r": a present on one instance, b and c absent from the other.
+    // Room "s": d present, e absent.
+    let mut a = one.connect().await;
+    let wa = a.join("r").await;
+    let mut b = two.connect().await;
+    let wb = b.join("r").await;
+    let mut c = two.connect().await;
+    let wc = c.join("r").await;
+    let mut d = one.connect().await;
+    d.join("s").await;
+    let mut e = two.connect().await;
+    let we = e.join("s").await;
+    drop((b, c, e));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drain(&mut a, Duration::from_millis(100)).await;
+    drain(&mut d, Duration::from_millis(100)).await;
+
+    // b gets three frames, e one: four, within the budget.
+    for _ in 0..3 {
+        a.signal(wb.peer_id, &data).await;
+    }
+    d.signal(we.peer_id, &data).await;
+    a.expect_silence(Duration::from_millis(500)).await;
+
+    // A fifth, for e, does not fit: b, holding the largest queue, goes.
+    d.signal(we.peer_id, &data).await;
+    a.expect_peer_left(wb.peer_id).await;
+    d.expect_silence(Duration::from_millis(300)).await;
+    let mut b = two.connect().await;
+    assert!(!b.join_with("r", Some(&wb.resume_token)).await.resumed);
+    // c, whose queue is empty, still resumes.
+    let mut c = one.connect().await;
+    let back = c.join_with("r", Some(&wc.resume_token)).await;
+    assert!(back.resumed);
+    assert!(back.peers.contains(&wa.peer_id));
 }
 
 /// `redis-cli -p PORT ARGS…`, its output.

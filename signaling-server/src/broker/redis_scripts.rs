@@ -12,6 +12,8 @@
 //!   sig:{ctl}:inst:INST      set   "PEER ROOM" of the peers an instance
 //!                                  attached (to remove them if it dies)
 //!   sig:{ctl}:absent         zset  "PEER ROOM", score resume deadline (ms)
+//!   sig:{ctl}:queues         zset  "PEER ROOM", score bytes queued for that absent peer
+//!   sig:{ctl}:queued         integer, bytes queued for all absent peers
 //!   sig:{ctl}:instances      set   instance ids
 //!   sig:{ctl}:alive:INST     string, expires unless the instance refreshes it
 //!   sig:{ctl}:load           hash  instance → peers attached to it
@@ -43,19 +45,20 @@ if resume ~= '' then
     redis.call('DEL', token_key(resume))
     redis.call('SET', token_key(tok), old)
     if f[1] ~= '' and f[1] ~= inst then send(f[1], 'R ' .. old .. ' ' .. f[2]) end
+    note_queue(old, -tonumber(redis.call('HGET', pk, 'qbytes') or '0'))
     redis.call('HSET', pk, 'token', tok, 'inst', inst, 'conn', conn, 'qbytes', 0)
     redis.call('HDEL', pk, 'until')
     local qk = queue_key(old)
     local backlog = redis.call('LRANGE', qk, 0, -1)
     redis.call('DEL', qk)
-    return {'resumed', old, others(old), backlog, out, emptied}
+    return {'resumed', old, others(old), backlog, out, emptied, queued}
   end
 end
 local members = redis.call('ZRANGE', members_key, 0, -1)
-if #members >= tonumber(ARGV[9]) then return {'room_full', '', {}, {}, out, emptied} end
+if #members >= tonumber(ARGV[9]) then return {'room_full', '', {}, {}, out, emptied, queued} end
 add_peer(pid, tok, inst, conn)
 for _, m in ipairs(members) do deliver(m, ARGV[10], false) end
-return {'joined', pid, members, {}, out, emptied}
+return {'joined', pid, members, {}, out, emptied, queued}
 "#
 );
 
@@ -66,10 +69,10 @@ return {'joined', pid, members, {}, out, emptied}
 pub(super) const SIGNAL: &str = concat!(
     include_str!("scripts.lua"),
     r#"
-if not room_of(ARGV[4]) then return {'not_joined', '', {}, {}, out, emptied} end
-if not room_of(ARGV[5]) then return {'unknown_peer', '', {}, {}, out, emptied} end
+if not room_of(ARGV[4]) then return {'not_joined', '', {}, {}, out, emptied, queued} end
+if not room_of(ARGV[5]) then return {'unknown_peer', '', {}, {}, out, emptied, queued} end
 deliver(ARGV[5], ARGV[6], true)
-return {'ok', redis.call('HGET', peer_key(ARGV[5]), 'inst') or '', {}, {}, out, emptied}
+return {'ok', redis.call('HGET', peer_key(ARGV[5]), 'inst') or '', {}, {}, out, emptied, queued}
 "#
 );
 
@@ -84,7 +87,7 @@ local inst = redis.call('HGET', peer_key(ARGV[4]), 'inst')
 if inst and room_of(ARGV[4]) then
   if inst == ARGV[6] or inst == '' then enqueue(ARGV[4], ARGV[5]) else deliver(ARGV[4], ARGV[5], true) end
 end
-return {'ok', '', {}, {}, out, emptied}
+return {'ok', '', {}, {}, out, emptied, queued}
 "#
 );
 
@@ -95,7 +98,7 @@ pub(super) const LEAVE: &str = concat!(
     r#"
 local f = redis.call('HMGET', peer_key(ARGV[4]), 'inst', 'conn')
 if f[1] == ARGV[5] and f[2] == ARGV[6] then remove_peer(ARGV[4]) end
-return {'ok', '', {}, {}, out, emptied}
+return {'ok', '', {}, {}, out, emptied, queued}
 "#
 );
 
@@ -109,7 +112,7 @@ local f = redis.call('HMGET', pk, 'inst', 'conn')
 if f[1] == ARGV[5] and f[2] == ARGV[6] then
   redis.call('HSET', pk, 'inst', '', 'conn', '', 'until', now_ms() + tonumber(ARGV[7]))
 end
-return {'ok', '', {}, {}, out, emptied}
+return {'ok', '', {}, {}, out, emptied, queued}
 "#
 );
 
@@ -121,11 +124,11 @@ pub(super) const EXPIRE: &str = concat!(
     r#"
 local f = redis.call('HMGET', peer_key(ARGV[4]), 'inst', 'until')
 if f[1] == '' then
-  if tonumber(f[2] or '0') > now_ms() then return {'later', '', {}, {}, out, emptied} end
+  if tonumber(f[2] or '0') > now_ms() then return {'later', '', {}, {}, out, emptied, queued} end
   remove_peer(ARGV[4])
-  return {'expired', '', {}, {}, out, emptied}
+  return {'expired', '', {}, {}, out, emptied, queued}
 end
-return {'done', '', {}, {}, out, emptied}
+return {'done', '', {}, {}, out, emptied, queued}
 "#
 );
 
@@ -135,11 +138,54 @@ return {'done', '', {}, {}, out, emptied}
 pub(super) const ORPHAN: &str = concat!(
     include_str!("scripts.lua"),
     r#"
-if redis.call('HGET', peer_key(ARGV[4]), 'inst') ~= ARGV[5] then return {'kept', '', {}, {}, out, emptied} end
+if redis.call('HGET', peer_key(ARGV[4]), 'inst') ~= ARGV[5] then return {'kept', '', {}, {}, out, emptied, queued} end
 remove_peer(ARGV[4])
-return {'removed', '', {}, {}, out, emptied}
+return {'removed', '', {}, {}, out, emptied, queued}
 "#
 );
+
+/// An absent peer is evicted to keep the absent peers' queues within the
+/// server-wide budget. ARGV[4]: the peer. Status `evicted` or `kept` (it
+/// is no longer absent).
+pub(super) const EVICT: &str = concat!(
+    include_str!("scripts.lua"),
+    r#"
+if redis.call('HGET', peer_key(ARGV[4]), 'inst') ~= '' then return {'kept', '', {}, {}, out, emptied, queued} end
+remove_peer(ARGV[4])
+return {'evicted', '', {}, {}, out, emptied, queued}
+"#
+);
+
+/// Adds room scripts' queue changes to the server-wide count and answers
+/// which absent peers ("PEER ROOM") to evict, largest queue first, to bring
+/// the count within the budget. KEYS[1] is the control prefix; ARGV: the
+/// budget in bytes, then pairs of entry and change in bytes.
+pub(super) const ACCOUNT: &str = r#"
+local C, budget = KEYS[1], tonumber(ARGV[1])
+local total = tonumber(redis.call('GET', C .. 'queued') or '0')
+for i = 2, #ARGV - 1, 2 do
+  local delta = tonumber(ARGV[i + 1])
+  local bytes = tonumber(redis.call('ZINCRBY', C .. 'queues', delta, ARGV[i]))
+  if bytes <= 0 then
+    redis.call('ZREM', C .. 'queues', ARGV[i])
+    delta = delta - bytes
+  end
+  total = total + delta
+end
+if total < 0 then total = 0 end
+redis.call('SET', C .. 'queued', total)
+local evict = {}
+local over = total - budget
+if over > 0 then
+  for _, e in ipairs(redis.call('ZREVRANGE', C .. 'queues', 0, 63, 'WITHSCORES')) do
+    if over <= 0 then break end
+    if #evict % 2 == 0 then evict[#evict + 1] = e else over = over - tonumber(e); evict[#evict + 1] = e end
+  end
+end
+local names = {}
+for i = 1, #evict, 2 do names[#names + 1] = evict[i] end
+return names
+"#;
 
 /// Puts peers attached to this instance back after Redis lost its data
 /// (restarted empty): each in the room with its token, as they were.
@@ -156,7 +202,7 @@ for i = 5, #ARGV - 2, 3 do
     restored = restored + 1
   end
 end
-return {'ok', tostring(restored), {}, {}, out, emptied}
+return {'ok', tostring(restored), {}, {}, out, emptied, queued}
 "#
 );
 
@@ -176,13 +222,14 @@ return 1
 "#;
 
 /// Refreshes this instance's liveness and load, and answers what needs
-/// doing: `{rooms, peers, epoch, due, orphans, sample}`. KEYS[1] is the
+/// doing: `{rooms, peers, epoch, due, orphans, sample, queued}`. KEYS[1] is the
 /// control prefix; ARGV: instance, liveness (ms), batch, a fresh epoch,
 /// this instance's peer count.
 /// - `due`: up to a batch of absent peers ("PEER ROOM") whose deadline passed;
 /// - `orphans`: pairs of a dead instance and one of its peers ("PEER ROOM");
 ///   a dead instance without peers left is forgotten here;
 /// - `sample`: a few room names, to check they still exist;
+/// - `queued`: bytes queued for absent peers, all instances together;
 /// - `epoch` (`sig:{ctl}:epoch`, set to the fresh one when missing) changes
 ///   only when Redis lost its data: then every instance puts its peers back.
 pub(super) const MAINTAIN: &str = r#"
@@ -211,5 +258,5 @@ end
 local peers = redis.call('ZCARD', C .. 'absent')
 for _, n in ipairs(redis.call('HVALS', C .. 'load')) do peers = peers + tonumber(n) end
 return {redis.call('SCARD', C .. 'rooms'), peers, redis.call('GET', C .. 'epoch'), due, orphans,
-  redis.call('SRANDMEMBER', C .. 'rooms', 8)}
+  redis.call('SRANDMEMBER', C .. 'rooms', 8), tonumber(redis.call('GET', C .. 'queued') or '0')}
 "#;

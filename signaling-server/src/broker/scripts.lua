@@ -16,8 +16,12 @@
 -- The keys shared by all rooms live under another tag ('sig:{ctl}:', see
 -- redis_scripts.rs) and are changed by the instances with separate commands.
 --
--- Scripts publish nothing themselves (a channel on another shard is out of
--- their reach): they return their deliveries, pairs of instance and
+-- Scripts change nothing outside the room: they return what the instance
+-- does next. Their queue changes, pairs of "PEER ROOM" and a change in
+-- bytes, go into the server-wide count of absent peers' queues (see
+-- ACCOUNT in redis_scripts.rs). And they publish nothing themselves (a
+-- channel on another shard is out of their reach): they return their
+-- deliveries, pairs of instance and
 -- payload, which the caller publishes in order on each instance's channel:
 -- "S PEER ROOM\nFRAME" (deliver a signal: handed on if the peer is no longer
 -- there), "F PEER ROOM\nFRAME" (deliver a room event, or drop it), "R PEER CONN" (the peer resumed elsewhere:
@@ -30,6 +34,7 @@ local room = ARGV[3]
 local members_key = P .. 'r:' .. room
 local order_key = P .. 'n:' .. room
 local out = {}
+local queued = {}
 local emptied = 0
 local remove_peer
 
@@ -45,6 +50,13 @@ end
 local function send(inst, payload)
   out[#out + 1] = inst
   out[#out + 1] = payload
+end
+
+-- Records that p's queue grew (or shrank) by delta bytes.
+local function note_queue(p, delta)
+  if delta == 0 then return end
+  queued[#queued + 1] = p .. ' ' .. room
+  queued[#queued + 1] = tostring(delta)
 end
 
 -- The room of peer p, or nil when p is not in this room.
@@ -65,6 +77,7 @@ local function enqueue(p, frame)
   else
     redis.call('RPUSH', qk, frame)
     redis.call('HSET', pk, 'qbytes', bytes)
+    note_queue(p, #frame)
   end
 end
 
@@ -85,8 +98,9 @@ end
 -- Drops a peer from the room and tells the rest of it.
 remove_peer = function(p)
   local pk = peer_key(p)
-  local f = redis.call('HMGET', pk, 'room', 'token')
+  local f = redis.call('HMGET', pk, 'room', 'token', 'qbytes')
   if f[1] ~= room then return end
+  note_queue(p, -tonumber(f[3] or '0'))
   redis.call('DEL', pk, queue_key(p), token_key(f[2]))
   redis.call('ZREM', members_key, p)
   local members = redis.call('ZRANGE', members_key, 0, -1)

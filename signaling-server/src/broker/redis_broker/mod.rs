@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 mod pipe_task;
+mod queue_budget;
 mod requests;
 mod room_reply;
 mod upkeep;
@@ -137,8 +138,7 @@ impl RedisBroker {
             receiver,
             redis.clone(),
             local.clone(),
-            settings.registry.max_queued_signals,
-            settings.registry.max_queued_bytes,
+            settings.registry,
             metrics.clone(),
             reachable.clone(),
         ));
@@ -197,7 +197,18 @@ impl RedisBroker {
     /// pipe, then publishes its deliveries and drops an emptied room from
     /// the count. Scripts go by their text, not their hash, so a Redis that
     /// restarted empty runs them all the same.
-    async fn run_room(
+    async fn run_room(&self, room: &str, script: (Cmd, String)) -> Result<RoomReply, PipeError> {
+        let mut reply = self.run_room_once(room, script).await?;
+        let changes = std::mem::take(&mut reply.queue_changes);
+        if !changes.is_empty() {
+            self.account_queues(changes).await;
+        }
+        Ok(reply)
+    }
+
+    /// [`Self::run_room`] but for the count of queued bytes, which the caller
+    /// keeps (see `queue_budget.rs`).
+    async fn run_room_once(
         &self,
         room: &str,
         (cmd, route): (Cmd, String),

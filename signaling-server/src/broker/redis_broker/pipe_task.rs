@@ -8,12 +8,13 @@ use tracing::warn;
 
 use super::room_reply::RoomReply;
 use super::{REQUEST_TIMEOUT, lock};
-use crate::broker::redis_keys::{hash_tag, instance_channel, room_prefix};
+use crate::broker::redis_keys::{CONTROL, hash_tag, instance_channel, room_prefix};
 use crate::broker::redis_link::RedisLink;
 use crate::broker::redis_pipe::{PipeReceiver, within};
 use crate::broker::redis_routes::LocalPeers;
-use crate::broker::redis_scripts::REDELIVER;
+use crate::broker::redis_scripts::{ACCOUNT, REDELIVER};
 use crate::metrics::Metrics;
+use crate::registry::RegistryLimits;
 
 /// Empties the command queue into Redis until the broker is dropped; a
 /// failed pipeline makes the instance not ready (`/readyz` 503). A
@@ -25,8 +26,7 @@ pub(super) async fn run_pipe(
     mut receiver: PipeReceiver,
     mut redis: RedisLink,
     local: Arc<Mutex<LocalPeers>>,
-    max_queued_signals: usize,
-    max_queued_bytes: usize,
+    limits: RegistryLimits,
     metrics: Arc<Metrics>,
     reachable: Arc<AtomicBool>,
 ) {
@@ -57,8 +57,8 @@ pub(super) async fn run_pipe(
             cmd.arg(REDELIVER)
                 .arg(1)
                 .arg(&prefix)
-                .arg(max_queued_signals)
-                .arg(max_queued_bytes)
+                .arg(limits.max_queued_signals)
+                .arg(limits.max_queued_bytes)
                 .arg(&*publish.room)
                 .arg(peer)
                 .arg(frame)
@@ -72,6 +72,20 @@ pub(super) async fn run_pipe(
                         .publish(&instance_channel(instance), payload)
                         .query_async(&mut redis)
                         .await?;
+                }
+                // A frame queued here counts toward the absent peers' budget;
+                // evicting over it is left to the next maintenance pass.
+                if !reply.queue_changes.is_empty() {
+                    let mut account = redis::cmd("EVAL");
+                    account
+                        .arg(ACCOUNT)
+                        .arg(1)
+                        .arg(CONTROL)
+                        .arg(limits.max_absent_queue_bytes);
+                    for (entry, delta) in &reply.queue_changes {
+                        account.arg(entry).arg(delta);
+                    }
+                    let _: Vec<String> = account.query_async(&mut redis).await?;
                 }
                 Ok(())
             })

@@ -17,14 +17,30 @@ pub(super) struct RoomReply {
     pub(super) deliveries: Vec<(String, String)>,
     /// Whether the room's last peer left.
     pub(super) emptied: bool,
+    /// Absent peers' queues that changed: "PEER ROOM" and bytes added
+    /// (negative when a queue was delivered or dropped).
+    pub(super) queue_changes: Vec<(String, i64)>,
 }
 
 impl RoomReply {
     /// Reads a script's answer.
     pub(super) fn parse(value: Value) -> Result<Self, redis::RedisError> {
-        type Raw = (String, String, Vec<String>, Vec<String>, Vec<String>, i64);
-        let (status, detail, list, backlog, flat, emptied) =
+        type Raw = (
+            String,
+            String,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            i64,
+            Vec<String>,
+        );
+        let (status, detail, list, backlog, flat, emptied, queued) =
             Raw::from_redis_value(value).map_err(redis::RedisError::from)?;
+        let mut queue_changes = Vec::with_capacity(queued.len() / 2);
+        let mut queued = queued.into_iter();
+        while let (Some(entry), Some(delta)) = (queued.next(), queued.next()) {
+            queue_changes.push((entry, delta.parse().unwrap_or(0)));
+        }
         let mut deliveries = Vec::with_capacity(flat.len() / 2);
         let mut flat = flat.into_iter();
         while let (Some(instance), Some(payload)) = (flat.next(), flat.next()) {
@@ -37,6 +53,7 @@ impl RoomReply {
             backlog,
             deliveries,
             emptied: emptied != 0,
+            queue_changes,
         })
     }
 }

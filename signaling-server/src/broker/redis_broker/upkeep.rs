@@ -173,8 +173,8 @@ impl RedisBroker {
             .arg(uuid::Uuid::new_v4().simple().to_string())
             .arg(attached);
         let mut redis = self.redis.clone();
-        type Answer = (u64, i64, String, Vec<String>, Vec<String>, Vec<String>);
-        let (rooms, peers, epoch, due, orphans, sample): Answer =
+        type Answer = (u64, i64, String, Vec<String>, Vec<String>, Vec<String>, u64);
+        let (rooms, peers, epoch, due, orphans, sample, queued): Answer =
             within(REQUEST_TIMEOUT, cmd.query_async(&mut redis)).await?;
         // Reachable from this answer on, though the work below (putting
         // peers back, expiry) may still take a while.
@@ -204,6 +204,11 @@ impl RedisBroker {
             );
         }
         self.forget_vanished_rooms(&sample).await;
+        if usize::try_from(queued).unwrap_or(usize::MAX)
+            > self.settings.registry.max_absent_queue_bytes
+        {
+            self.account_queues(Vec::new()).await;
+        }
         Ok(())
     }
 
