@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::{Context, Result, bail, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
+use tokio_util::either::Either;
 
 use crate::integrity::Integrity;
 use crate::stream::{Stream, TlsClient};
@@ -91,7 +92,7 @@ impl Conn {
         stream.set_nodelay(true).context("setting TCP_NODELAY")?;
         let mut stream = match &target.tls {
             Some(tls) => tls.connect(stream, target.addr.ip()).await?,
-            None => Stream::Plain(stream),
+            None => Either::Left(stream),
         };
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
