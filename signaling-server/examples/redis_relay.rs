@@ -6,7 +6,8 @@
 //! flight to the second, which echoes each back. Two setups, same load:
 //! `memory` (one instance, no Redis: the baseline) and `redis` (two
 //! instances on one Redis, every pair split across them, so every signal
-//! goes through a Lua script and pub/sub). Prints messages/s and round-trip
+//! crosses Redis: the first to a peer through a Lua script, the rest by a
+//! publish on the route it learnt). Prints messages/s and round-trip
 //! percentiles for each.
 //!
 //! ```text
