@@ -68,8 +68,11 @@ impl RedisLink {
             .push_sender(forward)
             .connection_timeout(timeout)
             .response_timeout(timeout)
-            .retries(2)
-            .max_retry_wait(1000)
+            // No retries: after a dropped connection or a timeout the client
+            // would send a request again that may already have run, and the
+            // room scripts are not idempotent (a resume run twice joins a
+            // fresh peer). A failed request is an error to its caller instead.
+            .retries(0)
             .build()?;
         Ok(Self::Cluster(client.get_async_connection().await?))
     }

@@ -77,15 +77,21 @@ return {'ok', redis.call('HGET', peer_key(ARGV[5]), 'inst') or '', {}, {}, out, 
 );
 
 /// A frame reached an instance that no longer holds its peer, or reached no
-/// instance at all. ARGV[4..]: peer, frame, that instance. Forwards it to
-/// where the peer is now, or queues it when the peer is (about to be)
-/// absent.
+/// instance at all. ARGV[4..]: peer, frame, that instance, and 1 when that
+/// instance may still hold the peer connected (it is alive and only heard
+/// nothing while resubscribing) or 0. Forwards the frame to where the peer
+/// is now, or queues it when the peer is (about to be) absent; drops it for
+/// a peer a live instance may still hold.
 pub(super) const REDELIVER: &str = concat!(
     include_str!("scripts.lua"),
     r#"
 local inst = redis.call('HGET', peer_key(ARGV[4]), 'inst')
 if inst and room_of(ARGV[4]) then
-  if inst == ARGV[6] or inst == '' then enqueue(ARGV[4], ARGV[5]) else deliver(ARGV[4], ARGV[5], true) end
+  if inst == '' or (inst == ARGV[6] and ARGV[7] == '0') then
+    enqueue(ARGV[4], ARGV[5])
+  elseif inst ~= ARGV[6] then
+    deliver(ARGV[4], ARGV[5], true)
+  end
 end
 return {'ok', '', {}, {}, out, emptied, queued}
 "#
@@ -145,12 +151,15 @@ return {'removed', '', {}, {}, out, emptied, queued}
 );
 
 /// An absent peer is evicted to keep the absent peers' queues within the
-/// server-wide budget. ARGV[4]: the peer. Status `evicted` or `kept` (it
-/// is no longer absent).
+/// server-wide budget. ARGV[4]: the peer. Status `evicted`, or `kept` when
+/// it is no longer absent, with the bytes it still has queued as detail (0
+/// when it is gone), to set its count right.
 pub(super) const EVICT: &str = concat!(
     include_str!("scripts.lua"),
     r#"
-if redis.call('HGET', peer_key(ARGV[4]), 'inst') ~= '' then return {'kept', '', {}, {}, out, emptied, queued} end
+if redis.call('HGET', peer_key(ARGV[4]), 'inst') ~= '' then
+  return {'kept', redis.call('HGET', peer_key(ARGV[4]), 'qbytes') or '0', {}, {}, out, emptied, queued}
+end
 remove_peer(ARGV[4])
 return {'evicted', '', {}, {}, out, emptied, queued}
 "#
@@ -159,12 +168,18 @@ return {'evicted', '', {}, {}, out, emptied, queued}
 /// Adds room scripts' queue changes to the server-wide count and answers
 /// which absent peers ("PEER ROOM") to evict, largest queue first, to bring
 /// the count within the budget. KEYS[1] is the control prefix; ARGV: the
-/// budget in bytes, then pairs of entry and change in bytes.
+/// budget in bytes, then pairs of entry and change in bytes, or `=N` for
+/// what the peer's queue holds now.
 pub(super) const ACCOUNT: &str = r#"
 local C, budget = KEYS[1], tonumber(ARGV[1])
 local total = tonumber(redis.call('GET', C .. 'queued') or '0')
 for i = 2, #ARGV - 1, 2 do
-  local delta = tonumber(ARGV[i + 1])
+  local delta = ARGV[i + 1]
+  if string.sub(delta, 1, 1) == '=' then
+    delta = tonumber(string.sub(delta, 2)) - tonumber(redis.call('ZSCORE', C .. 'queues', ARGV[i]) or '0')
+  else
+    delta = tonumber(delta)
+  end
   local bytes = tonumber(redis.call('ZINCRBY', C .. 'queues', delta, ARGV[i]))
   if bytes <= 0 then
     redis.call('ZREM', C .. 'queues', ARGV[i])
@@ -206,6 +221,16 @@ return {'ok', tostring(restored), {}, {}, out, emptied, queued}
 "#
 );
 
+/// Forgets an absent peer's deadline ("PEER ROOM", ARGV[1]) if it is still
+/// the one read (ARGV[2]): a peer that went absent again meanwhile has a
+/// later one, which stays. KEYS[1] is the control prefix.
+pub(super) const FORGET_DEADLINE: &str = r#"
+if redis.call('ZSCORE', KEYS[1] .. 'absent', ARGV[1]) == ARGV[2] then
+  return redis.call('ZREM', KEYS[1] .. 'absent', ARGV[1])
+end
+return 0
+"#;
+
 /// Admits a join into the shared counts before its room script runs.
 /// KEYS[1] is the control prefix; ARGV: room, the limit of rooms, instance,
 /// "PEER ROOM". 0 when the room is new and there are already as many rooms
@@ -225,7 +250,8 @@ return 1
 /// doing: `{rooms, peers, epoch, due, orphans, sample, queued}`. KEYS[1] is the
 /// control prefix; ARGV: instance, liveness (ms), batch, a fresh epoch,
 /// this instance's peer count.
-/// - `due`: up to a batch of absent peers ("PEER ROOM") whose deadline passed;
+/// - `due`: up to a batch of absent peers ("PEER ROOM") whose deadline passed,
+///   each followed by that deadline as recorded;
 /// - `orphans`: pairs of a dead instance and one of its peers ("PEER ROOM");
 ///   a dead instance without peers left is forgotten here;
 /// - `sample`: a few room names, to check they still exist;
@@ -240,7 +266,7 @@ redis.call('SADD', C .. 'instances', me)
 redis.call('HSET', C .. 'load', me, ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', C .. 'absent', '-inf', now, 'LIMIT', 0, batch)
+local due = redis.call('ZRANGEBYSCORE', C .. 'absent', '-inf', now, 'WITHSCORES', 'LIMIT', 0, batch)
 local orphans = {}
 for _, inst in ipairs(redis.call('SMEMBERS', C .. 'instances')) do
   if inst ~= me and redis.call('EXISTS', C .. 'alive:' .. inst) == 0 then

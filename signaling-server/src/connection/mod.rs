@@ -495,7 +495,12 @@ impl Connection {
         if farewell.client_closed {
             // The client has finished sending: answer its close frame and
             // close the socket, with no need to wait for anything.
-            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.stream.write_all(&out)).await;
+            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, async {
+                self.stream.write_all(&out).await?;
+                // Over TLS the reply may wait in rustls until flushed.
+                self.stream.flush().await
+            })
+            .await;
             return;
         }
         goodbye::send(&mut self.stream, &out).await;

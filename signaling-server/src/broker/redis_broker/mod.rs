@@ -201,6 +201,10 @@ impl RedisBroker {
         let mut reply = self.run_room_once(room, script).await?;
         let changes = std::mem::take(&mut reply.queue_changes);
         if !changes.is_empty() {
+            let changes = changes
+                .into_iter()
+                .map(|(entry, delta)| (entry, delta.to_string()))
+                .collect();
             self.account_queues(changes).await;
         }
         Ok(reply)

@@ -8,7 +8,7 @@ use tracing::warn;
 
 use super::room_reply::RoomReply;
 use super::{REQUEST_TIMEOUT, lock};
-use crate::broker::redis_keys::{CONTROL, hash_tag, instance_channel, room_prefix};
+use crate::broker::redis_keys::{CONTROL, control, hash_tag, instance_channel, room_prefix};
 use crate::broker::redis_link::RedisLink;
 use crate::broker::redis_pipe::{PipeReceiver, within};
 use crate::broker::redis_routes::LocalPeers;
@@ -52,6 +52,20 @@ pub(super) async fn run_pipe(
                 continue;
             };
             let instance = hash_tag(&publish.channel).trim_start_matches("i:");
+            // An instance still alive that heard nothing is between two
+            // subscriptions (a reconnect, a failover): a peer it still holds
+            // is connected, so the frame is lost like any frame published
+            // meanwhile rather than queued as if the peer were absent.
+            let mut alive = redis::cmd("EXISTS");
+            alive.arg(control(&format!("alive:{instance}")));
+            let alive = match within(REQUEST_TIMEOUT, alive.query_async::<i64>(&mut redis)).await {
+                Ok(alive) => alive,
+                Err(err) => {
+                    metrics.redis_errors.increment(1);
+                    warn!(%err, "cannot hand on a signal for a gone instance; dropped");
+                    continue;
+                }
+            };
             let prefix = room_prefix(&publish.room);
             let mut cmd = redis::cmd("EVAL");
             cmd.arg(REDELIVER)
@@ -62,7 +76,8 @@ pub(super) async fn run_pipe(
                 .arg(&*publish.room)
                 .arg(peer)
                 .arg(frame)
-                .arg(instance);
+                .arg(instance)
+                .arg(alive);
             let result = within(REQUEST_TIMEOUT, async {
                 let value = cmd.query_async(&mut redis).await?;
                 let reply = RoomReply::parse(value)?;

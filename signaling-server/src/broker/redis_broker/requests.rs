@@ -62,13 +62,13 @@ impl RedisBroker {
             .arg(conn.id)
             .arg(limits.max_peers_per_room)
             .arg(joined_frame);
-        let reply = match self.run_room(room, script).await {
-            Ok(reply) => reply,
-            Err(err) => {
-                self.control_set("SREM", &inst_key, &fresh_entry).await;
-                return Err(self.unavailable(&err));
-            }
-        };
+        // On an error the script may still have run (the time allowed covers
+        // the wait in the queue), so the record of the peer stays: if it did
+        // join, it is this instance's until this instance goes away.
+        let reply = self
+            .run_room(room, script)
+            .await
+            .map_err(|err| self.unavailable(&err))?;
         let resumed = match reply.status.as_str() {
             "joined" => false,
             "resumed" => true,
@@ -221,14 +221,17 @@ impl RedisBroker {
             .arg(peer.to_string())
             .arg(&self.instance)
             .arg(conn.id);
-        let result = self.run_room(&local.room, script).await;
+        // On an error the peer may still be in Redis, attached here: its
+        // record stays, so it leaves when this instance goes away at last.
+        self.run_room(&local.room, script)
+            .await
+            .map_err(|err| self.unavailable(&err))?;
         self.control_set(
             "SREM",
             &format!("inst:{}", self.instance),
             &peer_entry(&peer.to_string(), &local.room),
         )
         .await;
-        result.map_err(|err| self.unavailable(&err))?;
         Ok(())
     }
 

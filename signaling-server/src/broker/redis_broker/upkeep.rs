@@ -13,12 +13,12 @@ use futures_util::future::join_all;
 use redis::{PushInfo, PushKind, Value};
 use signaling_protocol::PeerId;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{EXPIRE_BATCH, REQUEST_TIMEOUT, RedisBroker, SUBSCRIBER_BATCH};
-use crate::broker::redis_keys::{CONTROL, peer_entry, room_prefix, split_peer_entry};
+use crate::broker::redis_keys::{CONTROL, control, peer_entry, room_prefix, split_peer_entry};
 use crate::broker::redis_pipe::within;
-use crate::broker::redis_scripts::{EXPIRE, MAINTAIN, ORPHAN, REDELIVER, RESTORE};
+use crate::broker::redis_scripts::{EXPIRE, FORGET_DEADLINE, MAINTAIN, ORPHAN, REDELIVER, RESTORE};
 use crate::outbox::{CloseReason, SharedText};
 
 /// Peers put back into Redis by one script call, and members added to a
@@ -32,28 +32,58 @@ const CONCURRENT_CALLS: usize = 64;
 
 impl RedisBroker {
     /// Reads this instance's channel and keeps the shared state tidy
-    /// (liveness, expiry, dead instances) until `shutdown`.
+    /// (liveness, expiry, dead instances) until `shutdown`. The three go on
+    /// side by side: a long maintenance pass (putting peers back, say) must
+    /// neither hold up frames from other instances nor let this instance's
+    /// liveness lapse.
     pub(in crate::broker) async fn run(&self, shutdown: CancellationToken) {
         let period = (self.liveness / 4).min(Duration::from_millis(500));
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let Some(mut pushes) = self.pushes.lock().await.take() else {
             return warn!("the Redis broker runs only once");
         };
-        let mut batch = Vec::with_capacity(SUBSCRIBER_BATCH);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = tick.tick() => self.maintain_logged().await,
-                count = pushes.recv_many(&mut batch, SUBSCRIBER_BATCH) => {
-                    if count == 0 {
-                        return;
-                    }
-                    for push in batch.drain(..) {
-                        self.on_push(push).await;
-                    }
+        let read = async {
+            let mut batch = Vec::with_capacity(SUBSCRIBER_BATCH);
+            while pushes.recv_many(&mut batch, SUBSCRIBER_BATCH).await > 0 {
+                for push in batch.drain(..) {
+                    self.on_push(push).await;
                 }
             }
+        };
+        let upkeep = async {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                self.maintain_logged().await;
+            }
+        };
+        let liveness = async {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                self.refresh_liveness().await;
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = read => {}
+            () = upkeep => {}
+            () = liveness => {}
+        }
+    }
+
+    /// Renews this instance's liveness key, outside the maintenance pass.
+    async fn refresh_liveness(&self) {
+        let liveness = u64::try_from(self.liveness.as_millis()).unwrap_or(u64::MAX);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(control(&format!("alive:{}", self.instance)))
+            .arg(1)
+            .arg("PX")
+            .arg(liveness);
+        let mut redis = self.redis.clone();
+        if let Err(err) = within(REQUEST_TIMEOUT, cmd.query_async::<()>(&mut redis)).await {
+            debug!(%err, "cannot renew this instance's liveness");
         }
     }
 
@@ -140,7 +170,9 @@ impl RedisBroker {
             .0
             .arg(peer.to_string())
             .arg(frame)
-            .arg(&self.instance);
+            .arg(&self.instance)
+            // This instance does not hold the peer (its disconnect is on its way).
+            .arg(0);
         if let Err(err) = self.run_room(room, script).await {
             self.metrics.redis_errors.increment(1);
             warn!(%err, %peer, "cannot redeliver a signal; dropped");
@@ -212,11 +244,13 @@ impl RedisBroker {
         Ok(())
     }
 
-    /// Removes the absent peers whose deadline passed; answers how many left.
+    /// Removes the absent peers whose deadline passed (pairs of entry and
+    /// deadline); answers how many left.
     async fn expire(&self, due: &[String]) -> u64 {
+        let pairs: Vec<&[String]> = due.chunks_exact(2).collect();
         let mut expired = 0;
-        for chunk in due.chunks(CONCURRENT_CALLS) {
-            expired += join_all(chunk.iter().map(|entry| self.expire_one(entry)))
+        for chunk in pairs.chunks(CONCURRENT_CALLS) {
+            expired += join_all(chunk.iter().map(|pair| self.expire_one(&pair[0], &pair[1])))
                 .await
                 .into_iter()
                 .sum::<u64>();
@@ -226,7 +260,7 @@ impl RedisBroker {
 
     /// Removes one absent peer (`PEER ROOM`) if its deadline passed;
     /// answers 1 if it left.
-    async fn expire_one(&self, entry: &str) -> u64 {
+    async fn expire_one(&self, entry: &str, deadline: &str) -> u64 {
         let Some((peer, room)) = split_peer_entry(entry) else {
             return 0;
         };
@@ -235,7 +269,17 @@ impl RedisBroker {
         match self.run_room(room, script).await {
             Ok(reply) if reply.status == "later" => 0,
             Ok(reply) => {
-                self.control_set("ZREM", "absent", entry).await;
+                let mut forget = redis::cmd("EVAL");
+                forget
+                    .arg(FORGET_DEADLINE)
+                    .arg(1)
+                    .arg(CONTROL)
+                    .arg(entry)
+                    .arg(deadline);
+                if let Err(err) = self.call::<i64>(forget, CONTROL).await {
+                    self.metrics.redis_errors.increment(1);
+                    warn!(%err, "cannot forget a resume deadline; the next pass tries again");
+                }
                 u64::from(reply.status == "expired")
             }
             Err(err) => {
