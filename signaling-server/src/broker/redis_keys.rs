@@ -32,6 +32,17 @@ pub(super) fn control(name: &str) -> String {
     format!("{CONTROL}{name}")
 }
 
+/// The control set of the peers `instance` attached (a name under
+/// [`CONTROL`], as the broker's control commands take it).
+pub(super) fn instance_peers(instance: &str) -> String {
+    format!("inst:{instance}")
+}
+
+/// The key whose presence says `instance` is alive.
+pub(super) fn instance_alive(instance: &str) -> String {
+    control(&format!("alive:{instance}"))
+}
+
 /// How a peer is named in the control sets: `PEER ROOM`.
 pub(super) fn peer_entry(peer: &str, room: &str) -> String {
     format!("{peer} {room}")

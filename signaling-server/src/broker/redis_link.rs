@@ -8,6 +8,8 @@
 //! channel is a sharded channel (`SSUBSCRIBE`/`SPUBLISH`), so a frame
 //! reaches only the shard that holds the channel, not every node.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -109,7 +111,7 @@ impl RedisLink {
     /// order.
     pub(super) async fn run_all(
         &mut self,
-        commands: Vec<(Cmd, String)>,
+        commands: Vec<(Cmd, Arc<str>)>,
     ) -> RedisResult<Vec<RedisResult<Value>>> {
         let count = commands.len();
         if !self.is_cluster() {
@@ -120,22 +122,24 @@ impl RedisLink {
             }
             return pipe.query_async(self).await;
         }
-        let mut groups: Vec<(String, Vec<usize>, Pipeline)> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
+        let mut groups: Vec<(Vec<usize>, Pipeline)> = Vec::new();
         for (index, (cmd, route)) in commands.into_iter().enumerate() {
             let tag = hash_tag(&route);
-            let group = match groups.iter().position(|(t, _, _)| t == tag) {
-                Some(found) => found,
+            let group = match group_of.get(tag) {
+                Some(&found) => found,
                 None => {
                     let mut pipe = redis::pipe();
                     pipe.ignore_errors();
-                    groups.push((tag.to_owned(), Vec::new(), pipe));
+                    groups.push((Vec::new(), pipe));
+                    group_of.insert(tag.to_owned(), groups.len() - 1);
                     groups.len() - 1
                 }
             };
-            groups[group].1.push(index);
-            groups[group].2.add_command(cmd);
+            groups[group].0.push(index);
+            groups[group].1.add_command(cmd);
         }
-        let answers = join_all(groups.into_iter().map(|(_, indices, pipe)| {
+        let answers = join_all(groups.into_iter().map(|(indices, pipe)| {
             let mut link = self.clone();
             async move {
                 let replies: RedisResult<Vec<RedisResult<Value>>> =

@@ -48,7 +48,7 @@ pub(super) enum Command {
         /// The command.
         cmd: Cmd,
         /// The key it routes by on a cluster.
-        route: String,
+        route: Arc<str>,
         /// Where its reply goes.
         reply: oneshot::Sender<RedisResult<Value>>,
     },
@@ -102,7 +102,7 @@ impl CommandPipe {
     pub(super) async fn call(
         &self,
         cmd: Cmd,
-        route: String,
+        route: Arc<str>,
         timeout: Duration,
     ) -> Result<Value, PipeError> {
         let (reply, answer) = oneshot::channel();
@@ -156,7 +156,7 @@ impl PipeReceiver {
             match command {
                 Command::Publish(publish) => {
                     let cmd = redis.publish(&publish.channel, &publish.payload);
-                    commands.push((cmd, publish.channel.to_string()));
+                    commands.push((cmd, publish.channel.clone()));
                     waiting.push(Waiting::Publish(publish));
                 }
                 Command::Call { cmd, route, reply } => {

@@ -217,7 +217,7 @@ impl RedisBroker {
         room: &str,
         (cmd, route): (Cmd, String),
     ) -> Result<RoomReply, PipeError> {
-        let value = self.pipe.call(cmd, route, REQUEST_TIMEOUT).await?;
+        let value = self.pipe.call(cmd, route.into(), REQUEST_TIMEOUT).await?;
         let reply = RoomReply::parse(value)?;
         self.publish_deliveries(room, &reply.deliveries).await;
         if reply.emptied {
@@ -251,10 +251,7 @@ impl RedisBroker {
     /// Runs `cmd`, which routes by the key `route`, through the ordered
     /// pipe, bounded by [`REQUEST_TIMEOUT`].
     async fn call<T: FromRedisValue>(&self, cmd: Cmd, route: &str) -> Result<T, PipeError> {
-        let value = self
-            .pipe
-            .call(cmd, route.to_owned(), REQUEST_TIMEOUT)
-            .await?;
+        let value = self.pipe.call(cmd, route.into(), REQUEST_TIMEOUT).await?;
         Ok(T::from_redis_value(value).map_err(redis::RedisError::from)?)
     }
 

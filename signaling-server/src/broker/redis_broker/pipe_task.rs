@@ -8,7 +8,7 @@ use tracing::warn;
 
 use super::room_reply::RoomReply;
 use super::{REQUEST_TIMEOUT, lock};
-use crate::broker::redis_keys::{CONTROL, control, hash_tag, instance_channel, room_prefix};
+use crate::broker::redis_keys::{CONTROL, hash_tag, instance_alive, instance_channel, room_prefix};
 use crate::broker::redis_link::RedisLink;
 use crate::broker::redis_pipe::{PipeReceiver, within};
 use crate::broker::redis_routes::LocalPeers;
@@ -57,7 +57,7 @@ pub(super) async fn run_pipe(
             // is connected, so the frame is lost like any frame published
             // meanwhile rather than queued as if the peer were absent.
             let mut alive = redis::cmd("EXISTS");
-            alive.arg(control(&format!("alive:{instance}")));
+            alive.arg(instance_alive(instance));
             let alive = match within(REQUEST_TIMEOUT, alive.query_async::<i64>(&mut redis)).await {
                 Ok(alive) => alive,
                 Err(err) => {

@@ -9,7 +9,7 @@ use tracing::warn;
 
 use super::room_reply::RoomReply;
 use super::{REQUEST_TIMEOUT, RedisBroker};
-use crate::broker::redis_keys::{CONTROL, control, instance_channel, peer_entry};
+use crate::broker::redis_keys::{CONTROL, control, instance_channel, instance_peers, peer_entry};
 use crate::broker::redis_pipe::Publish;
 use crate::broker::redis_routes::Local;
 use crate::broker::redis_scripts::{ADMIT, DISCONNECT, JOIN, LEAVE, SIGNAL};
@@ -32,7 +32,7 @@ impl RedisBroker {
         let token = new_token();
         let joined_frame = ServerMessage::PeerJoined { peer_id: fresh_id }.to_json();
         let fresh_entry = peer_entry(&fresh_id.to_string(), room);
-        let inst_key = format!("inst:{}", self.instance);
+        let inst_key = instance_peers(&self.instance);
         let mut admit = redis::cmd("EVAL");
         admit
             .arg(ADMIT)
@@ -228,7 +228,7 @@ impl RedisBroker {
             .map_err(|err| self.unavailable(&err))?;
         self.control_set(
             "SREM",
-            &format!("inst:{}", self.instance),
+            &instance_peers(&self.instance),
             &peer_entry(&peer.to_string(), &local.room),
         )
         .await;
@@ -260,16 +260,17 @@ impl RedisBroker {
             .arg(&self.instance)
             .arg(conn.id)
             .arg(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX));
-        let result = match self.call::<i64>(absent, CONTROL).await {
-            Ok(_) => self.run_room(&local.room, script).await.map(drop),
-            Err(err) => Err(err),
-        };
+        let result = async {
+            self.call::<i64>(absent, CONTROL).await?;
+            self.run_room(&local.room, script).await
+        }
+        .await;
         if let Err(err) = result {
             self.metrics.redis_errors.increment(1);
             warn!(%err, %peer, "cannot mark a peer absent in Redis; it leaves when this instance is taken for dead");
             return;
         }
-        self.control_set("SREM", &format!("inst:{}", self.instance), &entry)
+        self.control_set("SREM", &instance_peers(&self.instance), &entry)
             .await;
     }
 }

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{EXPIRE_BATCH, REQUEST_TIMEOUT, RedisBroker, SUBSCRIBER_BATCH};
-use crate::broker::redis_keys::{CONTROL, control, peer_entry, room_prefix, split_peer_entry};
+use crate::broker::redis_keys::{
+    CONTROL, instance_alive, instance_peers, peer_entry, room_prefix, split_peer_entry,
+};
 use crate::broker::redis_pipe::within;
 use crate::broker::redis_scripts::{EXPIRE, FORGET_DEADLINE, MAINTAIN, ORPHAN, REDELIVER, RESTORE};
 use crate::outbox::{CloseReason, SharedText};
@@ -77,7 +79,7 @@ impl RedisBroker {
     async fn refresh_liveness(&self) {
         let liveness = u64::try_from(self.liveness.as_millis()).unwrap_or(u64::MAX);
         let mut cmd = redis::cmd("SET");
-        cmd.arg(control(&format!("alive:{}", self.instance)))
+        cmd.arg(instance_alive(&self.instance))
             .arg(1)
             .arg("PX")
             .arg(liveness);
@@ -143,7 +145,7 @@ impl RedisBroker {
                 if let Some(old) = old {
                     old.conn.outbox.close(CloseReason::Replaced);
                     let entry = peer_entry(&peer.to_string(), &old.room);
-                    self.control_set("SREM", &format!("inst:{}", self.instance), &entry)
+                    self.control_set("SREM", &instance_peers(&self.instance), &entry)
                         .await;
                 }
             }
@@ -318,8 +320,7 @@ impl RedisBroker {
         script.0.arg(peer).arg(dead);
         match self.run_room(room, script).await {
             Ok(reply) => {
-                self.control_set("SREM", &format!("inst:{dead}"), entry)
-                    .await;
+                self.control_set("SREM", &instance_peers(dead), entry).await;
                 u64::from(reply.status == "removed")
             }
             Err(err) => {
@@ -376,7 +377,7 @@ impl RedisBroker {
                     .map(|(peer, _, _)| peer_entry(&peer.to_string(), room))
             })
             .collect();
-        let inst_key = format!("inst:{}", self.instance);
+        let inst_key = instance_peers(&self.instance);
         for batch in names.chunks(RESTORE_BATCH) {
             self.control_set_many("SADD", "rooms", batch).await;
         }
