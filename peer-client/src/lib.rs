@@ -48,19 +48,21 @@
 pub mod auth;
 mod channel;
 pub mod chat;
-pub mod cli;
+mod direct;
 mod engine;
 mod error;
 mod event;
 mod local_addresses;
 mod options;
 mod peer;
+mod printable;
 mod session;
 mod signal;
 mod signaling;
 pub mod transfer;
 
 pub use channel::Channel;
+pub use direct::{DirectConfig, DirectLink, DirectSignal, DirectSignals, StartedLink};
 pub use engine::{DtlsFingerprints, NetStats};
 pub use error::Error;
 pub use event::{Event, LinkPath, LinkState, Payload, SignalingStatus};
@@ -69,6 +71,7 @@ pub use options::{
     TransportOptions,
 };
 pub use peer::MAX_INCOMING_CHANNELS;
+pub use printable::printable;
 pub use session::{Session, SessionConfig, SessionHandle};
 pub use signaling_protocol::{IceServer, PeerId};
 

@@ -13,7 +13,7 @@ use peer_client::{Event, MAX_INCOMING_CHANNELS, Payload};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_beyond_the_limit_are_closed_and_reported() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let mut flood = join(&server.url(), "channels").await;
     let mut victim = join(&server.url(), "channels").await;
     let victim_id = chat_open(&mut flood, None).await;

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_signals_are_reported_and_ignored() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let mut session = join(&server.url(), "hostile").await;
     let target = session.id();
 

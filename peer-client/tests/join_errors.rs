@@ -36,7 +36,7 @@ async fn a_malformed_url_is_an_invalid_url() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_room_says_so_with_the_servers_message() {
-    let server = TestServer::start_with(|c| c.max_peers_per_room = 1).await;
+    let server = TestServer::loopback_with(|c| c.max_peers_per_room = 1);
     let _first = join(&server.url(), "tiny").await;
     let err = match Session::connect(config(&server.url(), "tiny")).await {
         Err(err) => err,

@@ -8,7 +8,7 @@ use peer_client::{Error, Event, Payload};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leaving_peer_is_reported_and_others_stay() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let mut stays = join(&server.url(), "leave").await;
     let mut also = join(&server.url(), "leave").await;
     let mut leaves = join(&server.url(), "leave").await;

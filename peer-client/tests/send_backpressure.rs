@@ -12,7 +12,7 @@ use peer_client::{DEFAULT_SEND_BUFFER_BYTES, Event, Payload};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_senders_queue_stays_bounded_and_nothing_is_lost() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let mut receiver = join(&server.url(), "bulk").await;
     let mut sender = join(&server.url(), "bulk").await;
     chat_open(&mut receiver, None).await;

@@ -8,10 +8,12 @@ mod common;
 
 use common::*;
 use peer_client::{Event, Payload, SignalingStatus};
+use signaling_server::Config;
+use test_support::loopback_config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_start_over_after_a_server_restart() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let addr = server.addr;
     let mut first = join(&server.url(), "restart").await;
     let mut second = join(&server.url(), "restart").await;
@@ -24,9 +26,11 @@ async fn sessions_start_over_after_a_server_restart() {
     let server = bounded("rebinding the port", async {
         loop {
             let listen = addr.to_string();
-            let attempt =
-                tokio::spawn(async move { TestServer::start_with(|c| c.listen = listen).await });
-            if let Ok(server) = attempt.await {
+            let config = Config {
+                listen,
+                ..loopback_config()
+            };
+            if let Ok(server) = TestServer::try_start(config) {
                 return server;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -62,7 +62,7 @@ impl Drop for Relay {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_socket_resumes_without_disturbing_the_channel() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let relay = Relay::start(server.addr).await;
     let mut flaky = join(&relay.url, "resume").await;
     let mut steady = join(&server.url(), "resume").await;

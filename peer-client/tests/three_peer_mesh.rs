@@ -10,7 +10,7 @@ use peer_client::{Event, Payload};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_peers_form_a_full_mesh() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let mut sessions = Vec::new();
     for _ in 0..3 {
         sessions.push(join(&server.url(), "mesh").await);

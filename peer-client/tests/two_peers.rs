@@ -11,7 +11,7 @@ use peer_client::{Error, Event, NegotiatedChannel, Payload, Session};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_peers_exchange_text_and_binary_both_ways() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let mut first = join(&server.url(), "pair").await;
     let mut second = join(&server.url(), "pair").await;
     assert_ne!(first.id(), second.id());
@@ -87,7 +87,7 @@ async fn two_peers_exchange_text_and_binary_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_link_reports_a_direct_path() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let mut first = join(&server.url(), "path").await;
     let second = join(&server.url(), "path").await;
     let path = wait_for(&mut first, "a connected link", |e| match e {
@@ -105,7 +105,7 @@ async fn the_link_reports_a_direct_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_sides_see_the_same_dtls_fingerprints_crosswise() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let mut first = join(&server.url(), "fp").await;
     let mut second = join(&server.url(), "fp").await;
     chat_open(&mut first, None).await;
@@ -127,7 +127,7 @@ async fn both_sides_see_the_same_dtls_fingerprints_crosswise() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_negotiated_channel_opens_on_both_sides_beside_in_band_ones() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let negotiated = |room: &str| {
         let mut config = config(&server.url(), room);
         config.negotiated_channels = vec![NegotiatedChannel {

@@ -1,4 +1,5 @@
-//! Real services the workspace's tests start and stop: a `redis-server` on a
+//! Real services the workspace's tests start and stop: a signaling server
+//! on a loopback port (feature `server`), a `redis-server` on a
 //! free loopback port (Debian's redis-server package, or `$REDIS_SERVER_PATH`)
 //! or a Redis Cluster of three of them,
 //! the command line of a test's coturn; and the bytes a WebSocket client
@@ -6,6 +7,11 @@
 
 // Test support: a service that cannot start is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[cfg(feature = "server")]
+mod server;
+#[cfg(feature = "server")]
+pub use server::{TestServer, loopback_config};
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

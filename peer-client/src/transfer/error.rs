@@ -120,8 +120,9 @@ pub enum TransferError {
 }
 
 impl TransferError {
-    /// Whether the other side already knows (it sent the error, or is gone).
-    pub(crate) fn peer_knows(&self) -> bool {
+    /// Whether the other side already knows (it sent the error, or is gone):
+    /// then [`super::Link::leave`] ends the link without waiting for it.
+    pub fn peer_knows(&self) -> bool {
         matches!(self, Self::Peer(_) | Self::Gone(_) | Self::Declined)
     }
 }

@@ -454,9 +454,7 @@ fn incoming(payload: Payload) -> Result<Incoming, TransferError> {
     match payload {
         Payload::Binary(data) => Ok(Incoming::Data(data)),
         Payload::Text(text) => match Message::parse(&text)? {
-            Message::Error { message } => Err(TransferError::Peer(
-                crate::cli::terminal::printable(&message),
-            )),
+            Message::Error { message } => Err(TransferError::Peer(crate::printable(&message))),
             message => Ok(Incoming::Message(message)),
         },
     }

@@ -1,62 +1,16 @@
-//! Shared pieces of the library tests: a real signaling server on a loopback
-//! port, sessions bound to loopback, bounded waits for events.
+//! Shared pieces of the library tests: sessions bound to loopback and
+//! bounded waits for events; the signaling server comes from `test-support`.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use peer_client::{Event, Payload, PeerId, Session, SessionConfig, TransportOptions};
-use signaling_server::{Config, Server};
-use tokio::sync::oneshot;
+pub use test_support::TestServer;
 
 /// Longest wait for any one expected event.
 pub const STEP: Duration = Duration::from_secs(15);
-
-/// A signaling server running in this process; stops when dropped.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl TestServer {
-    pub async fn start() -> Self {
-        Self::start_with(|_| {}).await
-    }
-
-    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config {
-            listen: "127.0.0.1:0".into(),
-            ..Config::default()
-        };
-        tweak(&mut config);
-        let server = Server::bind(config)
-            .await
-            .expect("bind the signaling server");
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            addr,
-            stop: Some(stop),
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
 
 /// Session settings for `room` on `url`, bound to loopback.
 pub fn config(url: &str, room: &str) -> SessionConfig {

@@ -3,10 +3,10 @@
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::ChatArgs;
-use super::terminal::printable;
-use crate::chat::ChatMessage;
-use crate::{CHAT_LABEL, Event, LinkState, Payload, Session, SignalingStatus};
+use crate::cli::ChatArgs;
+use peer_client::chat::ChatMessage;
+use peer_client::printable;
+use peer_client::{CHAT_LABEL, Event, LinkState, Payload, Session, SignalingStatus};
 
 /// Longest line read from stdin, in bytes.
 const MAX_LINE_BYTES: usize = 16 * 1024;

@@ -1,21 +1,15 @@
-//! The `peer-client` command line: argument types (clap derive) and one
-//! module per subcommand. `main.rs` parses and calls [`run`].
-
-mod bench;
-mod chat;
-mod echo;
-mod progress;
-mod receive;
-mod send;
-pub(crate) mod terminal;
+//! The command line's shape (clap derive) and the dispatch to one module per
+//! subcommand. `main.rs` parses it and calls [`run`].
 
 use clap::{Args, Parser, Subcommand};
+use peer_client::{
+    DEFAULT_SOCKET_BUFFER_BYTES, IceServer, MdnsMode, SessionConfig, TransportOptions,
+};
 
-use crate::{DEFAULT_SOCKET_BUFFER_BYTES, IceServer, MdnsMode, SessionConfig, TransportOptions};
-
-pub use bench::BenchArgs;
-pub use receive::ReceiveArgs;
-pub use send::SendArgs;
+use crate::bench::BenchArgs;
+use crate::receive::ReceiveArgs;
+use crate::send::SendArgs;
+use crate::{bench, chat, echo, receive, send};
 
 /// Peer-to-peer data channels through a signaling server: file transfer,
 /// chat, echo, benchmarks.

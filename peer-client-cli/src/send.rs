@@ -6,10 +6,10 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use super::NetArgs;
-use super::progress::{Bar, counts, human_bytes, megabytes_per_second};
-use crate::auth::{Code, Role};
-use crate::transfer::{Link, Source, TransferError, send};
+use crate::cli::NetArgs;
+use crate::progress::{Bar, counts, human_bytes, megabytes_per_second};
+use peer_client::auth::{Code, Role};
+use peer_client::transfer::{Link, Source, TransferError, send};
 
 /// Default signaling server, as `--server` documents it.
 pub(crate) const DEFAULT_SERVER: &str = "ws://127.0.0.1:8080/ws";

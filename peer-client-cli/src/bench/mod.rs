@@ -17,14 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::BytesMut;
 use clap::Args;
-use signaling_protocol::PeerId;
+use peer_client::{
+    Channel, DEFAULT_SEND_BUFFER_BYTES, DEFAULT_SOCKET_BUFFER_BYTES, DirectConfig, DirectLink,
+    DirectSignals, Event, PeerId, TransportOptions,
+};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-
-use crate::peer::{LinkContext, Outbound, PeerLink};
-use crate::{
-    Channel, DEFAULT_SEND_BUFFER_BYTES, DEFAULT_SOCKET_BUFFER_BYTES, Event, TransportOptions,
-};
 
 /// Label of the measured channel.
 const LABEL: &str = "bench";
@@ -32,8 +30,6 @@ const LABEL: &str = "bench";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Messages built ahead of the sender.
 const QUEUED_MESSAGES: usize = 8;
-/// Signals a side may have queued for the other.
-const SIGNAL_QUEUE: usize = 256;
 
 /// Arguments of `bench`.
 #[derive(Debug, Clone, Args)]
@@ -90,7 +86,7 @@ impl BenchArgs {
 
 /// One peer of the bench: its link and the events it reports.
 struct Side {
-    link: Arc<PeerLink>,
+    link: Arc<DirectLink>,
     events: mpsc::Receiver<Event>,
 }
 
@@ -136,11 +132,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let offer_sent = Arc::new(OnceLock::new());
-    let (offerer_out, offerer_signals) = mpsc::channel(SIGNAL_QUEUE);
     let (mut offerer, mut receiver) = if args.one_process {
-        let (answerer_out, answerer_signals) = mpsc::channel(SIGNAL_QUEUE);
-        let answerer = side(&options, answerer_id, offerer_id, answerer_out, false).await?;
-        let offerer = side(&options, offerer_id, answerer_id, offerer_out, true).await?;
+        let (answerer, answerer_signals) = side(&options, answerer_id, offerer_id, false).await?;
+        let (offerer, offerer_signals) = side(&options, offerer_id, answerer_id, true).await?;
         relay(
             offerer_signals,
             Arc::clone(&answerer.link),
@@ -150,7 +144,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (offerer, Receiver::InProcess(answerer))
     } else {
         let child = stdio::SpawnedChild::start(&args)?;
-        let offerer = side(&options, offerer_id, answerer_id, offerer_out, true).await?;
+        let (offerer, offerer_signals) = side(&options, offerer_id, answerer_id, true).await?;
         let child = child.relay(
             offerer_signals,
             Arc::clone(&offerer.link),
@@ -248,43 +242,36 @@ fn ordered_ids() -> (PeerId, PeerId) {
     if a < b { (a, b) } else { (b, a) }
 }
 
+/// Starts one peer of the bench; the offering side sends its offer at once.
 async fn side(
     options: &TransportOptions,
     local: PeerId,
     remote: PeerId,
-    outbound: mpsc::Sender<Outbound>,
     offer: bool,
-) -> anyhow::Result<Side> {
-    let (events_tx, events) = mpsc::channel(1024);
-    let ctx = LinkContext {
+) -> anyhow::Result<(Side, DirectSignals)> {
+    let started = DirectLink::start(DirectConfig {
         local,
-        options: options.clone(),
-        ice_servers: Vec::new(),
-        outbound,
-        events: events_tx,
-        channels: Arc::default(),
-        initial_channels: vec![LABEL.to_owned()],
-        negotiated_channels: Vec::new(),
-    };
-    let link = PeerLink::start(ctx, remote, offer).await?;
-    Ok(Side {
-        link: Arc::new(link),
-        events,
+        remote,
+        offer,
+        channels: vec![LABEL.to_owned()],
+        transport: options.clone(),
     })
+    .await?;
+    let side = Side {
+        link: started.link,
+        events: started.events,
+    };
+    Ok((side, started.signals))
 }
 
 /// Hands one side's signals to the other, noting when the first one passed.
-fn relay(
-    mut signals: mpsc::Receiver<Outbound>,
-    to: Arc<PeerLink>,
-    first: Option<Arc<OnceLock<Instant>>>,
-) {
+fn relay(mut signals: DirectSignals, to: Arc<DirectLink>, first: Option<Arc<OnceLock<Instant>>>) {
     tokio::spawn(async move {
-        while let Some(out) = signals.recv().await {
+        while let Some(signal) = signals.recv().await {
             if let Some(first) = &first {
                 first.get_or_init(Instant::now);
             }
-            to.deliver(out.signal);
+            to.deliver(signal);
         }
     });
 }

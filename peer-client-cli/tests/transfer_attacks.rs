@@ -9,20 +9,37 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
-use common::{STEP, TestServer, bounded, config};
 use peer_client::auth::{Code, Role};
 use peer_client::transfer::{
     EntryKind, Incoming, Link, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, Message, TRANSFER_LABEL,
     TransferError, paths, transfer_session,
 };
 use peer_client::{Channel, Event, Payload, Session};
+use peer_client::{SessionConfig, TransportOptions};
+use test_support::TestServer;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+/// Longest wait for any one step.
+const STEP: Duration = Duration::from_secs(15);
+
+/// `future`, failing the test if it takes longer than [`STEP`].
+async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} took longer than {STEP:?}"))
+}
+
+/// Session settings for `room` on `url`, bound to loopback.
+fn config(url: &str, room: &str) -> SessionConfig {
+    let mut config = SessionConfig::new(url, room);
+    config.transport = TransportOptions::loopback();
+    config
+}
 
 struct TempDir(PathBuf);
 
@@ -149,25 +166,30 @@ async fn transfer_channel(session: &mut Session) -> Channel {
 
 /// The transfer channel, and any messages on it reported before it opened.
 async fn transfer_channel_and_early(session: &mut Session) -> (Channel, Vec<Payload>) {
-    let mut early = Vec::new();
-    let channel = common::wait_for(session, "the transfer channel", |event| match event {
-        Event::ChannelOpen { channel, .. } if channel.label() == TRANSFER_LABEL => Some(channel),
-        Event::Message { label, payload, .. } if label == TRANSFER_LABEL => {
-            early.push(payload);
-            None
+    bounded("the transfer channel", async {
+        let mut early = Vec::new();
+        while let Some(event) = session.next_event().await {
+            match event {
+                Event::ChannelOpen { channel, .. } if channel.label() == TRANSFER_LABEL => {
+                    return (channel, early);
+                }
+                Event::Message { label, payload, .. } if label == TRANSFER_LABEL => {
+                    early.push(payload);
+                }
+                _ => {}
+            }
         }
-        _ => None,
+        panic!("the session ended before the transfer channel opened")
     })
-    .await;
-    (channel, early)
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signaling_server_in_the_middle_is_detected() {
     // The sender uses the honest server; the receiver was pointed at the
     // attacker's, which bridges the two rooms with WebRTC links of its own.
-    let honest = TestServer::start().await;
-    let rogue = TestServer::start().await;
+    let honest = TestServer::loopback();
+    let rogue = TestServer::loopback();
     let temp = TempDir::new("mitm");
     let file = temp.0.join("secret.txt");
     std::fs::write(&file, b"for the receiver only").unwrap();
@@ -252,7 +274,7 @@ async fn offer_hostile_path(
     out: &Path,
     prepare: impl FnOnce(&Path),
 ) -> String {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let code = Code::parse(code).unwrap();
     let mut session = join_transfer_room(&server.url(), &code).await;
     prepare(out);
@@ -359,7 +381,7 @@ async fn start_single_file(link: &mut Link, size: u64) {
 /// A hostile sender that offers `file.bin` (4 bytes), then sends `data` and
 /// closes the file with `hash`; returns the receiver's stderr.
 async fn send_bad_file(code: &str, out: &Path, data: &[u8], hash: &str) -> String {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let code = Code::parse(code).unwrap();
     let mut session = join_transfer_room(&server.url(), &code).await;
     let receiver = receiver(&server.url(), code.as_str(), out);
@@ -418,7 +440,7 @@ fn longest_path(index: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_manifest_is_refused_while_it_is_read() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let temp = TempDir::new("manifest");
 
     // More entries than allowed: refused on the offer, before any entry.
@@ -471,7 +493,7 @@ async fn an_oversized_manifest_is_refused_while_it_is_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_that_goes_silent_ends_the_receive_and_what_arrived_is_kept() {
-    let server = TestServer::start().await;
+    let server = TestServer::loopback();
     let temp = TempDir::new("silent");
 
     // Silent in the middle of a file.

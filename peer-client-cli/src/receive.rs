@@ -7,11 +7,13 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use super::NetArgs;
-use super::progress::{Bar, counts, human_bytes, megabytes_per_second};
-use super::terminal::printable;
-use crate::auth::{Code, Role};
-use crate::transfer::{DEFAULT_IDLE_TIMEOUT, EntryKind, Link, Manifest, Offer, ReceiveOptions};
+use crate::cli::NetArgs;
+use crate::progress::{Bar, counts, human_bytes, megabytes_per_second};
+use peer_client::auth::{Code, Role};
+use peer_client::printable;
+use peer_client::transfer::{
+    DEFAULT_IDLE_TIMEOUT, EntryKind, Link, Manifest, Offer, ReceiveOptions,
+};
 
 /// Entries listed before asking; the rest are counted.
 const LISTED: usize = 20;

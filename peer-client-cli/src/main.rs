@@ -1,7 +1,14 @@
-//! `peer-client`: parses the command line and runs it (see `peer_client::cli`).
+//! `peer-client`: parses the command line and runs it (see [`cli::run`]).
+
+mod bench;
+mod chat;
+mod cli;
+mod echo;
+mod progress;
+mod receive;
+mod send;
 
 use clap::Parser;
-use peer_client::cli::{Cli, run};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -15,5 +22,5 @@ async fn main() -> anyhow::Result<()> {
             }),
         )
         .init();
-    run(Cli::parse()).await
+    cli::run(cli::Cli::parse()).await
 }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::terminal::printable;
-use crate::transfer::Progress;
+use peer_client::printable;
+use peer_client::transfer::Progress;
 
 /// A progress bar with bytes, rate and ETA; hidden when asked or when
 /// stderr is not a terminal.

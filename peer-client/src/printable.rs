@@ -1,8 +1,8 @@
-//! Printing text from other peers safely.
+//! Text from other peers, made safe to print.
 
 /// Replaces control characters (escape sequences, carriage returns, line
 /// breaks) so text from a peer cannot rewrite the terminal or forge lines.
-pub(crate) fn printable(text: &str) -> String {
+pub fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '\u{fffd}' } else { c })
         .collect()

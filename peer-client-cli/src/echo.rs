@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 
-use super::RoomArgs;
-use crate::{Event, LinkState, Payload, Session};
+use crate::cli::RoomArgs;
+use peer_client::{Event, LinkState, Payload, Session};
 
 pub(crate) async fn run(args: RoomArgs) -> anyhow::Result<()> {
     let mut session = Session::connect(args.session_config())

@@ -10,16 +10,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use serde_json::value::RawValue;
+use peer_client::{DirectLink, DirectSignal, DirectSignals};
 use tokio::io::BufReader;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use super::{BenchArgs, SIGNAL_QUEUE, ordered_ids, receive, side, wait_open};
-use crate::peer::{Outbound, PeerLink};
-use crate::signal::PeerSignal;
+use super::{BenchArgs, ordered_ids, receive, side, wait_open};
 
+/// Lines the child may have queued for its stdout.
+const LINE_QUEUE: usize = 256;
 /// Longest line either side reads (a description with many candidates
 /// stays far below it).
 const MAX_LINE_BYTES: u64 = 256 * 1024;
@@ -68,20 +68,17 @@ impl SpawnedChild {
     /// first one left, and the child's signals to `link`.
     pub(super) fn relay(
         mut self,
-        mut signals: mpsc::Receiver<Outbound>,
-        link: Arc<PeerLink>,
+        mut signals: DirectSignals,
+        link: Arc<DirectLink>,
         first: Arc<OnceLock<Instant>>,
     ) -> anyhow::Result<ChildPeer> {
         let (Some(mut stdin), Some(stdout)) = (self.0.stdin.take(), self.0.stdout.take()) else {
             bail!("the receiving bench process has no pipes");
         };
         tokio::spawn(async move {
-            while let Some(out) = signals.recv().await {
+            while let Some(signal) = signals.recv().await {
                 first.get_or_init(Instant::now);
-                if write_line(&mut stdin, &signal_line(&out.signal))
-                    .await
-                    .is_err()
-                {
+                if write_line(&mut stdin, &signal_line(&signal)).await.is_err() {
                     break;
                 }
             }
@@ -135,9 +132,8 @@ impl ChildPeer {
 pub(super) async fn serve(args: &BenchArgs) -> anyhow::Result<()> {
     // The answering side gets the larger id (polite), as in one process.
     let (remote, local) = ordered_ids();
-    let (signals_tx, mut signals) = mpsc::channel(SIGNAL_QUEUE);
-    let mut me = side(&args.options(), local, remote, signals_tx, false).await?;
-    let (lines, mut to_write) = mpsc::channel::<String>(SIGNAL_QUEUE);
+    let (mut me, mut signals) = side(&args.options(), local, remote, false).await?;
+    let (lines, mut to_write) = mpsc::channel::<String>(LINE_QUEUE);
     tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         while let Some(line) = to_write.recv().await {
@@ -148,8 +144,8 @@ pub(super) async fn serve(args: &BenchArgs) -> anyhow::Result<()> {
     });
     let signal_lines = lines.clone();
     tokio::spawn(async move {
-        while let Some(out) = signals.recv().await {
-            if signal_lines.send(signal_line(&out.signal)).await.is_err() {
+        while let Some(signal) = signals.recv().await {
+            if signal_lines.send(signal_line(&signal)).await.is_err() {
                 break;
             }
         }
@@ -177,18 +173,17 @@ pub(super) async fn serve(args: &BenchArgs) -> anyhow::Result<()> {
     input.await.context("reading stdin")?
 }
 
-fn signal_line(signal: &PeerSignal) -> String {
-    format!("signal {}", signal.to_raw().get())
+fn signal_line(signal: &DirectSignal) -> String {
+    format!("signal {}", signal.to_json())
 }
 
 /// Hands a `signal` line to `link`; anything else is a bug of the other
 /// process, logged and skipped.
-fn deliver(link: &PeerLink, line: &str) {
+fn deliver(link: &DirectLink, line: &str) {
     let parsed = line
         .strip_prefix("signal ")
         .context("not a signal line")
-        .and_then(|json| Ok(RawValue::from_string(json.to_owned())?))
-        .and_then(|raw| Ok(PeerSignal::parse(&raw)?));
+        .and_then(|json| Ok(DirectSignal::from_json(json)?));
     match parsed {
         Ok(signal) => link.deliver(signal),
         Err(err) => tracing::warn!(%err, "skipped a line from the other bench process"),
