@@ -11,7 +11,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{Client, TestServer, config};
+use common::{Client, ServerExt, TestServer, config};
 use signaling_protocol::ErrorCode;
 use signaling_server::Config;
 use signaling_server::client_address::parse_network;
@@ -43,7 +43,7 @@ async fn refusals(server: &TestServer, reason: &str) -> u64 {
 async fn an_address_holding_stalled_connections_does_not_lock_out_others() {
     // The server runs in this process: both ends of every connection count.
     let _ = rlimit::increase_nofile_limit(16_384);
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
 
     // From one address: 1 500 connections that never send a request, then
     // 200 that stop halfway through their headers. Under one server-wide
@@ -94,8 +94,7 @@ async fn open_websockets_are_bounded_per_address() {
     let server = TestServer::start(Config {
         max_connections_per_address: 2,
         ..config()
-    })
-    .await;
+    });
     let mut first = Client::connect_from(server.addr, ATTACKER, &[]).await;
     let mut second = Client::connect_from(server.addr, ATTACKER, &[]).await;
     let mut third = Client::connect_from(server.addr, ATTACKER, &[]).await;
@@ -126,8 +125,7 @@ async fn a_client_behind_a_trusted_proxy_is_limited_by_its_own_address() {
         max_connections_per_address: 2,
         trusted_proxies: vec![parse_network("127.0.0.3").expect("network")],
         ..config()
-    })
-    .await;
+    });
     let forwarded = |client: &'static str| [("x-forwarded-for", client)];
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -157,8 +155,7 @@ async fn a_forged_forwarded_for_from_an_untrusted_address_changes_nothing() {
         max_connections_per_address: 2,
         trusted_proxies: vec![parse_network("127.0.0.3").expect("network")],
         ..config()
-    })
-    .await;
+    });
     let mut held = Vec::new();
     for claimed in ["198.51.100.1", "198.51.100.2"] {
         let mut client =
@@ -182,8 +179,7 @@ async fn new_connections_are_rate_limited_per_address() {
         connection_rate_per_address: 1,
         connection_burst_per_address: 3,
         ..config()
-    })
-    .await;
+    });
     // `/metrics` is read from another address so it costs the tested one nothing.
     for _ in 0..3 {
         let mut client = Client::connect_from(server.addr, ATTACKER, &[]).await;

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, TestServer, config, http_get};
+use common::{Client, ServerExt, TestServer, config, http_get};
 use signaling_protocol::{ErrorCode, ServerMessage};
 use signaling_server::Config;
 use signaling_server::auth::{self, Claims};
@@ -23,7 +23,6 @@ async fn server() -> TestServer {
         allowed_origins: vec!["https://chat.example.org".into()],
         ..config()
     })
-    .await
 }
 
 fn token(room: &str) -> String {
@@ -156,7 +155,7 @@ async fn upgrades_from_other_origins_are_forbidden() {
 
 #[tokio::test]
 async fn without_a_secret_no_token_is_needed() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut client = server.connect().await;
     client.join("open").await;
 }

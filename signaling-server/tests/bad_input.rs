@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Received, TestServer, config};
+use common::{Received, ServerExt, TestServer, config};
 use futures_util::SinkExt;
 use signaling_protocol::{ErrorCode, PeerId, ServerMessage};
 use signaling_server::Config;
@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn malformed_json() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     for text in ["not json", "{\"type\":", "[1,2]", "42", ""] {
         a.send_text(text).await;
@@ -24,7 +24,7 @@ async fn malformed_json() {
 
 #[tokio::test]
 async fn missing_or_non_string_type() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     for text in ["{}", r#"{"room":"r"}"#, r#"{"type":7}"#] {
         a.send_text(text).await;
@@ -35,7 +35,7 @@ async fn missing_or_non_string_type() {
 
 #[tokio::test]
 async fn unknown_type() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     a.send_text(r#"{"type":"dance"}"#).await;
     let (message, _) = a.expect_error(ErrorCode::UnknownType).await;
@@ -45,7 +45,7 @@ async fn unknown_type() {
 
 #[tokio::test]
 async fn missing_or_wrong_fields() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     a.send_text(r#"{"type":"join"}"#).await;
     let (message, _) = a.expect_error(ErrorCode::InvalidMessage).await;
@@ -70,7 +70,7 @@ async fn missing_or_wrong_fields() {
 
 #[tokio::test]
 async fn binary_frame() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     a.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
     let (message, _) = a.expect_error(ErrorCode::BinaryFrame).await;
@@ -80,7 +80,7 @@ async fn binary_frame() {
 
 #[tokio::test]
 async fn signal_or_leave_before_join() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     a.signal(PeerId::random(), "{}").await;
     let (message, _) = a.expect_error(ErrorCode::NotJoined).await;
@@ -95,8 +95,7 @@ async fn oversized_frame_is_refused_and_connection_stays() {
     let server = TestServer::start(Config {
         max_frame_bytes: 1024,
         ..config()
-    })
-    .await;
+    });
     let ((mut a, wa), (mut b, wb)) = server.pair("r").await;
 
     // Just over the limit, and just under the hard cap (twice the limit).
@@ -131,8 +130,7 @@ async fn frame_over_the_hard_cap_closes_with_an_error() {
     let server = TestServer::start(Config {
         max_frame_bytes: 1024,
         ..config()
-    })
-    .await;
+    });
     let mut a = server.connect().await;
     let _ = a.ws.send(Message::text("x".repeat(4096))).await;
     let (messages, close) = a.expect_closed().await;
@@ -159,8 +157,7 @@ async fn message_flood_is_rate_limited_and_connection_recovers() {
         messages_per_second: 20,
         message_burst: 10,
         ..config()
-    })
-    .await;
+    });
     let mut a = server.connect().await;
     for _ in 0..50 {
         a.send_text(r#"{"type":"ping"}"#).await;
@@ -199,7 +196,7 @@ async fn message_flood_is_rate_limited_and_connection_recovers() {
 
 #[tokio::test]
 async fn bad_input_is_counted_in_metrics() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     a.send_text("nope").await;
     a.expect_error(ErrorCode::MalformedJson).await;

@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, config};
+use common::{ServerExt, TestServer, config};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use signaling_server::Config;
@@ -186,10 +186,10 @@ fn hostile_connections_leave_the_server_serving_and_holding_nothing() {
         .expect("runtime");
     // Every case is a new connection from 127.0.0.1, hundreds a second: the
     // per-address rate limit would refuse most before they could send anything.
-    let server = runtime.block_on(TestServer::start(Config {
+    let server = TestServer::start(Config {
         connection_rate_per_address: 0,
         ..config()
-    }));
+    });
     let addr = server.addr;
     let cases = ProptestConfig::default().cases;
     let mut runner = TestRunner::new(ProptestConfig {

@@ -2,12 +2,12 @@
 
 mod common;
 
-use common::{TestServer, config};
+use common::{ServerExt, TestServer, config};
 use signaling_protocol::{ClientMessage, ErrorCode};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_200() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let health = server.get("/healthz").await;
     assert_eq!(health.status, 200);
     let ready = server.get("/readyz").await;
@@ -16,7 +16,7 @@ async fn healthz_and_readyz_answer_200() {
 
 #[tokio::test]
 async fn metrics_count_connections_joins_and_signals() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let ((mut a, wa), (mut b, wb)) = server.pair("m").await;
     b.signal(wa.peer_id, "1").await;
     a.expect_signal(wb.peer_id).await;
@@ -59,7 +59,7 @@ async fn metrics_count_connections_joins_and_signals() {
 
 #[tokio::test]
 async fn plain_get_on_ws_path_is_a_client_error() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let response = server.get("/ws").await;
     assert!(
         (400..500).contains(&response.status),

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, config};
+use common::{ServerExt, TestServer, config};
 use signaling_protocol::{ErrorCode, ServerMessage};
 use signaling_server::Config;
 
@@ -21,7 +21,7 @@ fn short_idle() -> Config {
 
 #[tokio::test]
 async fn unresponsive_client_is_closed_and_its_peer_leaves() {
-    let server = TestServer::start(short_idle()).await;
+    let server = TestServer::start(short_idle());
     let mut watcher = server.connect().await;
     watcher.join("r").await;
     let mut silent = server.connect().await;
@@ -58,7 +58,7 @@ async fn unresponsive_client_is_closed_and_its_peer_leaves() {
 
 #[tokio::test]
 async fn quiet_but_live_client_stays_connected() {
-    let server = TestServer::start(short_idle()).await;
+    let server = TestServer::start(short_idle());
     let mut quiet = server.connect().await;
     quiet.join("r").await;
     // Reading answers the server's pings, which is all a live client needs.

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, config};
+use common::{ServerExt, TestServer, config};
 use futures_util::{SinkExt, StreamExt};
 use signaling_protocol::ServerMessage;
 use signaling_server::Config;
@@ -27,8 +27,7 @@ async fn non_reading_client_is_dropped_by_the_shared_budget() {
         outbound_queue_bytes: 16 * 1024 * 1024,
         outbound_queue_bytes_total: 1024 * 1024,
         ..config()
-    })
-    .await;
+    });
 
     let mut slow = server.connect().await;
     let slow_id = slow.join("flood").await.peer_id;

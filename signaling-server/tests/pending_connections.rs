@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, WAIT, config};
+use common::{ServerExt, TestServer, WAIT, config};
 use signaling_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,8 +26,7 @@ async fn connections_before_the_upgrade_are_bounded() {
     let server = TestServer::start(Config {
         max_pending_connections: 2,
         ..config()
-    })
-    .await;
+    });
 
     // Upgraded connections do not count: three WebSockets, limit 2.
     let mut sockets = Vec::new();

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, Received, TestServer, config};
+use common::{Client, Received, ServerExt, TestServer, config};
 use signaling_protocol::{ErrorCode, PeerId, ServerMessage};
 use signaling_server::Config;
 use test_support::RedisServer;
@@ -69,8 +69,8 @@ fn redis_config(redis: &str) -> Config {
 
 async fn two_instances(redis: &str) -> (TestServer, TestServer) {
     (
-        TestServer::start(redis_config(redis)).await,
-        TestServer::start(redis_config(redis)).await,
+        TestServer::start(redis_config(redis)),
+        TestServer::start(redis_config(redis)),
     )
 }
 
@@ -194,8 +194,8 @@ async fn concurrent_joins_across_instances_never_overfill_a_room(redis: &str) {
         max_peers_per_room: 3,
         ..redis_config(redis)
     };
-    let one = TestServer::start(limited.clone()).await;
-    let two = TestServer::start(limited).await;
+    let one = TestServer::start(limited.clone());
+    let two = TestServer::start(limited);
     let mut clients = Vec::new();
     for i in 0..12 {
         let server = if i % 2 == 0 { &one } else { &two };
@@ -264,7 +264,7 @@ impl Drop for Process {
 }
 
 async fn peers_of_a_killed_instance_leave_within_the_liveness_bound(redis: &str) {
-    let survivor = TestServer::start(redis_config(redis)).await;
+    let survivor = TestServer::start(redis_config(redis));
     let mut doomed = Process::start(redis);
     let mut a = survivor.connect().await;
     let wa = a.join("fragile").await;
@@ -326,7 +326,7 @@ async fn clients_of_a_stopping_instance_resume_on_another(redis: &str) {
 #[tokio::test]
 async fn readiness_follows_redis() {
     let mut redis = RedisServer::start();
-    let server = TestServer::start(redis_config(&redis.url())).await;
+    let server = TestServer::start(redis_config(&redis.url()));
     assert_eq!(server.get("/readyz").await.status, 200);
     redis.kill();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -518,8 +518,8 @@ async fn absent_peers_queues_stay_within_the_server_wide_budget(redis: &str) {
         resume_grace: Duration::from_secs(30),
         ..redis_config(redis)
     };
-    let one = TestServer::start(limited.clone()).await;
-    let two = TestServer::start(limited).await;
+    let one = TestServer::start(limited.clone());
+    let two = TestServer::start(limited);
     // Room "r": a present on one instance, b and c absent from the other.
     // Room "s": d present, e absent.
     let mut a = one.connect().await;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, config};
+use common::{ServerExt, TestServer, config};
 use signaling_protocol::{ClientMessage, ServerMessage};
 use signaling_server::Config;
 
@@ -14,8 +14,7 @@ async fn resumed_peer_keeps_id_and_gets_signals_sent_while_away() {
     let server = TestServer::start(Config {
         resume_grace: Duration::from_secs(5),
         ..config()
-    })
-    .await;
+    });
     let ((mut a, wa), (b, wb)) = server.pair("r").await;
 
     // B's socket drops without a close handshake.
@@ -62,8 +61,7 @@ async fn absent_peer_leaves_when_grace_period_ends() {
     let server = TestServer::start(Config {
         resume_grace: Duration::from_millis(800),
         ..config()
-    })
-    .await;
+    });
     let ((mut a, _), (b, wb)) = server.pair("r").await;
     drop(b);
 
@@ -85,8 +83,7 @@ async fn flooding_an_absent_peer_evicts_it() {
         resume_grace: Duration::from_secs(10),
         max_queued_signals: 3,
         ..config()
-    })
-    .await;
+    });
     let ((mut a, _), (b, wb)) = server.pair("r").await;
     drop(b);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -103,7 +100,7 @@ async fn flooding_an_absent_peer_evicts_it() {
 
 #[tokio::test]
 async fn resume_while_old_socket_still_open_takes_over() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     let wa = a.join("r").await;
     let mut old = server.connect().await;
@@ -128,7 +125,7 @@ async fn resume_while_old_socket_still_open_takes_over() {
 
 #[tokio::test]
 async fn token_of_another_room_joins_afresh() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     let wa = a.join("one").await;
     drop(a);
@@ -140,7 +137,7 @@ async fn token_of_another_room_joins_afresh() {
 
 #[tokio::test]
 async fn explicit_leave_is_final() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let ((mut a, _), (mut b, wb)) = server.pair("r").await;
     b.send(&ClientMessage::Leave).await;
     a.expect_peer_left(wb.peer_id).await;

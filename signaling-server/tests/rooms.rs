@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, config};
+use common::{ServerExt, TestServer, config};
 use signaling_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, PeerId, ServerMessage};
 use signaling_server::Config;
 
@@ -14,8 +14,7 @@ async fn welcome_carries_id_peers_ice_servers_token_and_limits() {
         stun: vec!["stun:127.0.0.1:3478".into()],
         max_peers_per_room: 5,
         ..config()
-    })
-    .await;
+    });
     let mut a = server.connect().await;
     let wa = a.join("lobby").await;
     assert_eq!(wa.room, "lobby");
@@ -39,7 +38,7 @@ async fn welcome_carries_id_peers_ice_servers_token_and_limits() {
 
 #[tokio::test]
 async fn join_with_explicit_current_version_works() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     a.send(&ClientMessage::Join {
         room: "v".into(),
@@ -52,7 +51,7 @@ async fn join_with_explicit_current_version_works() {
 
 #[tokio::test]
 async fn signal_is_relayed_byte_for_byte_and_in_order() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let ((mut a, wa), (mut b, wb)) = server.pair("r").await;
 
     // Odd spacing, escapes and non-ASCII survive untouched.
@@ -80,7 +79,7 @@ async fn signal_is_relayed_byte_for_byte_and_in_order() {
 
 #[tokio::test]
 async fn three_peers_signal_each_other_by_id() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let ((mut a, wa), (mut b, wb)) = server.pair("trio").await;
     let mut c = server.connect().await;
     let wc = c.join("trio").await;
@@ -98,7 +97,7 @@ async fn three_peers_signal_each_other_by_id() {
 
 #[tokio::test]
 async fn rooms_are_isolated() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     let wa = a.join("red").await;
     let mut b = server.connect().await;
@@ -115,7 +114,7 @@ async fn rooms_are_isolated() {
 
 #[tokio::test]
 async fn signal_to_unknown_peer_or_self_is_unknown_peer() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     let wa = a.join("r").await;
     let ghost = PeerId::random();
@@ -130,7 +129,7 @@ async fn signal_to_unknown_peer_or_self_is_unknown_peer() {
 
 #[tokio::test]
 async fn leave_announces_and_allows_a_fresh_join() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let ((mut a, wa), (mut b, wb)) = server.pair("r").await;
 
     b.send(&ClientMessage::Leave).await;
@@ -155,8 +154,7 @@ async fn closing_the_socket_leaves_after_the_grace_period() {
     let server = TestServer::start(Config {
         resume_grace: Duration::from_millis(300),
         ..config()
-    })
-    .await;
+    });
     let ((mut a, _), (mut b, wb)) = server.pair("r").await;
     b.ws.close(None).await.unwrap();
     drop(b);
@@ -165,7 +163,7 @@ async fn closing_the_socket_leaves_after_the_grace_period() {
 
 #[tokio::test]
 async fn ping_gets_pong() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     a.assert_usable().await;
     a.join("r").await;
@@ -177,8 +175,7 @@ async fn full_room_is_refused_with_a_clear_message() {
     let server = TestServer::start(Config {
         max_peers_per_room: 2,
         ..config()
-    })
-    .await;
+    });
     let mut a = server.connect().await;
     a.join("small").await;
     let mut b = server.connect().await;
@@ -200,8 +197,7 @@ async fn too_many_rooms_is_refused() {
     let server = TestServer::start(Config {
         max_rooms: 1,
         ..config()
-    })
-    .await;
+    });
     let mut a = server.connect().await;
     a.join("one").await;
     let mut b = server.connect().await;
@@ -212,7 +208,7 @@ async fn too_many_rooms_is_refused() {
 
 #[tokio::test]
 async fn invalid_room_names_are_refused() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     let long = "x".repeat(129);
     for room in ["", "tab\there", long.as_str()] {
@@ -225,7 +221,7 @@ async fn invalid_room_names_are_refused() {
 
 #[tokio::test]
 async fn second_join_is_already_joined() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     a.join("r").await;
     a.send_text(r#"{"type":"join","room":"s"}"#).await;
@@ -235,7 +231,7 @@ async fn second_join_is_already_joined() {
 
 #[tokio::test]
 async fn unsupported_version_is_refused() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     a.send_text(r#"{"type":"join","room":"r","v":99}"#).await;
     let (message, _) = a.expect_error(ErrorCode::UnsupportedVersion).await;
@@ -245,7 +241,7 @@ async fn unsupported_version_is_refused() {
 
 #[tokio::test]
 async fn peer_joined_comes_before_the_newcomers_first_signal() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut a = server.connect().await;
     let wa = a.join("order").await;
     for _ in 0..20 {
@@ -267,7 +263,7 @@ async fn peer_joined_comes_before_the_newcomers_first_signal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relaying_works_on_a_multi_threaded_runtime() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut pairs = Vec::new();
     for i in 0..8 {
         let room = format!("mt{i}");

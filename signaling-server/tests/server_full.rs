@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, config};
+use common::{ServerExt, TestServer, config};
 use signaling_protocol::{ErrorCode, ServerMessage};
 use signaling_server::Config;
 
@@ -14,8 +14,7 @@ async fn connection_over_the_limit_is_refused_then_slot_is_reused() {
     let server = TestServer::start(Config {
         max_connections: 2,
         ..config()
-    })
-    .await;
+    });
     let mut a = server.connect().await;
     a.assert_usable().await;
     let mut b = server.connect().await;

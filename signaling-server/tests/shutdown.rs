@@ -5,12 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, config};
+use common::{ServerExt, TestServer, config};
 use signaling_protocol::ServerMessage;
 
 #[tokio::test]
 async fn clients_get_shutdown_and_server_stops_in_time() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let addr = server.addr;
     let mut a = server.connect().await;
     a.join("r").await;
@@ -37,7 +37,7 @@ async fn clients_get_shutdown_and_server_stops_in_time() {
 
 #[tokio::test]
 async fn shutdown_is_bounded_even_if_clients_ignore_it() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     // A client that never reads: it neither sees the shutdown message nor
     // answers the close handshake.
     let mut deaf = server.connect().await;
@@ -52,8 +52,7 @@ async fn readyz_turns_503_during_the_drain_delay_while_clients_still_work() {
     let mut server = TestServer::start(signaling_server::Config {
         drain_delay: Duration::from_millis(800),
         ..config()
-    })
-    .await;
+    });
     assert_eq!(server.get("/readyz").await.status, 200);
     let mut a = server.connect().await;
     a.join("r").await;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, config, rss_kib};
+use common::{ServerExt, TestServer, config, rss_kib};
 use futures_util::{SinkExt, StreamExt};
 use signaling_protocol::{ErrorCode, ServerMessage};
 use signaling_server::Config;
@@ -28,8 +28,7 @@ async fn slow_reader_is_dropped_and_memory_stays_bounded() {
         max_queued_signals: 50,
         max_queued_bytes: 256 * 1024,
         ..config()
-    })
-    .await;
+    });
 
     let mut slow = server.connect().await;
     let ws = slow.join("flood").await;

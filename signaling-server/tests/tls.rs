@@ -95,7 +95,7 @@ async fn wss_client(server: &TestServer, cert: &Certificate) -> Client {
 #[tokio::test]
 async fn peers_meet_and_signal_over_wss() {
     let cert = Certificate::new();
-    let server = TestServer::start(cert.config()).await;
+    let server = TestServer::start(cert.config());
     let mut a = wss_client(&server, &cert).await;
     let mut b = wss_client(&server, &cert).await;
     let wa = a.join("secure").await;
@@ -130,7 +130,7 @@ async fn a_burst_of_records_read_at_once_is_handled_whole() {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let cert = Certificate::new();
-    let server = TestServer::start(burst_config(&cert)).await;
+    let server = TestServer::start(burst_config(&cert));
     let mut a = wss_client(&server, &cert).await;
     let mut b = wss_client(&server, &cert).await;
     let wa = a.join("burst").await;
@@ -155,7 +155,7 @@ async fn a_burst_of_records_read_at_once_is_handled_whole() {
 #[tokio::test]
 async fn output_for_a_client_that_reads_late_arrives_whole_and_in_order() {
     let cert = Certificate::new();
-    let server = TestServer::start(burst_config(&cert)).await;
+    let server = TestServer::start(burst_config(&cert));
     let mut a = wss_client(&server, &cert).await;
     let mut b = wss_client(&server, &cert).await;
     let wa = a.join("backlog").await;
@@ -198,7 +198,7 @@ async fn https_get(server: &TestServer, cert: &Certificate, path: &str) -> Strin
 #[tokio::test]
 async fn https_serves_health_and_plain_tcp_clients_are_refused() {
     let cert = Certificate::new();
-    let server = TestServer::start(cert.config()).await;
+    let server = TestServer::start(cert.config());
     let response = https_get(&server, &cert, "/healthz").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("ok\n"), "{response}");

@@ -8,80 +8,21 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestServer, config};
+use common::{ServerExt, TestServer, config};
 use peer_client::{
     Event, LinkPath, LinkState, Payload, PeerId, Session, SessionConfig, TransportOptions,
 };
 use signaling_server::Config;
+use test_support::{Coturn, TurnAuth};
 
 const SECRET: &str = "turn secret shared with coturn";
 const STEP: Duration = Duration::from_secs(20);
 
-/// coturn on a free loopback port with `use-auth-secret`; killed and its
-/// directory removed when dropped.
-struct Coturn {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Coturn {
-    fn start() -> Self {
-        let program = test_support::turnserver_program();
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .unwrap()
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("signaling-turn-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let relay_base = 40_000 + (port % 10_000);
-        let auth = test_support::TurnAuth::Secret(SECRET);
-        let relays = relay_base..=relay_base + 100;
-        let args = test_support::coturn_args("127.0.0.1", port, relays, auth, &dir);
-        let log = std::fs::File::create(dir.join("turnserver.log")).unwrap();
-        let child = Command::new(&program)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut coturn = Self { child, port, dir };
-        coturn.wait_ready();
-        coturn
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("turnserver.log")).unwrap_or_default()
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.log().contains("Total General servers") {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("turnserver exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "turnserver not ready:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// coturn on a free loopback port with `use-auth-secret`.
+fn coturn() -> Coturn {
+    Coturn::start("signaling", TurnAuth::Secret(SECRET), 40_000)
 }
 
 async fn relay_only_session(url: &str) -> Session {
@@ -136,14 +77,13 @@ async fn next_text(session: &mut Session) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_only_peers_connect_through_coturn_with_welcome_credentials() {
-    let coturn = Coturn::start();
+    let coturn = coturn();
     let server = TestServer::start(Config {
-        turn: vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)],
+        turn: vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port())],
         turn_secret: Some(SECRET.parse().unwrap()),
         turn_ttl: Duration::from_secs(600),
         ..config()
-    })
-    .await;
+    });
 
     let mut first = relay_only_session(&server.ws_url()).await;
     let mut second = relay_only_session(&server.ws_url()).await;
@@ -175,14 +115,13 @@ async fn relay_only_peers_connect_through_coturn_with_welcome_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_signed_with_another_secret_do_not_relay() {
-    let coturn = Coturn::start();
-    let turn = vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)];
+    let coturn = coturn();
+    let turn = vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port())];
     let server = TestServer::start(Config {
         turn: turn.clone(),
         turn_secret: Some("a different secret than coturn's".parse().unwrap()),
         ..config()
-    })
-    .await;
+    });
     let first = relay_only_session(&server.ws_url()).await;
     let mut second = relay_only_session(&server.ws_url()).await;
     // Without a relay allocation there is no candidate pair: no link within
@@ -231,8 +170,7 @@ async fn credentials_signed_with_another_secret_do_not_relay() {
         turn,
         turn_secret: Some(SECRET.parse().unwrap()),
         ..config()
-    })
-    .await;
+    });
     let first = relay_only_session(&server.ws_url()).await;
     let mut second = relay_only_session(&server.ws_url()).await;
     assert_eq!(connected_path(&mut second).await, LinkPath::Relayed);

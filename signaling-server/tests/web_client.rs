@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{TestServer, config, http_get};
+use common::{ServerExt, TestServer, config, http_get};
 use signaling_server::Config;
 
 struct TempDir(PathBuf);
@@ -36,8 +36,7 @@ async fn web_dir_is_served_with_content_types() {
     let server = TestServer::start(Config {
         web_dir: Some(dir.0.clone()),
         ..config()
-    })
-    .await;
+    });
 
     let index = server.get("/").await;
     assert_eq!(index.status, 200);
@@ -86,7 +85,7 @@ fn web_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
 
 #[tokio::test]
 async fn embedded_web_client_serves_every_file_of_web() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
     let mut files = Vec::new();
     web_files(&root, &root, &mut files);

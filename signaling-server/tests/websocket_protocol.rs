@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, WAIT, config};
+use common::{ServerExt, TestServer, WAIT, config};
 use signaling_protocol::ServerMessage;
 use test_support::client_frame as frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -122,7 +122,7 @@ async fn expect_close(stream: &mut TcpStream, code: u16) {
 
 #[tokio::test]
 async fn handshake_without_key_or_with_wrong_version_is_refused() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let (_, head) = handshake(&server, "Sec-WebSocket-Version: 13\r\n").await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     let (_, head) = handshake(
@@ -140,7 +140,7 @@ async fn handshake_without_key_or_with_wrong_version_is_refused() {
 
 #[tokio::test]
 async fn frame_split_across_writes_and_several_in_one_write() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut stream = open(&server).await;
     let ping = frame(true, 1, br#"{"type":"ping"}"#);
     for byte in &ping {
@@ -166,7 +166,7 @@ async fn frame_split_across_writes_and_several_in_one_write() {
 
 #[tokio::test]
 async fn fragmented_message_with_a_ping_in_between() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut stream = open(&server).await;
     let mut bytes = frame(false, 1, br#"{"type":"#);
     bytes.extend(frame(true, 9, b"hb"));
@@ -187,7 +187,7 @@ async fn fragmented_message_with_a_ping_in_between() {
 
 #[tokio::test]
 async fn large_frame_with_64_bit_length_is_read() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut stream = open(&server).await;
     let join = r#"{"type":"join","room":"big"}"#;
     stream
@@ -217,7 +217,7 @@ async fn large_frame_with_64_bit_length_is_read() {
 
 #[tokio::test]
 async fn close_frame_is_answered_with_the_same_code() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut stream = open(&server).await;
     stream
         .write_all(&frame(true, 8, &[0x0F, 0xA0, b'b', b'y', b'e']))
@@ -228,7 +228,7 @@ async fn close_frame_is_answered_with_the_same_code() {
 
 #[tokio::test]
 async fn unmasked_frame_closes_with_protocol_error() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut stream = open(&server).await;
     stream.write_all(&[0x81, 0x02, b'{', b'}']).await.unwrap();
     expect_close(&mut stream, 1002).await;
@@ -236,7 +236,7 @@ async fn unmasked_frame_closes_with_protocol_error() {
 
 #[tokio::test]
 async fn continuation_without_a_message_closes_with_protocol_error() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut stream = open(&server).await;
     stream.write_all(&frame(true, 0, b"x")).await.unwrap();
     expect_close(&mut stream, 1002).await;
@@ -244,7 +244,7 @@ async fn continuation_without_a_message_closes_with_protocol_error() {
 
 #[tokio::test]
 async fn invalid_utf8_text_closes_with_1007() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(config());
     let mut stream = open(&server).await;
     stream
         .write_all(&frame(true, 1, &[0xFF, 0xFE]))
@@ -259,8 +259,7 @@ async fn server_pings_carry_on_while_client_answers() {
         heartbeat_interval: Duration::from_millis(100),
         idle_timeout: Duration::from_millis(500),
         ..config()
-    })
-    .await;
+    });
     let mut stream = open(&server).await;
     for _ in 0..8 {
         let (_, opcode, payload) = read_frame(&mut stream).await.unwrap();
@@ -282,8 +281,7 @@ async fn fragmented_message_over_the_limit_is_refused_once_and_connection_stays(
     let server = TestServer::start(signaling_server::Config {
         max_frame_bytes: 1024,
         ..config()
-    })
-    .await;
+    });
     let mut stream = open(&server).await;
     // Three fragments of 600 bytes: the second takes the message over 1024.
     let mut bytes = frame(false, 1, &[b' '; 600]);

@@ -16,6 +16,8 @@ use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use test_support::{Coturn, TurnAuth};
+
 /// Longest wait for any one expected line.
 pub const STEP: Duration = Duration::from_secs(20);
 /// Lines kept per process.
@@ -314,46 +316,24 @@ pub fn chat(server_url: &str, room: &str, name: &str) -> Process {
 /// The stderr line `peer-client chat` prints when a chat channel opens.
 pub const CHAT_OPEN: &str = "channel \"chat\" open";
 
-/// A coturn `turnserver` on loopback with one long-term user; its state
-/// directory is removed when dropped.
+/// A coturn `turnserver` on loopback with one long-term user.
 pub struct TurnServer {
-    /// The process.
-    pub process: Process,
     /// `turn:USER:PASSWORD@127.0.0.1:PORT?transport=udp`, as `--ice-server` takes it.
     pub url: String,
-    dir: PathBuf,
+    _coturn: Coturn,
 }
 
 impl TurnServer {
     /// Starts `/usr/bin/turnserver` (or `$TURNSERVER_PATH`).
     pub fn start() -> Self {
-        let program = test_support::turnserver_program();
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|err| panic!("no free UDP port: {err}"));
-        let dir = std::env::temp_dir().join(format!("e2e-turn-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
-        let relay_base = 50_000 + (port % 10_000);
-        let auth = test_support::TurnAuth::User("e2e:e2e-secret");
-        let relays = relay_base..=relay_base + 100;
-        let args = test_support::coturn_args("127.0.0.1", port, relays, auth, &dir);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let process = Process::start_program("turnserver", &program, &args);
-        process.wait_for(Stream::Stdout, "Total General servers", 0);
+        let coturn = Coturn::start("e2e", TurnAuth::User("e2e:e2e-secret"), 50_000);
         Self {
-            process,
-            url: format!("turn:e2e:e2e-secret@127.0.0.1:{port}?transport=udp"),
-            dir,
+            url: format!(
+                "turn:e2e:e2e-secret@127.0.0.1:{}?transport=udp",
+                coturn.port()
+            ),
+            _coturn: coturn,
         }
-    }
-}
-
-impl Drop for TurnServer {
-    fn drop(&mut self) {
-        self.process.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

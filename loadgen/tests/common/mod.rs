@@ -1,64 +1,16 @@
-//! Helpers shared by the loadgen tests: a real signaling server on a
-//! loopback port, and running the loadgen binary against it.
+//! Helpers shared by the loadgen tests: settings for a real signaling server
+//! on a loopback port (started by `test-support`), and running the loadgen
+//! binary against it.
 
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use signaling_server::{Config, Server};
-use tokio::sync::oneshot;
+use signaling_server::Config;
 
 /// The longest one loadgen run may take.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
-/// A server running on its own thread until dropped.
-pub struct TestServer {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl TestServer {
-    /// Starts a server with `config` on a thread of its own.
-    pub fn start(config: Config) -> Self {
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let server = Server::bind(config).await.unwrap();
-                addr_tx.send(server.local_addr()).unwrap();
-                server
-                    .run(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Self {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+pub use test_support::TestServer;
 
 /// A server on a free loopback port whose rate limits stay out of the way.
 pub fn config() -> Config {

@@ -1,5 +1,6 @@
-//! Shared helpers: a real server on a loopback port in this process, and a
-//! WebSocket client that speaks the protocol. Every wait is bounded.
+//! Shared helpers: settings for a real server on a loopback port (started by
+//! `test-support`), and a WebSocket client that speaks the protocol. Every
+//! wait is bounded.
 
 #![allow(dead_code)] // Each test file uses a different subset.
 // Test helpers: a failed expectation is a failed test.
@@ -10,11 +11,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use signaling_protocol::{ClientMessage, ErrorCode, IceServer, Limits, PeerId, ServerMessage};
-use signaling_server::{Config, Server};
+use signaling_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
@@ -35,39 +34,30 @@ pub fn config() -> Config {
     }
 }
 
-/// A server running in this process until dropped or stopped.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), signaling_server::ServerError>>>,
+pub use test_support::TestServer;
+
+/// What the tests ask of a running server besides starting and stopping it.
+pub(crate) trait ServerExt {
+    /// The WebSocket URL.
+    fn ws_url(&self) -> String;
+    /// A client connected to it.
+    async fn connect(&self) -> Client;
+    /// Two clients joined to `room`, the second announced to the first.
+    async fn pair(&self, room: &str) -> ((Client, Welcome), (Client, Welcome));
+    /// An HTTP GET of `path`.
+    async fn get(&self, path: &str) -> HttpResponse;
 }
 
-impl TestServer {
-    pub async fn start(config: Config) -> Self {
-        let server = Server::bind(config).await.expect("server binds");
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        }
+impl ServerExt for TestServer {
+    fn ws_url(&self) -> String {
+        self.url()
     }
 
-    pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+    async fn connect(&self) -> Client {
+        Client::connect(&self.url()).await
     }
 
-    pub async fn connect(&self) -> Client {
-        Client::connect(&self.ws_url()).await
-    }
-
-    /// Starts a graceful shutdown and waits (bounded) for `run` to return.
-    /// Two clients joined to `room`, the second announced to the first.
-    pub async fn pair(&self, room: &str) -> ((Client, Welcome), (Client, Welcome)) {
+    async fn pair(&self, room: &str) -> ((Client, Welcome), (Client, Welcome)) {
         let mut a = self.connect().await;
         let wa = a.join(room).await;
         let mut b = self.connect().await;
@@ -76,38 +66,8 @@ impl TestServer {
         ((a, wa), (b, wb))
     }
 
-    pub async fn stop(mut self) -> Duration {
-        let started = std::time::Instant::now();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("server stops in time")
-                .expect("server task did not panic")
-                .expect("server ran without error");
-        }
-        started.elapsed()
-    }
-
-    /// Begins shutdown without waiting for it.
-    pub fn begin_stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-
-    pub async fn get(&self, path: &str) -> HttpResponse {
+    async fn get(&self, path: &str) -> HttpResponse {
         http_get(self.addr, path, &[]).await
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
