@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::negotiator::MAX_REBUILDS;
 use super::tests::{chat_both_ways, link};
 use super::*;
 use crate::signal::IceCandidate;
