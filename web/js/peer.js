@@ -9,8 +9,9 @@
  *
  * A link that never connected starts over on a fresh RTCPeerConnection (new DTLS certificate,
  * fresh ICE) when an offer carries a DTLS fingerprint other than the remote description's: the
- * remote side did so after a failed DTLS handshake. The initiating side does the same when its
- * connection fails before it ever connected. Channels this side created are created again.
+ * remote side did so after a failed DTLS handshake. Channels this side created are created again.
+ * What a link does when its connection fails (restart ICE, start over, wait, give up) follows the
+ * policy shared with peer-client ({@link module:negotiation}).
  *
  * Signal payloads are the browser's own JSON: `{description: {type, sdp}}` or
  * `{candidate: RTCIceCandidateInit | null}`.
@@ -26,6 +27,7 @@
  */
 
 import { linkStateFromStats } from './link-state.js';
+import { MAX_ICE_RESTARTS, MAX_REBUILDS, onFailure } from './negotiation.js';
 
 /**
  * State of the link to a peer:
@@ -42,8 +44,6 @@ const MAX_QUEUED_CANDIDATES = 256;
 const MAX_PENDING_SIGNALS = 512;
 /** How often the selected candidate pair is read while connected. */
 const STATS_EVERY_MS = 2000;
-/** New connections tried before a link that never connected gives up. */
-const MAX_REBUILDS = 2;
 /** First wait before negotiating again after the server could not carry a signal; it doubles. */
 const FIRST_RESEND_WAIT_MS = 1000;
 /** Longest wait between such attempts. */
@@ -100,6 +100,7 @@ export class PeerLink extends EventTarget {
     this._negotiatedChannels = negotiatedChannels;
     this._connectedOnce = false;
     this._rebuilds = 0;
+    this._restarts = 0;
     this._resendTimer = null;
     this._resendWaitMs = FIRST_RESEND_WAIT_MS;
     /** @type {Map<string, RTCDataChannelInit>} Channels this side created before connecting. */
@@ -349,6 +350,7 @@ export class PeerLink extends EventTarget {
     const state = this.pc.connectionState;
     if (state === 'connected') {
       this._connectedOnce = true;
+      this._restarts = 0;
       this._resendWaitMs = FIRST_RESEND_WAIT_MS;
       this._ownChannels.clear();
       this._readStats();
@@ -360,14 +362,33 @@ export class PeerLink extends EventTarget {
     this._statsTimer = null;
     if (state === 'failed') {
       this._setState('failed');
-      // Never connected (a failed DTLS handshake, say): the initiating side starts over on a new
-      // connection. Otherwise try again with fresh candidates. Both need the signaling server.
-      if (!(this._initiator && this._startOver())) this.pc.restartIce();
+      this._onFailure();
     } else if (state === 'closed') {
       this.close();
     } else {
       this._setState('connecting');
     }
+  }
+
+  /** Restarts ICE, starts over or waits, as the shared policy says (docs/protocol.md). */
+  _onFailure() {
+    const failed = this.pc.iceConnectionState === 'failed' ? 'ice' : 'dtls';
+    const attemptsLeft =
+      failed === 'ice' ? this._restarts < MAX_ICE_RESTARTS : this._rebuilds < MAX_REBUILDS;
+    const action = onFailure({
+      connectedBefore: this._connectedOnce,
+      firstOffer: this._initiator,
+      polite: this.polite,
+      attemptsLeft,
+      failed,
+    });
+    if (action === 'restart-ice') {
+      this._restarts += 1;
+      this.pc.restartIce();
+    } else if (action === 'start-over') {
+      this._startOver();
+    }
+    // `wait` and `give-up`: the link stays failed until the other side offers (or for good).
   }
 
   async _readStats() {

@@ -5,7 +5,9 @@
 //! the time, with what the engine says of the current connection
 //! ([`Facts`]), and carries out the [`Action`]s it returns.
 //!
-//! The policy (docs/webrtc-engine.md, "Negotiation"):
+//! The policy (docs/webrtc-engine.md, "Negotiation"; what a failed link
+//! does is the table "When a link fails" in docs/protocol.md, which the web
+//! client follows too):
 //! - the polite side (the larger id) yields in an offer collision: it rolls
 //!   its own offer back and answers; the impolite side ignores the other offer;
 //! - after an ICE failure the impolite side restarts ICE; a side that lost
@@ -275,6 +277,7 @@ impl Negotiator {
         self.reported_state = Some(state);
         if state == LinkState::Connected {
             self.restarts = 0;
+            self.resend_wait = FIRST_RESEND_WAIT;
             self.connected_once = true;
             self.handshake_deadline = None;
         }

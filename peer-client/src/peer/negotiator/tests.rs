@@ -359,3 +359,98 @@ fn a_link_that_gave_up_reports_failed_once() {
     let mut fresh = Negotiator::new(false, true);
     assert!(fresh.rebuild_failed("no sockets").report_failed);
 }
+
+/// docs/protocol.md, "When a link fails": the policy both clients follow.
+const PROTOCOL_DOC: &str = include_str!("../../../../docs/protocol.md");
+
+/// The rows of the failure table, with every `*` expanded into both values:
+/// (connected before, made the first offer, polite, attempts left, ice, action).
+fn failure_table() -> Vec<([bool; 5], String)> {
+    let table = PROTOCOL_DOC
+        .split("### When a link fails")
+        .nth(1)
+        .expect("docs/protocol.md has the failure table");
+    let mut rows = Vec::new();
+    let lines = table
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'));
+    // The first two lines are the header and its rule.
+    for line in lines.skip(2) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let [connected, first, polite, left, failed, action] = cells[..] else {
+            panic!("a row of six cells: {line}");
+        };
+        let mut expanded = vec![Vec::new()];
+        for cell in [connected, first, polite, left] {
+            let values: &[bool] = match cell {
+                "yes" => &[true],
+                "no" => &[false],
+                "*" => &[true, false],
+                other => panic!("yes, no or * in the table, not {other:?}"),
+            };
+            expanded = expanded
+                .into_iter()
+                .flat_map(|prefix| {
+                    values.iter().map(move |&value| {
+                        let mut row = prefix.clone();
+                        row.push(value);
+                        row
+                    })
+                })
+                .collect();
+        }
+        let ice = match failed {
+            "ice" => true,
+            "dtls" => false,
+            other => panic!("ice or dtls in the table, not {other:?}"),
+        };
+        for row in expanded {
+            rows.push(([row[0], row[1], row[2], row[3], ice], action.to_owned()));
+        }
+    }
+    rows
+}
+
+/// What the negotiator does in the situation of one table row, in the
+/// table's words.
+fn action_in(
+    [connected_before, first_offer, polite, attempts_left, ice]: [bool; 5],
+) -> &'static str {
+    let now = Instant::now();
+    let mut negotiator = Negotiator::new(polite, first_offer);
+    if connected_before {
+        negotiator.on_state(LinkState::Connected);
+    }
+    if !attempts_left {
+        negotiator.restarts = MAX_ICE_RESTARTS;
+        negotiator.rebuilds = MAX_REBUILDS;
+    }
+    let actions = if ice {
+        negotiator.on_state(LinkState::Failed)
+    } else {
+        negotiator.on_stopped(now, &applied("PEER"))
+    };
+    if actions.contains(&RESTART) {
+        "restart-ice"
+    } else if actions.contains(&Action::Rebuild) {
+        "start-over"
+    } else if gave_up(&actions).is_some() {
+        "give-up"
+    } else {
+        "wait"
+    }
+}
+
+#[test]
+fn a_failed_link_does_what_the_protocol_table_says() {
+    let rows = failure_table();
+    assert_eq!(rows.len(), 32, "every situation once: {rows:?}");
+    for (situation, action) in rows {
+        assert_eq!(
+            action_in(situation),
+            action,
+            "connected before, first offer, polite, attempts left, ice: {situation:?}"
+        );
+    }
+}
