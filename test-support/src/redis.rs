@@ -180,6 +180,18 @@ impl RedisCluster {
             .join(",")
     }
 
+    /// Empties every node (the cluster stays formed).
+    pub fn flush_all(&self) {
+        for node in &self.nodes {
+            let status = Command::new(redis_cli_program())
+                .args(["-p", &node.port.to_string(), "FLUSHALL"])
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "FLUSHALL on node {} failed", node.port);
+        }
+    }
+
     /// The ports of its nodes.
     pub fn ports(&self) -> Vec<u16> {
         self.nodes.iter().map(RedisServer::port).collect()

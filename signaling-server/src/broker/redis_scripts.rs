@@ -3,12 +3,14 @@
 //! resume cannot race an expiry. `scripts.lua` (prepended to each room
 //! script) holds the room's key layout and the functions they share; every
 //! room script answers `{status, detail, list, backlog, deliveries,
-//! emptied}` (`RoomReply` in `redis_broker/room_reply.rs`).
+//! emptied, queued}` (`RoomReply` in `redis_broker/room_reply.rs`;
+//! `emptied` is when the room's last peer left, 0 if it did not).
 //!
 //! What all rooms share lives under the control tag, `sig:{ctl}:`, on one
 //! shard, changed by separate commands (never inside a room script, which
 //! may run on another shard):
-//!   sig:{ctl}:rooms          set   room names (bounds the number of rooms)
+//!   sig:{ctl}:room_admits    zset  room names, score the last join admitted
+//!                                  into the room (ms): bounds the number of rooms
 //!   sig:{ctl}:inst:INST      set   "PEER ROOM" of the peers an instance
 //!                                  attached (to remove them if it dies)
 //!   sig:{ctl}:absent         zset  "PEER ROOM", score resume deadline (ms)
@@ -234,16 +236,41 @@ return 0
 /// Admits a join into the shared counts before its room script runs.
 /// KEYS[1] is the control prefix; ARGV: room, the limit of rooms, instance,
 /// "PEER ROOM". 0 when the room is new and there are already as many rooms
-/// as allowed.
+/// as allowed. The room's score becomes now, so [`FORGET_ROOM`] leaves it
+/// counted while this join is on its way to the room's shard.
 pub(super) const ADMIT: &str = r#"
 local C = KEYS[1]
-if redis.call('SISMEMBER', C .. 'rooms', ARGV[1]) == 0
-  and redis.call('SCARD', C .. 'rooms') >= tonumber(ARGV[2]) then
+local rooms = C .. 'room_admits'
+if not redis.call('ZSCORE', rooms, ARGV[1])
+  and redis.call('ZCARD', rooms) >= tonumber(ARGV[2]) then
   return 0
 end
-redis.call('SADD', C .. 'rooms', ARGV[1])
+local t = redis.call('TIME')
+redis.call('ZADD', rooms, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
 redis.call('SADD', C .. 'inst:' .. ARGV[3], ARGV[4])
 return 1
+"#;
+
+/// Drops a room that emptied or vanished from the count, unless a join was
+/// admitted into it after ARGV[2] (ms since the epoch): that join may not
+/// have reached the room yet (the count and the room live on different
+/// shards), and it brings the room back. KEYS[1] is the control prefix;
+/// ARGV[1] the room. 1 when dropped.
+pub(super) const FORGET_ROOM: &str = r#"
+local rooms = KEYS[1] .. 'room_admits'
+local admitted = redis.call('ZSCORE', rooms, ARGV[1])
+if not admitted or tonumber(admitted) > tonumber(ARGV[2]) then return 0 end
+return redis.call('ZREM', rooms, ARGV[1])
+"#;
+
+/// Counts rooms again after Redis lost its data. KEYS[1] is the control
+/// prefix; ARGV: room names. Each gets now as its score, unless counted already.
+pub(super) const RESTORE_ROOMS: &str = r#"
+local rooms = KEYS[1] .. 'room_admits'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, room in ipairs(ARGV) do redis.call('ZADD', rooms, 'NX', now, room) end
+return #ARGV
 "#;
 
 /// Refreshes this instance's liveness and load, and answers what needs
@@ -283,6 +310,6 @@ for _, inst in ipairs(redis.call('SMEMBERS', C .. 'instances')) do
 end
 local peers = redis.call('ZCARD', C .. 'absent')
 for _, n in ipairs(redis.call('HVALS', C .. 'load')) do peers = peers + tonumber(n) end
-return {redis.call('SCARD', C .. 'rooms'), peers, redis.call('GET', C .. 'epoch'), due, orphans,
-  redis.call('SRANDMEMBER', C .. 'rooms', 8), tonumber(redis.call('GET', C .. 'queued') or '0')}
+return {redis.call('ZCARD', C .. 'room_admits'), peers, redis.call('GET', C .. 'epoch'), due, orphans,
+  redis.call('ZRANDMEMBER', C .. 'room_admits', 8), tonumber(redis.call('GET', C .. 'queued') or '0')}
 "#;

@@ -106,7 +106,8 @@ remove_peer = function(p)
   local members = redis.call('ZRANGE', members_key, 0, -1)
   if #members == 0 then
     redis.call('DEL', members_key, order_key)
-    emptied = 1
+    -- When: a join admitted into the count after this brings the room back.
+    emptied = now_ms()
     return
   end
   -- Every instance of the room forgets its route to p before the room

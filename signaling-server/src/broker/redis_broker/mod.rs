@@ -41,6 +41,7 @@ use super::redis_keys::{CONTROL, control, instance_channel, room_prefix};
 use super::redis_link::{PushSink, RedisLink};
 use super::redis_pipe::{CommandPipe, PipeError, Publish, command_pipe};
 use super::redis_routes::LocalPeers;
+use super::redis_scripts::FORGET_ROOM;
 use super::{BrokerSettings, ConnHandle, Rejection};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, OutboxBudget};
@@ -88,6 +89,8 @@ pub struct RedisBroker {
     reachable: Arc<AtomicBool>,
     /// The epoch of Redis' data set seen by the last maintenance pass.
     epoch: Mutex<Option<String>>,
+    /// When this instance last put its peers back after Redis lost its data.
+    restored_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -154,6 +157,7 @@ impl RedisBroker {
             next_conn: AtomicU64::new(1),
             reachable,
             epoch: Mutex::new(None),
+            restored_at: Mutex::new(None),
             instance,
         };
         // Announce this instance before it takes any connection.
@@ -220,15 +224,26 @@ impl RedisBroker {
         let value = self.pipe.call(cmd, route.into(), REQUEST_TIMEOUT).await?;
         let reply = RoomReply::parse(value)?;
         self.publish_deliveries(room, &reply.deliveries).await;
-        if reply.emptied {
-            let mut cmd = redis::cmd("SREM");
-            cmd.arg(control("rooms")).arg(room);
-            if let Err(err) = self.call::<i64>(cmd, CONTROL).await {
-                self.metrics.redis_errors.increment(1);
-                warn!(%err, room, "cannot drop an emptied room from the count");
-            }
+        if let Some(emptied_at) = reply.emptied {
+            self.forget_room(room, emptied_at).await;
         }
         Ok(reply)
+    }
+
+    /// Drops an emptied or vanished room from the count of rooms, unless a
+    /// join was admitted into it after `unless_admitted_after` (ms since the
+    /// epoch).
+    async fn forget_room(&self, room: &str, unless_admitted_after: u64) {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(FORGET_ROOM)
+            .arg(1)
+            .arg(CONTROL)
+            .arg(room)
+            .arg(unless_admitted_after);
+        if let Err(err) = self.call::<i64>(cmd, CONTROL).await {
+            self.metrics.redis_errors.increment(1);
+            warn!(%err, room, "cannot drop a room from the count");
+        }
     }
 
     /// Publishes a script's deliveries, in order, each on its instance's

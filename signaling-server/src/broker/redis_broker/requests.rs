@@ -1,7 +1,7 @@
 //! The requests of connections: join, signal, leave, and the end of a
 //! connection.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use signaling_protocol::{ErrorCode, PeerId, ServerMessage, SignalData};
@@ -191,6 +191,10 @@ impl RedisBroker {
                 self.metrics.signals_relayed.increment(1);
                 Ok(())
             }
+            // Soon after Redis lost its data, the addressee's instance may not
+            // have put its peers back yet: the signal is not carried, to be
+            // sent again, rather than the peer declared gone.
+            "unknown_peer" if self.recently_restored() => Err(recovering(to)),
             "unknown_peer" => Err(RegistryError::UnknownPeer {
                 peer: to,
                 room: room.to_string(),
@@ -198,13 +202,18 @@ impl RedisBroker {
             .into()),
             // Attached here but unknown to Redis: Redis lost its data and this
             // instance has not put its peers back yet (or was taken for dead).
-            "not_joined" => Err(Rejection {
-                code: ErrorCode::Internal,
-                message: "the room store is recovering; try again shortly".into(),
-                peer_id: Some(to),
-            }),
+            "not_joined" => Err(recovering(to)),
             other => Err(self.bad_reply(other)),
         }
+    }
+
+    /// Whether this instance put its peers back after Redis lost its data
+    /// within one liveness period: every live instance has done the same by then.
+    fn recently_restored(&self) -> bool {
+        self.restored_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < self.liveness)
     }
 
     pub(in crate::broker) async fn leave(
@@ -272,5 +281,15 @@ impl RedisBroker {
         }
         self.control_set("SREM", &instance_peers(&self.instance), &entry)
             .await;
+    }
+}
+
+/// A signal to `to` not carried while the room store recovers: the sender
+/// negotiates again a little later (protocol.md, `internal`).
+fn recovering(to: PeerId) -> Rejection {
+    Rejection {
+        code: ErrorCode::Internal,
+        message: "the room store is recovering; try again shortly".into(),
+        peer_id: Some(to),
     }
 }

@@ -15,8 +15,8 @@ pub(super) struct RoomReply {
     pub(super) backlog: Vec<String>,
     /// Instance and payload pairs to publish, in order.
     pub(super) deliveries: Vec<(String, String)>,
-    /// Whether the room's last peer left.
-    pub(super) emptied: bool,
+    /// When (ms since the epoch, Redis's clock) the room's last peer left.
+    pub(super) emptied: Option<u64>,
     /// Absent peers' queues that changed: "PEER ROOM" and bytes added
     /// (negative when a queue was delivered or dropped).
     pub(super) queue_changes: Vec<(String, i64)>,
@@ -52,7 +52,7 @@ impl RoomReply {
             list,
             backlog,
             deliveries,
-            emptied: emptied != 0,
+            emptied: u64::try_from(emptied).ok().filter(|&at| at > 0),
             queue_changes,
         })
     }

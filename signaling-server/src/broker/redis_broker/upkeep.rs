@@ -20,8 +20,16 @@ use crate::broker::redis_keys::{
     CONTROL, instance_alive, instance_peers, peer_entry, room_prefix, split_peer_entry,
 };
 use crate::broker::redis_pipe::within;
-use crate::broker::redis_scripts::{EXPIRE, FORGET_DEADLINE, MAINTAIN, ORPHAN, REDELIVER, RESTORE};
+use crate::broker::redis_scripts::{
+    EXPIRE, FORGET_DEADLINE, MAINTAIN, ORPHAN, REDELIVER, RESTORE, RESTORE_ROOMS,
+};
 use crate::outbox::{CloseReason, SharedText};
+
+/// A room found vanished stays counted if a join was admitted into it this
+/// recently: that join may still be on its way to the room (the count and
+/// the room live on different shards, and a request may take up to
+/// `REQUEST_TIMEOUT`).
+const ROOM_FORGET_GRACE: Duration = Duration::from_secs(4);
 
 /// Peers put back into Redis by one script call, and members added to a
 /// control set by one command.
@@ -222,6 +230,10 @@ impl RedisBroker {
             .replace(epoch.clone());
         if previous.is_some_and(|previous| previous != epoch) {
             self.restore().await;
+            *self
+                .restored_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
         }
         self.metrics.rooms.set(rooms as f64);
         self.metrics.peers.set(peers.max(0) as f64);
@@ -344,7 +356,13 @@ impl RedisBroker {
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(format!("{prefix}r:{room}"));
         match self.call::<i64>(cmd, &prefix).await {
-            Ok(0) => self.control_set("SREM", "rooms", room).await,
+            Ok(0) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let cutoff = now.saturating_sub(ROOM_FORGET_GRACE);
+                self.forget_room(room, cutoff.as_millis() as u64).await;
+            }
             Ok(_) => {}
             Err(err) => {
                 self.metrics.redis_errors.increment(1);
@@ -379,7 +397,12 @@ impl RedisBroker {
             .collect();
         let inst_key = instance_peers(&self.instance);
         for batch in names.chunks(RESTORE_BATCH) {
-            self.control_set_many("SADD", "rooms", batch).await;
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(RESTORE_ROOMS).arg(1).arg(CONTROL).arg(batch);
+            if let Err(err) = self.call::<i64>(cmd, CONTROL).await {
+                self.metrics.redis_errors.increment(1);
+                warn!(%err, "cannot count the restored rooms in Redis");
+            }
         }
         for batch in entries.chunks(RESTORE_BATCH) {
             let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
