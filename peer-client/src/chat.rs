@@ -14,23 +14,23 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
-    /// Reads a chat frame; `None` for anything else.
+    /// Reads a chat message; `None` for anything else.
     pub fn parse(text: &str) -> Option<Self> {
         #[derive(Deserialize)]
-        struct Frame {
+        struct Received {
             #[serde(rename = "type")]
             kind: String,
             name: String,
             text: String,
         }
-        let frame: Frame = serde_json::from_str(text).ok()?;
-        (frame.kind == "message").then_some(Self {
-            name: frame.name,
-            text: frame.text,
+        let received: Received = serde_json::from_str(text).ok()?;
+        (received.kind == "message").then_some(Self {
+            name: received.name,
+            text: received.text,
         })
     }
 
-    /// The frame as JSON text.
+    /// The message as JSON text.
     pub fn to_json(&self) -> String {
         // A struct of two strings always serializes.
         serde_json::to_string(self).unwrap_or_default()

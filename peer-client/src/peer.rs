@@ -8,6 +8,7 @@
 //! Channel readers are tasks of their own ([`channel_watch`]), so a slow
 //! reader of one channel does not hold up negotiation.
 
+mod actions;
 mod channel_watch;
 mod negotiator;
 
@@ -21,10 +22,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::engine::{DtlsFingerprints, NetStats, RtcConnection, RtcEvent, description_fingerprint};
 use crate::local_addresses::{self, ADDRESS_POLL, AddressWatch};
 use crate::options::{NegotiatedChannel, TransportOptions};
-use crate::signal::{PeerSignal, SdpKind, SessionDescription};
-use crate::{Channel, Error, Event, LinkState};
+use crate::signal::{PeerSignal, SdpKind};
+use crate::{Channel, Error, Event};
 use channel_watch::Fate;
-use negotiator::{Action, CandidateStep, Description, Facts, GiveUp, Negotiator};
+use negotiator::{Action, CandidateStep, Description, Facts, Negotiator};
 
 /// Candidates kept while the remote description is not set yet.
 const MAX_EARLY_CANDIDATES: usize = 64;
@@ -373,139 +374,6 @@ impl LinkTask {
         if let Err(err) = self.execute(actions, None).await {
             tracing::warn!(peer = %self.remote, %err, after, "a negotiation step failed");
         }
-    }
-
-    /// Carries out the negotiator's actions in order; `description` is the
-    /// peer's, for [`Action::Apply`]. Stops at the first failure.
-    async fn execute(
-        &mut self,
-        actions: Vec<Action>,
-        mut description: Option<SessionDescription>,
-    ) -> Result<(), Error> {
-        for action in actions {
-            match action {
-                Action::Rollback => self.connection.rollback().await?,
-                Action::Apply => {
-                    if let Some(description) = description.take() {
-                        self.apply(description).await?;
-                    }
-                }
-                Action::SendOffer { ice_restart } => self.send_offer(ice_restart).await?,
-                Action::Rebuild => {
-                    if let Err(err) = self.rebuild().await {
-                        // The link cannot go on: give it up, and do nothing more.
-                        let failed = self.negotiator.rebuild_failed(&err.to_string());
-                        self.give_up(failed).await;
-                        return Ok(());
-                    }
-                }
-                Action::Report(state) => {
-                    let path = match state {
-                        LinkState::Connected => self.connection.path().await,
-                        _ => None,
-                    };
-                    self.report(Event::LinkState {
-                        peer: self.remote,
-                        state,
-                        path,
-                    })
-                    .await;
-                }
-                Action::Refuse(why) => return Err(Error::BadSignal(why)),
-                Action::GiveUp(failed) => self.give_up(failed).await,
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies the peer's description, answers an offer (with the negotiated
-    /// channels created first) and adds the candidates held back.
-    async fn apply(&mut self, description: SessionDescription) -> Result<(), Error> {
-        let is_offer = description.kind == SdpKind::Offer;
-        let answer = self.connection.accept_description(description).await?;
-        if is_offer {
-            self.create_negotiated_channels().await?;
-        }
-        while let Some(candidate) = self.early_candidates.pop_front() {
-            if let Err(err) = self.connection.add_candidate(candidate).await {
-                tracing::debug!(%err, "queued candidate refused");
-            }
-        }
-        if let Some(answer) = answer {
-            self.send(PeerSignal::Description(answer));
-        }
-        Ok(())
-    }
-
-    /// Replaces the connection with a new one (new certificate, fresh ICE)
-    /// and creates this side's channels on it again. Sends no offer.
-    async fn rebuild(&mut self) -> Result<(), Error> {
-        let (connection, events) =
-            RtcConnection::new(&self.ctx.options, &self.ctx.ice_servers).await?;
-        self.fate.send_replace(Fate::Replaced);
-        self.fate = watch::Sender::new(Fate::Current);
-        let old = std::mem::replace(&mut self.connection, Arc::new(connection));
-        if let Ok(mut current) = self.current.lock() {
-            *current = Arc::clone(&self.connection);
-        }
-        self.rtc_events = events;
-        self.negotiated_created = false;
-        tokio::spawn(async move { old.close().await });
-        self.early_candidates.clear();
-        self.create_own_channels().await
-    }
-
-    /// Creates the channels this side opened before the link connected, and
-    /// the negotiated ones.
-    async fn create_own_channels(&mut self) -> Result<(), Error> {
-        for label in self.own_labels.clone() {
-            let channel = self.connection.create_channel(&label, None).await?;
-            self.watch_channel(channel, false);
-        }
-        self.create_negotiated_channels().await
-    }
-
-    /// Creates the negotiated channels on the current connection, once: the
-    /// offering side before its first offer, the answering side when it
-    /// answers one (its channels then exist before the association is up).
-    async fn create_negotiated_channels(&mut self) -> Result<(), Error> {
-        if self.negotiated_created {
-            return Ok(());
-        }
-        self.negotiated_created = true;
-        for negotiated in self.ctx.negotiated_channels.clone() {
-            let channel = self
-                .connection
-                .create_channel(&negotiated.label, Some(negotiated.id))
-                .await?;
-            self.watch_channel(channel, false);
-        }
-        Ok(())
-    }
-
-    /// Ends the link's channels and reports the link failed for good.
-    async fn give_up(&mut self, GiveUp { why, report_failed }: GiveUp) {
-        self.fate.send_replace(Fate::Failed);
-        tracing::warn!(peer = %self.remote, %why, "giving up on the link");
-        if report_failed {
-            self.report(Event::LinkState {
-                peer: self.remote,
-                state: LinkState::Failed,
-                path: None,
-            })
-            .await;
-        }
-        self.report(Event::PeerError {
-            peer: self.remote,
-            error: why,
-        })
-        .await;
-    }
-
-    async fn send_offer(&mut self, ice_restart: bool) -> Result<(), Error> {
-        let offer = self.connection.create_offer(ice_restart).await?;
-        self.send(PeerSignal::Description(offer));
-        Ok(())
     }
 
     fn send(&self, signal: PeerSignal) {

@@ -15,8 +15,8 @@ use signaling_protocol::{ClientMessage, ErrorCode, IceServer, PeerId, ServerMess
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::Error;
@@ -126,41 +126,8 @@ impl SignalingClient {
 
 /// Opens a socket, sends `join`, and waits for `welcome`.
 async fn join(url: &str, room: &str, resume: Option<String>) -> Result<(Socket, Welcome), Error> {
-    let has_host = url.split_once("://").is_some_and(|(scheme, rest)| {
-        matches!(scheme, "ws" | "wss") && !rest.is_empty() && !rest.starts_with('/')
-    });
-    if !has_host {
-        return Err(Error::InvalidUrl {
-            url: url.to_owned(),
-            reason: "it must start with ws:// or wss:// followed by a host".into(),
-        });
-    }
-    let request = url.to_owned();
-    let mut config = WebSocketConfig::default();
-    config.max_message_size = Some(MAX_FRAME_BYTES);
-    config.max_frame_size = Some(MAX_FRAME_BYTES);
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-    let mut socket = match timeout(CONNECT_TIMEOUT, connecting).await {
-        Err(_) => {
-            return Err(Error::ServerUnreachable {
-                url: url.to_owned(),
-                reason: format!("no answer within {CONNECT_TIMEOUT:?}"),
-            });
-        }
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Url(err))) => {
-            return Err(Error::InvalidUrl {
-                url: url.to_owned(),
-                reason: err.to_string(),
-            });
-        }
-        Ok(Err(err)) => {
-            return Err(Error::ServerUnreachable {
-                url: url.to_owned(),
-                reason: err.to_string(),
-            });
-        }
-        Ok(Ok((socket, _response))) => socket,
-    };
+    check_url(url)?;
+    let mut socket = open_socket(url).await?;
     let hello = ClientMessage::Join {
         room: room.to_owned(),
         resume,
@@ -175,12 +142,78 @@ async fn join(url: &str, room: &str, resume: Option<String>) -> Result<(Socket, 
         })?;
     let deadline = Instant::now() + WELCOME_TIMEOUT;
     loop {
-        let frame = match timeout(
-            deadline.saturating_duration_since(Instant::now()),
-            socket.next(),
-        )
-        .await
-        {
+        let text = next_text_before(&mut socket, deadline).await?;
+        match ServerMessage::parse(&text) {
+            Ok(ServerMessage::Welcome {
+                peer_id,
+                peers,
+                ice_servers,
+                resume_token,
+                resumed,
+                limits,
+                ..
+            }) => {
+                let welcome = Welcome {
+                    peer_id,
+                    peers,
+                    ice_servers,
+                    resume_token,
+                    resumed,
+                    ping_every: ping_interval(limits.idle_timeout_secs),
+                };
+                return Ok((socket, welcome));
+            }
+            Ok(ServerMessage::Error { code, message, .. }) => {
+                return Err(join_refused(room, code, message));
+            }
+            Ok(other) => tracing::debug!(?other, "message before welcome ignored"),
+            Err(err) => return Err(Error::Protocol(format!("unreadable frame: {err}"))),
+        }
+    }
+}
+
+/// Refuses what is not a `ws://` or `wss://` URL with a host.
+fn check_url(url: &str) -> Result<(), Error> {
+    let has_host = url.split_once("://").is_some_and(|(scheme, rest)| {
+        matches!(scheme, "ws" | "wss") && !rest.is_empty() && !rest.starts_with('/')
+    });
+    if has_host {
+        Ok(())
+    } else {
+        Err(Error::InvalidUrl {
+            url: url.to_owned(),
+            reason: "it must start with ws:// or wss:// followed by a host".into(),
+        })
+    }
+}
+
+/// Opens the WebSocket, within [`CONNECT_TIMEOUT`], with frames bounded to
+/// [`MAX_FRAME_BYTES`].
+async fn open_socket(url: &str) -> Result<Socket, Error> {
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(MAX_FRAME_BYTES);
+    config.max_frame_size = Some(MAX_FRAME_BYTES);
+    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+    let unreachable = |reason: String| Error::ServerUnreachable {
+        url: url.to_owned(),
+        reason,
+    };
+    match timeout(CONNECT_TIMEOUT, connecting).await {
+        Err(_) => Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Url(err))) => Err(Error::InvalidUrl {
+            url: url.to_owned(),
+            reason: err.to_string(),
+        }),
+        Ok(Err(err)) => Err(unreachable(err.to_string())),
+        Ok(Ok((socket, _response))) => Ok(socket),
+    }
+}
+
+/// The next text frame the server sends after `join`, before `deadline`.
+async fn next_text_before(socket: &mut Socket, deadline: Instant) -> Result<Utf8Bytes, Error> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, socket.next()).await {
             Err(_) => {
                 return Err(Error::Protocol(format!(
                     "no welcome within {WELCOME_TIMEOUT:?} after join"
@@ -196,52 +229,24 @@ async fn join(url: &str, room: &str, resume: Option<String>) -> Result<(Socket, 
                     "connection lost after join: {err}"
                 )));
             }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Message::Text(text) = frame else {
-            continue;
-        };
-        match ServerMessage::parse(&text) {
-            Ok(ServerMessage::Welcome {
-                peer_id,
-                peers,
-                ice_servers,
-                resume_token,
-                resumed,
-                limits,
-                ..
-            }) => {
-                return Ok((
-                    socket,
-                    Welcome {
-                        peer_id,
-                        peers,
-                        ice_servers,
-                        resume_token,
-                        resumed,
-                        ping_every: ping_interval(limits.idle_timeout_secs),
-                    },
-                ));
-            }
-            Ok(ServerMessage::Error {
-                code: ErrorCode::RoomFull,
-                message,
-                ..
-            }) => {
-                return Err(Error::RoomFull {
-                    room: room.to_owned(),
-                    message,
-                });
-            }
-            Ok(ServerMessage::Error { code, message, .. }) => {
-                return Err(Error::JoinRefused {
-                    room: room.to_owned(),
-                    code,
-                    message,
-                });
-            }
-            Ok(other) => tracing::debug!(?other, "message before welcome ignored"),
-            Err(err) => return Err(Error::Protocol(format!("unreadable frame: {err}"))),
+            Ok(Some(Ok(Message::Text(text)))) => return Ok(text),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// The error for a `join` the server refused.
+fn join_refused(room: &str, code: ErrorCode, message: String) -> Error {
+    if code == ErrorCode::RoomFull {
+        Error::RoomFull {
+            room: room.to_owned(),
+            message,
+        }
+    } else {
+        Error::JoinRefused {
+            room: room.to_owned(),
+            code,
+            message,
         }
     }
 }

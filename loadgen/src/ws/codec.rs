@@ -1,8 +1,12 @@
 //! WebSocket frames (RFC 6455) as the load generator reads and writes
 //! them: one read buffer parsed in place, one write buffer that masked
-//! frames are appended to.
+//! frames are appended to. The framing itself is the client side's one
+//! codec, in `test-support`.
 
 use anyhow::{Context, Result, bail, ensure};
+use test_support::{
+    OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_client_frame, parse_server_header,
+};
 use tokio::io::AsyncReadExt;
 
 use crate::stream::Stream;
@@ -11,12 +15,6 @@ use crate::stream::Stream;
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 /// Initial read buffer size; grows on demand up to one maximal frame.
 const INITIAL_READ_BYTES: usize = 8 * 1024;
-
-pub(super) const OP_TEXT: u8 = 0x1;
-pub(super) const OP_BINARY: u8 = 0x2;
-pub(super) const OP_CLOSE: u8 = 0x8;
-pub(super) const OP_PING: u8 = 0x9;
-pub(super) const OP_PONG: u8 = 0xA;
 
 /// One frame read from the server, borrowing the read buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -114,40 +112,19 @@ impl Reader {
 
 /// Parses a frame header: (header length, payload length, opcode), or `None` if incomplete.
 fn parse_header(avail: &[u8]) -> Result<Option<(usize, usize, u8)>> {
-    let [b0, b1, rest @ ..] = avail else {
+    let Some(header) = parse_server_header(avail)? else {
         return Ok(None);
     };
-    ensure!(b0 & 0x70 == 0, "server frame has reserved bits set");
     ensure!(
-        b0 & 0x80 != 0 && b0 & 0x0f != 0,
+        header.fin && header.opcode != 0,
         "server sent a fragmented message, which this client does not reassemble"
     );
-    ensure!(b1 & 0x80 == 0, "server frame is masked");
-    let (header, len) = match b1 & 0x7f {
-        126 => {
-            let Some(bytes) = rest.get(..2) else {
-                return Ok(None);
-            };
-            (4, usize::from(u16::from_be_bytes([bytes[0], bytes[1]])))
-        }
-        127 => {
-            let Some(bytes) = rest.get(..8) else {
-                return Ok(None);
-            };
-            let mut be = [0u8; 8];
-            be.copy_from_slice(bytes);
-            (
-                10,
-                usize::try_from(u64::from_be_bytes(be)).unwrap_or(usize::MAX),
-            )
-        }
-        short => (2, usize::from(short)),
-    };
+    let len = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
     ensure!(
         len <= MAX_FRAME_BYTES,
         "server frame of {len} bytes is over {MAX_FRAME_BYTES}"
     );
-    Ok(Some((header, len, b0 & 0x0f)))
+    Ok(Some((header.header_len, len, header.opcode)))
 }
 
 /// Outgoing frames, masked as a client must.
@@ -185,66 +162,13 @@ impl Writer {
     }
 
     fn frame(&mut self, opcode: u8, payload: &[u8]) {
-        self.buf.push(0x80 | opcode);
-        let len = payload.len();
-        if len < 126 {
-            self.buf.push(0x80 | len as u8);
-        } else if let Ok(short) = u16::try_from(len) {
-            self.buf.push(0x80 | 126);
-            self.buf.extend_from_slice(&short.to_be_bytes());
-        } else {
-            self.buf.push(0x80 | 127);
-            self.buf.extend_from_slice(&(len as u64).to_be_bytes());
-        }
         // xorshift64: a fresh masking key per frame, as RFC 6455 asks.
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         let key = (self.rng as u32).to_ne_bytes();
-        self.buf.extend_from_slice(&key);
-        let at = self.buf.len();
-        self.buf.extend_from_slice(payload);
-        apply_mask(&mut self.buf[at..], key);
+        encode_client_frame(&mut self.buf, true, opcode, payload, key);
     }
-}
-
-/// XORs `data` with the repeating 4-byte `key`, eight bytes at a time.
-fn apply_mask(data: &mut [u8], key: [u8; 4]) {
-    let wide = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
-    let mut chunks = data.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
-    }
-    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
-        *byte ^= key[i % 4];
-    }
-}
-
-/// A client frame's opcode and unmasked payload (for tests).
-#[cfg(test)]
-pub(super) fn unmask(frame: &[u8]) -> (u8, Vec<u8>) {
-    let opcode = frame[0] & 0x0f;
-    assert_eq!(frame[0] & 0x80, 0x80, "FIN set");
-    assert_eq!(frame[1] & 0x80, 0x80, "client frames are masked");
-    let (header, len) = match frame[1] & 0x7f {
-        126 => (4, u16::from_be_bytes([frame[2], frame[3]]) as usize),
-        127 => (
-            10,
-            u64::from_be_bytes(frame[2..10].try_into().unwrap()) as usize,
-        ),
-        n => (2, n as usize),
-    };
-    let key = &frame[header..header + 4];
-    let payload = frame[header + 4..header + 4 + len]
-        .iter()
-        .enumerate()
-        .map(|(i, b)| b ^ key[i % 4])
-        .collect();
-    (opcode, payload)
 }
 
 #[cfg(test)]
@@ -257,7 +181,8 @@ mod tests {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let mut w = Writer::new();
             w.text(&payload);
-            let (opcode, back) = unmask(&w.buf);
+            let (fin, opcode, back) = test_support::decode_client_frame(&w.buf).unwrap();
+            assert!(fin);
             assert_eq!(opcode, OP_TEXT);
             assert_eq!(back, payload, "length {len}");
         }

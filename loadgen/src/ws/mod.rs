@@ -230,8 +230,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::codec::{OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, unmask};
     use super::*;
+    use test_support::{OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, decode_client_frame};
     use tokio::io::AsyncReadExt;
 
     /// Unmasked server frames of the given opcodes and payloads.
@@ -307,7 +307,10 @@ mod tests {
                 b"hello"
             );
             assert_eq!(tally.faults, 1, "the binary frame is a fault");
-            assert_eq!(unmask(&conn.wr.buf), (OP_PONG, b"p".to_vec()));
+            assert_eq!(
+                decode_client_frame(&conn.wr.buf),
+                Some((true, OP_PONG, b"p".to_vec()))
+            );
             assert_eq!(
                 wait_next_text(&mut conn, &mut tally).await.unwrap(),
                 b"world"

@@ -125,6 +125,54 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.receiver_over_stdio {
         return stdio::serve(&args).await;
     }
+    let Connected {
+        offerer,
+        mut receiver,
+        sender,
+        from_offer_ms,
+        open_ms,
+    } = connect(&args).await?;
+
+    let stats = offerer.link.net_stats();
+    let processes = if args.one_process {
+        "one process"
+    } else {
+        "two processes"
+    };
+    println!("peer-client bench (loopback, {processes}, release build recommended)");
+    println!(
+        "  socket buffer     asked {} B, kernel granted {} B; SCTP receive window {} B; largest message {} B",
+        args.socket_buffer,
+        stats.socket_receive_buffer,
+        stats.sctp_receive_window,
+        stats.max_message_bytes
+    );
+    println!(
+        "  connect           {from_offer_ms:.1} ms from the offer to the channel open on both sides \
+         ({open_ms:.1} ms including building the offering peer connection)"
+    );
+    measure_throughput(&args, sender, &mut receiver).await?;
+    if args.idle_secs > 0 {
+        measure_idle(&args, &offerer, &receiver).await;
+    }
+    Ok(())
+}
+
+/// Both peers with their channels open.
+struct Connected {
+    offerer: Side,
+    receiver: Receiver,
+    /// The offering side's end of the measured channel.
+    sender: Channel,
+    /// From the first signal to both channels open.
+    from_offer_ms: f64,
+    /// From the start, building the offering peer connection included.
+    open_ms: f64,
+}
+
+/// Starts both peers (the receiving one here or in a child), carries their
+/// signals and waits until the channel is open on both sides.
+async fn connect(args: &BenchArgs) -> anyhow::Result<Connected> {
     let options = args.options();
     // The offering side gets the smaller id, so the roles match the common
     // case (offerer impolite).
@@ -143,7 +191,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         relay(answerer_signals, Arc::clone(&offerer.link), None);
         (offerer, Receiver::InProcess(answerer))
     } else {
-        let child = stdio::SpawnedChild::start(&args)?;
+        let child = stdio::SpawnedChild::start(args)?;
         let (offerer, offerer_signals) = side(&options, offerer_id, answerer_id, true).await?;
         let child = child.relay(
             offerer_signals,
@@ -165,29 +213,25 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .get()
         .map(|sent: &Instant| receiver_open.duration_since(*sent).as_secs_f64() * 1000.0)
         .unwrap_or(open_ms);
+    Ok(Connected {
+        offerer,
+        receiver,
+        sender,
+        from_offer_ms,
+        open_ms,
+    })
+}
 
-    let stats = offerer.link.net_stats();
-    let processes = if args.one_process {
-        "one process"
-    } else {
-        "two processes"
-    };
-    println!("peer-client bench (loopback, {processes}, release build recommended)");
-    println!(
-        "  socket buffer     asked {} B, kernel granted {} B; SCTP receive window {} B; largest message {} B",
-        args.socket_buffer,
-        stats.socket_receive_buffer,
-        stats.sctp_receive_window,
-        stats.max_message_bytes
-    );
-    println!(
-        "  connect           {from_offer_ms:.1} ms from the offer to the channel open on both sides \
-         ({open_ms:.1} ms including building the offering peer connection)"
-    );
-
+/// Pushes the bench's bytes through the channel and prints the rate, the
+/// sender's queue and the peak memory.
+async fn measure_throughput(
+    args: &BenchArgs,
+    sender: Channel,
+    receiver: &mut Receiver,
+) -> anyhow::Result<()> {
     let message_bytes = args.message_bytes.clamp(1, sender.max_message_bytes());
     let total = args.total_bytes();
-    let transfer = transfer(sender, &mut receiver, total, message_bytes);
+    let transfer = transfer(sender, receiver, total, message_bytes);
     let (elapsed, max_queued) = timeout(Duration::from_secs(args.timeout_secs), transfer)
         .await
         .context("the transfer did not finish in time")??;
@@ -213,20 +257,21 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             peak as f64 / 1024.0
         );
     }
-
-    if args.idle_secs > 0 {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let before = datagrams_sent(&offerer, &receiver);
-        tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
-        let after = datagrams_sent(&offerer, &receiver);
-        let sent: u64 = after.iter().zip(&before).map(|(a, b)| a - b).sum();
-        println!(
-            "  idle link         {:.2} datagrams/s per peer (keepalives, measured over {} s)",
-            sent as f64 / before.len() as f64 / args.idle_secs as f64,
-            args.idle_secs
-        );
-    }
     Ok(())
+}
+
+/// Counts the datagrams the idle link sends (keepalives) and prints the rate.
+async fn measure_idle(args: &BenchArgs, offerer: &Side, receiver: &Receiver) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = datagrams_sent(offerer, receiver);
+    tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+    let after = datagrams_sent(offerer, receiver);
+    let sent: u64 = after.iter().zip(&before).map(|(a, b)| a - b).sum();
+    println!(
+        "  idle link         {:.2} datagrams/s per peer (keepalives, measured over {} s)",
+        sent as f64 / before.len() as f64 / args.idle_secs as f64,
+        args.idle_secs
+    );
 }
 
 /// Datagrams sent so far by each peer in this process.

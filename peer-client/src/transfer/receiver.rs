@@ -174,20 +174,7 @@ async fn receive(
         let (manifest, options) = (manifest.clone(), options.clone());
         disk::blocking(move || prepare(&manifest, &options)).await?
     };
-    for (index, state) in held.iter().enumerate() {
-        let (offset, hash) = match state {
-            Held::Nothing => continue,
-            Held::Partial { offset, hash } => (*offset, hash.clone()),
-            Held::Complete { hash } => (manifest.entries()[index].size, hash.clone()),
-        };
-        link.send(&Message::Resume {
-            index: index as u64,
-            offset,
-            blake3: hash,
-        })
-        .await?;
-    }
-    link.send(&Message::Accept).await?;
+    claim_and_accept(link, manifest, &held).await?;
 
     let started = Instant::now();
     progress.begin(manifest.total_bytes());
@@ -197,81 +184,15 @@ async fn receive(
             continue;
         }
         progress.file(&entry.path);
-        let target = &targets[index];
-        let state = &held[index];
-        let (claimed, claimed_hash) = match state {
-            Held::Nothing => (0, None),
-            Held::Partial { offset, hash } => (*offset, Some(hash)),
-            Held::Complete { hash } => (entry.size, Some(hash)),
+        let file = IncomingFile {
+            index,
+            entry,
+            target: &targets[index],
+            held: &held[index],
         };
-        // The sender hashes its copy of the claimed bytes before it answers.
-        let hashing = Duration::from_secs(claimed / SLOWEST_HASH_RATE);
-        let offset = match recv_within(link, idle + hashing).await? {
-            Incoming::Message(Message::File { index: i, offset }) if i == index as u64 => offset,
-            other => return Err(unexpected(&format!("the start of file {index}"), &other)),
-        };
-        if offset != 0 && offset != claimed {
-            return Err(TransferError::Protocol(format!(
-                "file {index} starts at {offset}, but {claimed} bytes were held"
-            )));
-        }
-        if offset == 0 && matches!(state, Held::Complete { .. }) && entry.size > 0 {
-            return Err(TransferError::Exists {
-                path: entry.path.clone(),
-            });
-        }
-        skipped_bytes += offset;
-        progress.skipped(offset);
-
-        if let (Held::Complete { .. }, true) = (state, offset == entry.size) {
-            // Already here and identical: only the final hash is checked.
-            let expected = expect_end(link, index, idle).await?;
-            if Some(&expected) != claimed_hash {
-                return Err(TransferError::HashMismatch {
-                    path: entry.path.clone(),
-                });
-            }
-            continue;
-        }
-
-        let part = part_path(target);
-        let (chunks, writer) = disk::spawn_writer(part.clone(), offset);
-        let mut remaining = entry.size - offset;
-        while remaining > 0 {
-            let data = match recv_within(link, idle).await? {
-                Incoming::Data(data) => data,
-                other => return Err(unexpected("file data", &other)),
-            };
-            let n = data.len() as u64;
-            if n > remaining {
-                return Err(TransferError::Protocol(format!(
-                    "more data than the size offered for {:?}",
-                    entry.path
-                )));
-            }
-            if chunks.send(data).await.is_err() {
-                // The writer stopped on an error; its result says which.
-                break;
-            }
-            remaining -= n;
-            received_bytes += n;
-            progress.advance(n);
-        }
-        drop(chunks);
-        let hasher = disk::join(writer)
-            .await
-            .map_err(|err| write_error(&err.path, err.source))?;
-        let expected = expect_end(link, index, idle).await?;
-        if hex::encode(hasher.finalize().as_bytes()) != expected {
-            let _ = disk::blocking(move || std::fs::remove_file(part)).await;
-            return Err(TransferError::HashMismatch {
-                path: entry.path.clone(),
-            });
-        }
-        let to = target.clone();
-        disk::blocking(move || std::fs::rename(part, to))
-            .await
-            .map_err(|source| write_error(target, source))?;
+        let (received, skipped) = file.receive(link, idle, progress).await?;
+        received_bytes += received;
+        skipped_bytes += skipped;
     }
     match recv_within(link, idle).await? {
         Incoming::Message(Message::Done) => {}
@@ -287,6 +208,143 @@ async fn receive(
         skipped_bytes,
         elapsed: started.elapsed(),
     })
+}
+
+/// Tells the sender what is held of each file (so it sends only the rest),
+/// then accepts.
+async fn claim_and_accept(
+    link: &mut Link,
+    manifest: &Manifest,
+    held: &[Held],
+) -> Result<(), TransferError> {
+    for (index, state) in held.iter().enumerate() {
+        let (offset, hash) = match state {
+            Held::Nothing => continue,
+            Held::Partial { offset, hash } => (*offset, hash.clone()),
+            Held::Complete { hash } => (manifest.entries()[index].size, hash.clone()),
+        };
+        link.send(&Message::Resume {
+            index: index as u64,
+            offset,
+            blake3: hash,
+        })
+        .await?;
+    }
+    link.send(&Message::Accept).await
+}
+
+/// One offered file on its way in.
+struct IncomingFile<'a> {
+    index: usize,
+    entry: &'a Entry,
+    target: &'a PathBuf,
+    held: &'a Held,
+}
+
+impl IncomingFile<'_> {
+    /// Receives the file (or confirms the copy held), verifies it and puts
+    /// it in place; returns the bytes received and the bytes already held.
+    async fn receive(
+        &self,
+        link: &mut Link,
+        idle: Duration,
+        progress: &mut dyn Progress,
+    ) -> Result<(u64, u64), TransferError> {
+        let offset = self.start(link, idle).await?;
+        progress.skipped(offset);
+        if let Held::Complete { hash } = self.held
+            && offset == self.entry.size
+        {
+            // Already here and identical: only the final hash is checked.
+            if expect_end(link, self.index, idle).await? != *hash {
+                return Err(self.hash_mismatch());
+            }
+            return Ok((0, offset));
+        }
+        let part = part_path(self.target);
+        let hasher = self.write_from(link, &part, offset, idle, progress).await?;
+        let expected = expect_end(link, self.index, idle).await?;
+        if hex::encode(hasher.finalize().as_bytes()) != expected {
+            let _ = disk::blocking(move || std::fs::remove_file(part)).await;
+            return Err(self.hash_mismatch());
+        }
+        let to = self.target.clone();
+        disk::blocking(move || std::fs::rename(part, to))
+            .await
+            .map_err(|source| write_error(self.target, source))?;
+        Ok((self.entry.size - offset, offset))
+    }
+
+    /// Reads the sender's start of this file: where it starts sending,
+    /// which is 0 or the bytes held.
+    async fn start(&self, link: &mut Link, idle: Duration) -> Result<u64, TransferError> {
+        let claimed = match self.held {
+            Held::Nothing => 0,
+            Held::Partial { offset, .. } => *offset,
+            Held::Complete { .. } => self.entry.size,
+        };
+        // The sender hashes its copy of the claimed bytes before it answers.
+        let hashing = Duration::from_secs(claimed / SLOWEST_HASH_RATE);
+        let index = self.index;
+        let offset = match recv_within(link, idle + hashing).await? {
+            Incoming::Message(Message::File { index: i, offset }) if i == index as u64 => offset,
+            other => return Err(unexpected(&format!("the start of file {index}"), &other)),
+        };
+        if offset != 0 && offset != claimed {
+            return Err(TransferError::Protocol(format!(
+                "file {index} starts at {offset}, but {claimed} bytes were held"
+            )));
+        }
+        if offset == 0 && matches!(self.held, Held::Complete { .. }) && self.entry.size > 0 {
+            return Err(TransferError::Exists {
+                path: self.entry.path.clone(),
+            });
+        }
+        Ok(offset)
+    }
+
+    /// Writes the file's data from `offset` on into `part`; returns the hash
+    /// of the whole part file.
+    async fn write_from(
+        &self,
+        link: &mut Link,
+        part: &Path,
+        offset: u64,
+        idle: Duration,
+        progress: &mut dyn Progress,
+    ) -> Result<blake3::Hasher, TransferError> {
+        let (chunks, writer) = disk::spawn_writer(part.to_path_buf(), offset);
+        let mut remaining = self.entry.size - offset;
+        while remaining > 0 {
+            let data = match recv_within(link, idle).await? {
+                Incoming::Data(data) => data,
+                other => return Err(unexpected("file data", &other)),
+            };
+            let n = data.len() as u64;
+            if n > remaining {
+                return Err(TransferError::Protocol(format!(
+                    "more data than the size offered for {:?}",
+                    self.entry.path
+                )));
+            }
+            if chunks.send(data).await.is_err() {
+                // The writer stopped on an error; its result says which.
+                break;
+            }
+            remaining -= n;
+            progress.advance(n);
+        }
+        drop(chunks);
+        disk::join(writer)
+            .await
+            .map_err(|err| write_error(&err.path, err.source))
+    }
+
+    fn hash_mismatch(&self) -> TransferError {
+        TransferError::HashMismatch {
+            path: self.entry.path.clone(),
+        }
+    }
 }
 
 /// Resolves every path (refusing any before anything is written), looks at

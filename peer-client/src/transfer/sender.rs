@@ -11,7 +11,7 @@ use super::TransferError;
 use super::ack_watch::{ACK_CHECK, ACK_TIMEOUT, AckWatch};
 use super::disk;
 use super::link::{Incoming, Link, unexpected};
-use super::manifest::Source;
+use super::manifest::{Manifest, Source};
 use super::progress::Progress;
 use super::wire::{EntryKind, Message};
 use crate::auth::hex;
@@ -56,6 +56,37 @@ async fn run(
     progress: &mut dyn Progress,
 ) -> Result<SendSummary, TransferError> {
     let manifest = &source.manifest;
+    offer(link, manifest).await?;
+    let resume = await_decision(link, manifest).await?;
+
+    let started = Instant::now();
+    progress.begin(manifest.total_bytes());
+    let (mut sent_bytes, mut skipped_bytes) = (0u64, 0u64);
+    for (index, entry) in manifest.entries().iter().enumerate() {
+        if entry.kind != EntryKind::File {
+            continue;
+        }
+        progress.file(&entry.path);
+        let claim = resume.get(&index).cloned();
+        let (sent, skipped) = send_file(link, source, index, claim, progress).await?;
+        sent_bytes += sent;
+        skipped_bytes += skipped;
+    }
+    link.send_listening(&Message::Done).await?;
+    wait_confirmation(link).await?;
+    progress.end();
+    Ok(SendSummary {
+        files: manifest.files(),
+        dirs: manifest.dirs(),
+        total_bytes: manifest.total_bytes(),
+        sent_bytes,
+        skipped_bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Sends the manifest: the offer, then one message per entry.
+async fn offer(link: &mut Link, manifest: &Manifest) -> Result<(), TransferError> {
     link.send_listening(&Message::Offer {
         entries: manifest.entries().len() as u64,
         bytes: manifest.total_bytes(),
@@ -69,9 +100,16 @@ async fn run(
         })
         .await?;
     }
+    Ok(())
+}
 
-    // The receiver may take its time to decide (a person is asked).
-    let mut resume: HashMap<usize, (u64, String)> = HashMap::new();
+/// Waits for the receiver to accept (a person may be asked, so without a
+/// deadline); returns what it holds of each file: offset and hash, by index.
+async fn await_decision(
+    link: &mut Link,
+    manifest: &Manifest,
+) -> Result<HashMap<usize, (u64, String)>, TransferError> {
+    let mut resume = HashMap::new();
     loop {
         match link.recv().await? {
             Incoming::Message(Message::Resume {
@@ -91,68 +129,56 @@ async fn run(
                     }
                 }
             }
-            Incoming::Message(Message::Accept) => break,
+            Incoming::Message(Message::Accept) => return Ok(resume),
             Incoming::Message(Message::Decline) => return Err(TransferError::Declined),
             other => return Err(unexpected("accept or decline", &other)),
         }
     }
+}
 
-    let started = Instant::now();
-    progress.begin(manifest.total_bytes());
-    let chunk = link.chunk_bytes();
-    let (mut sent_bytes, mut skipped_bytes) = (0u64, 0u64);
-    for (index, entry) in manifest.entries().iter().enumerate() {
-        if entry.kind != EntryKind::File {
-            continue;
-        }
-        progress.file(&entry.path);
-        let shown = source.local[index].display().to_string();
-        let read_error = |source| TransferError::Read {
-            path: shown.clone(),
-            source,
-        };
-        let (local, claim, size) = (
-            source.local[index].clone(),
-            resume.get(&index).cloned(),
-            entry.size,
-        );
-        let (file, hasher, offset) =
-            disk::blocking(move || open_source(&local, size, claim)).await?;
-        link.send_listening(&Message::File {
-            index: index as u64,
-            offset,
-        })
-        .await?;
-        skipped_bytes += offset;
-        progress.skipped(offset);
-        let remaining = entry.size - offset;
-        let (mut chunks, reader) = disk::spawn_reader(file, hasher, remaining, chunk);
-        while let Some(read) = chunks.recv().await {
-            let buffer = read.map_err(read_error)?;
-            let n = buffer.len() as u64;
-            // The receiver may stop (disk full, ...) or vanish: this hears it.
-            link.send_data(buffer).await?;
-            sent_bytes += n;
-            progress.advance(n);
-        }
-        let hasher = disk::join(reader).await;
-        link.send_listening(&Message::FileEnd {
-            index: index as u64,
-            blake3: hex::encode(hasher.finalize().as_bytes()),
-        })
-        .await?;
-    }
-    link.send_listening(&Message::Done).await?;
-    wait_confirmation(link).await?;
-    progress.end();
-    Ok(SendSummary {
-        files: manifest.files(),
-        dirs: manifest.dirs(),
-        total_bytes: manifest.total_bytes(),
-        sent_bytes,
-        skipped_bytes,
-        elapsed: started.elapsed(),
+/// Sends file `index` from where the receiver's verified copy ends (its
+/// `claim`, if the hash matches) and its hash; returns the bytes sent and
+/// the bytes skipped.
+async fn send_file(
+    link: &mut Link,
+    source: &Source,
+    index: usize,
+    claim: Option<(u64, String)>,
+    progress: &mut dyn Progress,
+) -> Result<(u64, u64), TransferError> {
+    let shown = source.local[index].display().to_string();
+    let read_error = |source| TransferError::Read {
+        path: shown.clone(),
+        source,
+    };
+    let (local, size) = (
+        source.local[index].clone(),
+        source.manifest.entries()[index].size,
+    );
+    let (file, hasher, offset) = disk::blocking(move || open_source(&local, size, claim)).await?;
+    link.send_listening(&Message::File {
+        index: index as u64,
+        offset,
     })
+    .await?;
+    progress.skipped(offset);
+    let (mut chunks, reader) = disk::spawn_reader(file, hasher, size - offset, link.chunk_bytes());
+    let mut sent = 0u64;
+    while let Some(read) = chunks.recv().await {
+        let buffer = read.map_err(read_error)?;
+        let n = buffer.len() as u64;
+        // The receiver may stop (disk full, ...) or vanish: this hears it.
+        link.send_data(buffer).await?;
+        sent += n;
+        progress.advance(n);
+    }
+    let hasher = disk::join(reader).await;
+    link.send_listening(&Message::FileEnd {
+        index: index as u64,
+        blake3: hex::encode(hasher.finalize().as_bytes()),
+    })
+    .await?;
+    Ok((sent, offset))
 }
 
 /// Waits for the receiver's `done`. Up to the channel's send bound (4 MiB)

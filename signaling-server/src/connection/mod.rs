@@ -17,7 +17,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::FutureExt;
 use signaling_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, PeerId, ServerMessage};
@@ -31,19 +31,16 @@ use crate::broker::{ConnHandle, Rejection};
 use crate::message_reader::{Event, MessageReader, ReadError, Step};
 use crate::metrics::Refusal;
 use crate::outbox::{CloseReason, SharedText};
-use crate::rate_limit::TokenBucket;
 use crate::socket::Socket;
 use crate::state::ServerState;
 use crate::websocket::{self, Opcode};
 
 mod goodbye;
+mod rate_gate;
 
 pub(crate) use goodbye::refuse;
 use goodbye::{End, GOODBYE_TIMEOUT, close_code};
-
-/// At most one `rate_limited` error per this interval; further drops are
-/// only counted.
-const RATE_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
+use rate_gate::{Admission, RateGate};
 
 /// Pongs are only queued while less than this is waiting to be written, so
 /// a ping flood against a blocked socket cannot grow the write buffer.
@@ -72,7 +69,7 @@ pub(crate) async fn run(
     shared.opened(&conn);
     debug!(conn = conn.id(), "connection opened");
     let mut session = Connection {
-        bucket: TokenBucket::new(
+        rate: RateGate::new(
             config.messages_per_second,
             config.message_burst,
             Instant::now(),
@@ -82,7 +79,6 @@ pub(crate) async fn run(
         peer: None,
         claims,
         last_seen: Instant::now(),
-        rate_notice: None,
         stream,
         inbuf: leftover,
         outbuf: Vec::new(),
@@ -111,9 +107,8 @@ struct Connection {
     claims: Option<Claims>,
     /// When the client last sent anything (pongs included).
     last_seen: Instant,
-    bucket: TokenBucket,
-    /// When the last `rate_limited` error was sent.
-    rate_notice: Option<Instant>,
+    /// The message rate.
+    rate: RateGate,
     stream: Socket,
     /// Bytes of a frame that arrived only in part; empty (no allocation)
     /// between frames.
@@ -396,25 +391,22 @@ impl Connection {
     /// most once per second, tells the client.
     fn admit(&mut self) -> bool {
         // Messages count as arriving when their bytes were read.
-        let now = self.last_seen;
-        if self.bucket.try_take(now) {
-            return true;
+        match self.rate.admit(self.last_seen) {
+            Admission::Admit => true,
+            Admission::DropQuietly => {
+                self.shared.metrics.error(ErrorCode::RateLimited);
+                false
+            }
+            Admission::DropAndTell => {
+                let config = &self.shared.config;
+                let message = format!(
+                    "more than {} messages/s (burst {}); this message was dropped, and further drops in the next second are not reported; slow down",
+                    config.messages_per_second, config.message_burst
+                );
+                self.reject(ErrorCode::RateLimited, message, None);
+                false
+            }
         }
-        if self
-            .rate_notice
-            .is_some_and(|at| now.duration_since(at) < RATE_NOTICE_INTERVAL)
-        {
-            self.shared.metrics.error(ErrorCode::RateLimited);
-            return false;
-        }
-        self.rate_notice = Some(now);
-        let config = &self.shared.config;
-        let message = format!(
-            "more than {} messages/s (burst {}); this message was dropped, and further drops in the next second are not reported; slow down",
-            config.messages_per_second, config.message_burst
-        );
-        self.reject(ErrorCode::RateLimited, message, None);
-        false
     }
 
     fn not_joined(&mut self, what: &str) {

@@ -33,25 +33,7 @@ impl RedisBroker {
         let joined_frame = ServerMessage::PeerJoined { peer_id: fresh_id }.to_json();
         let fresh_entry = peer_entry(&fresh_id.to_string(), room);
         let inst_key = instance_peers(&self.instance);
-        let mut admit = redis::cmd("EVAL");
-        admit
-            .arg(ADMIT)
-            .arg(1)
-            .arg(CONTROL)
-            .arg(room)
-            .arg(limits.max_rooms)
-            .arg(&self.instance)
-            .arg(&fresh_entry);
-        let admitted: i64 = self
-            .call(admit, CONTROL)
-            .await
-            .map_err(|err| self.unavailable(&err))?;
-        if admitted == 0 {
-            return Err(RegistryError::TooManyRooms {
-                limit: limits.max_rooms,
-            }
-            .into());
-        }
+        self.admit(room, &fresh_entry).await?;
         let mut script = self.room_script(JOIN, room);
         script
             .0
@@ -107,6 +89,49 @@ impl RedisBroker {
             resumed,
             limits: self.settings.limits,
         };
+        self.attach(conn, room, peer_id, token, welcome, backlog);
+        self.metrics.joins.increment(1);
+        if resumed {
+            self.metrics.resumes.increment(1);
+        }
+        Ok(peer_id)
+    }
+
+    /// Counts a join into `room` against `--max-rooms` and records the
+    /// joining peer (`entry`) as this instance's, before the room script runs.
+    async fn admit(&self, room: &str, entry: &str) -> Result<(), Rejection> {
+        let max_rooms = self.settings.registry.max_rooms;
+        let mut admit = redis::cmd("EVAL");
+        admit
+            .arg(ADMIT)
+            .arg(1)
+            .arg(CONTROL)
+            .arg(room)
+            .arg(max_rooms)
+            .arg(&self.instance)
+            .arg(entry);
+        let admitted: i64 = self
+            .call(admit, CONTROL)
+            .await
+            .map_err(|err| self.unavailable(&err))?;
+        if admitted == 0 {
+            return Err(RegistryError::TooManyRooms { limit: max_rooms }.into());
+        }
+        Ok(())
+    }
+
+    /// Queues the welcome and the frames kept while the peer was away, and
+    /// routes the peer to `conn`; a connection it had here before is closed
+    /// (a resume on the same instance takes it over).
+    fn attach(
+        &self,
+        conn: &ConnHandle,
+        room: &str,
+        peer_id: PeerId,
+        token: String,
+        welcome: ServerMessage,
+        backlog: Vec<String>,
+    ) {
         conn.outbox.push(SharedText::from(welcome.to_json()));
         for frame in backlog {
             conn.outbox.push(SharedText::from(frame));
@@ -119,15 +144,9 @@ impl RedisBroker {
                 token,
             },
         );
-        // A resume on this same instance takes over the old connection.
         if let Some(old) = previous.filter(|old| old.conn != *conn) {
             old.conn.outbox.close(CloseReason::Replaced);
         }
-        self.metrics.joins.increment(1);
-        if resumed {
-            self.metrics.resumes.increment(1);
-        }
-        Ok(peer_id)
     }
 
     pub(in crate::broker) async fn signal(
