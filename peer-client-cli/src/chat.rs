@@ -1,12 +1,25 @@
 //! `peer-client chat`: stdin lines to every peer, received lines to stdout.
 
 use anyhow::Context;
+use clap::Args;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::cli::ChatArgs;
+use crate::args::RoomArgs;
 use peer_client::chat::ChatMessage;
 use peer_client::printable;
 use peer_client::{CHAT_LABEL, Event, LinkState, Payload, Session, SignalingStatus};
+
+/// Arguments of `chat`.
+#[derive(Debug, Clone, Args)]
+pub struct ChatArgs {
+    /// Room and connection settings.
+    #[command(flatten)]
+    pub room: RoomArgs,
+
+    /// Display name shown to the others (default: the start of our peer id).
+    #[arg(long)]
+    pub name: Option<String>,
+}
 
 /// Longest line read from stdin, in bytes.
 const MAX_LINE_BYTES: usize = 16 * 1024;

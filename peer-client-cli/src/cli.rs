@@ -1,12 +1,11 @@
 //! The command line's shape (clap derive) and the dispatch to one module per
 //! subcommand. `main.rs` parses it and calls [`run`].
 
-use clap::{Args, Parser, Subcommand};
-use peer_client::{
-    DEFAULT_SOCKET_BUFFER_BYTES, IceServer, MdnsMode, SessionConfig, TransportOptions,
-};
+use clap::{Parser, Subcommand};
 
+use crate::args::RoomArgs;
 use crate::bench::BenchArgs;
+use crate::chat::ChatArgs;
 use crate::receive::ReceiveArgs;
 use crate::send::SendArgs;
 use crate::{bench, chat, echo, receive, send};
@@ -41,123 +40,6 @@ pub enum Command {
     Receive(ReceiveArgs),
 }
 
-/// Where to meet and how to connect.
-#[derive(Debug, Clone, Args)]
-pub struct RoomArgs {
-    /// Signaling server and transport settings.
-    #[command(flatten)]
-    pub net: NetArgs,
-
-    /// Room to join.
-    #[arg(long)]
-    pub room: String,
-}
-
-/// Signaling server and transport settings.
-#[derive(Debug, Clone, Args)]
-pub struct NetArgs {
-    /// WebSocket URL of the signaling server (ws:// or wss://, path /ws).
-    #[arg(
-        long,
-        value_name = "URL",
-        default_value = "ws://127.0.0.1:8080/ws",
-        env = "PEER_CLIENT_SERVER"
-    )]
-    pub server: String,
-
-    /// Local UDP address to bind (repeat for several). Default: every
-    /// non-loopback IPv4 interface plus 127.0.0.1.
-    #[arg(long = "bind", value_name = "ADDR")]
-    pub bind: Vec<String>,
-
-    /// STUN or TURN URL to use instead of the servers the signaling server
-    /// announces (repeat for several; TURN credentials as
-    /// `turn:USER:PASSWORD@HOST:PORT`).
-    #[arg(long = "ice-server", value_name = "URL")]
-    pub ice_servers: Vec<String>,
-
-    /// Connect through a TURN relay only, which keeps your addresses from the
-    /// other peer. Without it the relay is used only when no direct path works.
-    #[arg(long)]
-    pub relay_only: bool,
-
-    /// Resolve other peers' `.local` (mDNS) candidates with multicast queries.
-    /// Off by default: no multicast traffic is sent.
-    #[arg(long)]
-    pub mdns: bool,
-
-    /// Receive and send buffer to ask the kernel for, per UDP socket, in
-    /// bytes (it grants at most `net.core.rmem_max` / `wmem_max` unless run
-    /// as root).
-    #[arg(long, value_name = "BYTES", env = "PEER_CLIENT_SOCKET_BUFFER",
-          default_value_t = DEFAULT_SOCKET_BUFFER_BYTES)]
-    pub socket_buffer: usize,
-}
-
-/// Arguments of `chat`.
-#[derive(Debug, Clone, Args)]
-pub struct ChatArgs {
-    /// Room and connection settings.
-    #[command(flatten)]
-    pub room: RoomArgs,
-
-    /// Display name shown to the others (default: the start of our peer id).
-    #[arg(long)]
-    pub name: Option<String>,
-}
-
-impl RoomArgs {
-    /// The session settings these arguments describe.
-    pub fn session_config(&self) -> SessionConfig {
-        self.net.session_config(&self.room)
-    }
-}
-
-impl NetArgs {
-    /// The session settings for `room`.
-    pub fn session_config(&self, room: &str) -> SessionConfig {
-        let mut config = SessionConfig::new(&self.server, room);
-        let mut transport = TransportOptions::default();
-        if !self.bind.is_empty() {
-            transport.bind_addrs = self.bind.clone();
-        }
-        transport.relay_only = self.relay_only;
-        transport.socket_buffer_bytes = self.socket_buffer;
-        if self.mdns {
-            transport.mdns = MdnsMode::Query;
-        }
-        config.transport = transport;
-        if !self.ice_servers.is_empty() {
-            config.ice_servers = Some(
-                self.ice_servers
-                    .iter()
-                    .map(|url| parse_ice_server(url))
-                    .collect(),
-            );
-        }
-        config
-    }
-}
-
-/// Reads `turn:USER:PASSWORD@HOST:PORT` (credentials optional).
-fn parse_ice_server(url: &str) -> IceServer {
-    if let Some((scheme, rest)) = url.split_once(':')
-        && let Some((credentials, host)) = rest.rsplit_once('@')
-        && let Some((user, password)) = credentials.split_once(':')
-    {
-        return IceServer {
-            urls: vec![format!("{scheme}:{host}")],
-            username: Some(user.to_owned()),
-            credential: Some(password.to_owned()),
-        };
-    }
-    IceServer {
-        urls: vec![url.to_owned()],
-        username: None,
-        credential: None,
-    }
-}
-
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -172,17 +54,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn turn_credentials_come_out_of_the_url() {
-        let server = parse_ice_server("turn:alice:secret@127.0.0.1:3478");
-        assert_eq!(server.urls, vec!["turn:127.0.0.1:3478".to_owned()]);
-        assert_eq!(server.username.as_deref(), Some("alice"));
-        assert_eq!(server.credential.as_deref(), Some("secret"));
-        let stun = parse_ice_server("stun:127.0.0.1:3478");
-        assert_eq!(stun.urls, vec!["stun:127.0.0.1:3478".to_owned()]);
-        assert!(stun.username.is_none());
-    }
 
     #[test]
     fn command_line_is_consistent() {

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use crate::cli::RoomArgs;
+use crate::args::RoomArgs;
 use peer_client::{Event, LinkState, Payload, Session};
 
 pub(crate) async fn run(args: RoomArgs) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! `peer-client`: parses the command line and runs it (see [`cli::run`]).
 
+mod args;
 mod bench;
 mod chat;
 mod cli;

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use crate::cli::NetArgs;
+use crate::args::NetArgs;
 use crate::progress::{Bar, counts, human_bytes, megabytes_per_second};
 use peer_client::auth::{Code, Role};
 use peer_client::transfer::{Link, Source, TransferError, send};

@@ -4,7 +4,8 @@ use bytes::BytesMut;
 use signaling_protocol::PeerId;
 
 use crate::engine::RtcChannel;
-use crate::{Error, Payload};
+use crate::error::Error;
+use crate::payload::Payload;
 
 /// A reliable, ordered data channel to one peer. Clones share the channel.
 #[derive(Clone, Debug)]

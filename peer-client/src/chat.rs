@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Label of the channel the offering peer creates for chat messages.
+pub const CHAT_LABEL: &str = "chat";
+
 /// One chat line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename = "message")]

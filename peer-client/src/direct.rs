@@ -11,9 +11,12 @@ use serde_json::value::RawValue;
 use signaling_protocol::PeerId;
 use tokio::sync::mpsc;
 
+use crate::engine::NetStats;
+use crate::error::Error;
+use crate::event::Event;
+use crate::options::TransportOptions;
 use crate::peer::{LinkContext, Outbound, PeerLink};
 use crate::signal::PeerSignal;
-use crate::{Error, Event, NetStats, TransportOptions};
 
 /// Signals a link may have queued for the caller to carry.
 const SIGNAL_QUEUE: usize = 256;

@@ -1,66 +1,10 @@
 //! What a session reports.
 
-use bytes::Bytes;
 use signaling_protocol::PeerId;
 
-use crate::Channel;
-
-/// A data-channel message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Payload {
-    /// A text message (UTF-8).
-    Text(String),
-    /// A binary message.
-    Binary(Bytes),
-}
-
-impl Payload {
-    /// Size in bytes.
-    pub fn len(&self) -> usize {
-        match self {
-            Self::Text(text) => text.len(),
-            Self::Binary(data) => data.len(),
-        }
-    }
-
-    /// Whether the message is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// State of the peer connection to one remote peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkState {
-    /// ICE and DTLS are being set up.
-    Connecting,
-    /// Packets flow.
-    Connected,
-    /// Packets stopped for a while; it may come back.
-    Disconnected,
-    /// The connection failed.
-    Failed,
-    /// The connection was closed.
-    Closed,
-}
-
-/// How packets travel between the two peers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkPath {
-    /// Straight between the peers (host, server- or peer-reflexive candidates).
-    Direct,
-    /// Through a TURN relay.
-    Relayed,
-}
-
-impl std::fmt::Display for LinkPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Direct => "direct",
-            Self::Relayed => "relayed",
-        })
-    }
-}
+use crate::channel::Channel;
+use crate::link_state::{LinkPath, LinkState};
+use crate::payload::Payload;
 
 /// The state of the connection to the signaling server.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,8 +52,10 @@ mod direct;
 mod engine;
 mod error;
 mod event;
+mod link_state;
 mod local_addresses;
 mod options;
+mod payload;
 mod peer;
 mod printable;
 mod session;
@@ -62,18 +64,18 @@ mod signaling;
 pub mod transfer;
 
 pub use channel::Channel;
+pub use chat::CHAT_LABEL;
 pub use direct::{DirectConfig, DirectLink, DirectSignal, DirectSignals, StartedLink};
 pub use engine::{DtlsFingerprints, NetStats};
 pub use error::Error;
-pub use event::{Event, LinkPath, LinkState, Payload, SignalingStatus};
+pub use event::{Event, SignalingStatus};
+pub use link_state::{LinkPath, LinkState};
 pub use options::{
     DEFAULT_SEND_BUFFER_BYTES, DEFAULT_SOCKET_BUFFER_BYTES, MdnsMode, NegotiatedChannel,
     TransportOptions,
 };
+pub use payload::Payload;
 pub use peer::MAX_INCOMING_CHANNELS;
 pub use printable::printable;
 pub use session::{Session, SessionConfig, SessionHandle};
 pub use signaling_protocol::{IceServer, PeerId};
-
-/// Label of the channel the offering peer creates for chat messages.
-pub const CHAT_LABEL: &str = "chat";

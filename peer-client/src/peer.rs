@@ -19,11 +19,13 @@ use std::sync::{Arc, Mutex};
 use signaling_protocol::{IceServer, PeerId};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::channel::Channel;
 use crate::engine::{DtlsFingerprints, NetStats, RtcConnection, RtcEvent, description_fingerprint};
+use crate::error::Error;
+use crate::event::Event;
 use crate::local_addresses::{self, ADDRESS_POLL, AddressWatch};
 use crate::options::{NegotiatedChannel, TransportOptions};
 use crate::signal::{PeerSignal, SdpKind};
-use crate::{Channel, Error, Event};
 use channel_watch::Fate;
 use negotiator::{Action, CandidateStep, Description, Facts, Negotiator};
 
@@ -414,7 +416,7 @@ mod dtls_failure_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Payload;
+    use crate::payload::Payload;
 
     /// Starts a link from `local` to `remote` whose signals go out on the returned receiver.
     pub(super) async fn link(

@@ -6,13 +6,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use signaling_protocol::{ErrorCode, IceServer, PeerId};
 use tokio::sync::mpsc;
 
+use crate::channel::Channel;
+use crate::chat::CHAT_LABEL;
+use crate::engine::{DtlsFingerprints, NetStats};
+use crate::error::Error;
+use crate::event::{Event, SignalingStatus};
+use crate::options::{NegotiatedChannel, TransportOptions};
+use crate::payload::Payload;
 use crate::peer::{ChannelMap, LinkContext, Outbound, PeerLink};
 use crate::signal::{PeerSignal, SdpKind};
 use crate::signaling::{QUEUE, SignalingClient, SignalingEvent, Welcome};
-use crate::{
-    CHAT_LABEL, Channel, DtlsFingerprints, Error, Event, NegotiatedChannel, NetStats, Payload,
-    SignalingStatus, TransportOptions,
-};
 
 /// Most links one session keeps; signals from further peers are ignored.
 const MAX_PEERS: usize = 64;

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::Error;
+use crate::error::Error;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 

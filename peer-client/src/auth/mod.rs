@@ -19,7 +19,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
-use crate::DtlsFingerprints;
+use crate::engine::DtlsFingerprints;
 
 /// SPAKE2 identity (domain separation) of the transfer protocol, version 1.
 pub const PAKE_IDENTITY: &[u8] = b"peer-client transfer v1";

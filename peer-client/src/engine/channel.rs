@@ -5,7 +5,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 
-use crate::{Error, Payload};
+use crate::error::Error;
+use crate::payload::Payload;
 
 /// What happens on a data channel.
 #[derive(Debug)]

@@ -28,9 +28,10 @@ use webrtc::peer_connection::{
 pub(crate) use channel::{ChannelEvent, RtcChannel};
 use runtime::{RelayFlush, SocketStats, TunedRuntime, size_buffers};
 
+use crate::error::Error;
+use crate::link_state::{LinkPath, LinkState};
 use crate::options::{MdnsMode, TransportOptions};
 use crate::signal::{IceCandidate, SdpKind, SessionDescription};
-use crate::{Error, LinkPath, LinkState};
 use signaling_protocol::IceServer;
 
 /// Pause between connectivity checks while ICE is connecting. The driver of

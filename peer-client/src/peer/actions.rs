@@ -10,8 +10,10 @@ use super::LinkTask;
 use super::channel_watch::Fate;
 use super::negotiator::{Action, GiveUp};
 use crate::engine::RtcConnection;
+use crate::error::Error;
+use crate::event::Event;
+use crate::link_state::LinkState;
 use crate::signal::{PeerSignal, SdpKind, SessionDescription};
-use crate::{Error, Event, LinkState};
 
 impl LinkTask {
     /// Carries out the negotiator's actions in order; `description` is the

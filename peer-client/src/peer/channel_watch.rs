@@ -8,8 +8,9 @@ use signaling_protocol::PeerId;
 use tokio::sync::{mpsc, watch};
 
 use super::ChannelMap;
+use crate::channel::Channel;
 use crate::engine::{ChannelEvent, RtcChannel};
-use crate::{Channel, Event};
+use crate::event::Event;
 
 /// What became of a connection, as its channels learn it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

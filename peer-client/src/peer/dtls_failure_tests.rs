@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::negotiator::MAX_REBUILDS;
 use super::tests::{chat_both_ways, link};
 use super::*;
-use crate::LinkState;
+use crate::link_state::LinkState;
 use crate::signal::IceCandidate;
 
 /// Where the middlebox drops DTLS records.

@@ -22,7 +22,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::LinkState;
+use crate::link_state::LinkState;
 
 /// ICE restarts tried (after a failure, or when this host lost an address) until
 /// the link is connected again.

@@ -12,7 +12,7 @@ pub enum TransferError {
     Auth(#[from] AuthError),
     /// The session failed (server unreachable, channel gone, ...).
     #[error(transparent)]
-    Session(#[from] crate::Error),
+    Session(#[from] crate::error::Error),
     /// The sender offered a path that is not safe to write.
     #[error(transparent)]
     Path(#[from] PathError),

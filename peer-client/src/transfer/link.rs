@@ -5,12 +5,17 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use signaling_protocol::PeerId;
 
 use super::TransferError;
 use super::ack_watch::{ACK_CHECK, ACK_TIMEOUT, AckWatch};
 use super::wire::{Message, TRANSFER_LABEL, transfer_channel};
 use crate::auth::{AuthError, CONFIRMATION_BYTES, Code, Pake, Role, hex};
-use crate::{Channel, Event, LinkState, Payload, PeerId, Session, SessionConfig};
+use crate::channel::Channel;
+use crate::event::Event;
+use crate::link_state::LinkState;
+use crate::payload::Payload;
+use crate::session::{Session, SessionConfig};
 
 /// Longest wait for the receiver's channel to open once it has joined, and
 /// for each handshake message.
@@ -244,7 +249,7 @@ impl Link {
 
     async fn while_listening(
         &mut self,
-        sending: impl Future<Output = Result<(), crate::Error>>,
+        sending: impl Future<Output = Result<(), crate::error::Error>>,
     ) -> Result<(), TransferError> {
         let channel = self.channel.clone();
         // A receiver that stops acknowledging would keep the channel full forever.

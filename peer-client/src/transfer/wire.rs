@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::TransferError;
-use crate::NegotiatedChannel;
+use crate::options::NegotiatedChannel;
 
 /// Label of the data channel a transfer runs on.
 pub const TRANSFER_LABEL: &str = "transfer";
