@@ -10,13 +10,13 @@ use tokio::task::LocalSet;
 use tokio::time::Instant;
 
 use crate::client::Sources;
+use crate::common::{Common, run_id};
 use crate::dialect::Dialect;
 use crate::inbound::{Inbound, clip};
 use crate::integrity::Integrity;
 use crate::proc_stats::Proc;
 use crate::report::Report;
 use crate::ws::{Conn, Frame, Target};
-use crate::{Common, run_id};
 
 /// Options of the `idle` scenario.
 #[derive(clap::Args, Debug, Clone)]

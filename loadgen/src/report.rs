@@ -1,5 +1,6 @@
 //! Printing figures for people, and as JSON with `--json`.
 
+use hdrhistogram::Histogram;
 use serde_json::{Map, Value};
 
 use crate::integrity::Integrity;
@@ -85,4 +86,9 @@ impl Report {
             println!("{}", Value::Object(self.fields));
         }
     }
+}
+
+/// A percentile of a microsecond histogram, in milliseconds.
+pub fn latency_ms(hist: &Histogram<u64>, percentile: f64) -> f64 {
+    hist.value_at_percentile(percentile) as f64 / 1000.0
 }

@@ -9,12 +9,13 @@ use hdrhistogram::Histogram;
 use tokio::task::LocalSet;
 use tokio::time::Instant;
 
+use crate::common::{Common, run_id};
 use crate::dialect::Dialect;
 use crate::integrity::Integrity;
 use crate::mesh::{Payloads, close_room, negotiate, open_room};
 use crate::proc_stats::{CoreTimes, Proc};
 use crate::report::Report;
-use crate::{Common, latency_ms, run_id};
+use crate::report::latency_ms;
 
 /// Options of the `sessions` scenario.
 #[derive(clap::Args, Debug, Clone)]

@@ -8,13 +8,13 @@ use futures_util::StreamExt;
 use tokio::task::LocalSet;
 use tokio::time::Instant;
 
+use crate::common::{Common, run_id};
 use crate::dialect::Dialect;
 use crate::idle::returned_share;
 use crate::integrity::Integrity;
 use crate::mesh::{Payloads, Room, close_room, negotiate, open_room};
 use crate::proc_stats::Proc;
 use crate::report::{Report, verdict};
-use crate::{Common, run_id};
 
 /// Options of the `soak` scenario.
 #[derive(clap::Args, Debug, Clone)]

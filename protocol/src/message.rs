@@ -10,7 +10,10 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{ErrorCode, IceServer, Limits, ParseError, PeerId};
+use crate::error::{ErrorCode, ParseError};
+use crate::ice::IceServer;
+use crate::limits::Limits;
+use crate::peer_id::PeerId;
 
 /// Opaque payload of a `signal`: any JSON value, relayed unchanged.
 pub type SignalData = Box<RawValue>;
@@ -401,7 +404,7 @@ fn encode<T: Serialize>(frame: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::DEFAULT_MAX_FRAME_BYTES;
+    use crate::limits::DEFAULT_MAX_FRAME_BYTES;
 
     fn raw(json: &str) -> SignalData {
         RawValue::from_string(json.to_owned()).unwrap()

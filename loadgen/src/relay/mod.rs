@@ -21,12 +21,13 @@ use hdrhistogram::Histogram;
 use signaling_protocol::PeerId;
 use tokio::time::Instant;
 
+use crate::common::{Common, run_id};
 use crate::integrity::Integrity;
 use crate::observed::{NamedPid, ObservedSet};
 use crate::proc_stats::{CoreTimes, Proc};
 use crate::report::Report;
+use crate::report::latency_ms;
 use crate::ws::Conn;
-use crate::{Common, latency_ms, run_id};
 
 mod frame;
 mod worker;

@@ -14,8 +14,8 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::frame::{Payload, RelayFrame, decode};
 use super::{Pair, Plan, RelayArgs, Shared, WorkerResult, new_histogram};
-use crate::Common;
 use crate::client::Sources;
+use crate::common::Common;
 use crate::dialect::Dialect;
 use crate::inbound::{IdText, Inbound, clip, id_text};
 use crate::integrity::Integrity;
