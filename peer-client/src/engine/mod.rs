@@ -6,7 +6,9 @@
 //! here; `docs/webrtc-engine.md` explains each one.
 
 mod channel;
+mod handler;
 mod runtime;
+mod sdp;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -19,14 +21,15 @@ use rtc::peer_connection::transport::RTCDtlsRole;
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, RTCDataChannelInit, RTCDataChannelState};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceCandidateType, RTCIceConnectionState, RTCIceServer,
-    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSdpType,
-    RTCSessionDescription, SettingEngineBuilder,
+    PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCIceCandidateInit,
+    RTCIceCandidateType, RTCIceServer, RTCIceTransportPolicy, RTCSdpType, SettingEngineBuilder,
 };
 
 pub(crate) use channel::{ChannelEvent, RtcChannel};
+use handler::{Handler, emit};
 use runtime::{RelayFlush, SocketStats, TunedRuntime, size_buffers};
+pub(crate) use sdp::description_fingerprint;
+use sdp::{from_rtc, sdp_fingerprint, to_rtc};
 
 use crate::error::Error;
 use crate::link_state::{LinkPath, LinkState};
@@ -443,155 +446,6 @@ async fn pump_until_open(dc: Arc<dyn DataChannel>) {
     }
 }
 
-/// The DTLS certificate fingerprint a description carries.
-pub(crate) fn description_fingerprint(description: &SessionDescription) -> Option<String> {
-    sdp_fingerprint(&description.sdp)
-}
-
-/// The first `a=fingerprint:` value of a description.
-fn sdp_fingerprint(sdp: &str) -> Option<String> {
-    sdp.lines()
-        .find_map(|line| line.strip_prefix("a=fingerprint:"))
-        .map(|value| value.trim().to_owned())
-}
-
 fn rtc_error(err: webrtc::error::Error) -> Error {
     Error::Rtc(err.to_string())
-}
-
-fn from_rtc(description: &RTCSessionDescription) -> SessionDescription {
-    let kind = match description.sdp_type {
-        RTCSdpType::Answer => SdpKind::Answer,
-        RTCSdpType::Pranswer => SdpKind::Pranswer,
-        RTCSdpType::Rollback => SdpKind::Rollback,
-        _ => SdpKind::Offer,
-    };
-    SessionDescription {
-        kind,
-        sdp: description.sdp.clone(),
-    }
-}
-
-fn to_rtc(description: SessionDescription) -> Result<RTCSessionDescription, Error> {
-    let value =
-        serde_json::to_value(&description).map_err(|err| Error::BadSignal(err.to_string()))?;
-    serde_json::from_value(value).map_err(|err| Error::BadSignal(format!("description: {err}")))
-}
-
-/// Receives the callbacks of the `webrtc` driver. Callbacks run inside the
-/// driver's loop, so they only queue an event and never wait on anything.
-struct Handler {
-    events: mpsc::Sender<RtcEvent>,
-    /// A channel of this connection, used to wake the driver (see [`pump_until_open`]).
-    waker: Arc<OnceLock<Arc<dyn DataChannel>>>,
-    mid: Arc<std::sync::Mutex<String>>,
-    max_message_bytes: usize,
-}
-
-impl Handler {
-    /// Wakes the driver so that packets the current event queued (the DTLS
-    /// ClientHello on ICE connected, the SCTP INIT on DTLS connected) leave now
-    /// rather than at the next 200 ms tick. From a task: the driver is busy
-    /// running this callback.
-    fn wake_driver(&self) {
-        if let Some(dc) = self.waker.get() {
-            let dc = Arc::clone(dc);
-            tokio::spawn(async move {
-                let _ = dc.set_buffered_amount_low_threshold(0).await;
-            });
-        }
-    }
-
-    fn emit(&self, event: RtcEvent) {
-        emit(&self.events, event);
-    }
-}
-
-/// Queues an event for the connection's owner without waiting.
-fn emit(events: &mpsc::Sender<RtcEvent>, event: RtcEvent) {
-    match events.try_send(event) {
-        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-        Err(mpsc::error::TrySendError::Full(event)) => {
-            // The owner is behind; hand the event to a task rather than stall the driver.
-            let events = events.clone();
-            tokio::spawn(async move {
-                let _ = events.send(event).await;
-            });
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        match event.candidate.to_json() {
-            Ok(init) => {
-                let mid = self
-                    .mid
-                    .lock()
-                    .map(|m| m.clone())
-                    .unwrap_or_else(|_| "0".into());
-                self.emit(RtcEvent::LocalCandidate(Some(IceCandidate {
-                    candidate: init.candidate,
-                    sdp_mid: Some(mid),
-                    sdp_m_line_index: Some(0),
-                    username_fragment: None,
-                })));
-            }
-            Err(err) => tracing::warn!(%err, "cannot encode a local ICE candidate"),
-        }
-    }
-
-    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
-        tracing::debug!(%state, "ICE connection state");
-        if state == RTCIceConnectionState::Connected {
-            self.wake_driver();
-            self.emit(RtcEvent::IceConnected);
-        }
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        tracing::debug!(%state, "peer connection state");
-        if state == RTCPeerConnectionState::Connected {
-            self.wake_driver();
-        }
-        let state = match state {
-            RTCPeerConnectionState::Connected => LinkState::Connected,
-            RTCPeerConnectionState::Disconnected => LinkState::Disconnected,
-            RTCPeerConnectionState::Failed => LinkState::Failed,
-            RTCPeerConnectionState::Closed => LinkState::Closed,
-            _ => LinkState::Connecting,
-        };
-        self.emit(RtcEvent::State(state));
-    }
-
-    async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
-        // Reading the label is a round trip to the driver that is running this
-        // callback: do it in a task.
-        let events = self.events.clone();
-        let max = self.max_message_bytes;
-        tokio::spawn(async move {
-            let label = data_channel.label().await.unwrap_or_default();
-            let _ = events
-                .send(RtcEvent::IncomingChannel(RtcChannel::new(
-                    data_channel,
-                    label,
-                    max,
-                )))
-                .await;
-        });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_fingerprint_line() {
-        let sdp =
-            "v=0\r\na=group:BUNDLE 0\r\na=fingerprint:sha-256 AB:CD:EF\r\nm=application 9\r\n";
-        assert_eq!(sdp_fingerprint(sdp).as_deref(), Some("sha-256 AB:CD:EF"));
-        assert_eq!(sdp_fingerprint("v=0\r\n"), None);
-    }
 }
