@@ -5,6 +5,9 @@ use peer_client::{
     DEFAULT_SOCKET_BUFFER_BYTES, IceServer, MdnsMode, SessionConfig, TransportOptions,
 };
 
+/// The signaling server `chat` and `echo` use without `--server`.
+const LOCAL_SERVER: &str = "ws://127.0.0.1:8080/ws";
+
 /// Where to meet and how to connect.
 #[derive(Debug, Clone, Args)]
 pub struct RoomArgs {
@@ -21,13 +24,11 @@ pub struct RoomArgs {
 #[derive(Debug, Clone, Args)]
 pub struct NetArgs {
     /// WebSocket URL of the signaling server (ws:// or wss://, path /ws).
-    #[arg(
-        long,
-        value_name = "URL",
-        default_value = "ws://127.0.0.1:8080/ws",
-        env = "PEER_CLIENT_SERVER"
-    )]
-    pub server: String,
+    /// Without it, `send` serves signaling itself on this machine's network
+    /// and `receive` finds that sender on the local network; `chat` and
+    /// `echo` use ws://127.0.0.1:8080/ws.
+    #[arg(long, value_name = "URL", env = "PEER_CLIENT_SERVER")]
+    pub server: Option<String>,
 
     /// Local UDP address to bind (repeat for several). Default: every
     /// non-loopback IPv4 interface plus 127.0.0.1.
@@ -61,14 +62,15 @@ pub struct NetArgs {
 impl RoomArgs {
     /// The session settings these arguments describe.
     pub fn session_config(&self) -> SessionConfig {
-        self.net.session_config(&self.room)
+        let server = self.net.server.as_deref().unwrap_or(LOCAL_SERVER);
+        self.net.session_config(server, &self.room)
     }
 }
 
 impl NetArgs {
-    /// The session settings for `room`.
-    pub fn session_config(&self, room: &str) -> SessionConfig {
-        let mut config = SessionConfig::new(&self.server, room);
+    /// The session settings for `room` on the signaling server at `server`.
+    pub fn session_config(&self, server: &str, room: &str) -> SessionConfig {
+        let mut config = SessionConfig::new(server, room);
         let mut transport = TransportOptions::default();
         if !self.bind.is_empty() {
             transport.bind_addrs = self.bind.clone();

@@ -5,6 +5,7 @@ mod bench;
 mod chat;
 mod cli;
 mod echo;
+mod lan;
 mod progress;
 mod receive;
 mod send;

@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::args::NetArgs;
+use crate::lan::find_senders;
 use crate::progress::{Bar, counts, human_bytes, megabytes_per_second};
 use peer_client::auth::{Code, Role};
 use peer_client::printable;
@@ -17,6 +18,9 @@ use peer_client::transfer::{
 
 /// Entries listed before asking; the rest are counted.
 const LISTED: usize = 20;
+/// How long `receive` without `--server` looks for the sender on the local
+/// network.
+const DISCOVERY_WAIT: Duration = Duration::from_secs(3);
 
 /// Arguments of `receive`.
 #[derive(Debug, Clone, Args)]
@@ -55,7 +59,13 @@ pub struct ReceiveArgs {
 
 pub(crate) async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     let code = Code::parse(&args.code)?;
-    let link = Link::open(args.net.session_config(""), &code, Role::Receiver, false).await?;
+    let link = match &args.net.server {
+        Some(server) => {
+            let config = args.net.session_config(server, "");
+            Link::open(config, &code, Role::Receiver, false).await?
+        }
+        None => link_on_this_network(&args, &code).await?,
+    };
     let offer = Offer::read(link, Duration::from_secs(args.idle_timeout)).await?;
     let manifest = offer.manifest();
     show(&args, manifest);
@@ -100,6 +110,43 @@ pub(crate) async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+
+/// Finds the sender of `code` on the local network and meets it on its own
+/// signaling server. A sender that cannot prove the code (a neighbour
+/// announcing the same number) gets nothing; the next one is tried.
+async fn link_on_this_network(args: &ReceiveArgs, code: &Code) -> anyhow::Result<Link> {
+    let nameplate = code.nameplate().to_owned();
+    let senders =
+        tokio::task::spawn_blocking(move || find_senders(&nameplate, DISCOVERY_WAIT)).await??;
+    if senders.is_empty() {
+        anyhow::bail!(
+            "no sender of code number {} on this network (looked for {} s). Is `peer-client send` \
+             running on a computer of this network, and is its code right? For computers on \
+             different networks, run signaling-server where both reach it and pass --server to \
+             both (docs/deploy.md)",
+            code.nameplate(),
+            DISCOVERY_WAIT.as_secs()
+        );
+    }
+    let mut last_error = None;
+    for sender in &senders {
+        for url in sender.urls() {
+            let config = args.net.session_config(&url, "");
+            match Link::open(config, code, Role::Receiver, false).await {
+                Ok(link) => return Ok(link),
+                Err(err) => {
+                    tracing::info!(%url, %err, "this sender did not work out");
+                    last_error = Some(anyhow::Error::from(err).context(format!(
+                        "the sender found at {url} for code number {}",
+                        code.nameplate()
+                    )));
+                }
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no sender could be reached")))
 }
 
 fn show(args: &ReceiveArgs, manifest: &Manifest) {

@@ -1,20 +1,23 @@
 //! `peer-client send PATH...`: offers files under a code phrase.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
 use crate::args::NetArgs;
+use crate::lan::{LanHost, is_announced};
 use crate::progress::{Bar, counts, human_bytes, megabytes_per_second};
 use peer_client::auth::{Code, Role};
 use peer_client::transfer::{Link, Source, TransferError, send};
 
-/// Default signaling server, as `--server` documents it.
-pub(crate) const DEFAULT_SERVER: &str = "ws://127.0.0.1:8080/ws";
 /// Generated codes tried when a number is already in use.
 const CODE_ATTEMPTS: usize = 5;
+/// How long a sender on the local network listens for another sender that
+/// announces the number it drew.
+const NUMBER_CHECK: Duration = Duration::from_millis(400);
 
 /// Arguments of `send`.
 #[derive(Debug, Clone, Args)]
@@ -40,18 +43,99 @@ pub struct SendArgs {
 
 pub(crate) async fn run(args: SendArgs) -> anyhow::Result<()> {
     let source = Source::collect(&args.paths)?;
+    let mut meeting = match &args.net.server {
+        Some(server) => Meeting::Server(server.clone()),
+        None => Meeting::Lan(LanHost::start().await?),
+    };
+    let result = offer_and_send(&args, &source, &mut meeting).await;
+    meeting.end().await;
+    result
+}
+
+/// Where the receiver meets this sender.
+enum Meeting {
+    /// A signaling server both machines reach (`--server`).
+    Server(String),
+    /// This program's own server, announced on the local network.
+    Lan(LanHost),
+}
+
+impl Meeting {
+    /// The signaling server this program's session joins.
+    fn session_url(&self) -> String {
+        match self {
+            Self::Server(server) => server.clone(),
+            Self::Lan(host) => host.local_url(),
+        }
+    }
+
+    /// Takes `code` for this send: on the local network, announces it,
+    /// unless it was `generated` and another sender announces its number
+    /// already (then returns false: draw another).
+    async fn take(&mut self, code: &Code, generated: bool) -> anyhow::Result<bool> {
+        let Self::Lan(host) = self else {
+            return Ok(true);
+        };
+        let nameplate = code.nameplate().to_owned();
+        if generated
+            && tokio::task::spawn_blocking(move || is_announced(&nameplate, NUMBER_CHECK))
+                .await??
+        {
+            return Ok(false);
+        }
+        host.announce(code.nameplate())?;
+        Ok(true)
+    }
+
+    /// What the other machine runs to receive.
+    fn receive_command(&self, code: &Code) -> String {
+        match self {
+            Self::Server(server) => format!("peer-client receive {code} --server {server}"),
+            Self::Lan(_) => format!("peer-client receive {code}"),
+        }
+    }
+
+    /// The link that opens the transfer page with the code.
+    fn web_link(&self, code: &Code) -> Option<String> {
+        match self {
+            Self::Server(server) => web_link(server, code),
+            Self::Lan(host) => web_link(&host.lan_url()?, code),
+        }
+    }
+
+    async fn end(self) {
+        if let Self::Lan(host) = self {
+            host.stop().await;
+        }
+    }
+}
+
+async fn offer_and_send(
+    args: &SendArgs,
+    source: &Source,
+    meeting: &mut Meeting,
+) -> anyhow::Result<()> {
     let manifest = &source.manifest;
     let chosen = args.code.as_deref().map(Code::parse).transpose()?;
     let mut attempt = 0;
     let mut link = loop {
         attempt += 1;
         let code = chosen.clone().unwrap_or_else(Code::generate);
-        let config = args.net.session_config("");
+        if !meeting.take(&code, chosen.is_none()).await? {
+            if attempt < CODE_ATTEMPTS {
+                continue;
+            }
+            anyhow::bail!(
+                "other senders on this network announce every number drawn; pass --code"
+            );
+        }
+        let config = args.net.session_config(&meeting.session_url(), "");
         let waiting = Link::open(config, &code, Role::Sender, chosen.is_none());
         // The code is shown once the room is known to be ours; joining is quick.
         let announce = announce(
-            &args,
+            args,
             &code,
+            meeting,
             manifest.files(),
             manifest.dirs(),
             manifest.total_bytes(),
@@ -61,7 +145,7 @@ pub(crate) async fn run(args: SendArgs) -> anyhow::Result<()> {
         let result = loop {
             tokio::select! {
                 result = &mut waiting => break result,
-                _ = tokio::time::sleep(std::time::Duration::from_millis(300)), if !shown => {
+                _ = tokio::time::sleep(Duration::from_millis(300)), if !shown => {
                     shown = true;
                     announce();
                 }
@@ -86,7 +170,7 @@ pub(crate) async fn run(args: SendArgs) -> anyhow::Result<()> {
         eprintln!("The receiver proved it knows the code; sending.");
     }
     let mut bar = Bar::new(args.json);
-    let result = send(&mut link, &source, &mut bar).await;
+    let result = send(&mut link, source, &mut bar).await;
     drop(bar);
     match &result {
         // Data still in flight will never be acknowledged by a peer that left.
@@ -125,18 +209,14 @@ pub(crate) async fn run(args: SendArgs) -> anyhow::Result<()> {
 fn announce<'a>(
     args: &'a SendArgs,
     code: &'a Code,
+    meeting: &'a Meeting,
     files: usize,
     dirs: usize,
     bytes: u64,
 ) -> impl Fn() + 'a {
     move || {
-        let server = if args.net.server == DEFAULT_SERVER {
-            String::new()
-        } else {
-            format!(" --server {}", args.net.server)
-        };
-        let command = format!("peer-client receive {code}{server}");
-        let link = web_link(&args.net.server, code);
+        let command = meeting.receive_command(code);
+        let link = meeting.web_link(code);
         if args.json {
             println!(
                 "{}",
@@ -149,6 +229,11 @@ fn announce<'a>(
             println!("  {command}");
             if let Some(link) = link {
                 println!("or open {link}");
+            }
+            if matches!(meeting, Meeting::Lan(_)) {
+                println!(
+                    "(on this network; for a computer elsewhere, run signaling-server where both reach it and pass --server)"
+                );
             }
             println!("Waiting for the receiver…");
         }

@@ -6,6 +6,7 @@
 //! lives in (`target/debug/`); build them first with `cargo build --bins`
 //! (`scripts/test` does).
 
+pub mod lan;
 pub mod netns;
 pub mod wan;
 pub mod wire;
