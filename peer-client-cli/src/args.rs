@@ -46,8 +46,9 @@ pub struct NetArgs {
     #[arg(long)]
     pub relay_only: bool,
 
-    /// Resolve other peers' `.local` (mDNS) candidates with multicast queries.
-    /// Off by default: no multicast traffic is sent.
+    /// Resolve other peers' `.local` (mDNS) ICE candidates with multicast
+    /// queries. Off by default. (Without --server, `send` and `receive` use
+    /// mDNS anyway, to find each other.)
     #[arg(long)]
     pub mdns: bool,
 

@@ -112,7 +112,6 @@ pub(crate) async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 /// Finds the sender of `code` on the local network and meets it on its own
 /// signaling server. A sender that cannot prove the code (a neighbour
 /// announcing the same number) gets nothing; the next one is tried.

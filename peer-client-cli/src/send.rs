@@ -47,9 +47,24 @@ pub(crate) async fn run(args: SendArgs) -> anyhow::Result<()> {
         Some(server) => Meeting::Server(server.clone()),
         None => Meeting::Lan(LanHost::start().await?),
     };
-    let result = offer_and_send(&args, &source, &mut meeting).await;
+    let result = tokio::select! {
+        result = offer_and_send(&args, &source, &mut meeting) => result,
+        signal = stop_requested() => Err(anyhow::anyhow!("stopped by {signal}; nothing more is sent")),
+    };
+    // On the local network this withdraws the announcement, so receivers
+    // do not find a sender that is gone.
     meeting.end().await;
     result
+}
+
+/// Completes on Ctrl-C or SIGTERM, naming which.
+async fn stop_requested() -> &'static str {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "Ctrl-C",
+        Some(()) = async { match terminate.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => "SIGTERM",
+    }
 }
 
 /// Where the receiver meets this sender.
@@ -78,8 +93,7 @@ impl Meeting {
         };
         let nameplate = code.nameplate().to_owned();
         if generated
-            && tokio::task::spawn_blocking(move || is_announced(&nameplate, NUMBER_CHECK))
-                .await??
+            && tokio::task::spawn_blocking(move || is_announced(&nameplate, NUMBER_CHECK)).await??
         {
             return Ok(false);
         }
@@ -125,9 +139,7 @@ async fn offer_and_send(
             if attempt < CODE_ATTEMPTS {
                 continue;
             }
-            anyhow::bail!(
-                "other senders on this network announce every number drawn; pass --code"
-            );
+            anyhow::bail!("other senders on this network announce every number drawn; pass --code");
         }
         let config = args.net.session_config(&meeting.session_url(), "");
         let waiting = Link::open(config, &code, Role::Sender, chosen.is_none());

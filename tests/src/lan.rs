@@ -18,14 +18,30 @@ impl Lan {
         let switch = Netns::new(&format!("{tag}sw"));
         switch.ip(&["link", "add", "br0", "type", "bridge"]);
         // Flood multicast to every port, as a home switch without IGMP does.
-        switch.ip(&["link", "set", "br0", "type", "bridge", "mcast_snooping", "0"]);
+        switch.ip(&[
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
         switch.ip(&["link", "set", "br0", "up"]);
         let hosts = (1..=count)
             .map(|n| {
                 let host = Netns::new(&format!("{tag}{n}"));
                 let port = format!("port{n}");
                 switch.ip(&[
-                    "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+                    "link",
+                    "add",
+                    &port,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
                     host.name(),
                 ]);
                 switch.ip(&["link", "set", &port, "master", "br0"]);

@@ -34,7 +34,11 @@ impl Scratch {
         let folder = self.0.join(name);
         std::fs::create_dir_all(folder.join("inner")).unwrap();
         std::fs::write(folder.join("a.bin"), pseudo_random(bytes, seed)).unwrap();
-        std::fs::write(folder.join("inner/b.bin"), pseudo_random(bytes / 3, seed + 1)).unwrap();
+        std::fs::write(
+            folder.join("inner/b.bin"),
+            pseudo_random(bytes / 3, seed + 1),
+        )
+        .unwrap();
         folder
     }
 
@@ -54,7 +58,10 @@ impl Drop for Scratch {
 /// The string value of `"field":"…"` in a JSON line.
 fn field(line: &str, name: &str) -> String {
     let key = format!("\"{name}\":\"");
-    let start = line.find(&key).unwrap_or_else(|| panic!("no {name} in {line}")) + key.len();
+    let start = line
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        + key.len();
     line[start..].split('"').next().unwrap().to_owned()
 }
 
@@ -91,9 +98,9 @@ fn exit_ok(process: &mut Process, limit: Duration) -> bool {
 /// Whether `out/name` holds the same files as `folder`.
 fn same_folder(folder: &Path, out: &Path) -> bool {
     let name = folder.file_name().unwrap();
-    ["a.bin", "inner/b.bin"]
-        .iter()
-        .all(|file| std::fs::read(folder.join(file)).ok() == std::fs::read(out.join(name).join(file)).ok())
+    ["a.bin", "inner/b.bin"].iter().all(|file| {
+        std::fs::read(folder.join(file)).ok() == std::fs::read(out.join(name).join(file)).ok()
+    })
 }
 
 #[test]
@@ -106,13 +113,21 @@ fn two_commands_on_one_network_move_a_folder() {
     let code = field(&line, "code");
     // What the sender tells the user to run on the other computer needs no
     // server, and its link is an address that computer reaches.
-    assert_eq!(field(&line, "receive_command"), format!("peer-client receive {code}"));
+    assert_eq!(
+        field(&line, "receive_command"),
+        format!("peer-client receive {code}")
+    );
     assert!(
         field(&line, "web_link").starts_with("http://10.78.0.1:"),
         "{line}"
     );
     let mut receiver = receive(&lan, 2, &code, &out);
-    assert!(exit_ok(&mut receiver, TRANSFER_LIMIT), "{}{}", receiver.log(), sender.log());
+    assert!(
+        exit_ok(&mut receiver, TRANSFER_LIMIT),
+        "{}{}",
+        receiver.log(),
+        sender.log()
+    );
     assert!(exit_ok(&mut sender, TRANSFER_LIMIT), "{}", sender.log());
     assert!(same_folder(&folder, &out), "the folder arrived intact");
 }
@@ -143,7 +158,12 @@ fn a_page_on_a_third_host_receives_through_the_printed_link() {
         "node",
         &[&script, "receive", &base, &code, &out_arg],
     );
-    assert!(exit_ok(&mut page, TRANSFER_LIMIT), "{}{}", page.log(), sender.log());
+    assert!(
+        exit_ok(&mut page, TRANSFER_LIMIT),
+        "{}{}",
+        page.log(),
+        sender.log()
+    );
     assert!(exit_ok(&mut sender, TRANSFER_LIMIT), "{}", sender.log());
     assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), data);
 }
@@ -165,7 +185,12 @@ fn two_senders_at_once_each_reach_their_receiver() {
     let (out_1, out_3) = (scratch.out("out1"), scratch.out("out3"));
     let mut receiver_3 = receive(&lan, 2, &code_3, &out_3);
     let mut receiver_1 = receive(&lan, 2, &code_1, &out_1);
-    for process in [&mut receiver_1, &mut receiver_3, &mut sender_1, &mut sender_3] {
+    for process in [
+        &mut receiver_1,
+        &mut receiver_3,
+        &mut sender_1,
+        &mut sender_3,
+    ] {
         assert!(exit_ok(process, TRANSFER_LIMIT), "{}", process.log());
     }
     assert!(same_folder(&first, &out_1));
@@ -187,12 +212,20 @@ fn a_neighbour_announcing_the_number_with_another_secret_gets_nothing() {
         "the receiver must refuse a sender that cannot prove the code:\n{}",
         receiver.log()
     );
+    let said = receiver.log();
+    assert!(
+        said.contains("the sender found at ws://10.78.0.1:"),
+        "it found the neighbour and says so:\n{said}"
+    );
     assert!(
         std::fs::read_dir(&out).unwrap().next().is_none(),
         "nothing was written"
     );
     let log = neighbour.log();
-    assert!(!log.contains(r#""event":"done""#), "the neighbour sent nothing:\n{log}");
+    assert!(
+        !log.contains(r#""event":"done""#),
+        "the neighbour sent nothing:\n{log}"
+    );
     neighbour.kill();
 }
 
@@ -212,4 +245,24 @@ fn a_receiver_with_no_sender_on_the_network_says_so_within_seconds() {
     );
     println!("no sender: the receiver gave up after {took:.2?}");
     assert!(took < Duration::from_secs(8), "{took:?}");
+}
+
+#[test]
+fn a_sender_that_stops_is_gone_from_the_network() {
+    let lan = Lan::new("lanstop", 2);
+    let scratch = Scratch::new("stop");
+    let folder = scratch.folder("gone", 64 << 10, 41);
+    let out = scratch.out("out");
+    let (mut sender, line) = send(&lan, 1, &folder, &[]);
+    let code = field(&line, "code");
+    sender.terminate();
+    assert!(!exit_ok(&mut sender, Duration::from_secs(10)));
+    let log = sender.log();
+    assert!(log.contains("stopped by SIGTERM"), "{log}");
+    // It stopped cleanly (its announcement withdrawn, its server closed), and
+    // nobody answers for its number any more: the receiver says so.
+    let mut receiver = receive(&lan, 2, &code, &out);
+    assert!(!exit_ok(&mut receiver, Duration::from_secs(10)));
+    let said = receiver.log();
+    assert!(said.contains("no sender of code number"), "{said}");
 }

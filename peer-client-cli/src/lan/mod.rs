@@ -11,7 +11,7 @@
 mod discover;
 mod host;
 
-pub(crate) use discover::{Sender, find_senders, is_announced};
+pub(crate) use discover::{find_senders, is_announced};
 pub(crate) use host::LanHost;
 
 /// The DNS-SD service type of a sender's signaling server.
