@@ -1,8 +1,10 @@
-// Two browser pages in one room chat both ways over a data channel.
+// Two browser pages in one room chat both ways over a data channel: two Chromium pages, and a
+// Firefox page with a Chromium page, whichever joins first (and so answers).
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { launchBrowser, openChat, sendMessage, waitForConnected, waitForLink, waitForMessage } from './support/browser.js';
+import { ENGINES } from './support/engines.js';
 import { startSignalingServer } from './support/processes.js';
 
 test('two browser pages chat both ways', { timeout: 90_000 }, async (t) => {
@@ -49,3 +51,29 @@ test('two browser pages chat both ways', { timeout: 90_000 }, async (t) => {
   await waitForMessage(grace, 'from a phone-sized window');
   assert.deepEqual(browser.pageErrors, []);
 });
+
+for (const [first, second] of [ENGINES, [...ENGINES].reverse()]) {
+  test(`a ${first.name} page and a ${second.name} page that joins later chat both ways`, { timeout: 90_000 }, async (t) => {
+    const server = await startSignalingServer();
+    t.after(() => server.child.kill());
+    const firstBrowser = await first.launch();
+    t.after(() => firstBrowser.close());
+    const secondBrowser = await second.launch();
+    t.after(() => secondBrowser.close());
+
+    const ada = await firstBrowser.newPage();
+    const adaId = await openChat(ada, server.httpUrl, 'mixed', 'Ada');
+    const grace = await secondBrowser.newPage();
+    const graceId = await openChat(grace, server.httpUrl, 'mixed', 'Grace');
+    assert.equal(await waitForLink(ada, { peerId: graceId }), graceId);
+    assert.equal(await waitForLink(grace, { peerId: adaId }), adaId);
+    await waitForConnected(ada, 1);
+    await waitForConnected(grace, 1);
+    await sendMessage(ada, `from ${first.name}`);
+    assert.deepEqual(await waitForMessage(grace, `from ${first.name}`), { from: 'Ada', text: `from ${first.name}` });
+    await sendMessage(grace, `from ${second.name} ✓`);
+    assert.deepEqual(await waitForMessage(ada, `from ${second.name} ✓`), { from: 'Grace', text: `from ${second.name} ✓` });
+    assert.deepEqual(firstBrowser.pageErrors, []);
+    assert.deepEqual(secondBrowser.pageErrors, []);
+  });
+}

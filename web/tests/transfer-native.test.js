@@ -1,104 +1,98 @@
-// File transfer between the page and the native peer-client, both ways, in headless Chromium.
+// File transfer between the page and the native peer-client, both ways, in headless Chromium (and
+// the first two in Firefox too).
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { launchBrowser } from './support/browser.js';
+import { ENGINES } from './support/engines.js';
 import { startSignalingServer } from './support/processes.js';
 import { exited, randomFile, runPeerClient, sha256File, startPageSend, tempDir } from './support/transfer.js';
 
 const MiB = 1024 * 1024;
 
-/** Collects the page's downloads as {name, file}. */
-function collectDownloads(page, dir) {
-  const saved = [];
-  page.on('download', (download) => {
-    const file = path.join(dir, download.suggestedFilename());
-    saved.push(download.saveAs(file).then(() => ({ name: download.suggestedFilename(), file })));
+for (const engine of ENGINES) {
+  test(`${engine.name}: native peer-client send → page receives, files verified`, { timeout: 120_000 }, async (t) => {
+    const server = await startSignalingServer();
+    t.after(() => server.child.kill());
+    const dir = tempDir(t);
+    const src = path.join(dir, 'src');
+    fs.mkdirSync(src);
+    const files = [randomFile(src, 'big.bin', 5 * MiB + 12345), randomFile(src, 'small.txt', 1000), randomFile(src, 'empty', 0)];
+    const code = '7-apple-tiger';
+    const sender = runPeerClient('peer-client send', ['send', ...files, '--server', server.wsUrl, '--code', code, '--json']);
+    t.after(() => sender.kill());
+    await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+
+    const downloads = path.join(dir, 'downloads');
+    fs.mkdirSync(downloads);
+    const browser = await engine.launch({ downloadDir: downloads });
+    t.after(() => browser.close());
+    const page = await browser.newPage();
+    const saved = engine.collectDownloads(page, downloads, files.length);
+    // The link the sender prints: the chat page forwards it to the transfer page.
+    await page.goto(`${server.httpUrl}#code=${code}`);
+    await page.waitForSelector('#offer', { state: 'visible' });
+    assert.match(await page.textContent('#offer-summary'), /3 files, 5\.3 MB in all/);
+    assert.deepEqual(await page.$$eval('#offer-list li', (items) => items.map((i) => i.textContent.split(' (')[0])), [
+      'big.bin',
+      'small.txt',
+      'empty',
+    ]);
+    // The code left the address bar once read.
+    assert.equal(new URL(page.url()).hash, '');
+    await page.click('#accept-download');
+    try {
+      await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 60_000 });
+    } catch (err) {
+      // Say where it stood, so a stall can be told apart from a refusal.
+      const status = await page.textContent('#transfer-status').catch(() => '?');
+      throw new Error(`${err.message}\npage status: ${status}\nsender:\n${sender.log()}`);
+    }
+    assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
+    assert.match(await page.textContent('#transfer-status'), /BLAKE3-verified/);
+
+    const got = await saved();
+    assert.deepEqual(got.map((d) => d.name).sort(), ['big.bin', 'empty', 'small.txt']);
+    for (const { name, file } of got) {
+      assert.equal(sha256File(file), sha256File(path.join(src, name)), `${name} differs`);
+    }
+    const status = await exited(sender);
+    assert.equal(status.code, 0, sender.log());
+    assert.match(sender.output.map((l) => l.line).join('\n'), /"event":"done"/);
+    assert.deepEqual(browser.pageErrors, []);
   });
-  return () => Promise.all(saved);
+
+  test(`${engine.name}: page sends → native peer-client receive, files verified`, { timeout: 120_000 }, async (t) => {
+    const server = await startSignalingServer();
+    t.after(() => server.child.kill());
+    const dir = tempDir(t);
+    const src = path.join(dir, 'src');
+    fs.mkdirSync(src);
+    const files = [randomFile(src, 'photo.raw', 4 * MiB + 7), randomFile(src, 'notes.txt', 333)];
+
+    const browser = await engine.launch();
+    t.after(() => browser.close());
+    const { page, code } = await startPageSend(browser, server.httpUrl, files);
+    assert.match(code, /^[1-9][0-9]{0,2}-[a-z]+-[a-z]+$/);
+    assert.equal(await page.textContent('#send-command'), `peer-client receive ${code} --server ${server.wsUrl}`);
+    assert.equal(await page.getAttribute('#send-link', 'href'), `${server.httpUrl}#code=${code}`);
+
+    const out = path.join(dir, 'out');
+    const receiver = runPeerClient('peer-client receive', ['receive', code, '--server', server.wsUrl, '--out', out, '--yes']);
+    t.after(() => receiver.kill());
+    const status = await exited(receiver);
+    assert.equal(status.code, 0, receiver.log());
+    for (const file of files) {
+      assert.equal(sha256File(path.join(out, path.basename(file))), sha256File(file), `${path.basename(file)} differs`);
+    }
+    assert.deepEqual(fs.readdirSync(out).sort(), ['notes.txt', 'photo.raw']);
+    await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 30_000 });
+    assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
+    assert.deepEqual(browser.pageErrors, []);
+  });
 }
-
-test('native peer-client send → page receives, files verified', { timeout: 120_000 }, async (t) => {
-  const server = await startSignalingServer();
-  t.after(() => server.child.kill());
-  const dir = tempDir(t);
-  const src = path.join(dir, 'src');
-  fs.mkdirSync(src);
-  const files = [randomFile(src, 'big.bin', 5 * MiB + 12345), randomFile(src, 'small.txt', 1000), randomFile(src, 'empty', 0)];
-  const code = '7-apple-tiger';
-  const sender = runPeerClient('peer-client send', ['send', ...files, '--server', server.wsUrl, '--code', code, '--json']);
-  t.after(() => sender.kill());
-  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
-
-  const browser = await launchBrowser();
-  t.after(() => browser.close());
-  const page = await browser.newPage();
-  const downloads = path.join(dir, 'downloads');
-  fs.mkdirSync(downloads);
-  const saved = collectDownloads(page, downloads);
-  // The link the sender prints: the chat page forwards it to the transfer page.
-  await page.goto(`${server.httpUrl}#code=${code}`);
-  await page.waitForSelector('#offer', { state: 'visible' });
-  assert.match(await page.textContent('#offer-summary'), /3 files, 5\.3 MB in all/);
-  assert.deepEqual(await page.$$eval('#offer-list li', (items) => items.map((i) => i.textContent.split(' (')[0])), [
-    'big.bin',
-    'small.txt',
-    'empty',
-  ]);
-  // The code left the address bar once read.
-  assert.equal(new URL(page.url()).hash, '');
-  await page.click('#accept-download');
-  try {
-    await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 60_000 });
-  } catch (err) {
-    // Say where it stood, so a stall can be told apart from a refusal.
-    const status = await page.textContent('#transfer-status').catch(() => '?');
-    throw new Error(`${err.message}\npage status: ${status}\nsender:\n${sender.log()}`);
-  }
-  assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
-  assert.match(await page.textContent('#transfer-status'), /BLAKE3-verified/);
-
-  const got = await saved();
-  assert.deepEqual(got.map((d) => d.name).sort(), ['big.bin', 'empty', 'small.txt']);
-  for (const { name, file } of got) {
-    assert.equal(sha256File(file), sha256File(path.join(src, name)), `${name} differs`);
-  }
-  const status = await exited(sender);
-  assert.equal(status.code, 0, sender.log());
-  assert.match(sender.output.map((l) => l.line).join('\n'), /"event":"done"/);
-  assert.deepEqual(browser.pageErrors, []);
-});
-
-test('page sends → native peer-client receive, files verified', { timeout: 120_000 }, async (t) => {
-  const server = await startSignalingServer();
-  t.after(() => server.child.kill());
-  const dir = tempDir(t);
-  const src = path.join(dir, 'src');
-  fs.mkdirSync(src);
-  const files = [randomFile(src, 'photo.raw', 4 * MiB + 7), randomFile(src, 'notes.txt', 333)];
-
-  const browser = await launchBrowser();
-  t.after(() => browser.close());
-  const { page, code } = await startPageSend(browser, server.httpUrl, files);
-  assert.match(code, /^[1-9][0-9]{0,2}-[a-z]+-[a-z]+$/);
-  assert.equal(await page.textContent('#send-command'), `peer-client receive ${code} --server ${server.wsUrl}`);
-  assert.equal(await page.getAttribute('#send-link', 'href'), `${server.httpUrl}#code=${code}`);
-
-  const out = path.join(dir, 'out');
-  const receiver = runPeerClient('peer-client receive', ['receive', code, '--server', server.wsUrl, '--out', out, '--yes']);
-  t.after(() => receiver.kill());
-  const status = await exited(receiver);
-  assert.equal(status.code, 0, receiver.log());
-  for (const file of files) {
-    assert.equal(sha256File(path.join(out, path.basename(file))), sha256File(file), `${path.basename(file)} differs`);
-  }
-  assert.deepEqual(fs.readdirSync(out).sort(), ['notes.txt', 'photo.raw']);
-  await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 30_000 });
-  assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
-  assert.deepEqual(browser.pageErrors, []);
-});
 
 test('a wrong code in the page ends with a clear error and nothing saved', { timeout: 120_000 }, async (t) => {
   const server = await startSignalingServer();
