@@ -2,12 +2,14 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { launchBrowser, openChat, sendMessage, waitForConnected, waitForLink, waitForMessage } from './support/browser.js';
+import { ENGINES } from './support/engines.js';
+import { openChat, sendMessage, waitForConnected, waitForLink, waitForMessage } from './support/browser.js';
 import { startSignalingServer } from './support/processes.js';
 
+for (const engine of ENGINES) {
 for (const signal of ['SIGKILL', 'SIGTERM']) {
   // SIGKILL: the sockets just break. SIGTERM: the server says `shutdown` first and exits.
-  test(`chat goes on after the signaling server is stopped with ${signal}, with a notice`, { timeout: 90_000 }, (t) =>
+  test(`${engine.name}: chat goes on after the signaling server is stopped with ${signal}, with a notice`, { timeout: 90_000 }, (t) =>
     serverGoesAway(t, signal),
   );
 }
@@ -15,7 +17,7 @@ for (const signal of ['SIGKILL', 'SIGTERM']) {
 async function serverGoesAway(t, signal) {
   const server = await startSignalingServer();
   t.after(() => server.child.kill());
-  const browser = await launchBrowser();
+  const browser = await engine.launch();
   t.after(() => browser.close());
 
   const ada = await browser.newPage();
@@ -47,4 +49,5 @@ async function serverGoesAway(t, signal) {
   // The link itself is unaffected.
   assert.equal(await ada.getAttribute(`#peer-list [data-peer-id="${graceId}"]`, 'data-state'), 'direct');
   assert.deepEqual(browser.pageErrors, []);
+}
 }

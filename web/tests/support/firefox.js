@@ -111,6 +111,22 @@ class FirefoxPage {
     return this.page.$eval(selector, (element, name) => element.getAttribute(name), name);
   }
 
+  waitForTimeout(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  async inputValue(selector) {
+    await this.page.waitForSelector(selector);
+    return this.page.$eval(selector, (element) => element.value);
+  }
+
+  async isVisible(selector) {
+    return this.page.evaluate((selector) => {
+      const element = document.querySelector(selector);
+      return Boolean(element && !element.hidden && element.getClientRects().length && getComputedStyle(element).visibility !== 'hidden');
+    }, selector);
+  }
+
   async textContent(selector) {
     await this.page.waitForSelector(selector);
     return this.page.$eval(selector, (element) => element.textContent);
