@@ -1,6 +1,7 @@
 // File transfer in headless Chromium beyond the basic native interop: streaming into a directory
 // (the origin-private file system stands in for a picked folder, which needs a person), page to
-// page, and a sender that lies about a hash or offers a path outside the target.
+// page (also between Chromium and Firefox, both ways), and a sender that lies about a hash or offers
+// a path outside the target.
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -8,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { launchBrowser } from './support/browser.js';
+import { ENGINES } from './support/engines.js';
 import { startSignalingServer } from './support/processes.js';
 import { exited, randomFile, runPeerClient, sha256File, startPageSend, tempDir } from './support/transfer.js';
 
@@ -122,6 +124,38 @@ test('page to page: the link a page shows brings the files to another page', { t
   await sender.waitForFunction(() => document.body.dataset.transfer === 'done', null, { timeout: 30_000 });
   assert.deepEqual(browser.pageErrors, []);
 });
+
+for (const [from, to] of [ENGINES, [...ENGINES].reverse()]) {
+  test(`page to page: a ${from.name} page's link brings the files to a ${to.name} page`, { timeout: 120_000 }, async (t) => {
+    const server = await startSignalingServer();
+    t.after(() => server.child.kill());
+    const dir = tempDir(t);
+    const files = [randomFile(dir, 'movie.bin', 3 * MiB + 99), randomFile(dir, 'notes.txt', 4321)];
+    const downloads = path.join(dir, 'downloads');
+    fs.mkdirSync(downloads);
+
+    const sendingBrowser = await from.launch();
+    t.after(() => sendingBrowser.close());
+    const { page: sender } = await startPageSend(sendingBrowser, server.httpUrl, files);
+    const link = await sender.getAttribute('#send-link', 'href');
+
+    const receivingBrowser = await to.launch({ downloadDir: downloads });
+    t.after(() => receivingBrowser.close());
+    const receiver = await receivingBrowser.newPage();
+    const saved = to.collectDownloads(receiver, downloads, files.length);
+    await receiver.goto(link);
+    await receiver.waitForSelector('#offer', { state: 'visible' });
+    await receiver.click('#accept-download');
+    await receiver.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 60_000 });
+    assert.equal(await receiver.getAttribute('body', 'data-transfer'), 'done', await receiver.textContent('#transfer-error'));
+    const got = await saved();
+    assert.deepEqual(got.map((d) => d.name).sort(), ['movie.bin', 'notes.txt']);
+    for (const { name, file } of got) assert.equal(sha256File(file), sha256File(path.join(dir, name)), `${name} differs`);
+    await sender.waitForFunction(() => document.body.dataset.transfer === 'done', null, { timeout: 30_000 });
+    assert.deepEqual(sendingBrowser.pageErrors, []);
+    assert.deepEqual(receivingBrowser.pageErrors, []);
+  });
+}
 
 /** Starts a hostile sender in `page` that runs `script` after the receiver accepted (or not). */
 function hostileSender(page, wsUrl, code, { entries, afterAccept }) {
