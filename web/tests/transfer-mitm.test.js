@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { launchBrowser } from './support/browser.js';
+import { ENGINES } from './support/engines.js';
 import { startSignalingServer } from './support/processes.js';
 import { exited, randomFile, runPeerClient, tempDir } from './support/transfer.js';
 
@@ -67,40 +67,42 @@ async function bridge({ honestWs, rogueWs, code }) {
   });
 }
 
-test('a signaling server in the middle is refused by the page itself; nothing is saved', { timeout: 120_000 }, async (t) => {
-  const honest = await startSignalingServer();
-  t.after(() => honest.child.kill());
-  const rogue = await startSignalingServer();
-  t.after(() => rogue.child.kill());
-  const dir = tempDir(t);
-  const file = randomFile(dir, 'secret.bin', 256 * 1024);
-  const code = '47-apple-tiger';
-  const sender = runPeerClient('peer-client send', ['send', file, '--server', honest.wsUrl, '--code', code]);
-  t.after(() => sender.kill());
-  await sender.waitForLine('Waiting for the receiver');
+for (const engine of ENGINES) {
+  test(`${engine.name}: a signaling server in the middle is refused by the page itself; nothing is saved`, { timeout: 120_000 }, async (t) => {
+    const honest = await startSignalingServer();
+    t.after(() => honest.child.kill());
+    const rogue = await startSignalingServer();
+    t.after(() => rogue.child.kill());
+    const dir = tempDir(t);
+    const file = randomFile(dir, 'secret.bin', 256 * 1024);
+    const code = '47-apple-tiger';
+    const sender = runPeerClient('peer-client send', ['send', file, '--server', honest.wsUrl, '--code', code]);
+    t.after(() => sender.kill());
+    await sender.waitForLine('Waiting for the receiver');
 
-  const browser = await launchBrowser();
-  t.after(() => browser.close());
-  // The attacker knows the code's number (hence the room), not its words.
-  const relay = await browser.newPage();
-  await relay.goto(`${honest.httpUrl}transfer.html`);
-  await relay.evaluate(bridge, { honestWs: honest.wsUrl, rogueWs: rogue.wsUrl, code: '47-wrong-words' });
+    const browser = await engine.launch();
+    t.after(() => browser.close());
+    // The attacker knows the code's number (hence the room), not its words.
+    const relay = await browser.newPage();
+    await relay.goto(`${honest.httpUrl}transfer.html`);
+    await relay.evaluate(bridge, { honestWs: honest.wsUrl, rogueWs: rogue.wsUrl, code: '47-wrong-words' });
 
-  const page = await browser.newPage();
-  let downloads = 0;
-  page.on('download', () => {
-    downloads += 1;
+    const page = await browser.newPage();
+    let downloads = 0;
+    page.on('download', () => {
+      downloads += 1;
+    });
+    await page.goto(`${rogue.httpUrl}#code=${code}`);
+    await page.waitForSelector('#transfer-error', { state: 'visible', timeout: 60_000 });
+    assert.equal(
+      await page.textContent('#transfer-error'),
+      'the code did not match, or someone is interfering with the connection; no file was written',
+    );
+    assert.equal(await page.isVisible('#offer'), false);
+    assert.equal(downloads, 0);
+    const status = await exited(sender);
+    assert.notEqual(status.code, 0);
+    assert.match(sender.log(), /someone is interfering with the connection; nothing was sent/);
+    assert.deepEqual(browser.pageErrors, []);
   });
-  await page.goto(`${rogue.httpUrl}#code=${code}`);
-  await page.waitForSelector('#transfer-error', { state: 'visible', timeout: 60_000 });
-  assert.equal(
-    await page.textContent('#transfer-error'),
-    'the code did not match, or someone is interfering with the connection; no file was written',
-  );
-  assert.equal(await page.isVisible('#offer'), false);
-  assert.equal(downloads, 0);
-  const status = await exited(sender);
-  assert.notEqual(status.code, 0);
-  assert.match(sender.log(), /someone is interfering with the connection; nothing was sent/);
-  assert.deepEqual(browser.pageErrors, []);
-});
+}
