@@ -89,6 +89,9 @@ pub struct Outbox {
 struct State {
     frames: VecDeque<SharedText>,
     bytes: usize,
+    /// Bytes of frames the reader took and has not written yet; they stay
+    /// counted against the shared budget until [`Outbox::sent`].
+    taken: usize,
     closed: Option<CloseReason>,
     /// A heartbeat is due: the reader checks for idleness and pings.
     heartbeat: bool,
@@ -163,16 +166,24 @@ impl Outbox {
     }
 
     /// Takes everything queued. The queue's memory goes with it, so an idle
-    /// connection holds no queue allocation.
+    /// connection holds no queue allocation. The frames' bytes stay counted
+    /// against the shared budget until the reader says they were written
+    /// ([`Outbox::sent`]): a reader blocked on its socket holds them still.
     pub fn take(&self) -> Batch {
         let mut state = self.lock();
-        self.budget.release(std::mem::take(&mut state.bytes));
+        state.taken += std::mem::take(&mut state.bytes);
         state.stalled = false;
         Batch {
             frames: std::mem::take(&mut state.frames),
             closed: state.closed,
             heartbeat: std::mem::take(&mut state.heartbeat),
         }
+    }
+
+    /// Everything taken so far was written: its bytes leave the shared budget.
+    pub fn sent(&self) {
+        let mut state = self.lock();
+        self.budget.release(std::mem::take(&mut state.taken));
     }
 
     /// Like [`Outbox::take`] without taking the frames: for a reader whose
@@ -234,7 +245,7 @@ impl Outbox {
 impl Drop for Outbox {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        self.budget.release(state.bytes);
+        self.budget.release(state.bytes + state.taken);
     }
 }
 
@@ -374,6 +385,25 @@ mod tests {
         assert_eq!(budget.used(), 2);
         assert!(other.push(SharedText::from("ee")));
         assert_eq!(other.take().frames.len(), 2);
+        // Taken but not written yet: still counted.
+        assert_eq!(budget.used(), 4);
+        other.sent();
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn frames_taken_and_not_written_count_against_the_budget() {
+        let budget = OutboxBudget::new(8);
+        let blocked = Outbox::new(100, 1024, budget.clone());
+        assert!(blocked.push(SharedText::from("aaaaaa")));
+        // The reader took them, and its socket holds them up.
+        assert_eq!(blocked.take().frames.len(), 1);
+        assert!(blocked.push(SharedText::from("bb")));
+        // Over the budget with a backlog: closed, though its queue is short.
+        assert!(!blocked.push(SharedText::from("c")));
+        assert_eq!(blocked.closed(), Some(CloseReason::SlowConsumer));
+        assert_eq!(budget.used(), 6);
+        drop(blocked);
         assert_eq!(budget.used(), 0);
     }
 
@@ -398,6 +428,7 @@ mod tests {
         stalled.heartbeat();
         reading.heartbeat();
         reading.take();
+        reading.sent();
         assert!(reading.push(SharedText::from("c")));
         stalled.heartbeat();
         reading.heartbeat();

@@ -459,6 +459,7 @@ impl Connection {
             websocket::give_buffer(std::mem::take(&mut self.outbuf));
         }
         self.written = 0;
+        self.conn.outbox().sent();
         // Over TLS, what the socket took may still wait in it, encrypted.
         if self.stream.try_flush()? {
             self.write_blocked_since = None;

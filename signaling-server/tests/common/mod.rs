@@ -121,6 +121,26 @@ impl Client {
         }
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind(SocketAddr::new(source, 0)).unwrap();
+        Self::connect_socket(server, socket, request).await
+    }
+
+    /// Connects with a socket receive buffer of about `bytes`, so that a
+    /// client that does not read stops taking frames after that much rather
+    /// than after what the kernel's autotuning allows (`tcp_rmem` may reach
+    /// 32 MiB, more than a test sends).
+    pub async fn connect_with_receive_buffer(server: SocketAddr, bytes: u32) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let request = format!("ws://{server}/ws").into_client_request().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        Self::connect_socket(server, socket, request).await
+    }
+
+    async fn connect_socket(
+        server: SocketAddr,
+        socket: tokio::net::TcpSocket,
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Self {
         let handshake = async {
             let stream = socket.connect(server).await.expect("TCP connect");
             tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await
