@@ -1,5 +1,5 @@
 //! The limits table of docs/transfer.md against the constants of both
-//! clients: this crate's and `web/js/transfer.js`'s.
+//! clients: this crate's and `web/js/transfer-limits.js`'s.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -64,7 +64,8 @@ fn table_value(text: &str) -> Option<u64> {
 fn the_limits_table_matches_both_clients() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let doc = std::fs::read_to_string(format!("{root}/docs/transfer.md")).unwrap_or_default();
-    let js = std::fs::read_to_string(format!("{root}/web/js/transfer.js")).unwrap_or_default();
+    let js =
+        std::fs::read_to_string(format!("{root}/web/js/transfer-limits.js")).unwrap_or_default();
     let (Some(start), Some(end)) = (
         doc.find("<!-- limits:begin -->"),
         doc.find("<!-- limits:end -->"),
@@ -93,7 +94,7 @@ fn the_limits_table_matches_both_clients() {
         assert_eq!(
             js.get(js_name),
             Some(&web),
-            "web/js/transfer.js's {js_name} ({row})"
+            "web/js/transfer-limits.js's {js_name} ({row})"
         );
         checked += 1;
     }

@@ -1,0 +1,64 @@
+/**
+ * A transfer's progress as the user sees it.
+ *
+ * @module progress
+ */
+
+/**
+ * Progress of a transfer: total and done bytes, the current file, a rate and an ETA.
+ */
+export class Progress {
+  /** @param {(state: object) => void} onProgress */
+  constructor(onProgress) {
+    this._on = onProgress;
+    this.total = 0;
+    this.done = 0;
+    this.file = '';
+    this._started = 0;
+    this._counted = 0;
+    this._last = 0;
+  }
+
+  begin(total) {
+    this.total = total;
+    this._started = performance.now();
+    this._emit(true);
+  }
+
+  setFile(path) {
+    this.file = path;
+    this._emit(true);
+  }
+
+  /** Bytes that need not be moved (already held). */
+  skip(n) {
+    this.done += n;
+    this._emit(false);
+  }
+
+  advance(n) {
+    this.done += n;
+    this._counted += n;
+    this._emit(false);
+  }
+
+  end() {
+    this._emit(true);
+  }
+
+  _emit(force) {
+    const now = performance.now();
+    if (!force && now - this._last < 200 && this.done < this.total) return;
+    this._last = now;
+    const seconds = Math.max(0.001, (now - this._started) / 1000);
+    const rate = this._counted / seconds;
+    const left = this.total - this.done;
+    this._on({
+      total: this.total,
+      done: this.done,
+      file: this.file,
+      bytesPerSecond: rate,
+      etaSeconds: rate > 0 ? left / rate : null,
+    });
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * Where a receiver puts files: a folder (File System Access API) or downloads.
+ *
+ * @module sinks
+ */
+
+import { bytesToHex, concatBytes } from '../vendor/@noble/hashes/utils.js';
+import { hashBlob, hasher } from './file-hash.js';
+import { MAX_BLOB_FILE_BYTES, PART_SUFFIX, WRITE_BATCH_BYTES } from './transfer-limits.js';
+import { TransferError } from './transfer-error.js';
+
+/**
+ * Where received files go. Both kinds write each file as it arrives and verify it before it is
+ * presented: a directory on disk (File System Access API), or blobs offered as downloads.
+ * @typedef {object} Sink
+ * @property {(entries: object[]) => Promise<void>} prepare checks targets, creates directories
+ * @property {(entry: object) => Promise<{offset: number, blake3: string}|null>} [held] what an
+ *   earlier, interrupted run left of a file (a resume claim)
+ * @property {(path: string, offset: number, hash: object) => Promise<FileWriter>} open starts a file
+ *   at `offset` (feeding the bytes already held to `hash`)
+ */
+
+/**
+ * One file being written.
+ * @typedef {object} FileWriter
+ * @property {(bytes: Uint8Array) => Promise<void>} write
+ * @property {() => Promise<void>} finish the hash matched: the file gets its name
+ * @property {() => Promise<void>} abort the hash did not match (or worse): what arrived is removed
+ * @property {() => Promise<void>} keep the other side went away: what arrived stays for a resume
+ */
+
+/**
+ * Writes into a directory handle (from `showDirectoryPicker()` or the origin-private file system):
+ * each file goes to `NAME.part`, streamed, and gets its name only once its hash matched. An
+ * existing file is never replaced.
+ * @param {FileSystemDirectoryHandle} root
+ * @returns {Sink}
+ */
+export function directorySink(root) {
+  const dirOf = async (parts, create) => {
+    let dir = root;
+    for (const part of parts) dir = await dir.getDirectoryHandle(part, { create });
+    return dir;
+  };
+  const exists = async (dir, name) => {
+    try {
+      await dir.getFileHandle(name);
+      return true;
+    } catch {
+      try {
+        await dir.getDirectoryHandle(name);
+        return true;
+      } catch {
+        return false;
+      }
+    }
+  };
+  return {
+    kind: 'directory',
+    async prepare(entries) {
+      for (const entry of entries) {
+        const parts = entry.path.split('/');
+        const name = parts.pop();
+        let dir;
+        try {
+          dir = await dirOf(parts, false);
+        } catch {
+          continue; // the parent does not exist yet, so neither does the entry
+        }
+        if (entry.kind === 'file' && (await exists(dir, name))) {
+          throw new TransferError(`${entry.path} already exists; nothing was changed (choose another folder)`);
+        }
+        if (entry.kind === 'dir') {
+          try {
+            await dir.getFileHandle(name);
+            throw new TransferError(`${entry.path} already exists and is not a folder; nothing was changed`);
+          } catch (err) {
+            if (err instanceof TransferError) throw err;
+          }
+        }
+      }
+      for (const entry of entries) if (entry.kind === 'dir') await dirOf(entry.path.split('/'), true);
+    },
+    async held(entry) {
+      if (entry.kind !== 'file' || entry.size === 0) return null;
+      const parts = entry.path.split('/');
+      const name = parts.pop();
+      let file;
+      try {
+        file = await (await (await dirOf(parts, false)).getFileHandle(name + PART_SUFFIX)).getFile();
+      } catch {
+        return null;
+      }
+      if (file.size === 0 || file.size > entry.size) return null;
+      const hash = hasher();
+      await hashBlob(file, file.size, hash);
+      return { offset: file.size, blake3: bytesToHex(hash.digest()) };
+    },
+    async open(path, offset, hash) {
+      const parts = path.split('/');
+      const name = parts.pop();
+      const dir = await dirOf(parts, true);
+      const partName = name + PART_SUFFIX;
+      const handle = await dir.getFileHandle(partName, { create: true });
+      const writable = await handle.createWritable({ keepExistingData: offset > 0 });
+      if (offset > 0) {
+        await hashBlob(await handle.getFile(), offset, hash);
+        await writable.truncate(offset);
+        await writable.seek(offset);
+      }
+      // Frames are small (64–256 KiB); each write to the file system is a round trip to the
+      // browser process, so they are gathered into writes of about WRITE_BATCH_BYTES.
+      let batch = [];
+      let batched = 0;
+      const flush = async () => {
+        if (batched === 0) return;
+        const joined = batch.length === 1 ? batch[0] : concatBytes(...batch);
+        batch = [];
+        batched = 0;
+        await writable.write(joined);
+      };
+      return {
+        async write(bytes) {
+          batch.push(bytes);
+          batched += bytes.length;
+          if (batched >= WRITE_BATCH_BYTES) await flush();
+        },
+        /** Keeps what arrived as `NAME.part`, for a later resume. */
+        async keep() {
+          await flush().catch(() => {});
+          await writable.close().catch(() => {});
+        },
+        async finish() {
+          await flush();
+          await writable.close();
+          if (typeof handle.move === 'function') await handle.move(name);
+          else {
+            // Without move(): copy under the final name, then drop the part file.
+            const target = await dir.getFileHandle(name, { create: true });
+            const out = await target.createWritable();
+            await out.write(await handle.getFile());
+            await out.close();
+            await dir.removeEntry(partName);
+          }
+        },
+        async abort() {
+          await writable.abort().catch(() => {});
+          await dir.removeEntry(partName).catch(() => {});
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Keeps each file as a Blob in memory and hands it over (as a download) once verified; for
+ * browsers without the File System Access API. Memory grows with the file sizes.
+ * @param {(path: string, blob: Blob) => void} onFile
+ * @returns {Sink}
+ */
+export function blobSink(onFile) {
+  return {
+    kind: 'blob',
+    async prepare(entries) {
+      const largest = entries.reduce((max, e) => Math.max(max, e.size), 0);
+      if (largest > MAX_BLOB_FILE_BYTES) {
+        throw new TransferError(
+          `a file of ${largest} bytes is too large to hold in the browser's memory (at most ${MAX_BLOB_FILE_BYTES}); ` +
+            'save into a folder instead; nothing was written',
+        );
+      }
+    },
+    async open(path) {
+      let parts = [];
+      return {
+        async write(bytes) {
+          parts.push(bytes);
+        },
+        async finish() {
+          onFile(path, new Blob(parts, { type: 'application/octet-stream' }));
+          parts = [];
+        },
+        async abort() {
+          parts = [];
+        },
+        async keep() {
+          parts = [];
+        },
+      };
+    },
+  };
+}
