@@ -7,17 +7,19 @@
 import { bytesToHex, concatBytes } from '../vendor/@noble/hashes/utils.js';
 import { hashBlob, hasher } from './file-hash.js';
 import { MAX_BLOB_FILE_BYTES, PART_SUFFIX, WRITE_BATCH_BYTES } from './transfer-limits.js';
+import { startDownload } from './download-stream.js';
 import { TransferError } from './transfer-error.js';
 
 /**
- * Where received files go. Both kinds write each file as it arrives and verify it before it is
- * presented: a directory on disk (File System Access API), or blobs offered as downloads.
+ * Where received files go. Each kind takes a file as it arrives and presents it only once its hash
+ * matched: a directory on disk (File System Access API), the browser's downloads (streamed), or
+ * blobs in memory offered as downloads.
  * @typedef {object} Sink
  * @property {(entries: object[]) => Promise<void>} prepare checks targets, creates directories
  * @property {(entry: object) => Promise<{offset: number, blake3: string}|null>} [held] what an
  *   earlier, interrupted run left of a file (a resume claim)
- * @property {(path: string, offset: number, hash: object) => Promise<FileWriter>} open starts a file
- *   at `offset` (feeding the bytes already held to `hash`)
+ * @property {(path: string, offset: number, hash: object, size: number) => Promise<FileWriter>} open
+ *   starts a file of `size` bytes at `offset` (feeding the bytes already held to `hash`)
  */
 
 /**
@@ -27,6 +29,7 @@ import { TransferError } from './transfer-error.js';
  * @property {() => Promise<void>} finish the hash matched: the file gets its name
  * @property {() => Promise<void>} abort the hash did not match (or worse): what arrived is removed
  * @property {() => Promise<void>} keep the other side went away: what arrived stays for a resume
+ * @property {string} discarded what {@link FileWriter.abort} does with what arrived, for the user
  */
 
 /**
@@ -147,14 +150,55 @@ export function directorySink(root) {
           await writable.abort().catch(() => {});
           await dir.removeEntry(partName).catch(() => {});
         },
+        discarded: 'the partial file was removed',
       };
     },
   };
 }
 
 /**
- * Keeps each file as a Blob in memory and hands it over (as a download) once verified; for
- * browsers without the File System Access API. Memory grows with the file sizes.
+ * Streams each file into the browser's downloads as it arrives (js/download-stream.js), holding a
+ * few MiB of it at most. The last chunk of a file is passed on only once the file's hash matched,
+ * so a file that fails its check ends as a failed download, never as a complete one. A download
+ * cannot be continued later: there are no resume claims, an interrupted file starts over.
+ * @param {(path: string, size: number) => void} onFile a verified file was handed to the browser
+ * @returns {Sink}
+ */
+export function downloadSink(onFile) {
+  return {
+    kind: 'download',
+    async prepare() {},
+    async open(path, _offset, _hash, size) {
+      const download = await startDownload(path.split('/').join('_'), size);
+      let last = null;
+      const fail = (reason) => download.fail(reason);
+      return {
+        async write(bytes) {
+          if (last) await download.write(last);
+          last = bytes;
+        },
+        async finish() {
+          if (last) await download.write(last);
+          last = null;
+          await download.close();
+          onFile(path, size);
+        },
+        async abort() {
+          fail('the file did not arrive intact');
+        },
+        discarded: 'the download was stopped as failed (delete what the browser may have kept of it)',
+        async keep() {
+          fail('the transfer stopped; a download cannot be continued, so the file starts over next time');
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Keeps each file as a Blob in memory and hands it over (as a download) once verified; for pages
+ * that can stream neither to a folder nor to the downloads (no secure context). Memory grows with
+ * the file sizes.
  * @param {(path: string, blob: Blob) => void} onFile
  * @returns {Sink}
  */
@@ -166,7 +210,7 @@ export function blobSink(onFile) {
       if (largest > MAX_BLOB_FILE_BYTES) {
         throw new TransferError(
           `a file of ${largest} bytes is too large to hold in the browser's memory (at most ${MAX_BLOB_FILE_BYTES}); ` +
-            'save into a folder instead; nothing was written',
+            'open this page over https (or on localhost) to stream it to your downloads; nothing was written',
         );
       }
     },
@@ -183,6 +227,7 @@ export function blobSink(onFile) {
         async abort() {
           parts = [];
         },
+        discarded: 'nothing was kept',
         async keep() {
           parts = [];
         },

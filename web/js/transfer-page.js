@@ -1,14 +1,27 @@
 /**
  * The file-transfer page: receive with a code (typed, or from a `#code=` link), or pick files
  * and get a code to send them. Received files are streamed into a folder the user picks where
- * the browser has the File System Access API, or offered as downloads once verified.
+ * the browser has the File System Access API, or into the browser's downloads (through a service
+ * worker); a page without a secure context holds each file in memory and offers it once verified.
  *
  * Names from the other side are inserted with `textContent`, never parsed as HTML.
  *
  * @module transfer-page
  */
 
-import { Code, CodeError, blobSink, directorySink, receiveOffer, sendFiles } from './transfer.js';
+import {
+  Code,
+  CodeError,
+  blobSink,
+  canStreamDownloads,
+  directorySink,
+  downloadSink,
+  receiveOffer,
+  sendFiles,
+} from './transfer.js';
+import { downloadWorker } from './download-stream.js';
+import { droppedEntries, walkDropped } from './dropped-files.js';
+import { drawQrCode } from './qr-code.js';
 
 /** Entries of an offer listed by name; the rest are counted. */
 const LISTED = 50;
@@ -134,10 +147,12 @@ async function receive(text) {
   }
   $('offer').hidden = false;
   setStatus('Accept to receive these files.', 'offered');
-  $('accept-folder').hidden = typeof window.showDirectoryPicker !== 'function';
+  const folders = typeof window.showDirectoryPicker === 'function';
+  $('accept-folder').hidden = !folders;
+  $('download-note').textContent = downloadNote(folders);
 
   const decided = new Promise((resolve) => {
-    $('accept-download').onclick = () => resolve(blobSink(offerDownload));
+    $('accept-download').onclick = () => resolve(streamed ? downloadSink(listDownload) : blobSink(offerDownload));
     $('accept-folder').onclick = async () => {
       try {
         const dir = await window.showDirectoryPicker({ mode: 'readwrite', id: 'transfer' });
@@ -174,6 +189,29 @@ async function receive(text) {
   }
 }
 
+/** Whether downloads stream (else each file waits in memory until verified). */
+const streamed = canStreamDownloads();
+
+/** What the download choice does in this browser. */
+function downloadNote(folders) {
+  const resume = folders ? ' Save into a folder to be able to continue an interrupted transfer.' : '';
+  if (streamed) {
+    return 'Downloads are saved as they arrive and complete only once verified; a download cannot be ' +
+      `continued, so an interrupted transfer starts over.${resume}`;
+  }
+  return 'This page is not a secure context (https, or localhost), so each file waits in memory until it is ' +
+    `verified, at most 2 GiB per file; open the page over https to stream any size.${resume}`;
+}
+
+/** Lists a verified file the browser saved as a download. */
+function listDownload(path, size) {
+  const item = document.createElement('li');
+  item.textContent = `${path} (${humanBytes(size)}) — in your downloads`;
+  item.className = 'received-file';
+  item.dataset.path = path;
+  $('received-list').append(item);
+}
+
 /** Lists a verified file as a download link (and starts the download). */
 function offerDownload(path, blob) {
   const item = document.createElement('li');
@@ -188,20 +226,73 @@ function offerDownload(path, blob) {
   link.click();
 }
 
-async function send() {
-  clearError();
+/** What was dropped on the page, walked; it stands for the pickers until they change. */
+let dropped = null;
+
+/** The files (and empty folders) to send: dropped ones, or the pickers'. */
+function picked() {
+  if (dropped) return dropped;
   // A folder's files carry their path inside it (`album/sub/a.jpg`).
-  const picked = [...$('send-files').files, ...$('send-folder').files].map((file) => ({
+  const files = [...$('send-files').files, ...$('send-folder').files].map((file) => ({
     path: file.webkitRelativePath || file.name,
     file,
   }));
-  if (picked.length === 0) return showError(new Error('pick files or a folder to send'));
+  return { files, dirs: [] };
+}
+
+function showPicked() {
+  const { files, dirs } = picked();
+  const bytes = files.reduce((sum, { file }) => sum + file.size, 0);
+  const empty = dirs.length ? ` and ${dirs.length} empty folder${dirs.length === 1 ? '' : 's'}` : '';
+  $('send-picked').textContent = files.length || dirs.length ? `Ready: ${counts(files.length, 0)}${empty}, ${humanBytes(bytes)}.` : '';
+}
+
+/** Files and folders dropped on the send card replace what the pickers hold. */
+function acceptDrops() {
+  const zone = $('send-view');
+  // A file dropped anywhere else must not make the browser leave the page to open it.
+  for (const type of ['dragover', 'drop']) window.addEventListener(type, (event) => event.preventDefault());
+  zone.addEventListener('dragover', (event) => {
+    if ($('send-start').disabled) return;
+    event.dataTransfer.dropEffect = 'copy';
+    zone.classList.add('dragging');
+  });
+  zone.addEventListener('dragleave', (event) => {
+    if (!zone.contains(event.relatedTarget)) zone.classList.remove('dragging');
+  });
+  zone.addEventListener('drop', async (event) => {
+    zone.classList.remove('dragging');
+    if ($('send-start').disabled) return;
+    const entries = droppedEntries(event.dataTransfer);
+    try {
+      dropped = await walkDropped(entries);
+    } catch (err) {
+      return showError(err);
+    }
+    $('send-files').value = '';
+    $('send-folder').value = '';
+    clearError();
+    showPicked();
+  });
+  for (const id of ['send-files', 'send-folder']) {
+    $(id).addEventListener('change', () => {
+      dropped = null;
+      showPicked();
+    });
+  }
+}
+
+async function send() {
+  clearError();
+  const { files, dirs } = picked();
+  if (files.length === 0 && dirs.length === 0) return showError(new Error('pick or drop files or a folder to send'));
   busy(true);
   document.body.dataset.transfer = 'waiting';
   try {
     const summary = await sendFiles({
       url: signalingUrl(),
-      files: picked,
+      files,
+      dirs,
       onCode: showCode,
       onStatus,
       onProgress: showProgress,
@@ -220,12 +311,28 @@ async function send() {
   }
 }
 
+/** A button that copies what `text()` returns and says so for a moment. */
+function copyButton(id, text) {
+  const button = $(id);
+  const label = button.textContent;
+  button.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(text());
+      button.textContent = 'Copied';
+    } catch {
+      button.textContent = 'Select and copy it by hand';
+    }
+    setTimeout(() => (button.textContent = label), 2000);
+  });
+}
+
 function showCode(code) {
   const link = new URL('/', location.href);
   link.hash = `code=${code.text}`;
   $('send-code').textContent = code.text;
   $('send-link').href = link.href;
   $('send-link').textContent = link.href;
+  drawQrCode($('send-qr'), link.href);
   const server = signalingUrl();
   $('send-command').textContent = `peer-client receive ${code.text} --server ${server}`;
   $('send-code-box').hidden = false;
@@ -242,7 +349,9 @@ function main() {
     send();
   });
   $('cancel').addEventListener('click', () => cancel?.abort());
-  $('copy-code').addEventListener('click', () => navigator.clipboard?.writeText($('send-code').textContent));
+  copyButton('copy-code', () => $('send-code').textContent);
+  copyButton('copy-link', () => $('send-link').href);
+  acceptDrops();
   const code = new URLSearchParams(location.hash.slice(1)).get('code');
   if (code) {
     $('receive-code').value = code;
@@ -250,6 +359,8 @@ function main() {
     history.replaceState(null, '', location.pathname);
     receive(code);
   }
+  // The worker is ready before a transfer needs it; a failure shows when a download starts.
+  if (streamed) downloadWorker().catch(() => {});
   document.body.dataset.ready = 'true';
 }
 

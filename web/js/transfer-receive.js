@@ -123,7 +123,7 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
       throw protocolError(`file ${index} starts at ${start.offset}, but ${claimed} bytes were held`);
     }
     const hash = hasher();
-    const out = await sink.open(entry.path, start.offset, hash);
+    const out = await sink.open(entry.path, start.offset, hash, entry.size);
     progress.skip(start.offset);
     skippedBytes += start.offset;
     let remaining = entry.size - start.offset;
@@ -143,7 +143,7 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
       if (end.index !== index) throw protocolError(`expected the end of file ${index}, got file ${end.index}`);
       if (bytesToHex(hash.digest()) !== end.blake3) {
         throw new TransferError(
-          `${entry.path}: the received data does not match the sender's BLAKE3 hash; the partial file was removed`,
+          `${entry.path}: the received data does not match the sender's BLAKE3 hash; ${out.discarded}`,
           { kind: 'hash' },
         );
       }

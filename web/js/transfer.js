@@ -28,5 +28,6 @@ export { checkManifest, pathProblem } from './manifest.js';
 export { TransferLink } from './transfer-link.js';
 export { Progress } from './progress.js';
 export { sendFiles } from './transfer-send.js';
-export { blobSink, directorySink } from './sinks.js';
+export { blobSink, directorySink, downloadSink } from './sinks.js';
+export { canStreamDownloads } from './download-stream.js';
 export { IncomingOffer, receiveOffer } from './transfer-receive.js';

@@ -181,7 +181,9 @@ function hostileSender(page, wsUrl, code, { entries, afterAccept }) {
         const accepted = await link.next(20_000);
         if (afterAccept && accepted.message?.type === 'accept') {
           link.sendMessage({ type: 'file', index: 0, offset: 0 });
-          await link.sendData(new Uint8Array([1, 2, 3, 4]));
+          for (let sent = 0; sent < entries[0].size; sent += 100_000) {
+            await link.sendData(new Uint8Array(Math.min(100_000, entries[0].size - sent)).fill(7));
+          }
           link.sendMessage({ type: 'file_end', index: 0, blake3: '00'.repeat(32) });
           await link.next(20_000);
         }
@@ -196,64 +198,71 @@ function hostileSender(page, wsUrl, code, { entries, afterAccept }) {
   );
 }
 
-test('a hash that does not match, a path outside the target, or a file too large for memory ends with a clear error and nothing saved', { timeout: 120_000 }, async (t) => {
-  const server = await startSignalingServer();
-  t.after(() => server.child.kill());
-  const browser = await launchBrowser();
-  t.after(() => browser.close());
+for (const engine of ENGINES) {
+  test(`${engine.name}: a hash that does not match or a path outside the target ends with a clear error and nothing saved`, { timeout: 120_000 }, async (t) => {
+    const server = await startSignalingServer();
+    t.after(() => server.child.kill());
+    const downloadDir = path.join(tempDir(t), 'downloads');
+    fs.mkdirSync(downloadDir);
+    const browser = await engine.launch({ downloadDir });
+    t.after(() => browser.close());
 
-  for (const { code, entries, afterAccept, error } of [
-    {
-      code: '51-apple-tiger',
-      entries: [{ path: 'x.bin', kind: 'file', size: 4 }],
-      afterAccept: true,
-      error: /x\.bin: the received data does not match the sender's BLAKE3 hash/,
-    },
-    {
-      code: '53-apple-tiger',
-      entries: [{ path: 'huge.iso', kind: 'file', size: 3 * 1024 * MiB }],
-      afterAccept: true,
-      error: /too large to hold in the browser's memory .*nothing was written/,
-    },
-    {
-      code: '52-apple-tiger',
-      entries: [{ path: '../evil', kind: 'file', size: 0 }],
-      afterAccept: false,
-      error: /refused the path "\.\.\/evil" offered by the sender/,
-    },
-    {
-      // 4097 paths of 4096 bytes: each allowed, together over the 16 MiB bound.
-      code: '54-apple-tiger',
-      entries: { longPaths: 4097 },
-      afterAccept: false,
-      error: /the manifest's paths take more than 16 MiB together/,
-    },
-  ]) {
-    const evil = await browser.newPage();
-    await evil.goto(`${server.httpUrl}transfer.html`);
-    const evilDone = hostileSender(evil, server.wsUrl, code, { entries, afterAccept });
-    await evil.waitForTimeout(300); // the hostile sender joins first
-    const page = await browser.newPage();
-    let downloads = 0;
-    page.on('download', () => {
-      downloads += 1;
-    });
-    await page.goto(`${server.httpUrl}#code=${code}`);
-    if (afterAccept) {
-      await page.waitForSelector('#offer', { state: 'visible' });
-      await page.click('#accept-download');
+    for (const { code, entries, afterAccept, error } of [
+      {
+        code: '51-apple-tiger',
+        entries: [{ path: 'x.bin', kind: 'file', size: 300_000 }],
+        afterAccept: true,
+        error: /x\.bin: the received data does not match the sender's BLAKE3 hash/,
+      },
+      {
+        code: '52-apple-tiger',
+        entries: [{ path: '../evil', kind: 'file', size: 0 }],
+        afterAccept: false,
+        error: /refused the path "\.\.\/evil" offered by the sender/,
+      },
+      {
+        // 4097 paths of 4096 bytes: each allowed, together over the 16 MiB bound.
+        code: '54-apple-tiger',
+        entries: { longPaths: 4097 },
+        afterAccept: false,
+        error: /the manifest's paths take more than 16 MiB together/,
+      },
+    ]) {
+      const evil = await browser.newPage();
+      await evil.goto(`${server.httpUrl}transfer.html`);
+      const evilDone = hostileSender(evil, server.wsUrl, code, { entries, afterAccept });
+      await evil.waitForTimeout(300); // the hostile sender joins first
+      const page = await browser.newPage();
+      const completed = engine.watchCompletedDownloads(page, downloadDir);
+      await page.goto(`${server.httpUrl}#code=${code}`);
+      if (afterAccept) {
+        await page.waitForSelector('#offer', { state: 'visible' });
+        await page.click('#accept-download');
+      }
+      await page.waitForSelector('#transfer-error', { state: 'visible' });
+      assert.match(await page.textContent('#transfer-error'), error);
+      assert.equal(await page.$$eval('#received-list li', (items) => items.length), 0);
+      // A streamed download began with the file and failed with it: nothing complete was saved.
+      assert.deepEqual(await completed(), []);
+      // The sender is told why.
+      assert.match(await evilDone, /the other side stopped the transfer/);
+      await evil.close();
+      await page.close();
     }
-    await page.waitForSelector('#transfer-error', { state: 'visible' });
-    assert.match(await page.textContent('#transfer-error'), error);
-    assert.equal(await page.$$eval('#received-list li', (items) => items.length), 0);
-    assert.equal(downloads, 0);
-    // The sender is told why.
-    assert.match(await evilDone, /the other side stopped the transfer/);
-    await evil.close();
-    await page.close();
-  }
-  assert.deepEqual(browser.pageErrors, []);
-});
+    // Where downloads cannot stream (a page without a secure context), files wait in memory: an
+    // offer too large for that is refused before anything is written.
+    const page = await browser.newPage();
+    await page.goto(`${server.httpUrl}transfer.html`);
+    const refusal = await page.evaluate(async (size) => {
+      const { blobSink } = await import('/js/transfer.js');
+      return blobSink(() => {})
+        .prepare([{ path: 'huge.iso', kind: 'file', size }])
+        .then(() => 'accepted', (err) => err.message);
+    }, 3 * 1024 * MiB);
+    assert.match(refusal, /too large to hold in the browser's memory .*nothing was written/);
+    assert.deepEqual(browser.pageErrors, []);
+  });
+}
 
 test('an interrupted receive into a directory resumes: what arrived is not sent again', { timeout: 180_000 }, async (t) => {
   const server = await startSignalingServer();

@@ -7,7 +7,9 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { launchBrowser } from './support/browser.js';
 import { ENGINES } from './support/engines.js';
+import { browserMemory, sampleMemory } from './support/memory.js';
 import { startSignalingServer } from './support/processes.js';
+import { readQrCode } from './support/qr.js';
 import { exited, randomFile, runPeerClient, sha256File, startPageSend, tempDir } from './support/transfer.js';
 
 const MiB = 1024 * 1024;
@@ -42,6 +44,8 @@ for (const engine of ENGINES) {
     ]);
     // The code left the address bar once read.
     assert.equal(new URL(page.url()).hash, '');
+    // Downloads stream here (a secure context with a service worker): said before accepting.
+    assert.match(await page.textContent('#download-note'), /saved as they arrive and complete only once verified/);
     await page.click('#accept-download');
     try {
       await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 60_000 });
@@ -55,6 +59,11 @@ for (const engine of ENGINES) {
 
     const got = await saved();
     assert.deepEqual(got.map((d) => d.name).sort(), ['big.bin', 'empty', 'small.txt']);
+    assert.deepEqual(await page.$$eval('#received-list li', (items) => items.map((i) => i.textContent)), [
+      'big.bin (5.3 MB) — in your downloads',
+      'small.txt (1.0 kB) — in your downloads',
+      'empty (0 B) — in your downloads',
+    ]);
     for (const { name, file } of got) {
       assert.equal(sha256File(file), sha256File(path.join(src, name)), `${name} differs`);
     }
@@ -78,6 +87,8 @@ for (const engine of ENGINES) {
     assert.match(code, /^[1-9][0-9]{0,2}-[a-z]+-[a-z]+$/);
     assert.equal(await page.textContent('#send-command'), `peer-client receive ${code} --server ${server.wsUrl}`);
     assert.equal(await page.getAttribute('#send-link', 'href'), `${server.httpUrl}#code=${code}`);
+    // The QR code the page drew reads back as the link.
+    assert.equal(await readQrCode(page, '#send-qr'), `${server.httpUrl}#code=${code}`);
 
     const out = path.join(dir, 'out');
     const receiver = runPeerClient('peer-client receive', ['receive', code, '--server', server.wsUrl, '--out', out, '--yes']);
@@ -88,6 +99,84 @@ for (const engine of ENGINES) {
       assert.equal(sha256File(path.join(out, path.basename(file))), sha256File(file), `${path.basename(file)} differs`);
     }
     assert.deepEqual(fs.readdirSync(out).sort(), ['notes.txt', 'photo.raw']);
+    await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 30_000 });
+    assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
+    assert.deepEqual(browser.pageErrors, []);
+  });
+}
+
+/** Most the page's processes may grow while a file streams to the downloads, whatever its size. */
+const STREAMED_DOWNLOAD_GROWTH = 300 * MiB;
+
+for (const engine of ENGINES) {
+  test(`${engine.name}: a download larger than the bound streams with the page's memory within it`, { timeout: 300_000 }, async (t) => {
+    const server = await startSignalingServer();
+    t.after(() => server.child.kill());
+    const dir = tempDir(t);
+    // Held in memory, this file alone would break the bound.
+    const file = randomFile(dir, 'large.bin', STREAMED_DOWNLOAD_GROWTH + 100 * MiB);
+    const code = '8-apple-tiger';
+    const sender = runPeerClient('peer-client send', ['send', file, '--server', server.wsUrl, '--code', code]);
+    t.after(() => sender.kill());
+    await sender.waitForLine('Waiting for the receiver');
+
+    const downloads = path.join(dir, 'downloads');
+    fs.mkdirSync(downloads);
+    const browser = await engine.launch({ downloadDir: downloads });
+    t.after(() => browser.close());
+    const page = await browser.newPage();
+    const saved = engine.collectDownloads(page, downloads, 1);
+    await page.goto(`${server.httpUrl}#code=${code}`);
+    await page.waitForSelector('#offer', { state: 'visible' });
+    await page.waitForTimeout(1000);
+    const idle = browserMemory(browser.pid);
+    const sampler = sampleMemory(browser.pid);
+    await page.click('#accept-download');
+    await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 240_000 });
+    const peak = sampler.stop();
+    assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
+    const [got] = await saved();
+    assert.equal(sha256File(got.file), sha256File(file));
+    const growth = peak.pages - idle.pages;
+    assert.ok(growth <= STREAMED_DOWNLOAD_GROWTH, `the page's processes grew by ${Math.round(growth / MiB)} MiB`);
+    assert.equal((await exited(sender)).code, 0, sender.log());
+    assert.deepEqual(browser.pageErrors, []);
+  });
+}
+
+for (const engine of ENGINES) {
+  test(`${engine.name}: files dropped on the send card → native peer-client receive`, { timeout: 120_000 }, async (t) => {
+    const server = await startSignalingServer();
+    t.after(() => server.child.kill());
+    const dir = tempDir(t);
+    const browser = await engine.launch();
+    t.after(() => browser.close());
+    const page = await browser.newPage();
+    await page.goto(`${server.httpUrl}transfer.html`);
+    await page.waitForFunction(() => document.body.dataset.ready === 'true');
+    // What a drop from the desktop hands the page: a DataTransfer holding files.
+    await page.evaluate(() => {
+      const bytes = (size, seed) => Uint8Array.from({ length: size }, (_, i) => (i * 31 + seed) % 251);
+      const files = new DataTransfer();
+      files.items.add(new File([bytes(300_000, 1)], 'dropped.bin'));
+      files.items.add(new File(['hello from a drop'], 'note.txt'));
+      const zone = document.getElementById('send-view');
+      zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: files, bubbles: true, cancelable: true }));
+      zone.dispatchEvent(new DragEvent('drop', { dataTransfer: files, bubbles: true, cancelable: true }));
+    });
+    await page.waitForFunction(() => document.getElementById('send-picked').textContent.startsWith('Ready'));
+    assert.equal(await page.textContent('#send-picked'), 'Ready: 2 files, 300.0 kB.');
+    await page.click('#send-start');
+    await page.waitForFunction(() => document.body.dataset.code);
+    const code = await page.getAttribute('body', 'data-code');
+
+    const out = path.join(dir, 'out');
+    const receiver = runPeerClient('peer-client receive', ['receive', code, '--server', server.wsUrl, '--out', out, '--yes']);
+    t.after(() => receiver.kill());
+    assert.equal((await exited(receiver)).code, 0, receiver.log());
+    const expected = Buffer.from(Uint8Array.from({ length: 300_000 }, (_, i) => (i * 31 + 1) % 251));
+    assert.ok(fs.readFileSync(path.join(out, 'dropped.bin')).equals(expected), 'dropped.bin differs');
+    assert.equal(fs.readFileSync(path.join(out, 'note.txt'), 'utf8'), 'hello from a drop');
     await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 30_000 });
     assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
     assert.deepEqual(browser.pageErrors, []);

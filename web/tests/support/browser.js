@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { chromiumPid } from './memory.js';
 
 /** Where Debian's chromium package puts the browser; CHROMIUM_PATH overrides it. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -50,6 +51,8 @@ export async function launchBrowser({ viewport = { width: 1000, height: 700 }, a
   const pageErrors = [];
   return {
     context,
+    /** The browser's main process. */
+    pid: chromiumPid(userDataDir),
     /** Uncaught exceptions of all pages, for assertions. */
     pageErrors,
     async newPage() {

@@ -34,6 +34,16 @@ export const ENGINES = [
       });
       return () => Promise.all(saved);
     },
+    /** The returned function names the page's downloads that completed (each failed one is left out). */
+    watchCompletedDownloads(page) {
+      const downloads = [];
+      page.on('download', (download) => downloads.push(download));
+      return async () => {
+        const completed = [];
+        for (const download of downloads) if ((await download.failure()) === null) completed.push(download.suggestedFilename());
+        return completed;
+      };
+    },
   },
   {
     name: 'firefox',
@@ -41,6 +51,14 @@ export const ENGINES = [
     /** Firefox saves into the `downloadDir` it was launched with, which must be `dir`. */
     collectDownloads(_page, dir, count) {
       return () => settledDownloads(dir, count);
+    },
+    /**
+     * Firefox creates a download's file, empty, when it starts and writes into `NAME.xxxx.part`;
+     * a failed download leaves both. Completed: a file under its own name that holds data.
+     */
+    watchCompletedDownloads(_page, dir) {
+      return async () =>
+        fs.readdirSync(dir).filter((name) => !name.endsWith('.part') && fs.statSync(path.join(dir, name)).size > 0);
     },
   },
 ];

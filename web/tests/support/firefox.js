@@ -23,6 +23,8 @@ const FIREFOX_PREFS = {
 
 /** Firefox's report of a WebSocket it could not open. */
 const WEBSOCKET_REFUSED = /can.t establish a connection to the server at wss?:/;
+/** How Firefox reports a streamed download the page ended as failed (a file that failed its check). */
+const DOWNLOAD_FAILED = /^Failed to load ‘.*’\. A ServiceWorker intercepted the request and encountered an unexpected error\.$/;
 
 /**
  * Launches Firefox; every page it opens is a separate peer. Same shape as `launchBrowser`.
@@ -36,11 +38,17 @@ export async function launchFirefox({ downloadDir = null } = {}) {
     executablePath: FIREFOX,
     headless: true,
     extraPrefsFirefox: { ...FIREFOX_PREFS, ...downloadPrefs(downloadDir) },
+    // Without network events: puppeteer's BiDi session otherwise keeps response bodies for
+    // inspection, so a download's bytes pile up in the browser's main process, which is what
+    // the memory figures must not count (and no test reads the page's requests).
+    networkEnabled: false,
     timeout: 60_000,
   });
   const pageErrors = [];
   return {
     engine: 'firefox',
+    /** The browser's main process. */
+    pid: browser.process()?.pid ?? null,
     pageErrors,
     async newPage() {
       const page = await browser.newPage();
@@ -48,7 +56,8 @@ export async function launchFirefox({ downloadDir = null } = {}) {
       page.on('pageerror', (err) => {
         // Firefox reports a WebSocket that cannot connect as an error of the page, where
         // Chromium only logs it; the page handles it (it reconnects), so it is no page error.
-        if (!WEBSOCKET_REFUSED.test(err.message)) pageErrors.push(err);
+        // The same goes for a download the page failed on purpose.
+        if (!WEBSOCKET_REFUSED.test(err.message) && !DOWNLOAD_FAILED.test(err.message)) pageErrors.push(err);
       });
       return new FirefoxPage(page);
     },

@@ -10,6 +10,9 @@ const TARGET_DIR = process.env.CARGO_TARGET_DIR
   ? path.resolve(REPO_ROOT, process.env.CARGO_TARGET_DIR)
   : path.join(REPO_ROOT, 'target');
 
+/** Files are written and hashed this many bytes at a time, so any size fits in memory. */
+const FILE_PIECE_BYTES = 16 * 1024 * 1024;
+
 function peerClientBinary() {
   const file = process.env.PEER_CLIENT_BIN ?? path.join(TARGET_DIR, 'debug', 'peer-client');
   if (!fs.existsSync(file)) throw new Error(`${file} does not exist: build it first with \`cargo build --bins\``);
@@ -31,13 +34,30 @@ export function tempDir(t) {
 /** Writes `size` random bytes to `dir/name`; returns the path. */
 export function randomFile(dir, name, size) {
   const file = path.join(dir, name);
-  fs.writeFileSync(file, crypto.randomBytes(size));
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (let written = 0; written < size; ) {
+      const piece = crypto.randomBytes(Math.min(FILE_PIECE_BYTES, size - written));
+      fs.writeSync(fd, piece);
+      written += piece.length;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
   return file;
 }
 
 /** SHA-256 of a file, hex. */
 export function sha256File(file) {
-  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+  const hash = crypto.createHash('sha256');
+  const piece = Buffer.alloc(FILE_PIECE_BYTES);
+  const fd = fs.openSync(file, 'r');
+  try {
+    for (let read; (read = fs.readSync(fd, piece)) > 0; ) hash.update(piece.subarray(0, read));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return hash.digest('hex');
 }
 
 /** Waits for a child to exit (bounded); returns its exit status. */
