@@ -328,7 +328,14 @@ test('an interrupted receive into a directory resumes: what arrived is not sent 
 test('the server serves the transfer page and its modules from its built-in copy', { timeout: 60_000 }, async (t) => {
   const server = await startSignalingServer({ embedded: true });
   t.after(() => server.child.kill());
-  for (const file of ['transfer.html', 'js/transfer.js', 'vendor/@noble/curves/ed25519.js', 'vendor/@noble/hashes/blake3.js']) {
+  for (const file of [
+    'transfer.html',
+    'js/transfer.js',
+    'download-worker.js',
+    'vendor/@noble/curves/ed25519.js',
+    'vendor/@noble/hashes/blake3.js',
+    'vendor/@paulmillr/qr/index.js',
+  ]) {
     const response = await fetch(new URL(file, server.httpUrl));
     assert.equal(response.status, 200, file);
     assert.match(response.headers.get('content-type'), file.endsWith('.js') ? /javascript/ : /html/, file);
@@ -339,5 +346,7 @@ test('the server serves the transfer page and its modules from its built-in copy
   // The whole module graph loads under the page's Content-Security-Policy.
   await page.goto(`${server.httpUrl}transfer.html`);
   await page.waitForFunction(() => document.body.dataset.ready === 'true');
+  // The download worker is served from the built-in copy too, and takes over.
+  assert.equal(await page.evaluate(() => navigator.serviceWorker.ready.then((r) => r.active.scriptURL)), `${server.httpUrl}download-worker.js`);
   assert.deepEqual(browser.pageErrors, []);
 });
