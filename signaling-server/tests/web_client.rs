@@ -85,7 +85,12 @@ fn web_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
 
 #[tokio::test]
 async fn embedded_web_client_serves_every_file_of_web() {
-    let server = TestServer::start(config());
+    // Two connections per file in a burst, over the default allowance of
+    // new connections per address (a browser reuses one).
+    let server = TestServer::start(Config {
+        connection_burst_per_address: 10_000,
+        ..config()
+    });
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
     let mut files = Vec::new();
     web_files(&root, &root, &mut files);
