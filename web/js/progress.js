@@ -5,7 +5,8 @@
  */
 
 /**
- * Progress of a transfer: total and done bytes, the current file, a rate and an ETA.
+ * Progress of a transfer: total and done bytes, a rate and the time left, and the same for the
+ * current file with its number among the files.
  */
 export class Progress {
   /** @param {(state: object) => void} onProgress */
@@ -14,30 +15,42 @@ export class Progress {
     this.total = 0;
     this.done = 0;
     this.file = '';
+    this.files = 0;
+    this.fileNumber = 0;
+    this.fileBytes = 0;
+    this.fileDone = 0;
     this._started = 0;
     this._counted = 0;
     this._last = 0;
   }
 
-  begin(total) {
+  /** Starts the count of `total` bytes in `files` files. */
+  begin(total, files) {
     this.total = total;
+    this.files = files;
     this._started = performance.now();
     this._emit(true);
   }
 
-  setFile(path) {
+  /** The next file, of `size` bytes, starts. */
+  setFile(path, size) {
     this.file = path;
+    this.fileNumber += 1;
+    this.fileBytes = size;
+    this.fileDone = 0;
     this._emit(true);
   }
 
   /** Bytes that need not be moved (already held). */
   skip(n) {
     this.done += n;
+    this.fileDone += n;
     this._emit(false);
   }
 
   advance(n) {
     this.done += n;
+    this.fileDone += n;
     this._counted += n;
     this._emit(false);
   }
@@ -59,6 +72,11 @@ export class Progress {
       file: this.file,
       bytesPerSecond: rate,
       etaSeconds: rate > 0 ? left / rate : null,
+      files: this.files,
+      fileNumber: this.fileNumber,
+      fileBytes: this.fileBytes,
+      fileDone: this.fileDone,
+      fileEtaSeconds: rate > 0 ? (this.fileBytes - this.fileDone) / rate : null,
     });
   }
 }

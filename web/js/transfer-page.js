@@ -70,14 +70,29 @@ function clearError() {
   $('transfer-error').textContent = '';
 }
 
-function showProgress({ total, done, file, bytesPerSecond, etaSeconds }) {
+/** `42 s`, `3 min 5 s`, `1 h 2 min`: time left as a person reads it. */
+export function humanDuration(seconds) {
+  const s = Math.ceil(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function showProgress({ total, done, file, bytesPerSecond, etaSeconds, files, fileNumber, fileBytes, fileDone, fileEtaSeconds }) {
   const bar = $('transfer-progress');
   bar.hidden = false;
   bar.max = Math.max(1, total);
   bar.value = done;
-  const eta = etaSeconds === null ? '' : `, ${Math.ceil(etaSeconds)} s left`;
-  $('transfer-rate').textContent =
-    `${humanBytes(done)} of ${humanBytes(total)} at ${humanBytes(bytesPerSecond)}/s${eta}` + (file ? ` — ${file}` : '');
+  const eta = etaSeconds === null ? '' : `, ${humanDuration(etaSeconds)} left`;
+  $('transfer-rate').textContent = `${humanBytes(done)} of ${humanBytes(total)} at ${humanBytes(bytesPerSecond)}/s${eta}`;
+  const fileBar = $('file-progress');
+  fileBar.hidden = !file;
+  if (!file) return;
+  fileBar.max = Math.max(1, fileBytes);
+  fileBar.value = fileDone;
+  const percent = fileBytes ? Math.floor((fileDone / fileBytes) * 100) : 100;
+  const fileEta = fileEtaSeconds === null || fileDone >= fileBytes ? '' : `, ${humanDuration(fileEtaSeconds)} left`;
+  $('transfer-file').textContent = `File ${fileNumber} of ${files}: ${file} — ${percent} % of ${humanBytes(fileBytes)}${fileEta}`;
 }
 
 const STATUS_TEXT = {

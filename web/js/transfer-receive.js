@@ -108,12 +108,12 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
   onStatus('receiving');
   const started = performance.now();
   const progress = new Progress(onProgress);
-  progress.begin(total);
+  progress.begin(total, entries.filter((e) => e.kind === 'file').length);
   let receivedBytes = 0;
   let skippedBytes = 0;
   for (const [index, entry] of entries.entries()) {
     if (entry.kind !== 'file') continue;
-    progress.setFile(entry.path);
+    progress.setFile(entry.path, entry.size);
     const claimed = claims.get(index) ?? 0;
     // The sender hashes its own copy of the bytes we claimed before it answers.
     const hashing = (claimed / SLOWEST_HASH_RATE) * 1000;

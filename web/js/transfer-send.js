@@ -95,14 +95,14 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
   onStatus('sending');
   const started = performance.now();
   const progress = new Progress(onProgress);
-  progress.begin(total);
+  progress.begin(total, files.length);
   const chunk = link.chunkBytes;
   let sentBytes = 0;
   let skippedBytes = 0;
   const firstFile = entries.length - files.length;
   for (const [i, { path, file }] of files.entries()) {
     const index = firstFile + i;
-    progress.setFile(path);
+    progress.setFile(path, file.size);
     let hash = hasher();
     let offset = 0;
     const claim = resume.get(index);

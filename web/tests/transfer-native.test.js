@@ -56,6 +56,7 @@ for (const engine of ENGINES) {
     }
     assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
     assert.match(await page.textContent('#transfer-status'), /BLAKE3-verified/);
+    assert.equal(await page.textContent('#transfer-file'), 'File 3 of 3: empty — 100 % of 0 B');
 
     const got = await saved();
     assert.deepEqual(got.map((d) => d.name).sort(), ['big.bin', 'empty', 'small.txt']);
@@ -132,6 +133,12 @@ for (const engine of ENGINES) {
     const idle = browserMemory(browser.pid);
     const sampler = sampleMemory(browser.pid);
     await page.click('#accept-download');
+    // The file's own progress, with the time left, while it runs.
+    await page.waitForFunction(
+      () => /^File 1 of 1: large\.bin — \d+ % of 419\.4 MB, .+ left$/.test(document.getElementById('transfer-file').textContent),
+      null,
+      { timeout: 60_000 },
+    );
     await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 240_000 });
     const peak = sampler.stop();
     assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
