@@ -52,12 +52,14 @@ async fn slow_reader_is_dropped_and_memory_stays_bounded() {
         tasks.push(tokio::spawn(async move {
             let (mut sink, mut stream) = client.ws.split();
             // Read concurrently, as a well-behaved client does.
+            // It reads until the slow peer has left: that follows the
+            // peer's bounded goodbye, and may come after the flood is sent.
             let reader = tokio::spawn(async move {
                 let mut seen = Vec::new();
                 while let Some(Ok(frame)) = stream.next().await {
                     if let Message::Text(text) = frame {
                         let message = ServerMessage::parse(text.as_str()).unwrap();
-                        let stop = matches!(message, ServerMessage::Pong);
+                        let stop = matches!(&message, ServerMessage::PeerLeft { peer_id } if *peer_id == target);
                         seen.push(message);
                         if stop {
                             break;
@@ -66,14 +68,23 @@ async fn slow_reader_is_dropped_and_memory_stays_bounded() {
                 }
                 (stream, seen)
             });
+            let signal = format!(r#"{{"type":"signal","to":"{target}","data":{payload}}}"#);
             for _ in 0..MESSAGES_EACH {
-                let text = format!(r#"{{"type":"signal","to":"{target}","data":{payload}}}"#);
-                sink.send(Message::text(text)).await.unwrap();
+                sink.send(Message::text(signal.clone())).await.unwrap();
             }
-            sink.send(Message::text(r#"{"type":"ping"}"#))
-                .await
-                .unwrap();
-            let (_stream, seen) = reader.await.unwrap();
+            let (mut stream, mut seen) = reader.await.unwrap();
+            // Once it is gone, a signal to it is refused.
+            sink.send(Message::text(signal)).await.unwrap();
+            while let Some(Ok(frame)) = stream.next().await {
+                if let Message::Text(text) = frame {
+                    let message = ServerMessage::parse(text.as_str()).unwrap();
+                    let stop = matches!(message, ServerMessage::Error { .. });
+                    seen.push(message);
+                    if stop {
+                        break;
+                    }
+                }
+            }
             seen
         }));
     }
