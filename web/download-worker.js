@@ -1,12 +1,12 @@
 // The download service worker: answers `/download/ID/NAME` with the stream a page handed over for
 // that id, as an attachment, so the browser saves a received file as it arrives instead of the
-// page holding all of it (js/download-stream.js is the page's side). It serves nothing else: every
-// other request goes to the network untouched.
+// page holding all of it (js/download-stream.js is the page's side). Its scope is `/download/`, so
+// no other request of the site passes through it.
 
 /** Path prefix of the downloads this worker answers. */
 const PREFIX = '/download/';
-/** Longest a handed-over stream waits for the browser to fetch it. */
-const UNCLAIMED_MS = 30_000;
+/** Longest a handed-over stream waits for the browser to fetch it (less than the page waits). */
+const UNCLAIMED_MS = 10_000;
 
 /** Streams handed over and not fetched yet, by id. */
 const waiting = new Map();
@@ -20,6 +20,12 @@ self.addEventListener('install', () => self.skipWaiting());
 
 self.addEventListener('message', (event) => {
   const message = event.data;
+  if (message?.type === 'forget') {
+    // The page gave up on it (it never started).
+    waiting.get(message.id)?.stream.cancel('the page gave up').catch(() => {});
+    waiting.delete(message.id);
+    return;
+  }
   // Other messages (`keepalive`) only keep this worker running while a download streams.
   if (message?.type !== 'download') return;
   const { id, name, size, stream, port } = message;

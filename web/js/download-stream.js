@@ -29,8 +29,8 @@ const STALL_TIMEOUT_MS = 60_000;
  */
 const KEEPALIVE_MS = 5_000;
 
-/** @type {Promise<ServiceWorker>|null} */
-let activeWorker = null;
+/** @type {Promise<ServiceWorkerRegistration>|null} */
+let registered = null;
 /** Downloads streaming now; the keepalive runs while there are any. */
 let streaming = 0;
 let keepalive = null;
@@ -47,22 +47,45 @@ export function canStreamDownloads() {
   }
 }
 
-/** Registers the download worker (once per page) and resolves to it once active. */
-export function downloadWorker() {
-  activeWorker ??= navigator.serviceWorker
-    .register(WORKER_URL, { scope: '/' })
-    .then(() => navigator.serviceWorker.ready)
-    .then((registration) => registration.active)
-    .catch((err) => {
-      activeWorker = null;
-      throw new TransferError(`this browser refused the download worker (${err.message}); save into a folder instead`);
-    });
-  return activeWorker;
+/** Resolves once `worker` is activated; fails if it is discarded or takes too long. */
+function activated(worker) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('it did not start in time')), START_TIMEOUT_MS);
+    const check = () => {
+      if (worker.state === 'activated') resolve();
+      else if (worker.state === 'redundant') reject(new Error('it failed to install'));
+      else return;
+      clearTimeout(timer);
+      worker.removeEventListener('statechange', check);
+    };
+    worker.addEventListener('statechange', check);
+    check();
+  });
 }
 
-function startKeepalive(worker) {
+/**
+ * Registers the download worker (once per page; its scope is the download URLs alone, so it sees
+ * no other request) and resolves once it is active. A refusal (site data blocked, say) rejects,
+ * and the next call tries again.
+ * @returns {Promise<ServiceWorkerRegistration>}
+ */
+export function downloadWorker() {
+  registered ??= (async () => {
+    const registration = await navigator.serviceWorker.register(WORKER_URL, { scope: DOWNLOAD_PREFIX });
+    const worker = registration.installing ?? registration.waiting ?? registration.active;
+    if (worker) await activated(worker);
+    return registration;
+  })().catch((err) => {
+    registered = null;
+    throw new TransferError(`this browser refused the download worker (${err.message})`, { kind: 'download' });
+  });
+  return registered;
+}
+
+function startKeepalive(registration) {
   streaming += 1;
-  keepalive ??= setInterval(() => worker.postMessage({ type: 'keepalive' }), KEEPALIVE_MS);
+  // The active worker is looked up each time: a newer version may have taken over.
+  keepalive ??= setInterval(() => registration.active?.postMessage({ type: 'keepalive' }), KEEPALIVE_MS);
 }
 
 function stopKeepalive() {
@@ -73,25 +96,34 @@ function stopKeepalive() {
   }
 }
 
-/** Resolves with the first message of `type` on `port`, or fails after `ms`. */
+/** Resolves with the first message of `type` on `port`; fails after `ms`, or at once on `unclaimed`. */
 function answer(port, type, ms, what) {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new TransferError(what, { kind: 'download' })), ms);
-    port.addEventListener('message', (event) => {
-      if (event.data?.type !== type) return;
+    const done = (settle) => {
       clearTimeout(timer);
-      resolve();
-    });
+      port.removeEventListener('message', listen);
+      settle();
+    };
+    const timer = setTimeout(() => done(() => reject(new TransferError(what, { kind: 'download' }))), ms);
+    const listen = (event) => {
+      if (event.data?.type === type) done(resolve);
+      else if (event.data?.type === 'unclaimed') done(() => reject(new TransferError(what, { kind: 'download' })));
+    };
+    port.addEventListener('message', listen);
   });
 }
 
 /**
- * One file on its way to the browser's downloads.
+ * One file on its way to the browser's downloads. Any error of `write` or `close` has already ended
+ * the download as failed.
  * @typedef {object} DownloadStream
  * @property {(bytes: Uint8Array) => Promise<void>} write queues bytes; waits while the browser is behind
  * @property {() => Promise<void>} close hands over what is queued and ends the file: the download completes
  * @property {(reason: string) => void} fail ends the download as failed; what arrived is not a finished file
  */
+
+/** `name` with any lone surrogate replaced, so it can be percent-encoded. */
+const wellFormed = (name) => (typeof name.toWellFormed === 'function' ? name.toWellFormed() : name);
 
 /**
  * Starts the download of a file of `size` bytes saved as `name`; resolves once the browser took it.
@@ -100,7 +132,9 @@ function answer(port, type, ms, what) {
  * @returns {Promise<DownloadStream>}
  */
 export async function startDownload(name, size) {
-  const worker = await downloadWorker();
+  const registration = await downloadWorker();
+  const worker = registration.active;
+  if (!worker) throw new TransferError('the download worker is not running', { kind: 'download' });
   let controller;
   let pulled = null;
   let cancelled = null;
@@ -124,17 +158,25 @@ export async function startDownload(name, size) {
   const { port1, port2 } = new MessageChannel();
   port1.start();
   const id = crypto.randomUUID();
-  const ready = answer(port1, 'ready', START_TIMEOUT_MS, 'the download worker did not answer');
-  worker.postMessage({ type: 'download', id, name, size, stream, port: port2 }, [stream, port2]);
-  await ready;
-  const started = answer(port1, 'started', START_TIMEOUT_MS, `the browser did not start the download of ${name}`);
-  // The frame stays: removing it could stop the download it carries.
+  const safeName = wellFormed(name);
+  // The frame stays once the download started: removing it could stop the download it carries.
   const frame = document.createElement('iframe');
-  frame.hidden = true;
-  frame.src = `${DOWNLOAD_PREFIX}${id}/${encodeURIComponent(name)}`;
-  document.body.append(frame);
-  await started;
-  startKeepalive(worker);
+  try {
+    const ready = answer(port1, 'ready', START_TIMEOUT_MS, 'the download worker did not answer');
+    worker.postMessage({ type: 'download', id, name: safeName, size, stream, port: port2 }, [stream, port2]);
+    await ready;
+    const started = answer(port1, 'started', START_TIMEOUT_MS, `the browser did not start the download of ${name}`);
+    frame.hidden = true;
+    frame.src = `${DOWNLOAD_PREFIX}${id}/${encodeURIComponent(safeName)}`;
+    document.body.append(frame);
+    await started;
+  } catch (err) {
+    worker.postMessage({ type: 'forget', id });
+    controller.error(err);
+    frame.remove();
+    throw err;
+  }
+  startKeepalive(registration);
 
   /** Resolves when the browser took some of the queue; fails when it took nothing for a while. */
   const taken = () =>
@@ -152,35 +194,43 @@ export async function startDownload(name, size) {
     if (cancelled) throw new TransferError(cancelled, { kind: 'download' });
   };
   let ended = false;
-  const end = () => {
+  const fail = (reason) => {
     if (ended) return;
     ended = true;
+    if (!cancelled) controller.error(new Error(reason));
     stopKeepalive();
   };
+  /** Runs `step`; if it fails, so does the download. */
+  const guarded = async (step) => {
+    try {
+      await step();
+    } catch (err) {
+      fail(err.message);
+      throw err;
+    }
+  };
   return {
-    async write(bytes) {
-      check();
-      controller.enqueue(bytes);
-      while (controller.desiredSize <= 0) {
-        await taken();
+    write: (bytes) =>
+      guarded(async () => {
         check();
-      }
-    },
-    async close() {
-      try {
+        controller.enqueue(bytes);
+        while (controller.desiredSize <= 0) {
+          await taken();
+          check();
+        }
+      }),
+    close: () =>
+      guarded(async () => {
         // The worker must live until the browser read everything: wait for the queue to empty.
+        check();
         while (controller.desiredSize < QUEUE_BYTES) {
           await taken();
           check();
         }
         controller.close();
-      } finally {
-        end();
-      }
-    },
-    fail(reason) {
-      if (!cancelled) controller.error(new Error(reason));
-      end();
-    },
+        ended = true;
+        stopKeepalive();
+      }),
+    fail,
   };
 }

@@ -122,7 +122,14 @@ function cancellable() {
   return controller.signal;
 }
 
+/** While a transfer runs, leaving the page asks first: it would stop the transfer. */
+function warnBeforeLeaving(event) {
+  event.preventDefault();
+}
+
 function busy(yes) {
+  if (yes) window.addEventListener('beforeunload', warnBeforeLeaving);
+  else window.removeEventListener('beforeunload', warnBeforeLeaving);
   for (const id of ['receive-connect', 'send-start', 'receive-code', 'send-files', 'send-folder']) $(id).disabled = yes;
   $('cancel').hidden = !yes;
   if (!yes) cancel = null;
@@ -164,10 +171,12 @@ async function receive(text) {
   setStatus('Accept to receive these files.', 'offered');
   const folders = typeof window.showDirectoryPicker === 'function';
   $('accept-folder').hidden = !folders;
-  $('download-note').textContent = downloadNote(folders);
+  // Downloads stream only if the download worker runs (a browser may refuse it: site data blocked).
+  const streams = streamed && (await downloadWorker().then(() => true, () => false));
+  $('download-note').textContent = downloadNote(folders, streams, offer.files);
 
   const decided = new Promise((resolve) => {
-    $('accept-download').onclick = () => resolve(streamed ? downloadSink(listDownload) : blobSink(offerDownload));
+    $('accept-download').onclick = () => resolve(streams ? downloadSink(listDownload) : blobSink(offerDownload));
     $('accept-folder').onclick = async () => {
       try {
         const dir = await window.showDirectoryPicker({ mode: 'readwrite', id: 'transfer' });
@@ -204,18 +213,21 @@ async function receive(text) {
   }
 }
 
-/** Whether downloads stream (else each file waits in memory until verified). */
+/** Whether this browser can stream downloads here (else each file waits in memory until verified). */
 const streamed = canStreamDownloads();
 
-/** What the download choice does in this browser. */
-function downloadNote(folders) {
+/** What the download choice does in this browser, for an offer of `files` files. */
+function downloadNote(folders, streams, files) {
   const resume = folders ? ' Save into a folder to be able to continue an interrupted transfer.' : '';
-  if (streamed) {
+  if (streams) {
+    const several = files > 1 ? ' The browser may ask whether this page may download several files: allow it, or the transfer stops.' : '';
     return 'Downloads are saved as they arrive and complete only once verified; a download cannot be ' +
-      `continued, so an interrupted transfer starts over.${resume}`;
+      `continued, so an interrupted transfer starts over.${several}${resume}`;
   }
-  return 'This page is not a secure context (https, or localhost), so each file waits in memory until it is ' +
-    `verified, at most 2 GiB per file; open the page over https to stream any size.${resume}`;
+  const why = streamed
+    ? 'This browser refused the page its download worker (are site data blocked?)'
+    : 'This page is not a secure context (https, or localhost)';
+  return `${why}, so each file waits in memory until it is verified, at most 2 GiB per file.${resume}`;
 }
 
 /** Lists a verified file the browser saved as a download. */

@@ -347,6 +347,11 @@ test('the server serves the transfer page and its modules from its built-in copy
   await page.goto(`${server.httpUrl}transfer.html`);
   await page.waitForFunction(() => document.body.dataset.ready === 'true');
   // The download worker is served from the built-in copy too, and takes over.
-  assert.equal(await page.evaluate(() => navigator.serviceWorker.ready.then((r) => r.active.scriptURL)), `${server.httpUrl}download-worker.js`);
+  const worker = await page.evaluate(async () => {
+    const { downloadWorker } = await import('/js/download-stream.js');
+    const registration = await downloadWorker();
+    return { script: registration.active.scriptURL, scope: registration.scope };
+  });
+  assert.deepEqual(worker, { script: `${server.httpUrl}download-worker.js`, scope: `${server.httpUrl}download/` });
   assert.deepEqual(browser.pageErrors, []);
 });
