@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { launchBrowser } from './support/browser.js';
 import { REPO_ROOT, startSignalingServer } from './support/processes.js';
-import { randomFile } from './support/transfer.js';
+import { getCode, randomFile } from './support/transfer.js';
 
 const MiB = 1024 * 1024;
 const DESKTOP = path.join(REPO_ROOT, 'docs', 'transfer-desktop.png');
@@ -26,8 +26,7 @@ try {
   const sender = await desktop.newPage();
   await sender.goto(`${server.httpUrl}transfer.html`);
   await sender.setInputFiles('#send-folder', album);
-  await sender.click('#send-start');
-  await sender.waitForFunction(() => document.body.dataset.code);
+  await getCode(sender);
   const link = await sender.getAttribute('#send-link', 'href');
 
   const receiver = await phone.newPage();

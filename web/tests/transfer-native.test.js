@@ -10,7 +10,7 @@ import { ENGINES } from './support/engines.js';
 import { browserMemory, sampleMemory } from './support/memory.js';
 import { startSignalingServer } from './support/processes.js';
 import { readQrCode } from './support/qr.js';
-import { exited, randomFile, runPeerClient, sha256File, startPageSend, tempDir } from './support/transfer.js';
+import { exited, getCode, randomFile, receiveInto, runPeerClient, sha256File, startPageSend, tempDir } from './support/transfer.js';
 
 const MiB = 1024 * 1024;
 
@@ -173,14 +173,9 @@ for (const engine of ENGINES) {
     });
     await page.waitForFunction(() => document.getElementById('send-picked').textContent.startsWith('Ready'));
     assert.equal(await page.textContent('#send-picked'), 'Ready: 2 files, 300.0 kB.');
-    await page.click('#send-start');
-    await page.waitForFunction(() => document.body.dataset.code);
-    const code = await page.getAttribute('body', 'data-code');
-
+    const code = await getCode(page);
     const out = path.join(dir, 'out');
-    const receiver = runPeerClient('peer-client receive', ['receive', code, '--server', server.wsUrl, '--out', out, '--yes']);
-    t.after(() => receiver.kill());
-    assert.equal((await exited(receiver)).code, 0, receiver.log());
+    await receiveInto(t, server.wsUrl, code, out);
     const expected = Buffer.from(Uint8Array.from({ length: 300_000 }, (_, i) => (i * 31 + 1) % 251));
     assert.ok(fs.readFileSync(path.join(out, 'dropped.bin')).equals(expected), 'dropped.bin differs');
     assert.equal(fs.readFileSync(path.join(out, 'note.txt'), 'utf8'), 'hello from a drop');
@@ -287,14 +282,9 @@ test('page sends a folder → native peer-client receive keeps the relative path
   const page = await browser.newPage();
   await page.goto(`${server.httpUrl}transfer.html`);
   await page.setInputFiles('#send-folder', album);
-  await page.click('#send-start');
-  await page.waitForFunction(() => document.body.dataset.code);
-  const code = await page.getAttribute('body', 'data-code');
-
+  const code = await getCode(page);
   const out = path.join(dir, 'out');
-  const receiver = runPeerClient('peer-client receive', ['receive', code, '--server', server.wsUrl, '--out', out, '--yes']);
-  t.after(() => receiver.kill());
-  assert.equal((await exited(receiver)).code, 0, receiver.log());
+  await receiveInto(t, server.wsUrl, code, out);
   for (const file of files) {
     const relative = path.relative(dir, file);
     assert.equal(sha256File(path.join(out, relative)), sha256File(file), `${relative} differs`);

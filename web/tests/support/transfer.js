@@ -82,7 +82,20 @@ export async function startPageSend(browser, httpUrl, files) {
   const page = await browser.newPage();
   await page.goto(`${httpUrl}transfer.html`);
   await page.setInputFiles('#send-files', files);
+  return { page, code: await getCode(page) };
+}
+
+/** Presses *Get a code* on a page whose files are chosen; returns the code it shows. */
+export async function getCode(page) {
   await page.click('#send-start');
   await page.waitForFunction(() => document.body.dataset.code);
-  return { page, code: await page.getAttribute('body', 'data-code') };
+  return page.getAttribute('body', 'data-code');
+}
+
+/** Runs `peer-client receive CODE` into `out`, accepting without asking; asserts it succeeded. */
+export async function receiveInto(t, wsUrl, code, out) {
+  const receiver = runPeerClient('peer-client receive', ['receive', code, '--server', wsUrl, '--out', out, '--yes']);
+  t.after(() => receiver.kill());
+  const status = await exited(receiver);
+  if (status.code !== 0) throw new Error(`peer-client receive failed (${status.code}):\n${receiver.log()}`);
 }
