@@ -153,6 +153,9 @@ async function receive(text) {
     busy(false);
     return showError(err);
   }
+  // Downloads stream only if the download worker runs (a browser may refuse it: site data
+  // blocked). Known before the offer shows, so its buttons work from the first click.
+  const streams = streamed && (await downloadWorker().then(() => true, () => false));
   document.body.dataset.transfer = 'offered';
   $('offer-summary').textContent = `Offered: ${counts(offer.files, offer.dirs)}, ${humanBytes(offer.totalBytes)} in all.`;
   const list = $('offer-list');
@@ -171,8 +174,6 @@ async function receive(text) {
   setStatus('Accept to receive these files.', 'offered');
   const folders = typeof window.showDirectoryPicker === 'function';
   $('accept-folder').hidden = !folders;
-  // Downloads stream only if the download worker runs (a browser may refuse it: site data blocked).
-  const streams = streamed && (await downloadWorker().then(() => true, () => false));
   $('download-note').textContent = downloadNote(folders, streams, offer.files);
 
   const decided = new Promise((resolve) => {
