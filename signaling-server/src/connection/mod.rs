@@ -457,9 +457,11 @@ impl Connection {
         }
         if self.outbuf.capacity() > 0 {
             websocket::give_buffer(std::mem::take(&mut self.outbuf));
+            // Frames taken from the outbox were encoded into this buffer:
+            // written now, they leave the shared budget.
+            self.conn.outbox().sent();
         }
         self.written = 0;
-        self.conn.outbox().sent();
         // Over TLS, what the socket took may still wait in it, encrypted.
         if self.stream.try_flush()? {
             self.write_blocked_since = None;
