@@ -5,7 +5,7 @@ use peer_client::{
     DEFAULT_SOCKET_BUFFER_BYTES, IceServer, MdnsMode, SessionConfig, TransportOptions,
 };
 
-/// The signaling server `chat` and `echo` use without `--server`.
+/// The signaling server `chat`, `echo` and `bench-peer` use without `--server`.
 const LOCAL_SERVER: &str = "ws://127.0.0.1:8080/ws";
 
 /// Where to meet and how to connect.
@@ -26,7 +26,7 @@ pub struct NetArgs {
     /// WebSocket URL of the signaling server (ws:// or wss://, path /ws).
     /// Without it, `send` serves signaling itself on this machine's network
     /// and `receive` finds that sender on the local network; `chat` and
-    /// `echo` use ws://127.0.0.1:8080/ws.
+    /// `echo` and `bench-peer` use ws://127.0.0.1:8080/ws.
     #[arg(long, value_name = "URL", env = "PEER_CLIENT_SERVER")]
     pub server: Option<String>,
 

@@ -8,7 +8,7 @@ use crate::bench::BenchArgs;
 use crate::chat::ChatArgs;
 use crate::receive::ReceiveArgs;
 use crate::send::SendArgs;
-use crate::{bench, chat, echo, receive, send};
+use crate::{bench, bench_peer, chat, echo, receive, send};
 
 /// Peer-to-peer data channels through a signaling server: file transfer,
 /// chat, echo, benchmarks.
@@ -33,6 +33,11 @@ pub enum Command {
     /// peers over loopback, this process and a child process (or both in
     /// this one with --one-process); no server needed.
     Bench(BenchArgs),
+    /// Serve throughput tests in a room, so a browser page or another peer
+    /// can measure a bare data channel to this machine: it counts what a
+    /// peer sends on a `bench-up` channel and sends what a peer asks for
+    /// (`{"bytes":N}`) on a `bench-down` channel.
+    BenchPeer(RoomArgs),
     /// Send files and directories: prints a code phrase, then waits for the
     /// receiver. Authenticated end to end; resumes if run again.
     Send(SendArgs),
@@ -46,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(args).await,
         Command::Echo(args) => echo::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchPeer(args) => bench_peer::run(args).await,
         Command::Send(args) => send::run(args).await,
         Command::Receive(args) => receive::run(args).await,
     }

@@ -2,6 +2,7 @@
 
 mod args;
 mod bench;
+mod bench_peer;
 mod chat;
 mod cli;
 mod echo;

@@ -1,15 +1,33 @@
 /**
- * BLAKE3, the hash each transferred file is checked with.
+ * BLAKE3, the hash each transferred file is checked with: hash-wasm's WebAssembly build, about
+ * twenty times the speed of BLAKE3 in plain JavaScript, which held a transfer to the rate the
+ * main thread could hash (docs/benchmarks.md, "Transfers in the browser").
  *
  * @module file-hash
  */
 
-import { blake3 } from '../vendor/@noble/hashes/blake3.js';
+// A UMD bundle: loaded as a module, it defines `globalThis.hashwasm`.
+import '../vendor/hash-wasm/blake3.umd.min.js';
 import { MAX_CHUNK_BYTES } from './transfer-limits.js';
 
-/** An incremental BLAKE3 hash. */
-export function hasher() {
-  return blake3.create();
+const { createBLAKE3 } = globalThis.hashwasm;
+
+/**
+ * An incremental BLAKE3 hash.
+ * @typedef {{update: (bytes: Uint8Array) => void, digest: () => Uint8Array}} Hasher
+ */
+
+/** A new incremental BLAKE3 hash (each has its own WebAssembly instance). @returns {Promise<Hasher>} */
+export async function hasher() {
+  const hash = await createBLAKE3();
+  return {
+    update(bytes) {
+      hash.update(bytes);
+    },
+    digest() {
+      return hash.digest('binary');
+    },
+  };
 }
 
 /** Feeds the first `length` bytes of a Blob to `hash`, a chunk at a time. */

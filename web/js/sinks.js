@@ -95,7 +95,7 @@ export function directorySink(root) {
         return null;
       }
       if (file.size === 0 || file.size > entry.size) return null;
-      const hash = hasher();
+      const hash = await hasher();
       await hashBlob(file, file.size, hash);
       return { offset: file.size, blake3: bytesToHex(hash.digest()) };
     },

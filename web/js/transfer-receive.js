@@ -122,7 +122,7 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
     if (start.offset !== 0 && start.offset !== claimed) {
       throw protocolError(`file ${index} starts at ${start.offset}, but ${claimed} bytes were held`);
     }
-    const hash = hasher();
+    const hash = await hasher();
     const out = await sink.open(entry.path, start.offset, hash, entry.size);
     progress.skip(start.offset);
     skippedBytes += start.offset;

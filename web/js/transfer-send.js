@@ -103,13 +103,13 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
   for (const [i, { path, file }] of files.entries()) {
     const index = firstFile + i;
     progress.setFile(path, file.size);
-    let hash = hasher();
+    let hash = await hasher();
     let offset = 0;
     const claim = resume.get(index);
     if (claim) {
       await hashBlob(file, claim.offset, hash);
       if (bytesToHex(hash.digest()) === claim.blake3) offset = claim.offset;
-      hash = hasher();
+      hash = await hasher();
       await hashBlob(file, offset, hash);
     }
     link.sendMessage({ type: 'file', index, offset });

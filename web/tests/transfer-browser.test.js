@@ -333,7 +333,7 @@ test('the server serves the transfer page and its modules from its built-in copy
     'js/transfer.js',
     'download-worker.js',
     'vendor/@noble/curves/ed25519.js',
-    'vendor/@noble/hashes/blake3.js',
+    'vendor/hash-wasm/blake3.umd.min.js',
     'vendor/@paulmillr/qr/index.js',
   ]) {
     const response = await fetch(new URL(file, server.httpUrl));

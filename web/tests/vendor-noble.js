@@ -18,7 +18,6 @@ const ENTRY_POINTS = [
   'hashes/sha2.js',
   'hashes/hkdf.js',
   'hashes/hmac.js',
-  'hashes/blake3.js',
   'hashes/utils.js',
 ];
 const IMPORT = /(\bfrom\s*|\bimport\s*)(['"])([^'"]+)\2/g;
