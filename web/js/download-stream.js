@@ -149,7 +149,9 @@ export async function startDownload(name, size) {
       },
       pull: wake,
       cancel(reason) {
-        cancelled = `the download of ${name} was cancelled in the browser${reason ? ` (${reason})` : ''}`;
+        cancelled =
+          `the browser stopped the download of ${name}${reason ? ` (${reason})` : ''}: it was cancelled, ` +
+          'or the disk is full; free some space if it is, and receive again';
         wake();
       },
     },

@@ -8,7 +8,7 @@ import { bytesToHex, concatBytes } from '../vendor/@noble/hashes/utils.js';
 import { hashBlob, hasher } from './file-hash.js';
 import { MAX_BLOB_FILE_BYTES, PART_SUFFIX, WRITE_BATCH_BYTES } from './transfer-limits.js';
 import { startDownload } from './download-stream.js';
-import { TransferError } from './transfer-error.js';
+import { TransferError, printable } from './transfer-error.js';
 
 /**
  * Where received files go. Each kind takes a file as it arrives and presents it only once its hash
@@ -113,29 +113,17 @@ export function directorySink(root) {
       }
       // Frames are small (64–256 KiB); each write to the file system is a round trip to the
       // browser process, so they are gathered into writes of about WRITE_BATCH_BYTES.
-      let batch = [];
-      let batched = 0;
-      const flush = async () => {
-        if (batched === 0) return;
-        const joined = batch.length === 1 ? batch[0] : concatBytes(...batch);
-        batch = [];
-        batched = 0;
-        await writable.write(joined);
-      };
+      const batches = batched((joined) => writing(path, () => writable.write(joined)));
       return {
-        async write(bytes) {
-          batch.push(bytes);
-          batched += bytes.length;
-          if (batched >= WRITE_BATCH_BYTES) await flush();
-        },
+        write: (bytes) => batches.add(bytes),
         /** Keeps what arrived as `NAME.part`, for a later resume. */
         async keep() {
-          await flush().catch(() => {});
+          await batches.flush().catch(() => {});
           await writable.close().catch(() => {});
         },
         async finish() {
-          await flush();
-          await writable.close();
+          await batches.flush();
+          await writing(path, () => writable.close());
           if (typeof handle.move === 'function') await handle.move(name);
           else {
             // Without move(): copy under the final name, then drop the part file.
@@ -170,14 +158,18 @@ export function downloadSink(onFile) {
     async prepare() {},
     async open(path, _offset, _hash, size) {
       const download = await startDownload(path.split('/').join('_'), size);
+      // Each chunk handed over crosses to the worker and on to the browser's download, so frames
+      // are gathered into chunks of about WRITE_BATCH_BYTES; the latest is held back.
       let last = null;
+      const batches = batched(async (joined) => {
+        if (last) await download.write(last);
+        last = joined;
+      });
       const fail = (reason) => download.fail(reason);
       return {
-        async write(bytes) {
-          if (last) await download.write(last);
-          last = bytes;
-        },
+        write: (bytes) => batches.add(bytes),
         async finish() {
+          await batches.flush();
           if (last) await download.write(last);
           last = null;
           await download.close();
@@ -192,6 +184,45 @@ export function downloadSink(onFile) {
         },
       };
     },
+  };
+}
+
+/**
+ * Runs `write`, a write of the file at `path` into a folder; a failure becomes a sentence for the
+ * user (a full disk above all), and what arrived stays for a resume.
+ */
+async function writing(path, write) {
+  try {
+    return await write();
+  } catch (err) {
+    const why = err?.name === 'QuotaExceededError' ? "the disk, or this site's share of it, is full" : printable(err?.message ?? err);
+    throw new TransferError(`cannot write ${path}: ${why}; free some space and receive again to resume`, { kind: 'write' });
+  }
+}
+
+/**
+ * Gathers written bytes into chunks of about {@link WRITE_BATCH_BYTES} for `writeBatch`.
+ * @param {(joined: Uint8Array) => Promise<void>} writeBatch
+ */
+function batched(writeBatch) {
+  let batch = [];
+  let bytes = 0;
+  const flush = async () => {
+    if (bytes === 0) return;
+    const joined = batch.length === 1 ? batch[0] : concatBytes(...batch);
+    batch = [];
+    bytes = 0;
+    await writeBatch(joined);
+  };
+  return {
+    /** Adds `chunk`; writes the batch once it is full. */
+    async add(chunk) {
+      batch.push(chunk);
+      bytes += chunk.length;
+      if (bytes >= WRITE_BATCH_BYTES) await flush();
+    },
+    /** Writes what is gathered. */
+    flush,
   };
 }
 

@@ -30,7 +30,7 @@ export function protocolError(what) {
 
 /** The peer went away: `why` says how; a resume may follow. */
 export function gone(why) {
-  return new TransferError(`the other side went away (${why}); run the same command again to resume`, {
+  return new TransferError(`the other side went away (${why}); start the same transfer again to go on`, {
     peerKnows: true,
     kind: 'gone',
   });

@@ -44,7 +44,7 @@ export const ACK_CHECK_MS = 250;
 export const CLOSE_WAIT_MS = 5000;
 /** Largest file a Blob sink accepts: it holds the whole file in memory until it is verified. */
 export const MAX_BLOB_FILE_BYTES = 2 * 1024 * 1024 * 1024;
-/** Received data gathered into one write of a directory sink. */
+/** Received data gathered into one write of a directory sink, or one chunk of a streamed download. */
 export const WRITE_BATCH_BYTES = 2 * 1024 * 1024;
 /** Most peers of the room a transfer tries to connect to at once. */
 export const MAX_CANDIDATES = 8;

@@ -148,9 +148,9 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
         );
       }
     } catch (err) {
-      // What arrived intact stays for a resume when the other side went away or fell silent;
-      // anything else is dropped.
-      if (err.kind === 'gone' || err.kind === 'timeout') await out.keep();
+      // What arrived intact stays for a resume when the other side went away or fell silent, or
+      // the disk filled up; anything else is dropped.
+      if (err.kind === 'gone' || err.kind === 'timeout' || err.kind === 'write') await out.keep();
       else await out.abort();
       throw err;
     }

@@ -107,16 +107,19 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
     let offset = 0;
     const claim = resume.get(index);
     if (claim) {
-      await hashBlob(file, claim.offset, hash);
+      await unchanged(path, () => hashBlob(file, claim.offset, hash));
       if (bytesToHex(hash.digest()) === claim.blake3) offset = claim.offset;
       hash = await hasher();
-      await hashBlob(file, offset, hash);
+      await unchanged(path, () => hashBlob(file, offset, hash));
     }
     link.sendMessage({ type: 'file', index, offset });
     skippedBytes += offset;
     progress.skip(offset);
     for (let at = offset; at < file.size; at += chunk) {
-      const bytes = new Uint8Array(await file.slice(at, Math.min(file.size, at + chunk)).arrayBuffer());
+      const end = Math.min(file.size, at + chunk);
+      const bytes = await unchanged(path, async () => new Uint8Array(await file.slice(at, end).arrayBuffer()));
+      // A file cut short after it was picked reads short rather than failing in some browsers.
+      if (bytes.length !== end - at) throw changedWhileSending(path);
       hash.update(bytes);
       await link.sendData(bytes);
       sentBytes += bytes.length;
@@ -142,6 +145,25 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
     skippedBytes,
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+/** The stop of a transfer whose file changed on disk after it was picked. */
+function changedWhileSending(path, cause) {
+  const why = cause ? ` (${cause.name ?? cause})` : '';
+  return new TransferError(
+    `${path} changed on disk (or could no longer be read) while it was being sent${why}; ` +
+      'pick it again and send again',
+    { kind: 'changed' },
+  );
+}
+
+/** Runs `read`, a read of the file at `path`; a failure means the file changed since it was picked. */
+async function unchanged(path, read) {
+  try {
+    return await read();
+  } catch (err) {
+    throw changedWhileSending(path, err);
+  }
 }
 
 /**

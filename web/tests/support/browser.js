@@ -23,10 +23,11 @@ export const PAGE_TIMEOUT_MS = 20_000;
 
 /**
  * Launches Chromium with a new, empty user-data dir. Every page it opens is a separate peer.
- * `args` are further command-line flags.
+ * `args` are further command-line flags; `downloadsPath` is where downloads are written while they
+ * run (a temporary folder otherwise).
  * @returns {Promise<{context: import('playwright-core').BrowserContext, newPage: Function, close: Function}>}
  */
-export async function launchBrowser({ viewport = { width: 1000, height: 700 }, args = [] } = {}) {
+export async function launchBrowser({ viewport = { width: 1000, height: 700 }, args = [], downloadsPath } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install chromium) or set CHROMIUM_PATH`);
   }
@@ -41,6 +42,7 @@ export async function launchBrowser({ viewport = { width: 1000, height: 700 }, a
       headless: true,
       args: [...CHROMIUM_ARGS, ...args],
       viewport,
+      downloadsPath,
       timeout: 30_000,
     });
   } catch (err) {
