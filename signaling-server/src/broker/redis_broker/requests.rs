@@ -226,13 +226,22 @@ impl RedisBroker {
         }
     }
 
-    /// Whether this instance put its peers back after Redis lost its data
-    /// within one liveness period: every live instance has done the same by then.
+    /// Whether this instance is putting its peers back after Redis lost its
+    /// data, or did so within one liveness period: every live instance has
+    /// done the same by then.
     fn recently_restored(&self) -> bool {
         self.restored_at
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some_and(|at| at.elapsed() < self.liveness)
+    }
+
+    /// Notes that this instance is putting (or has just put) its peers back.
+    pub(super) fn mark_restored(&self) {
+        *self
+            .restored_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
     }
 
     pub(in crate::broker) async fn leave(

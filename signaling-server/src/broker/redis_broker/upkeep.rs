@@ -229,11 +229,12 @@ impl RedisBroker {
             .unwrap_or_else(PoisonError::into_inner)
             .replace(epoch.clone());
         if previous.is_some_and(|previous| previous != epoch) {
+            // From the moment the loss is seen: while this instance puts its
+            // peers back, one of them may already signal a peer of an
+            // instance that has not (yet) done the same.
+            self.mark_restored();
             self.restore().await;
-            *self
-                .restored_at
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
+            self.mark_restored();
         }
         self.metrics.rooms.set(rooms as f64);
         self.metrics.peers.set(peers.max(0) as f64);
