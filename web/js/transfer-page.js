@@ -175,6 +175,8 @@ async function receive(text) {
   const folders = typeof window.showDirectoryPicker === 'function';
   $('accept-folder').hidden = !folders;
   $('download-note').textContent = downloadNote(folders, streams, offer.files);
+  // The first action takes the focus, so Enter accepts (the code was typed just before).
+  $(folders ? 'accept-folder' : 'accept-download').focus();
 
   const decided = new Promise((resolve) => {
     $('accept-download').onclick = () => resolve(streams ? downloadSink(listDownload) : blobSink(offerDownload));
