@@ -10,12 +10,12 @@
 
 use std::collections::HashMap;
 
-use anyhow::Context;
 use bytes::BytesMut;
-use peer_client::{Channel, Event, LinkState, Payload, PeerId, Session};
+use peer_client::{Channel, Event, LinkState, Payload, PeerId, SessionHandle};
 use tokio::task::JoinHandle;
 
 use crate::args::RoomArgs;
+use crate::room_bot;
 
 /// Label of the channel a peer sends on.
 const UP: &str = "bench-up";
@@ -27,27 +27,15 @@ const MESSAGE_BYTES: usize = 64 * 1024;
 const MAX_REQUEST_BYTES: u64 = 64 << 30;
 
 pub(crate) async fn run(args: RoomArgs) -> anyhow::Result<()> {
-    let mut session = Session::connect(args.session_config())
-        .await
-        .context("cannot join the room")?;
-    eprintln!("bench peer in room {:?} as {}", args.room, session.id());
-    let handle = session.handle();
     let mut counted: HashMap<PeerId, u64> = HashMap::new();
     let mut sending: HashMap<PeerId, JoinHandle<()>> = HashMap::new();
-    let shutdown = tokio::signal::ctrl_c();
-    tokio::pin!(shutdown);
-    loop {
-        let event = tokio::select! {
-            event = session.next_event() => event,
-            _ = &mut shutdown => break,
-        };
+    let served = room_bot::serve(&args, "bench peer", async |handle: &SessionHandle, event| {
         match event {
-            None => break,
-            Some(Event::Message {
+            Event::Message {
                 peer,
                 label,
                 payload,
-            }) => match (label.as_str(), payload) {
+            } => match (label.as_str(), payload) {
                 (UP, Payload::Binary(data)) => {
                     *counted.entry(peer).or_default() += data.len() as u64;
                 }
@@ -74,26 +62,26 @@ pub(crate) async fn run(args: RoomArgs) -> anyhow::Result<()> {
                 },
                 (label, _) => eprintln!("{peer} sent an unexpected message on {label:?}; ignored"),
             },
-            Some(Event::LinkState {
+            Event::LinkState {
                 peer,
                 state: LinkState::Connected,
                 ..
-            }) => eprintln!("connected to {peer}"),
-            Some(Event::PeerLeft(peer)) => {
+            } => eprintln!("connected to {peer}"),
+            Event::PeerLeft(peer) => {
                 counted.remove(&peer);
                 if let Some(task) = sending.remove(&peer) {
                     task.abort();
                 }
                 eprintln!("{peer} left");
             }
-            Some(_) => {}
+            _ => {}
         }
-    }
+    })
+    .await;
     for task in sending.into_values() {
         task.abort();
     }
-    session.close().await;
-    Ok(())
+    served
 }
 
 /// The byte count of a `{"bytes":N}` request, if it is one within bounds.

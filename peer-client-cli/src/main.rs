@@ -9,6 +9,7 @@ mod echo;
 mod lan;
 mod progress;
 mod receive;
+mod room_bot;
 mod send;
 
 use clap::Parser;

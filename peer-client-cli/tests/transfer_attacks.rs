@@ -367,7 +367,7 @@ async fn start_single_file(link: &mut Link, size: u64) {
     }
     let accepted = bounded("the acceptance", link.recv()).await.unwrap();
     assert!(
-        matches!(accepted, Incoming::Message(Message::Accept)),
+        matches!(accepted, Incoming::Message(Message::Accept { .. })),
         "{accepted:?}"
     );
     link.send(&Message::File {
@@ -547,4 +547,82 @@ async fn a_sender_that_goes_silent_ends_the_receive_and_what_arrived_is_kept() {
     let (ok, stderr) = finish(receiver).await;
     assert!(!ok && stderr.contains("sent nothing for 2 s"), "{stderr}");
     assert!(!out.exists());
+}
+
+/// The next frame of file data within a second, or `None`.
+async fn data_within_a_second(link: &mut Link) -> Option<usize> {
+    match tokio::time::timeout(Duration::from_secs(1), link.recv()).await {
+        Err(_) => None,
+        Ok(Ok(Incoming::Data(data))) => Some(data.len()),
+        Ok(other) => panic!("expected file data, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_sender_keeps_to_the_window_a_receiver_announces_and_refuses_a_false_report() {
+    const WINDOW: u64 = 64 * 1024;
+    let server = TestServer::loopback();
+    let temp = TempDir::new("window");
+    let file = temp.0.join("big.bin");
+    std::fs::write(&file, vec![3u8; 1024 * 1024]).unwrap();
+    let code = Code::parse("61-apple-tiger").unwrap();
+    let mut session = join_transfer_room(&server.url(), &code).await;
+    let file_arg = file.display().to_string();
+    let sender = peer_client(&[
+        "send",
+        &file_arg,
+        "--server",
+        &server.url(),
+        "--code",
+        code.as_str(),
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    let channel = transfer_channel(&mut session).await;
+    let mut link = bounded(
+        "the handshake",
+        Link::over(session, channel, &code, Role::Receiver),
+    )
+    .await
+    .expect("the receiver knows the code");
+    for wanted in ["offer", "entry"] {
+        let heard = bounded("the manifest", link.recv()).await.unwrap();
+        assert!(
+            matches!(&heard, Incoming::Message(m) if m.kind() == wanted),
+            "{heard:?}"
+        );
+    }
+    link.send(&Message::Accept {
+        window: Some(WINDOW),
+    })
+    .await
+    .unwrap();
+    let start = bounded("the file", link.recv()).await.unwrap();
+    assert!(
+        matches!(start, Incoming::Message(Message::File { .. })),
+        "{start:?}"
+    );
+
+    // A window's worth arrives, then nothing until the receiver reports it took it.
+    let mut received = 0;
+    while let Some(bytes) = data_within_a_second(&mut link).await {
+        received += bytes as u64;
+    }
+    assert_eq!(received, WINDOW);
+    link.send(&Message::Consumed { bytes: WINDOW })
+        .await
+        .unwrap();
+    let more = data_within_a_second(&mut link).await;
+    assert_eq!(more, Some(WINDOW as usize));
+
+    // A report of more than was sent ends the transfer as a protocol error.
+    link.send(&Message::Consumed { bytes: 10 << 20 })
+        .await
+        .unwrap();
+    let (ok, stderr) = finish(sender).await;
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("the other side broke the transfer protocol: consumed 10485760 bytes"),
+        "{stderr}"
+    );
 }

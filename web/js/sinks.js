@@ -158,18 +158,17 @@ export function downloadSink(onFile) {
     async prepare() {},
     async open(path, _offset, _hash, size) {
       const download = await startDownload(path.split('/').join('_'), size);
-      // Each chunk handed over crosses to the worker and on to the browser's download, so frames
-      // are gathered into chunks of about WRITE_BATCH_BYTES; the latest is held back.
+      // Frames go as they come, the latest held back until the hash matched. (Gathering them into
+      // 2 MiB chunks made Chromium's downloads faster, 12.6 → 20.6 MB/s, but the joined copies
+      // raised Firefox's page memory during a 1 GiB download from +218 to +313 MiB, past the bound.)
       let last = null;
-      const batches = batched(async (joined) => {
-        if (last) await download.write(last);
-        last = joined;
-      });
       const fail = (reason) => download.fail(reason);
       return {
-        write: (bytes) => batches.add(bytes),
+        async write(bytes) {
+          if (last) await download.write(last);
+          last = bytes;
+        },
         async finish() {
-          await batches.flush();
           if (last) await download.write(last);
           last = null;
           await download.close();

@@ -24,6 +24,11 @@ export const SEND_LOW_WATER = 256 * 1024;
 export const MAX_ENTRIES = 100_000;
 /** Most bytes (UTF-8) of all offered paths together, as the native receiver counts them. */
 export const MAX_PATH_BYTES_TOTAL = 16 * 1024 * 1024;
+/**
+ * File data a receiving page holds at most before its sink took it: announced in its `accept`, so
+ * the sender keeps no more than this unreported (docs/transfer.md, "Receive window").
+ */
+export const RECEIVE_WINDOW = 16 * 1024 * 1024;
 /** Most bytes of received frames waiting to be written before the transfer stops. */
 export const MAX_INBOX_BYTES = 256 * 1024 * 1024;
 /** Most frames waiting to be handled. */
@@ -44,7 +49,7 @@ export const ACK_CHECK_MS = 250;
 export const CLOSE_WAIT_MS = 5000;
 /** Largest file a Blob sink accepts: it holds the whole file in memory until it is verified. */
 export const MAX_BLOB_FILE_BYTES = 2 * 1024 * 1024 * 1024;
-/** Received data gathered into one write of a directory sink, or one chunk of a streamed download. */
+/** Received data gathered into one write of a directory sink. */
 export const WRITE_BATCH_BYTES = 2 * 1024 * 1024;
 /** Most peers of the room a transfer tries to connect to at once. */
 export const MAX_CANDIDATES = 8;

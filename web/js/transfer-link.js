@@ -34,6 +34,7 @@ import {
   TRANSFER_CHANNEL,
   TRANSFER_LABEL,
 } from './transfer-limits.js';
+import { SendWindow } from './send-window.js';
 import { TransferError, gone, printable, protocolError } from './transfer-error.js';
 
 /**
@@ -129,6 +130,8 @@ export class TransferLink {
     this._failure = null;
     this._disconnectTimer = null;
     this._closed = false;
+    /** @type {SendWindow|null} The receiver's window, once it announced one. */
+    this._window = null;
   }
 
   /**
@@ -282,6 +285,13 @@ export class TransferLink {
 
   _push(data) {
     if (this._failure) return;
+    // A receiver's report of what it took is heard at once, whatever else waits in the inbox.
+    try {
+      if (this._window && typeof data === 'string' && this._window.hears(data)) return;
+    } catch (err) {
+      this._fail(err);
+      return;
+    }
     const size = typeof data === 'string' ? data.length : data.byteLength;
     if (this._inbox.length >= MAX_INBOX_FRAMES || this._inboxBytes + size > MAX_INBOX_BYTES) {
       this._fail(new TransferError('received data arrives faster than it can be written; stopped'));
@@ -381,6 +391,7 @@ export class TransferLink {
    */
   async sendData(bytes) {
     if (this._failure) throw this._failure;
+    await this._window?.take(bytes.length, (waiting) => this._race(waiting));
     const channel = this.channel;
     if (channel.bufferedAmount > SEND_HIGH_WATER) await this._race(drained(channel));
     try {
@@ -388,6 +399,11 @@ export class TransferLink {
     } catch {
       throw gone('the channel closed');
     }
+  }
+
+  /** Takes the receiver's window from its `accept` (none: as fast as the channel takes the data). */
+  setWindow(limit) {
+    if (limit !== undefined) this._window = new SendWindow(limit);
   }
 
   /** Largest file-data frame to send: the connection's largest message, at most 256 KiB. */

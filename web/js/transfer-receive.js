@@ -9,7 +9,7 @@ import { bytesToHex } from '../vendor/@noble/hashes/utils.js';
 import { hasher } from './file-hash.js';
 import { checkManifest, isCount } from './manifest.js';
 import { Progress } from './progress.js';
-import { IDLE_TIMEOUT_MS, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, SLOWEST_HASH_RATE } from './transfer-limits.js';
+import { IDLE_TIMEOUT_MS, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, RECEIVE_WINDOW, SLOWEST_HASH_RATE } from './transfer-limits.js';
 import { TransferError, printable, protocolError } from './transfer-error.js';
 import { TransferLink } from './transfer-link.js';
 
@@ -104,7 +104,10 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
     claims.set(index, held.offset);
     link.sendMessage({ type: 'resume', index, ...held });
   }
-  link.sendMessage({ type: 'accept' });
+  // The channel cannot be paused: the window keeps what the sender sends ahead of the sink bounded.
+  link.sendMessage({ type: 'accept', window: RECEIVE_WINDOW });
+  let consumed = 0;
+  let reported = 0;
   onStatus('receiving');
   const started = performance.now();
   const progress = new Progress(onProgress);
@@ -135,6 +138,11 @@ async function runReceive(link, entries, total, sink, onStatus, onProgress) {
         if (bytes.length > remaining) throw protocolError(`more data than the size offered for ${JSON.stringify(printable(entry.path))}`);
         hash.update(bytes);
         await out.write(bytes);
+        consumed += bytes.length;
+        if (consumed - reported >= RECEIVE_WINDOW / 4) {
+          link.sendMessage({ type: 'consumed', bytes: consumed });
+          reported = consumed;
+        }
         remaining -= bytes.length;
         receivedBytes += bytes.length;
         progress.advance(bytes.length);

@@ -78,7 +78,10 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
   const resume = new Map();
   for (;;) {
     const { message, data } = await link.next();
-    if (message?.type === 'accept') break;
+    if (message?.type === 'accept') {
+      link.setWindow(message.window);
+      break;
+    }
     if (message?.type === 'decline') {
       throw new TransferError('the receiver declined the transfer', { peerKnows: true, kind: 'declined' });
     }

@@ -9,6 +9,7 @@ use signaling_protocol::PeerId;
 
 use super::TransferError;
 use super::ack_watch::{ACK_CHECK, ACK_TIMEOUT, AckWatch};
+use super::send_window::SendWindow;
 use super::wire::{Message, TRANSFER_LABEL, transfer_channel};
 use crate::auth::{AuthError, CONFIRMATION_BYTES, Code, Pake, Role, hex};
 use crate::channel::Channel;
@@ -61,6 +62,8 @@ pub struct Link {
     /// Messages that arrived before the channel's open event (at most
     /// [`EARLY_MESSAGES`]); read first.
     early: std::collections::VecDeque<Payload>,
+    /// File data the receiver has not taken yet, against its window.
+    window: SendWindow,
 }
 
 /// Most messages kept that arrive before the channel is reported open.
@@ -126,6 +129,7 @@ impl Link {
             lost_until: None,
             left: None,
             early: early.into_iter().map(|(_, payload)| payload).collect(),
+            window: SendWindow::default(),
         };
         match link.handshake(code).await {
             Ok(()) => Ok(link),
@@ -153,6 +157,7 @@ impl Link {
             lost_until: None,
             left: None,
             early: std::collections::VecDeque::new(),
+            window: SendWindow::default(),
         };
         link.handshake(code).await?;
         Ok(link)
@@ -230,6 +235,9 @@ impl Link {
     /// unacknowledged), listening to the peer meanwhile like
     /// [`Link::send_listening`].
     pub async fn send_data(&mut self, data: BytesMut) -> Result<(), TransferError> {
+        let bytes = data.len() as u64;
+        self.wait_for_room(bytes).await?;
+        self.window.sent(bytes);
         let channel = self.channel.clone();
         self.while_listening(async move { channel.send_bytes(data).await })
             .await
@@ -296,6 +304,40 @@ impl Link {
     /// [`TransferError::Peer`]; the peer leaving becomes
     /// [`TransferError::Gone`].
     pub async fn recv(&mut self) -> Result<Incoming, TransferError> {
+        loop {
+            match self.recv_frame().await? {
+                Incoming::Message(Message::Consumed { bytes }) => self.window.consumed(bytes)?,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Sets the receiver's window from its `accept` (none: as fast as the
+    /// channel takes the data).
+    pub fn set_window(&mut self, window: Option<u64>) {
+        self.window = SendWindow::new(window);
+    }
+
+    /// Waits until the receiver's window has room for `bytes`, hearing its
+    /// `consumed` reports; anything else it says while data flows ends the
+    /// wait, as does a receiver that takes nothing for [`ACK_TIMEOUT`].
+    async fn wait_for_room(&mut self, bytes: u64) -> Result<(), TransferError> {
+        while !self.window.has_room(bytes) {
+            let heard = tokio::time::timeout(ACK_TIMEOUT, self.recv_frame())
+                .await
+                .map_err(|_| TransferError::Unacknowledged {
+                    seconds: ACK_TIMEOUT.as_secs(),
+                })?;
+            match heard? {
+                Incoming::Message(Message::Consumed { bytes }) => self.window.consumed(bytes)?,
+                other => return Err(unexpected("nothing while data flows", &other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame, `consumed` reports included.
+    async fn recv_frame(&mut self) -> Result<Incoming, TransferError> {
         if let Some(payload) = self.early.pop_front() {
             return incoming(payload);
         }

@@ -30,6 +30,7 @@ mod manifest;
 pub mod paths;
 mod progress;
 mod receiver;
+mod send_window;
 mod sender;
 mod wire;
 

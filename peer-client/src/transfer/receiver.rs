@@ -230,7 +230,7 @@ async fn claim_and_accept(
         })
         .await?;
     }
-    link.send(&Message::Accept).await
+    link.send(&Message::Accept { window: None }).await
 }
 
 /// One offered file on its way in.

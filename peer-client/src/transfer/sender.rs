@@ -129,7 +129,10 @@ async fn await_decision(
                     }
                 }
             }
-            Incoming::Message(Message::Accept) => return Ok(resume),
+            Incoming::Message(Message::Accept { window }) => {
+                link.set_window(window);
+                return Ok(resume);
+            }
             Incoming::Message(Message::Decline) => return Err(TransferError::Declined),
             other => return Err(unexpected("accept or decline", &other)),
         }

@@ -71,8 +71,14 @@ pub enum Message {
         /// BLAKE3 of those bytes, hex.
         blake3: String,
     },
-    /// Receiver: send the files.
-    Accept,
+    /// Receiver: send the files. With `window`, it reports what it took
+    /// with `consumed`, and the sender keeps at most `window` bytes of file
+    /// data unconsumed (docs/transfer.md, "Receive window").
+    Accept {
+        /// Bytes of file data the receiver holds at most before it took them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<u64>,
+    },
     /// Receiver: the offer is declined.
     Decline,
     /// Sender: data of file `index` follows, starting at `offset`.
@@ -88,6 +94,12 @@ pub enum Message {
         index: u64,
         /// BLAKE3 of the whole file, hex.
         blake3: String,
+    },
+    /// Receiver with a window: it took `bytes` bytes of file data in all
+    /// (written where the files go).
+    Consumed {
+        /// File data taken since the transfer began.
+        bytes: u64,
     },
     /// Sender: every file was sent. Receiver: every file was verified.
     Done,
@@ -113,10 +125,11 @@ impl Message {
             Self::Offer { .. } => "offer",
             Self::Entry { .. } => "entry",
             Self::Resume { .. } => "resume",
-            Self::Accept => "accept",
+            Self::Accept { .. } => "accept",
             Self::Decline => "decline",
             Self::File { .. } => "file",
             Self::FileEnd { .. } => "file_end",
+            Self::Consumed { .. } => "consumed",
             Self::Done => "done",
             Self::Error { .. } => "error",
         }
@@ -154,7 +167,7 @@ mod tests {
                 offset: 0,
                 blake3: String::new(),
             },
-            Message::Accept,
+            Message::Accept { window: None },
             Message::Decline,
             Message::File {
                 index: 0,
@@ -164,6 +177,7 @@ mod tests {
                 index: 0,
                 blake3: String::new(),
             },
+            Message::Consumed { bytes: 0 },
             Message::Done,
             Message::Error {
                 message: String::new(),
@@ -195,7 +209,20 @@ mod tests {
             .to_json(),
             r#"{"type":"file_end","index":2,"blake3":"ab"}"#
         );
-        assert_eq!(Message::Accept.to_json(), r#"{"type":"accept"}"#);
+        assert_eq!(
+            Message::Accept { window: None }.to_json(),
+            r#"{"type":"accept"}"#
+        );
+        assert_eq!(
+            Message::parse(r#"{"type":"accept","window":16777216}"#).unwrap(),
+            Message::Accept {
+                window: Some(16 << 20)
+            }
+        );
+        assert_eq!(
+            Message::parse(r#"{"type":"consumed","bytes":5}"#).unwrap(),
+            Message::Consumed { bytes: 5 }
+        );
         assert_eq!(
             Message::parse(r#"{"type":"offer","entries":1,"bytes":5,"extra":true}"#).unwrap(),
             Message::Offer {
