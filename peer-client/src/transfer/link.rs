@@ -9,8 +9,9 @@ use signaling_protocol::PeerId;
 
 use super::TransferError;
 use super::ack_watch::{ACK_CHECK, ACK_TIMEOUT, AckWatch};
+use super::channel_setup::{transfer_session, wait_channel};
 use super::send_window::SendWindow;
-use super::wire::{Message, TRANSFER_LABEL, transfer_channel};
+use super::wire::{Message, TRANSFER_LABEL};
 use crate::auth::{AuthError, CONFIRMATION_BYTES, Code, Pake, Role, hex};
 use crate::channel::Channel;
 use crate::event::Event;
@@ -60,14 +61,11 @@ pub struct Link {
     lost_until: Option<tokio::time::Instant>,
     left: Option<tokio::time::Instant>,
     /// Messages that arrived before the channel's open event (at most
-    /// [`EARLY_MESSAGES`]); read first.
+    /// `EARLY_MESSAGES` of `channel_setup`); read first.
     early: std::collections::VecDeque<Payload>,
     /// File data the receiver has not taken yet, against its window.
     window: SendWindow,
 }
-
-/// Most messages kept that arrive before the channel is reported open.
-const EARLY_MESSAGES: usize = 8;
 
 impl Link {
     /// Joins the code's room and waits for the other side: as the sender,
@@ -457,42 +455,6 @@ impl Link {
         .await;
         self.session.close().await;
     }
-}
-
-/// `config` set up for a transfer with `code`: the code's room, and the
-/// transfer channel negotiated on both sides and no other. The receiver joins
-/// later, so it offers; the sender creates its side of the channel when it
-/// answers.
-pub fn transfer_session(mut config: SessionConfig, code: &Code) -> SessionConfig {
-    config.room = code.room();
-    config.initial_channels = Vec::new();
-    config.negotiated_channels = vec![transfer_channel()];
-    config
-}
-
-/// Waits for the transfer channel; keeps the first few messages that may
-/// arrive on it before its open event is reported.
-async fn wait_channel(
-    session: &mut Session,
-    early: &mut std::collections::VecDeque<(PeerId, Payload)>,
-) -> Result<Channel, TransferError> {
-    while let Some(event) = session.next_event().await {
-        match event {
-            Event::ChannelOpen { channel, .. } if channel.label() == TRANSFER_LABEL => {
-                early.retain(|(peer, _)| *peer == channel.peer());
-                return Ok(channel);
-            }
-            Event::Message {
-                peer,
-                label,
-                payload,
-            } if label == TRANSFER_LABEL && early.len() < EARLY_MESSAGES => {
-                early.push_back((peer, payload));
-            }
-            _ => {}
-        }
-    }
-    Err(TransferError::Gone("the session ended"))
 }
 
 /// A frame as the transfer sees it; an `error` message becomes

@@ -21,6 +21,7 @@
 //! ```
 
 mod ack_watch;
+mod channel_setup;
 mod disk;
 mod error;
 #[cfg(test)]
@@ -35,8 +36,9 @@ mod sender;
 mod wire;
 
 pub use ack_watch::ACK_TIMEOUT;
+pub use channel_setup::transfer_session;
 pub use error::TransferError;
-pub use link::{Incoming, Link, MAX_CHUNK_BYTES, STEP_TIMEOUT, transfer_session};
+pub use link::{Incoming, Link, MAX_CHUNK_BYTES, STEP_TIMEOUT};
 pub use manifest::{Entry, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, Manifest, Source};
 pub use progress::{NoProgress, Progress};
 pub use receiver::{DEFAULT_IDLE_TIMEOUT, Offer, ReceiveOptions, ReceiveSummary};
