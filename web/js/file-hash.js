@@ -17,15 +17,29 @@ const { createBLAKE3 } = globalThis.hashwasm;
  * @typedef {{update: (bytes: Uint8Array) => void, digest: () => Uint8Array}} Hasher
  */
 
-/** A new incremental BLAKE3 hash (each has its own WebAssembly instance). @returns {Promise<Hasher>} */
+/**
+ * Hash instances whose digest was taken, ready for the next file: creating one (a WebAssembly
+ * instance) costs ~80 µs against ~1.5 µs to reset one, which a folder of 100 000 small files feels.
+ * As many as were ever in use at once.
+ */
+const idle = [];
+
+/** A new incremental BLAKE3 hash; it cannot be fed after its digest was taken. @returns {Promise<Hasher>} */
 export async function hasher() {
-  const hash = await createBLAKE3();
+  const hash = idle.pop() ?? (await createBLAKE3());
+  hash.init();
+  let digested = false;
   return {
     update(bytes) {
+      if (digested) throw new Error('this hash was already digested');
       hash.update(bytes);
     },
     digest() {
-      return hash.digest('binary');
+      if (digested) throw new Error('this hash was already digested');
+      digested = true;
+      const digest = hash.digest('binary');
+      idle.push(hash);
+      return digest;
     },
   };
 }
