@@ -11,6 +11,7 @@ mod progress;
 mod receive;
 mod room_bot;
 mod send;
+mod swarm;
 
 use clap::Parser;
 

@@ -20,7 +20,7 @@ use peer_client::transfer::{
 const LISTED: usize = 20;
 /// How long `receive` without `--server` looks for the sender on the local
 /// network.
-const DISCOVERY_WAIT: Duration = Duration::from_secs(3);
+pub(crate) const DISCOVERY_WAIT: Duration = Duration::from_secs(3);
 
 /// Arguments of `receive`.
 #[derive(Debug, Clone, Args)]
@@ -49,6 +49,12 @@ pub struct ReceiveArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Receive as one of several receivers of a swarm (the sender ran
+    /// `send --receivers N`): pieces come from the sender and from the other
+    /// receivers, and this one passes on what it has until they all finish.
+    #[arg(long)]
+    pub swarm: bool,
+
     /// Give up when the sender sends nothing for this many seconds while
     /// data is expected (it may have hung). Files received so far are kept
     /// for a resume.
@@ -59,6 +65,9 @@ pub struct ReceiveArgs {
 
 pub(crate) async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     let code = Code::parse(&args.code)?;
+    if args.swarm {
+        return crate::swarm::receive(&args, &code).await;
+    }
     let link = match &args.net.server {
         Some(server) => {
             let config = args.net.session_config(server, "");
@@ -69,7 +78,7 @@ pub(crate) async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     let offer = Offer::read(link, Duration::from_secs(args.idle_timeout)).await?;
     let manifest = offer.manifest();
     show(&args, manifest);
-    if !args.yes && !ask(&args.out).await {
+    if !args.yes && !ask(args.out.clone()).await {
         offer.decline().await;
         anyhow::bail!("declined; no file was written");
     }
@@ -148,7 +157,7 @@ async fn link_on_this_network(args: &ReceiveArgs, code: &Code) -> anyhow::Result
     Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no sender could be reached")))
 }
 
-fn show(args: &ReceiveArgs, manifest: &Manifest) {
+pub(crate) fn show(args: &ReceiveArgs, manifest: &Manifest) {
     if args.json {
         println!(
             "{}",
@@ -180,7 +189,7 @@ fn show(args: &ReceiveArgs, manifest: &Manifest) {
 }
 
 /// Asks on stderr, reads a line from stdin; anything but y/yes declines.
-async fn ask(out: &std::path::Path) -> bool {
+pub(crate) async fn ask(out: PathBuf) -> bool {
     eprint!("Accept into {}? [y/N] ", out.display());
     tokio::task::spawn_blocking(|| {
         let mut line = String::new();

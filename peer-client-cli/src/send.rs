@@ -39,6 +39,13 @@ pub struct SendArgs {
     /// and progress bars.
     #[arg(long)]
     pub json: bool,
+
+    /// Send to this many receivers at once, all with the same code: they
+    /// pass on to each other the pieces they have, so this computer uploads
+    /// the files about once. Sending ends when that many hold every file.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=peer_client::swarm::MAX_PEERS as u64))]
+    pub receivers: u64,
 }
 
 pub(crate) async fn run(args: SendArgs) -> anyhow::Result<()> {
@@ -68,7 +75,7 @@ async fn stop_requested() -> &'static str {
 }
 
 /// Where the receiver meets this sender.
-enum Meeting {
+pub(crate) enum Meeting {
     /// A signaling server both machines reach (`--server`).
     Server(String),
     /// This program's own server, announced on the local network.
@@ -77,7 +84,7 @@ enum Meeting {
 
 impl Meeting {
     /// The signaling server this program's session joins.
-    fn session_url(&self) -> String {
+    pub(crate) fn session_url(&self) -> String {
         match self {
             Self::Server(server) => server.clone(),
             Self::Lan(host) => host.local_url(),
@@ -87,7 +94,7 @@ impl Meeting {
     /// Takes `code` for this send: on the local network, announces it,
     /// unless it was `generated` and another sender announces its number
     /// already (then returns false: draw another).
-    async fn take(&mut self, code: &Code, generated: bool) -> anyhow::Result<bool> {
+    pub(crate) async fn take(&mut self, code: &Code, generated: bool) -> anyhow::Result<bool> {
         let Self::Lan(host) = self else {
             return Ok(true);
         };
@@ -101,11 +108,13 @@ impl Meeting {
         Ok(true)
     }
 
-    /// What the other machine runs to receive.
-    fn receive_command(&self, code: &Code) -> String {
+    /// What the other machine runs to receive (as one of a swarm's
+    /// receivers with `swarm`).
+    fn receive_command(&self, code: &Code, swarm: bool) -> String {
+        let swarm = if swarm { " --swarm" } else { "" };
         match self {
-            Self::Server(server) => format!("peer-client receive {code} --server {server}"),
-            Self::Lan(_) => format!("peer-client receive {code}"),
+            Self::Server(server) => format!("peer-client receive{swarm} {code} --server {server}"),
+            Self::Lan(_) => format!("peer-client receive{swarm} {code}"),
         }
     }
 
@@ -129,6 +138,9 @@ async fn offer_and_send(
     source: &Source,
     meeting: &mut Meeting,
 ) -> anyhow::Result<()> {
+    if args.receivers > 1 {
+        return crate::swarm::send(args, source.clone(), meeting).await;
+    }
     let manifest = &source.manifest;
     let chosen = args.code.as_deref().map(Code::parse).transpose()?;
     let mut attempt = 0;
@@ -218,7 +230,7 @@ async fn offer_and_send(
 }
 
 /// Prints the code, the receive command and the web link (once).
-fn announce<'a>(
+pub(crate) fn announce<'a>(
     args: &'a SendArgs,
     code: &'a Code,
     meeting: &'a Meeting,
@@ -227,8 +239,10 @@ fn announce<'a>(
     bytes: u64,
 ) -> impl Fn() + 'a {
     move || {
-        let command = meeting.receive_command(code);
-        let link = meeting.web_link(code);
+        let swarm = args.receivers > 1;
+        let command = meeting.receive_command(code, swarm);
+        // The page receives from one sender at a time, not from a swarm.
+        let link = meeting.web_link(code).filter(|_| !swarm);
         if args.json {
             println!(
                 "{}",
@@ -237,7 +251,11 @@ fn announce<'a>(
         } else {
             println!("Offering {} ({})", counts(files, dirs), human_bytes(bytes));
             println!("Code: {code}");
-            println!("On the other computer run:");
+            if swarm {
+                println!("On each of the {} receiving computers run:", args.receivers);
+            } else {
+                println!("On the other computer run:");
+            }
             println!("  {command}");
             if let Some(link) = link {
                 println!("or open {link}");
@@ -247,7 +265,11 @@ fn announce<'a>(
                     "(on this network; for a computer elsewhere, run signaling-server where both reach it and pass --server)"
                 );
             }
-            println!("Waiting for the receiver…");
+            if swarm {
+                println!("Waiting for the receivers…");
+            } else {
+                println!("Waiting for the receiver…");
+            }
         }
     }
 }

@@ -43,7 +43,8 @@
 //!
 //! [`transfer`] sends files and directories between two peers that share a
 //! code phrase, authenticated end to end ([`auth`]): the signaling server
-//! can neither read nor redirect them.
+//! can neither read nor redirect them. [`swarm`] sends them to several
+//! receivers at once, which pass on to each other the pieces they have.
 
 pub mod auth;
 mod channel;
@@ -61,6 +62,7 @@ mod printable;
 mod session;
 mod signal;
 mod signaling;
+pub mod swarm;
 pub mod transfer;
 
 pub use channel::Channel;

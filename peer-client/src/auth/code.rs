@@ -24,6 +24,8 @@ const MAX_CODE_BYTES: usize = 256;
 const ROOM_PREFIX: &str = "transfer-";
 /// Domain separation of the room-name hash.
 const ROOM_CONTEXT: &[u8] = b"peer-client transfer v1 room\0";
+const SWARM_ROOM_PREFIX: &str = "swarm-";
+const SWARM_ROOM_CONTEXT: &[u8] = b"peer-client swarm v1 room\0";
 
 /// A normalised code phrase: `NAMEPLATE-SECRET`.
 #[derive(Clone, PartialEq, Eq)]
@@ -114,11 +116,22 @@ impl Code {
     /// 32 hex digits of SHA-256(`peer-client transfer v1 room\0` ‖ nameplate).
     /// It depends on the nameplate only; the server never sees the secret.
     pub fn room(&self) -> String {
+        self.derived_room(ROOM_PREFIX, ROOM_CONTEXT)
+    }
+
+    /// The room of a swarm (one sender, several receivers) with this code:
+    /// `swarm-` and the first 32 hex digits of SHA-256(`peer-client swarm
+    /// v1 room\0` ‖ nameplate), apart from one-to-one transfers.
+    pub fn swarm_room(&self) -> String {
+        self.derived_room(SWARM_ROOM_PREFIX, SWARM_ROOM_CONTEXT)
+    }
+
+    fn derived_room(&self, prefix: &str, context: &[u8]) -> String {
         let digest = Sha256::new()
-            .chain_update(ROOM_CONTEXT)
+            .chain_update(context)
             .chain_update(self.nameplate().as_bytes())
             .finalize();
-        format!("{ROOM_PREFIX}{}", &hex::encode(&digest)[..32])
+        format!("{prefix}{}", &hex::encode(&digest)[..32])
     }
 }
 

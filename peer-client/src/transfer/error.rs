@@ -117,6 +117,22 @@ pub enum TransferError {
     /// A step took too long.
     #[error("timed out {0}")]
     Timeout(&'static str),
+    /// No peer of a swarm holds pieces this receiver still needs.
+    #[error(
+        "no peer in the room has {pieces} of the pieces still missing (the sender left before anyone got them); pieces received so far are kept: run the same command again once the sender sends again"
+    )]
+    Unavailable {
+        /// Pieces nobody has.
+        pieces: usize,
+    },
+    /// Too many peers failed to prove the code to a swarm's sender.
+    #[error(
+        "{failures} peers failed to prove the code; someone may be guessing it, so sending stopped (send again: a new code is drawn)"
+    )]
+    Guessing {
+        /// Failed proofs.
+        failures: usize,
+    },
 }
 
 impl TransferError {

@@ -15,7 +15,7 @@ pub const MAX_ENTRIES: usize = 100_000;
 pub const MAX_PATH_BYTES_TOTAL: usize = 16 * 1024 * 1024;
 
 /// The error for a manifest whose paths exceed [`MAX_PATH_BYTES_TOTAL`].
-pub(super) fn too_many_path_bytes() -> TransferError {
+fn too_many_path_bytes() -> TransferError {
     TransferError::Protocol(format!(
         "the manifest's paths take more than {} MiB together",
         MAX_PATH_BYTES_TOTAL / (1024 * 1024)
@@ -101,6 +101,70 @@ impl Manifest {
     /// Sum of the file sizes.
     pub fn total_bytes(&self) -> u64 {
         self.entries.iter().map(|e| e.size).sum()
+    }
+}
+
+/// A manifest as a receiver reads it, entry by entry: refuses too many
+/// entries or path bytes at the first one over, and a total that does not
+/// match the sizes at the end.
+#[derive(Debug)]
+pub(crate) struct ManifestReader {
+    expected: usize,
+    total: u64,
+    entries: Vec<Entry>,
+    path_bytes: usize,
+}
+
+impl ManifestReader {
+    /// An offer of `entries` entries of `total` bytes in all.
+    pub fn new(entries: u64, total: u64) -> Result<Self, TransferError> {
+        if entries > MAX_ENTRIES as u64 {
+            return Err(TransferError::Protocol(format!(
+                "the offer has {entries} entries, at most {MAX_ENTRIES} are accepted"
+            )));
+        }
+        Ok(Self {
+            expected: entries as usize,
+            total,
+            entries: Vec::with_capacity(entries as usize),
+            path_bytes: 0,
+        })
+    }
+
+    /// Whether every announced entry has arrived.
+    pub fn is_full(&self) -> bool {
+        self.entries.len() == self.expected
+    }
+
+    /// One more entry.
+    pub fn push(&mut self, entry: Entry) -> Result<(), TransferError> {
+        if self.is_full() {
+            return Err(TransferError::Protocol(
+                "more manifest entries than the offer announced".into(),
+            ));
+        }
+        paths::check_relative(&entry.path)?;
+        self.path_bytes += entry.path.len();
+        if self.path_bytes > MAX_PATH_BYTES_TOTAL {
+            return Err(too_many_path_bytes());
+        }
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// The checked manifest.
+    pub fn finish(self) -> Result<Manifest, TransferError> {
+        let manifest = Manifest::new(self.entries)?;
+        let sum = manifest
+            .entries()
+            .iter()
+            .try_fold(0u64, |sum, e| sum.checked_add(e.size));
+        if sum != Some(self.total) {
+            return Err(TransferError::Protocol(
+                "the offer's total does not match its entries".into(),
+            ));
+        }
+        Ok(manifest)
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::TransferError;
 use super::disk;
 use super::link::{Incoming, Link, unexpected};
-use super::manifest::{Entry, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, Manifest, too_many_path_bytes};
+use super::manifest::{Entry, Manifest, ManifestReader};
 use super::paths::{self, part_path};
 use super::progress::Progress;
 use super::wire::{EntryKind, Message};
@@ -91,41 +91,21 @@ impl Offer {
     }
 
     async fn read_manifest(link: &mut Link, idle: Duration) -> Result<Manifest, TransferError> {
-        let (count, bytes) = match recv_within(link, idle).await? {
-            Incoming::Message(Message::Offer { entries, bytes }) => (entries, bytes),
+        let mut reader = match recv_within(link, idle).await? {
+            Incoming::Message(Message::Offer { entries, bytes }) => {
+                ManifestReader::new(entries, bytes)?
+            }
             other => return Err(unexpected("an offer", &other)),
         };
-        if count > MAX_ENTRIES as u64 {
-            return Err(TransferError::Protocol(format!(
-                "the offer has {count} entries, at most {MAX_ENTRIES} are accepted"
-            )));
-        }
-        let mut entries = Vec::with_capacity(count as usize);
-        let mut path_bytes = 0;
-        for _ in 0..count {
+        while !reader.is_full() {
             match recv_within(link, idle).await? {
                 Incoming::Message(Message::Entry { path, kind, size }) => {
-                    paths::check_relative(&path)?;
-                    path_bytes += path.len();
-                    if path_bytes > MAX_PATH_BYTES_TOTAL {
-                        return Err(too_many_path_bytes());
-                    }
-                    entries.push(Entry { path, kind, size });
+                    reader.push(Entry { path, kind, size })?;
                 }
                 other => return Err(unexpected("a manifest entry", &other)),
             }
         }
-        let manifest = Manifest::new(entries)?;
-        let sum = manifest
-            .entries()
-            .iter()
-            .try_fold(0u64, |sum, e| sum.checked_add(e.size));
-        if sum != Some(bytes) {
-            return Err(TransferError::Protocol(
-                "the offer's total does not match its entries".into(),
-            ));
-        }
-        Ok(manifest)
+        reader.finish()
     }
 
     /// What is offered.
@@ -437,7 +417,7 @@ async fn expect_end(
 
 /// A failed write as the user should see it: a permission problem names
 /// what to make writable (the file, or the directory that refused it).
-fn write_error(path: &Path, source: std::io::Error) -> TransferError {
+pub(crate) fn write_error(path: &Path, source: std::io::Error) -> TransferError {
     use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
     if matches!(source.kind(), PermissionDenied | ReadOnlyFilesystem) {
         let check = path

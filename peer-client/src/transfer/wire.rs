@@ -101,6 +101,43 @@ pub enum Message {
         /// File data taken since the transfer began.
         bytes: u64,
     },
+    /// Sender to a swarm: a manifest of `entries` entries follows, then
+    /// the hash of each of its pieces of `piece_bytes` (docs/swarm.md).
+    SwarmOffer {
+        /// Number of `entry` messages that follow.
+        entries: u64,
+        /// Sum of the file sizes.
+        bytes: u64,
+        /// Bytes per piece (the last piece of each file is shorter).
+        piece_bytes: u64,
+    },
+    /// Sender to a swarm: the BLAKE3 hashes of the next pieces, in order.
+    Hashes {
+        /// Concatenated 32-byte hashes, hex.
+        blake3: String,
+    },
+    /// Any swarm peer, once it knows the offer: the pieces it has.
+    Bitfield {
+        /// One bit per piece, the first in the highest bit, hex.
+        have: String,
+        /// The swarm digest of the offer it holds, hex.
+        digest: String,
+    },
+    /// Any swarm peer: it has one more piece (verified and written).
+    Have {
+        /// Piece number.
+        piece: u32,
+    },
+    /// Any swarm peer: send this piece.
+    Request {
+        /// Piece number.
+        piece: u32,
+    },
+    /// Any swarm peer: the data of this piece follows, in binary frames.
+    Piece {
+        /// Piece number.
+        piece: u32,
+    },
     /// Sender: every file was sent. Receiver: every file was verified.
     Done,
     /// Either side: the transfer stops, for this reason.
@@ -130,6 +167,12 @@ impl Message {
             Self::File { .. } => "file",
             Self::FileEnd { .. } => "file_end",
             Self::Consumed { .. } => "consumed",
+            Self::SwarmOffer { .. } => "swarm_offer",
+            Self::Hashes { .. } => "hashes",
+            Self::Bitfield { .. } => "bitfield",
+            Self::Have { .. } => "have",
+            Self::Request { .. } => "request",
+            Self::Piece { .. } => "piece",
             Self::Done => "done",
             Self::Error { .. } => "error",
         }
@@ -178,6 +221,21 @@ mod tests {
                 blake3: String::new(),
             },
             Message::Consumed { bytes: 0 },
+            Message::SwarmOffer {
+                entries: 0,
+                bytes: 0,
+                piece_bytes: 0,
+            },
+            Message::Hashes {
+                blake3: String::new(),
+            },
+            Message::Bitfield {
+                have: String::new(),
+                digest: String::new(),
+            },
+            Message::Have { piece: 0 },
+            Message::Request { piece: 0 },
+            Message::Piece { piece: 0 },
             Message::Done,
             Message::Error {
                 message: String::new(),
