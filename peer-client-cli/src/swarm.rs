@@ -301,6 +301,16 @@ impl SwarmProgress for SwarmBar {
         }
     }
 
+    fn seeded(&mut self) {
+        if self.json {
+            println!("{}", json!({"event": "seeded"}));
+        } else {
+            self.say(
+                "Every piece is now held by some receiver: they can finish among themselves if this computer leaves",
+            );
+        }
+    }
+
     fn unavailable(&mut self, pieces: usize) {
         if self.json {
             println!("{}", json!({"event": "unavailable", "pieces": pieces}));

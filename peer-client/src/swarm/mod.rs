@@ -93,6 +93,9 @@ pub trait SwarmProgress: Send {
     fn uploaded(&mut self, _peer: PeerId, _bytes: u64) {}
     /// `pieces` missing pieces are held by no connected peer.
     fn unavailable(&mut self, _pieces: usize) {}
+    /// The sender: every piece is now held by some receiver, which can pass
+    /// it on; the sender may leave and the receivers still finish.
+    fn seeded(&mut self) {}
 }
 
 /// Reports nothing.
@@ -237,7 +240,7 @@ pub async fn join(
 }
 
 async fn finish(
-    node: Node<'_>,
+    mut node: Node<'_>,
     ended: Result<Ending, TransferError>,
     total_bytes: u64,
     started: Instant,
@@ -251,6 +254,7 @@ async fn finish(
     };
     match ended {
         Ok(Ending::Finished) => {
+            node.flush().await;
             node.session.close().await;
             Ok(summary)
         }
@@ -260,6 +264,8 @@ async fn finish(
             Err(TransferError::Declined)
         }
         Err(error) => {
+            // What was queued (a key confirmation, say) goes out first.
+            node.flush().await;
             if !error.peer_knows() {
                 node.tell_all(&Message::Error {
                     message: error.to_string(),

@@ -31,6 +31,8 @@ use crate::transfer::{Message, TRANSFER_LABEL, TransferError};
 
 /// Messages kept from a peer whose channel's open event is not seen yet.
 const EARLY_MESSAGES: usize = 8;
+/// Longest wait for what was sent to be acknowledged before leaving.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How often the node looks for stalled peers and missing pieces.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -59,6 +61,9 @@ struct Link {
     arriving: Option<Arriving>,
     /// A bitfield that came before this side knew the offer.
     pending_bitfield: Option<(String, String)>,
+    /// Pieces it announced after that bitfield, before this side knew the
+    /// offer (at most [`MAX_PIECES`](super::MAX_PIECES)).
+    pending_haves: Vec<u32>,
     /// What the peer has, as the sender tracks it (receivers use the scheduler).
     has: Option<FixedBitSet>,
 }
@@ -86,17 +91,30 @@ pub struct Node<'a> {
     /// Pieces still missing of each manifest entry (a receiver's).
     missing_of_entry: Vec<u32>,
     checking: FuturesUnordered<JoinHandle<Checked>>,
+    /// Tasks of dropped links still sending their last words.
+    retiring: Vec<JoinHandle<()>>,
     reports: mpsc::Receiver<UploadReport>,
     reports_tx: mpsc::Sender<UploadReport>,
     progress: &'a mut dyn SwarmProgress,
     failed_proofs: usize,
     /// A receiver's sender, once it proved itself.
     sender: Option<PeerId>,
+    /// The other peers in the room, as the server reports them.
+    room: BTreeSet<PeerId>,
+    /// Peers dropped for an error, and the first such error: a receiver
+    /// that every peer of the room turned away (a wrong code) stops with it.
+    refused: BTreeSet<PeerId>,
+    first_refusal: Option<TransferError>,
     offer: OfferReader,
     /// A receiver's offer awaiting the decision.
     pending_offer: Option<ReadOffer>,
     /// Receivers that hold every piece.
     finished: BTreeSet<PeerId>,
+    /// The sender's count of receivers that hold each piece.
+    holders: Vec<u16>,
+    /// Pieces some receiver holds, and whether the sender said so once all did.
+    held_somewhere: usize,
+    told_seeded: bool,
     /// When a receiver last had work (served or received a piece).
     last_work: Instant,
     /// Since when pieces are missing that no peer has.
@@ -118,6 +136,7 @@ impl<'a> Node<'a> {
     ) -> Self {
         let (reports_tx, reports) = mpsc::channel(64);
         let now = Instant::now();
+        let room = session.peers_at_join().iter().copied().collect();
         Self {
             session,
             code,
@@ -130,14 +149,21 @@ impl<'a> Node<'a> {
             scheduler: None,
             missing_of_entry: Vec::new(),
             checking: FuturesUnordered::new(),
+            retiring: Vec::new(),
             reports,
             reports_tx,
             progress,
             failed_proofs: 0,
             sender: None,
+            room,
+            refused: BTreeSet::new(),
+            first_refusal: None,
             offer: OfferReader::Start,
             pending_offer: None,
             finished: BTreeSet::new(),
+            holders: Vec::new(),
+            held_somewhere: 0,
+            told_seeded: false,
             last_work: now,
             unavailable_since: None,
             received_bytes: 0,
@@ -197,7 +223,15 @@ impl<'a> Node<'a> {
 
     fn is_done(&self, wanted_receivers: usize) -> bool {
         match self.role {
-            Role::Sender => self.finished.len() >= wanted_receivers,
+            // A receiver's claim to hold everything cannot be checked, so
+            // the sender also stays while a connected receiver is short.
+            Role::Sender => {
+                self.finished.len() >= wanted_receivers
+                    && self
+                        .links
+                        .iter()
+                        .all(|(peer, link)| link.role.is_none() || self.finished.contains(peer))
+            }
             Role::Receiver => {
                 let Some(scheduler) = &self.scheduler else {
                     return false;
@@ -241,6 +275,7 @@ impl<'a> Node<'a> {
                         role: None,
                         arriving: None,
                         pending_bitfield: None,
+                        pending_haves: Vec::new(),
                         has: None,
                     },
                 );
@@ -262,8 +297,16 @@ impl<'a> Node<'a> {
                     }
                 }
             }
-            Event::PeerLeft(peer)
-            | Event::ChannelClosed { peer, .. }
+            Event::PeerJoined(peer) => {
+                self.room.insert(peer);
+            }
+            Event::PeerLeft(peer) => {
+                self.room.remove(&peer);
+                self.early.remove(&peer);
+                self.drop_peer(peer, None)?;
+                self.check_turned_away()?;
+            }
+            Event::ChannelClosed { peer, .. }
             | Event::LinkState {
                 peer,
                 state: LinkState::Failed | LinkState::Closed,
@@ -286,7 +329,18 @@ impl<'a> Node<'a> {
                 Err(err)
             }
             Err(err) => {
-                if matches!(err, TransferError::Auth(AuthError::Mismatch { .. })) {
+                // A wrong code found by either side: the peer's own verdict
+                // may arrive first, as its `error`, before it proved anything.
+                let unproven = self
+                    .links
+                    .get(&peer)
+                    .is_some_and(|link| link.role.is_none());
+                let guessed = match &err {
+                    TransferError::Auth(AuthError::Mismatch { .. }) => true,
+                    TransferError::Peer(_) => unproven,
+                    _ => false,
+                };
+                if guessed {
                     self.failed_proofs += 1;
                     if self.role == Role::Sender && self.failed_proofs >= MAX_FAILED_PROOFS {
                         self.drop_peer(peer, Some(err))?;
@@ -361,6 +415,16 @@ impl<'a> Node<'a> {
                 } else {
                     Ok(())
                 }
+            }
+            Message::Have { piece } if self.content.is_none() => {
+                if link.pending_bitfield.is_none() || link.pending_haves.len() >= super::MAX_PIECES
+                {
+                    return Err(TransferError::Protocol(
+                        "pieces announced out of turn".into(),
+                    ));
+                }
+                link.pending_haves.push(piece);
+                Ok(())
             }
             Message::Have { piece } => self.peer_has(peer, piece),
             Message::Request { piece } => self.requested(peer, piece),
@@ -468,6 +532,9 @@ impl<'a> Node<'a> {
         match &mut self.scheduler {
             Some(scheduler) => scheduler.add_peer(peer, has, Instant::now())?,
             None => {
+                for piece in has.ones() {
+                    self.count_holder(piece, true);
+                }
                 if let Some(link) = self.links.get_mut(&peer) {
                     link.has = Some(has);
                 }
@@ -512,8 +579,12 @@ impl<'a> Node<'a> {
                         "piece {piece} does not exist"
                     )));
                 }
-                has.insert(piece as usize);
-                (Some(has.count_ones(..)), has.is_full())
+                let known = has.put(piece as usize);
+                let counts = (Some(has.count_ones(..)), has.is_full());
+                if !known {
+                    self.count_holder(piece as usize, true);
+                }
+                counts
             }
         };
         if let Some(held) = held {
@@ -530,6 +601,30 @@ impl<'a> Node<'a> {
         }
         self.request_more();
         Ok(())
+    }
+
+    /// The sender's count of the receivers holding `piece` goes up or down;
+    /// once every piece is held by some receiver, the sender may leave.
+    fn count_holder(&mut self, piece: usize, up: bool) {
+        let pieces = self.content.as_ref().map_or(0, |content| content.map.len());
+        self.holders.resize(pieces, 0);
+        let Some(holders) = self.holders.get_mut(piece) else {
+            return;
+        };
+        match (up, *holders) {
+            (true, 0) => self.held_somewhere += 1,
+            (false, 1) => self.held_somewhere -= 1,
+            _ => {}
+        }
+        *holders = if up {
+            holders.saturating_add(1)
+        } else {
+            holders.saturating_sub(1)
+        };
+        if self.held_somewhere == pieces && !self.told_seeded {
+            self.told_seeded = true;
+            self.progress.seeded();
+        }
     }
 
     fn requested(&mut self, peer: PeerId, piece: u32) -> Result<(), TransferError> {
@@ -684,6 +779,8 @@ impl<'a> Node<'a> {
                 }),
             )?;
         }
+        // The endgame may ask again for pieces that have waited long.
+        self.request_more();
         let Some(scheduler) = &self.scheduler else {
             return Ok(());
         };
@@ -747,10 +844,16 @@ impl<'a> Node<'a> {
                 continue;
             }
             link.uploader.send(Outgoing::Message(have.clone()));
-            if let Some((bits, digest)) = link.pending_bitfield.take()
-                && let Err(err) = self.apply_bitfield(peer, &bits, &digest)
-            {
-                let _ = self.drop_peer(peer, Some(err));
+            let haves = std::mem::take(&mut link.pending_haves);
+            if let Some((bits, digest)) = link.pending_bitfield.take() {
+                let applied = self.apply_bitfield(peer, &bits, &digest).and_then(|()| {
+                    haves
+                        .into_iter()
+                        .try_for_each(|piece| self.peer_has(peer, piece))
+                });
+                if let Err(err) = applied {
+                    let _ = self.drop_peer(peer, Some(err));
+                }
             }
         }
         self.last_work = Instant::now();
@@ -759,28 +862,30 @@ impl<'a> Node<'a> {
 
     /// Forgets `peer`; tells it why when `why` is ours to tell.
     fn drop_peer(&mut self, peer: PeerId, why: Option<TransferError>) -> Result<(), TransferError> {
-        let Some(_link) = self.links.remove(&peer) else {
+        let Some(link) = self.links.remove(&peer) else {
             return Ok(());
         };
+        for piece in link.has.iter().flat_map(FixedBitSet::ones) {
+            self.count_holder(piece, false);
+        }
         if let Some(scheduler) = &mut self.scheduler {
             scheduler.remove_peer(peer);
         }
         match why {
             Some(error) => {
                 tracing::warn!(%peer, %error, "dropped a peer");
-                if !error.peer_knows() {
-                    let handle = self.session.handle();
-                    let message = Message::Error {
-                        message: error.to_string(),
-                    };
-                    tokio::spawn(async move {
-                        let send =
-                            handle.send(peer, TRANSFER_LABEL, Payload::Text(message.to_json()));
-                        let _ = tokio::time::timeout(Duration::from_secs(2), send).await;
-                    });
-                }
+                let last = (!error.peer_knows()).then(|| Message::Error {
+                    message: error.to_string(),
+                });
+                self.retiring.retain(|task| !task.is_finished());
+                self.retiring.push(link.uploader.retire(last));
                 self.progress
                     .peer(peer, PeerNews::Dropped(error.to_string()));
+                self.refused.insert(peer);
+                if self.first_refusal.is_none() {
+                    self.first_refusal = Some(error);
+                }
+                self.check_turned_away()?;
             }
             None => self.progress.peer(peer, PeerNews::Left),
         }
@@ -793,6 +898,31 @@ impl<'a> Node<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A receiver without an offer that every peer still in the room
+    /// turned away (a wrong code: each failed the proof) stops with the
+    /// first reason; one hostile peer alone cannot stop it.
+    fn check_turned_away(&mut self) -> Result<(), TransferError> {
+        if self.role == Role::Receiver
+            && self.content.is_none()
+            && self.sender.is_none()
+            && self.room.iter().all(|peer| self.refused.contains(peer))
+            && let Some(error) = self.first_refusal.take()
+        {
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Waits (at most [`CLOSE_WAIT`]) until what every link was handed is
+    /// sent and acknowledged: a finished receiver's last `have` must reach
+    /// the sender, which counts who finished.
+    pub async fn flush(&mut self) {
+        self.retiring.retain(|task| !task.is_finished());
+        let retiring = futures_util::future::join_all(self.retiring.drain(..));
+        let links = futures_util::future::join_all(self.links.values().map(|l| l.uploader.flush()));
+        let _ = tokio::time::timeout(CLOSE_WAIT, futures_util::future::join(links, retiring)).await;
     }
 
     /// Tells every peer why this node stops (best effort, bounded).

@@ -9,8 +9,9 @@
 //!   peer at a time, so what arrives is bounded by what was asked for.
 //! - **Endgame.** Once every missing piece is asked for, a peer with a free
 //!   slot may be asked for a piece already asked of another (at most
-//!   [`MAX_ASKED_PER_PIECE`] at once), so one slow peer does not hold up
-//!   the end.
+//!   [`MAX_ASKED_PER_PIECE`] at once) once that piece has taken twice as
+//!   long as pieces usually take, so one slow peer does not hold up the end
+//!   and a quick swarm does not fetch its last pieces twice.
 //! - **Leaving is normal.** A peer that leaves, stalls, or sends a piece
 //!   that fails its hash gives back what was asked of it.
 
@@ -27,6 +28,11 @@ use crate::transfer::TransferError;
 pub const REQUESTS_PER_PEER: usize = 4;
 /// Peers one piece is asked of at once, in the endgame.
 pub const MAX_ASKED_PER_PIECE: u8 = 2;
+/// How long a piece is waited for before the endgame asks a second peer,
+/// until arrivals tell how long pieces take.
+const FIRST_ENDGAME_WAIT: Duration = Duration::from_secs(2);
+/// Added to twice the usual time of a piece before the endgame asks again.
+const ENDGAME_SLACK: Duration = Duration::from_millis(500);
 
 /// What happened to a piece that arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +46,9 @@ pub enum Arrival {
 #[derive(Debug)]
 struct PeerView {
     has: FixedBitSet,
-    /// Pieces asked of this peer and not yet arrived, oldest first.
-    asked: Vec<u32>,
+    /// Pieces asked of this peer and not yet arrived, oldest first, with
+    /// when each was asked.
+    asked: Vec<(u32, Instant)>,
     /// When something last arrived from it (or it was first asked).
     heard: Instant,
 }
@@ -62,6 +69,11 @@ pub struct Scheduler<P> {
     waiting: BTreeSet<(u16, u32, u32)>,
     /// Missing pieces asked of someone (the endgame looks here).
     in_flight: BTreeSet<u32>,
+    /// When each piece in flight was first asked for.
+    since: Vec<Option<Instant>>,
+    /// How long a piece usually takes from request to arrival (a moving
+    /// average).
+    piece_time: Option<Duration>,
     peers: BTreeMap<P, PeerView>,
 }
 
@@ -84,6 +96,8 @@ impl<P: Copy + Ord + std::fmt::Debug> Scheduler<P> {
             rank,
             waiting,
             in_flight: BTreeSet::new(),
+            since: vec![None; pieces],
+            piece_time: None,
             peers: BTreeMap::new(),
         }
     }
@@ -166,7 +180,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Scheduler<P> {
         for piece in view.has.ones() {
             self.change_availability(piece as u32, false);
         }
-        for piece in view.asked {
+        for (piece, _) in view.asked {
             self.unask(piece);
         }
     }
@@ -177,7 +191,9 @@ impl<P: Copy + Ord + std::fmt::Debug> Scheduler<P> {
         let peers: Vec<P> = self.peers.keys().copied().collect();
         for peer in peers {
             while self.peers[&peer].asked.len() < REQUESTS_PER_PEER {
-                let Some(piece) = self.pick(peer) else { break };
+                let Some(piece) = self.pick(peer, now) else {
+                    break;
+                };
                 self.ask(peer, piece, now);
                 requests.push((peer, piece));
             }
@@ -187,7 +203,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Scheduler<P> {
 
     /// The rarest waiting piece `peer` has, or in the endgame a piece
     /// already in flight elsewhere.
-    fn pick(&self, peer: P) -> Option<u32> {
+    fn pick(&self, peer: P, now: Instant) -> Option<u32> {
         let view = &self.peers[&peer];
         // A peer with few pieces: look through its pieces, not all waiting ones.
         let rarest = if view.has.count_ones(..) * 4 < self.waiting.len() {
@@ -208,10 +224,16 @@ impl<P: Copy + Ord + std::fmt::Debug> Scheduler<P> {
         if !self.waiting.is_empty() {
             return None;
         }
+        let wait = self
+            .piece_time
+            .map_or(FIRST_ENDGAME_WAIT, |usual| usual * 2 + ENDGAME_SLACK);
         self.in_flight.iter().copied().find(|&piece| {
-            view.has.contains(piece as usize)
-                && self.asked[piece as usize] < MAX_ASKED_PER_PIECE
-                && !view.asked.contains(&piece)
+            let index = piece as usize;
+            view.has.contains(index)
+                && self.asked[index] < MAX_ASKED_PER_PIECE
+                && self.since[index]
+                    .is_some_and(|since| now.saturating_duration_since(since) >= wait)
+                && !view.asked.iter().any(|(asked, _)| *asked == piece)
         })
     }
 
@@ -221,13 +243,14 @@ impl<P: Copy + Ord + std::fmt::Debug> Scheduler<P> {
             self.waiting
                 .remove(&(self.availability[index], self.rank[index], piece));
             self.in_flight.insert(piece);
+            self.since[index] = Some(now);
         }
         self.asked[index] += 1;
         if let Some(view) = self.peers.get_mut(&peer) {
             if view.asked.is_empty() {
                 view.heard = now;
             }
-            view.asked.push(piece);
+            view.asked.push((piece, now));
         }
     }
 
@@ -236,6 +259,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Scheduler<P> {
         self.asked[index] = self.asked[index].saturating_sub(1);
         if self.asked[index] == 0 {
             self.in_flight.remove(&piece);
+            self.since[index] = None;
             if !self.have.contains(index) {
                 self.waiting
                     .insert((self.availability[index], self.rank[index], piece));
@@ -266,7 +290,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Scheduler<P> {
     pub fn is_asked_of(&self, peer: P, piece: u32) -> bool {
         self.peers
             .get(&peer)
-            .is_some_and(|view| view.asked.contains(&piece))
+            .is_some_and(|view| view.asked.iter().any(|(asked, _)| *asked == piece))
     }
 
     /// Piece `piece` arrived from `peer` and matched its hash.
@@ -276,13 +300,18 @@ impl<P: Copy + Ord + std::fmt::Debug> Scheduler<P> {
                 "piece {piece} from a peer that was not asked"
             )));
         };
-        let Some(at) = view.asked.iter().position(|&asked| asked == piece) else {
+        let Some(at) = view.asked.iter().position(|(asked, _)| *asked == piece) else {
             return Err(TransferError::Protocol(format!(
                 "piece {piece} was sent without being asked for"
             )));
         };
-        view.asked.remove(at);
+        let (_, asked_at) = view.asked.remove(at);
         view.heard = now;
+        let took = now.saturating_duration_since(asked_at);
+        self.piece_time = Some(match self.piece_time {
+            Some(usual) => (usual * 3 + took) / 4,
+            None => took,
+        });
         let index = piece as usize;
         if self.have.put(index) {
             self.unask(piece);
@@ -350,10 +379,11 @@ mod tests {
             .collect();
         assert_eq!(of_a[..2], [5, 4]);
         assert_eq!(of_a.len(), REQUESTS_PER_PEER);
-        // b is asked for the rest first; then, every piece being asked of
-        // someone, the endgame asks it for pieces in flight at a (never 5).
-        assert!(!of_b[..2].contains(&4) && !of_b[..2].contains(&5));
-        assert!(!of_b.contains(&5));
+        // b gets the rest; c nothing: every piece is asked of someone, and
+        // none has waited long enough for the endgame.
+        assert_eq!(of_b.len(), 2);
+        assert!(!of_b.contains(&4) && !of_b.contains(&5));
+        assert!(requests.iter().all(|r| r.0 != 'c'));
         let mut asked: Vec<u32> = requests.iter().map(|r| r.1).collect();
         asked.sort_unstable();
         asked.dedup();
@@ -450,10 +480,13 @@ mod tests {
         assert_eq!(s.next_requests(now), vec![('a', 0)]);
         s.add_peer('b', all(1), now).unwrap();
         s.add_peer('c', all(1), now).unwrap();
-        assert_eq!(s.next_requests(now), vec![('b', 0)]);
-        assert!(s.next_requests(now).is_empty());
-        assert_eq!(s.arrived('b', 0, now).unwrap(), Arrival::New);
-        assert_eq!(s.arrived('a', 0, now).unwrap(), Arrival::Duplicate);
+        // Not at once: the piece may well be on its way.
+        assert!(s.next_requests(now + Duration::from_secs(1)).is_empty());
+        let later = now + FIRST_ENDGAME_WAIT;
+        assert_eq!(s.next_requests(later), vec![('b', 0)]);
+        assert!(s.next_requests(later).is_empty());
+        assert_eq!(s.arrived('b', 0, later).unwrap(), Arrival::New);
+        assert_eq!(s.arrived('a', 0, later).unwrap(), Arrival::Duplicate);
         assert!(s.is_complete());
         assert!(s.next_requests(now).is_empty());
     }

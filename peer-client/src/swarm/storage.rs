@@ -88,12 +88,11 @@ impl Storage {
                 }
             }
             let part = part_path(target);
+            let mut held = 0;
             let file = if std::fs::symlink_metadata(&part).is_ok_and(|meta| meta.is_file()) {
-                have.extend(
-                    verified_pieces(&part, map, hashes, pieces.clone())?
-                        .into_iter()
-                        .map(|piece| piece as usize),
-                );
+                let verified = verified_pieces(&part, map, hashes, pieces.clone())?;
+                held = verified.len();
+                have.extend(verified.into_iter().map(|piece| piece as usize));
                 OpenOptions::new().write(true).open(&part)
             } else {
                 File::create(&part)
@@ -101,7 +100,12 @@ impl Storage {
             .map_err(|source| write_error(&part, source))?;
             file.set_len(entry.size)
                 .map_err(|source| write_error(&part, source))?;
-            complete.push(AtomicBool::new(false));
+            // An empty file, or one an earlier run got every piece of.
+            let done = held == pieces.len();
+            if done {
+                std::fs::rename(&part, target).map_err(|source| write_error(target, source))?;
+            }
+            complete.push(AtomicBool::new(done));
         }
         Ok((
             Self {

@@ -3,6 +3,7 @@
 //! peer asked for, each read from disk and checked against its hash first.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 use signaling_protocol::PeerId;
@@ -18,6 +19,8 @@ use crate::transfer::{MAX_CHUNK_BYTES, Message, TransferError};
 /// item, and `have`s are bounded by the pieces, so this is far more than a
 /// peer that reads its channel ever leaves queued.
 const CONTROL_QUEUE: usize = 4096;
+/// Longest a dropped link's task may take to send its last messages.
+const RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a link's task reports back.
 #[derive(Debug)]
@@ -49,9 +52,13 @@ pub enum Outgoing {
 
 /// The handle of one link's task.
 pub struct Uploader {
+    channel: Channel,
     control: mpsc::Sender<Outgoing>,
     pieces: mpsc::Sender<(Arc<Content>, u32)>,
-    task: tokio::task::JoinHandle<()>,
+    /// Items handed over and not yet written to the channel.
+    pending: Arc<AtomicUsize>,
+    /// The task; aborted on drop unless [`Uploader::retire`] let it finish.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Uploader {
@@ -59,29 +66,81 @@ impl Uploader {
     pub fn start(channel: Channel, reports: mpsc::Sender<UploadReport>) -> Self {
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (pieces, pieces_rx) = mpsc::channel(REQUESTS_PER_PEER);
-        let task = tokio::spawn(run(channel, control_rx, pieces_rx, reports));
+        let pending = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(run(
+            channel.clone(),
+            control_rx,
+            pieces_rx,
+            Arc::clone(&pending),
+            reports,
+        ));
         Self {
+            channel,
             control,
             pieces,
-            task,
+            pending,
+            task: Some(task),
         }
     }
 
     /// Queues `outgoing`; false if the queue is full or the task ended.
     pub fn send(&self, outgoing: Outgoing) -> bool {
-        self.control.try_send(outgoing).is_ok()
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let queued = self.control.try_send(outgoing).is_ok();
+        if !queued {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+        queued
     }
 
     /// Queues a piece the peer asked for; false if it asked for more than
     /// [`REQUESTS_PER_PEER`] at once (or the task ended).
     pub fn serve(&self, content: Arc<Content>, piece: u32) -> bool {
-        self.pieces.try_send((content, piece)).is_ok()
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let queued = self.pieces.try_send((content, piece)).is_ok();
+        if !queued {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+        queued
+    }
+
+    /// Waits until everything handed over is written and acknowledged by
+    /// the peer (or the task ended).
+    pub async fn flush(&self) {
+        while self.task.as_ref().is_some_and(|task| !task.is_finished())
+            && (self.pending.load(Ordering::Acquire) > 0 || self.channel.queued_bytes().await > 0)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Uploader {
+    /// Ends the link's task once it has sent what is queued and `last`
+    /// (a key confirmation in flight, then why the link ends), at most
+    /// [`RETIRE_WAIT`] from now; pieces still queued are not sent.
+    pub fn retire(mut self, last: Option<Message>) -> tokio::task::JoinHandle<()> {
+        if let Some(last) = last {
+            self.send(Outgoing::Message(last));
+        }
+        let Some(mut task) = self.task.take() else {
+            return tokio::spawn(async {});
+        };
+        // Dropping the handle's queues ends the task after what they hold.
+        drop(self);
+        tokio::spawn(async move {
+            if tokio::time::timeout(RETIRE_WAIT, &mut task).await.is_err() {
+                task.abort();
+            }
+        })
     }
 }
 
 impl Drop for Uploader {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -89,6 +148,7 @@ async fn run(
     channel: Channel,
     mut control: mpsc::Receiver<Outgoing>,
     mut pieces: mpsc::Receiver<(Arc<Content>, u32)>,
+    pending: Arc<AtomicUsize>,
     reports: mpsc::Sender<UploadReport>,
 ) {
     let peer = channel.peer();
@@ -121,6 +181,7 @@ async fn run(
                 None => return,
             },
         };
+        pending.fetch_sub(1, Ordering::AcqRel);
         if let Err(error) = sent {
             let _ = reports.send(UploadReport::Failed { peer, error }).await;
             return;
