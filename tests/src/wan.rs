@@ -1,7 +1,7 @@
-//! Two hosts joined by an impaired [`Wire`], and a third host running the
-//! signaling server on clean links to both, so only the peer-to-peer path is
-//! impaired. Host `n` (1 or 2) has address `10.9.0.n` on the wire and reaches
-//! the server at `ws://10.201.n.1:8080/ws`.
+//! Hosts joined by an impaired [`Wire`] (two, or more for a swarm), and one
+//! more host running the signaling server on clean links to each, so only
+//! the peer-to-peer paths are impaired. Host `n` (from 1) has address
+//! `10.9.0.n` on the wire and reaches the server at `ws://10.201.n.1:8080/ws`.
 
 use crate::netns::{Netns, link};
 use crate::wire::Wire;
@@ -12,8 +12,8 @@ use crate::{Process, Stream};
 pub struct WanLab {
     /// The wire joining the two hosts, already forwarding (unimpaired until set).
     pub wire: Wire,
-    /// Host 1 and host 2.
-    pub hosts: [Netns; 2],
+    /// Host 1, host 2, ….
+    pub hosts: Vec<Netns>,
     _server: Process,
     _server_host: Netns,
 }
@@ -21,9 +21,9 @@ pub struct WanLab {
 impl WanLab {
     /// Builds the hosts (named after `names`), the wire (interface `ifname`
     /// on each host) and starts the server.
-    pub fn new(names: [&str; 2], ifname: &str) -> Self {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>, ifname: &str) -> Self {
         let server_host = Netns::new("srv");
-        let hosts = names.map(Netns::new);
+        let hosts: Vec<Netns> = names.into_iter().map(Netns::new).collect();
         let mut wire = Wire::new();
         for (n, host) in hosts.iter().enumerate() {
             let n = n + 1;

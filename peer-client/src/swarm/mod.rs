@@ -29,6 +29,7 @@ mod handshake;
 mod node;
 mod pieces;
 mod scheduler;
+mod seeding;
 mod storage;
 mod uploader;
 

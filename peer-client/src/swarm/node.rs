@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use super::content::{Content, OfferReader, ReadOffer};
 use super::handshake::Handshake;
 use super::scheduler::{Arrival, Scheduler};
+use super::seeding::{Advert, Seeding};
 use super::uploader::{Outgoing, UploadReport, Uploader};
 use super::{MAX_FAILED_PROOFS, MAX_PEERS, PeerNews, SwarmProgress, bitfield};
 use crate::auth::{AuthError, Code, Role};
@@ -88,6 +89,8 @@ pub struct Node<'a> {
     early: HashMap<PeerId, VecDeque<Payload>>,
     pub(super) content: Option<Arc<Content>>,
     scheduler: Option<Scheduler<PeerId>>,
+    /// The sender's advertising.
+    seeding: Option<Seeding<PeerId>>,
     /// Pieces still missing of each manifest entry (a receiver's).
     missing_of_entry: Vec<u32>,
     checking: FuturesUnordered<JoinHandle<Checked>>,
@@ -137,6 +140,10 @@ impl<'a> Node<'a> {
         let (reports_tx, reports) = mpsc::channel(64);
         let now = Instant::now();
         let room = session.peers_at_join().iter().copied().collect();
+        let seeding = content
+            .as_ref()
+            .filter(|_| role == Role::Sender)
+            .map(|content| Seeding::new(content.map.len()));
         Self {
             session,
             code,
@@ -146,6 +153,7 @@ impl<'a> Node<'a> {
             links: BTreeMap::new(),
             early: HashMap::new(),
             content,
+            seeding,
             scheduler: None,
             missing_of_entry: Vec::new(),
             checking: FuturesUnordered::new(),
@@ -410,9 +418,9 @@ impl<'a> Node<'a> {
             Message::Bitfield { have, digest } => {
                 if self.content.is_some() {
                     self.apply_bitfield(peer, &have, &digest)
-                } else if link.pending_bitfield.replace((have, digest)).is_some() {
-                    Err(TransferError::Protocol("a second bitfield".into()))
                 } else {
+                    // A later one (the sender telling more) covers the first.
+                    link.pending_bitfield = Some((have, digest));
                     Ok(())
                 }
             }
@@ -480,8 +488,14 @@ impl<'a> Node<'a> {
         tracing::info!(%peer, ?role, "a peer proved it knows the code");
         self.progress.peer(peer, PeerNews::Joined { role });
         if let Some(content) = &self.content {
-            if self.role == Role::Sender {
+            if let Some(seeding) = &mut self.seeding {
                 link.uploader.send(Outgoing::Offer(Arc::clone(content)));
+                let told = seeding.join(peer);
+                link.uploader.send(Outgoing::Message(Message::Bitfield {
+                    have: bitfield::encode(&told),
+                    digest: content.digest_hex(),
+                }));
+                return Ok(());
             }
             let have = self.have_bitfield();
             if let Some(link) = self.links.get_mut(&peer) {
@@ -603,6 +617,26 @@ impl<'a> Node<'a> {
         Ok(())
     }
 
+    /// Sends what the sender's advertising decided.
+    fn advertise(&mut self, adverts: Vec<(PeerId, Advert)>) {
+        let Some(content) = &self.content else {
+            return;
+        };
+        for (peer, advert) in adverts {
+            let Some(link) = self.links.get(&peer) else {
+                continue;
+            };
+            let message = match advert {
+                Advert::Have(piece) => Message::Have { piece },
+                Advert::Bitfield(told) => Message::Bitfield {
+                    have: bitfield::encode(&told),
+                    digest: content.digest_hex(),
+                },
+            };
+            link.uploader.send(Outgoing::Message(message));
+        }
+    }
+
     /// The sender's count of the receivers holding `piece` goes up or down;
     /// once every piece is held by some receiver, the sender may leave.
     fn count_holder(&mut self, piece: usize, up: bool) {
@@ -611,9 +645,13 @@ impl<'a> Node<'a> {
         let Some(holders) = self.holders.get_mut(piece) else {
             return;
         };
+        let mut lost = false;
         match (up, *holders) {
             (true, 0) => self.held_somewhere += 1,
-            (false, 1) => self.held_somewhere -= 1,
+            (false, 1) => {
+                self.held_somewhere -= 1;
+                lost = true;
+            }
             _ => {}
         }
         *holders = if up {
@@ -624,6 +662,14 @@ impl<'a> Node<'a> {
         if self.held_somewhere == pieces && !self.told_seeded {
             self.told_seeded = true;
             self.progress.seeded();
+        }
+        if lost {
+            let adverts = self
+                .seeding
+                .as_mut()
+                .map(|seeding| seeding.lost(piece as u32))
+                .unwrap_or_default();
+            self.advertise(adverts);
         }
     }
 
@@ -744,10 +790,16 @@ impl<'a> Node<'a> {
 
     fn on_report(&mut self, report: UploadReport) -> Result<(), TransferError> {
         match report {
-            UploadReport::Sent { peer, bytes } => {
+            UploadReport::Sent { peer, piece, bytes } => {
                 self.uploaded_bytes += bytes;
                 self.last_work = Instant::now();
                 self.progress.uploaded(peer, bytes);
+                let adverts = self
+                    .seeding
+                    .as_mut()
+                    .map(|seeding| seeding.sent(peer, piece))
+                    .unwrap_or_default();
+                self.advertise(adverts);
                 Ok(())
             }
             UploadReport::Failed {
@@ -871,6 +923,12 @@ impl<'a> Node<'a> {
         if let Some(scheduler) = &mut self.scheduler {
             scheduler.remove_peer(peer);
         }
+        let adverts = self
+            .seeding
+            .as_mut()
+            .map(|seeding| seeding.left(peer))
+            .unwrap_or_default();
+        self.advertise(adverts);
         match why {
             Some(error) => {
                 tracing::warn!(%peer, %error, "dropped a peer");
@@ -882,7 +940,13 @@ impl<'a> Node<'a> {
                 self.progress
                     .peer(peer, PeerNews::Dropped(error.to_string()));
                 self.refused.insert(peer);
-                if self.first_refusal.is_none() {
+                // A failed proof says more than a link that closed meanwhile.
+                let proof = |e: &TransferError| matches!(e, TransferError::Auth(_));
+                if self
+                    .first_refusal
+                    .as_ref()
+                    .is_none_or(|first| proof(&error) && !proof(first))
+                {
                     self.first_refusal = Some(error);
                 }
                 self.check_turned_away()?;

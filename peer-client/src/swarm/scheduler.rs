@@ -125,7 +125,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Scheduler<P> {
         self.peers.get(&peer).is_some_and(|view| view.has.is_full())
     }
 
-    /// A peer announced the pieces it has.
+    /// A peer announced the pieces it has (again: what it adds).
     pub fn add_peer(
         &mut self,
         peer: P,
@@ -139,7 +139,13 @@ impl<P: Copy + Ord + std::fmt::Debug> Scheduler<P> {
                 self.have.len()
             )));
         }
-        self.remove_peer(peer);
+        if self.peers.contains_key(&peer) {
+            // A later bitfield (a sender telling more) adds to what it has.
+            for piece in has.ones() {
+                self.peer_has(peer, piece as u32)?;
+            }
+            return Ok(());
+        }
         for piece in has.ones() {
             self.change_availability(piece as u32, true);
         }

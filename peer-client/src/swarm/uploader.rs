@@ -29,6 +29,8 @@ pub enum UploadReport {
     Sent {
         /// To whom.
         peer: PeerId,
+        /// Which.
+        piece: u32,
         /// Its bytes.
         bytes: u64,
     },
@@ -173,7 +175,9 @@ async fn run(
             asked = pieces.recv() => match asked {
                 Some((content, piece)) => match send_piece(&channel, &content, piece, chunk).await {
                     Ok(bytes) => {
-                        let _ = reports.send(UploadReport::Sent { peer, bytes }).await;
+                        let _ = reports
+                            .send(UploadReport::Sent { peer, piece, bytes })
+                            .await;
                         Ok(())
                     }
                     Err(error) => Err(error),

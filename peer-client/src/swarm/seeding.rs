@@ -1,0 +1,236 @@
+//! What the sender tells each receiver it has: at first only a few pieces
+//! that nobody has been sent yet, different ones to each receiver, and one
+//! more each time one of them has gone out (BitTorrent's "super-seeding").
+//! Receivers can only ask the sender for what it advertised, so each piece
+//! leaves the sender about once and the receivers trade the rest; once every
+//! piece has gone out (or is on its way), the sender advertises everything,
+//! so the last pieces and any piece whose only holder left can be fetched
+//! from it again. Decisions only: no sockets, no time.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use fixedbitset::FixedBitSet;
+
+use super::scheduler::REQUESTS_PER_PEER;
+
+/// Pieces advertised to one receiver and not yet sent to it: twice what it
+/// may ask for at once, so it always has a choice.
+pub const ADVERTISED_PER_PEER: usize = 2 * REQUESTS_PER_PEER;
+
+/// A message the sender owes a receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advert {
+    /// The pieces it has, as far as this receiver is told (first, or when
+    /// the sender opens up: a superset of what it was told before).
+    Bitfield(FixedBitSet),
+    /// One more piece.
+    Have(u32),
+}
+
+/// The sender's advertising.
+#[derive(Debug)]
+pub struct Seeding<P> {
+    pieces: usize,
+    /// Pieces not yet sent to anyone and not advertised to anyone.
+    fresh: BTreeSet<u32>,
+    /// Pieces advertised to one receiver and not yet sent.
+    assigned: HashMap<u32, P>,
+    /// What each receiver was told.
+    told: BTreeMap<P, FixedBitSet>,
+    /// Whether everything is advertised to everyone now.
+    open: bool,
+}
+
+impl<P: Copy + Ord + std::hash::Hash> Seeding<P> {
+    /// The sender of `pieces` pieces, nothing sent yet.
+    pub fn new(pieces: usize) -> Self {
+        Self {
+            pieces,
+            fresh: (0..pieces as u32).collect(),
+            assigned: HashMap::new(),
+            told: BTreeMap::new(),
+            open: pieces == 0,
+        }
+    }
+
+    /// A receiver proved the code: its first bitfield.
+    pub fn join(&mut self, peer: P) -> FixedBitSet {
+        let mut told = FixedBitSet::with_capacity(self.pieces);
+        if self.open {
+            told.insert_range(..);
+        } else {
+            for _ in 0..ADVERTISED_PER_PEER {
+                let Some(piece) = self.fresh.pop_first() else {
+                    break;
+                };
+                self.assigned.insert(piece, peer);
+                told.insert(piece as usize);
+            }
+        }
+        self.told.insert(peer, told.clone());
+        told
+    }
+
+    /// `piece` went out to `peer`: what to tell whom now.
+    pub fn sent(&mut self, peer: P, piece: u32) -> Vec<(P, Advert)> {
+        if self.open {
+            return Vec::new();
+        }
+        self.assigned.remove(&piece);
+        self.fresh.remove(&piece);
+        if let Some(next) = self.fresh.pop_first() {
+            self.assigned.insert(next, peer);
+            if let Some(told) = self.told.get_mut(&peer) {
+                told.insert(next as usize);
+            }
+            return vec![(peer, Advert::Have(next))];
+        }
+        self.open_up()
+    }
+
+    /// `peer` left: the pieces advertised to it alone go to others.
+    pub fn left(&mut self, peer: P) -> Vec<(P, Advert)> {
+        self.told.remove(&peer);
+        if self.open {
+            return Vec::new();
+        }
+        let back: Vec<u32> = self
+            .assigned
+            .iter()
+            .filter(|(_, holder)| **holder == peer)
+            .map(|(piece, _)| *piece)
+            .collect();
+        for piece in back {
+            self.assigned.remove(&piece);
+            self.fresh.insert(piece);
+        }
+        self.refill()
+    }
+
+    /// No receiver holds `piece` any more (its holders left): it must go
+    /// out again.
+    pub fn lost(&mut self, piece: u32) -> Vec<(P, Advert)> {
+        if self.open || self.assigned.contains_key(&piece) || piece as usize >= self.pieces {
+            return Vec::new();
+        }
+        self.fresh.insert(piece);
+        self.refill()
+    }
+
+    /// Tops up every receiver told fewer than [`ADVERTISED_PER_PEER`]
+    /// pieces not yet sent.
+    fn refill(&mut self) -> Vec<(P, Advert)> {
+        let mut adverts = Vec::new();
+        let peers: Vec<P> = self.told.keys().copied().collect();
+        for peer in peers {
+            let waiting = self
+                .assigned
+                .values()
+                .filter(|holder| **holder == peer)
+                .count();
+            for _ in waiting..ADVERTISED_PER_PEER {
+                let Some(piece) = self.fresh.pop_first() else {
+                    return adverts;
+                };
+                self.assigned.insert(piece, peer);
+                if let Some(told) = self.told.get_mut(&peer) {
+                    told.insert(piece as usize);
+                }
+                adverts.push((peer, Advert::Have(piece)));
+            }
+        }
+        adverts
+    }
+
+    /// Every piece went out or is on its way: advertise everything.
+    fn open_up(&mut self) -> Vec<(P, Advert)> {
+        self.open = true;
+        let mut all = FixedBitSet::with_capacity(self.pieces);
+        all.insert_range(..);
+        self.told
+            .iter_mut()
+            .map(|(peer, told)| {
+                told.insert_range(..);
+                (*peer, Advert::Bitfield(all.clone()))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ones(bits: &FixedBitSet) -> Vec<usize> {
+        bits.ones().collect()
+    }
+
+    #[test]
+    fn each_receiver_is_told_of_different_pieces() {
+        let mut s = Seeding::new(40);
+        let a = s.join('a');
+        let b = s.join('b');
+        assert_eq!(a.count_ones(..), ADVERTISED_PER_PEER);
+        assert_eq!(b.count_ones(..), ADVERTISED_PER_PEER);
+        assert!(a.is_disjoint(&b));
+    }
+
+    #[test]
+    fn a_piece_sent_makes_room_for_one_more_and_the_end_opens_everything() {
+        let mut s = Seeding::new(ADVERTISED_PER_PEER + 1);
+        let told = s.join('a');
+        let first = ones(&told)[0] as u32;
+        let next = s.sent('a', first);
+        assert_eq!(next, vec![('a', Advert::Have(ADVERTISED_PER_PEER as u32))]);
+        // Nothing fresh is left: everyone is told everything.
+        let opened = s.sent('a', 1);
+        let mut all = FixedBitSet::with_capacity(ADVERTISED_PER_PEER + 1);
+        all.insert_range(..);
+        assert_eq!(opened, vec![('a', Advert::Bitfield(all.clone()))]);
+        assert_eq!(s.join('b'), all);
+        assert!(s.sent('b', 3).is_empty());
+    }
+
+    #[test]
+    fn pieces_told_to_a_receiver_that_left_go_to_another() {
+        let mut s = Seeding::new(2 * ADVERTISED_PER_PEER);
+        let a = s.join('a');
+        let b = s.join('b');
+        assert_eq!(a.count_ones(..) + b.count_ones(..), 2 * ADVERTISED_PER_PEER);
+        let c = s.join('c');
+        assert_eq!(c.count_ones(..), 0);
+        let adverts = s.left('a');
+        assert_eq!(adverts.len(), ADVERTISED_PER_PEER);
+        assert!(adverts.iter().all(|(peer, advert)| *peer == 'c'
+            && matches!(advert, Advert::Have(piece) if a.contains(*piece as usize))));
+    }
+
+    #[test]
+    fn a_piece_whose_holders_left_goes_out_again() {
+        let mut s = Seeding::new(ADVERTISED_PER_PEER + 2);
+        let a = s.join('a');
+        let piece = ones(&a)[0] as u32;
+        s.sent('a', piece);
+        s.left('a');
+        let b = s.join('b');
+        assert!(s.lost(piece).is_empty(), "b is told of all it may ask for");
+        assert!(s.lost(999).is_empty());
+        // As b's pieces go out, the lost piece is told of again.
+        let told: Vec<Advert> = ones(&b)
+            .into_iter()
+            .flat_map(|sent| s.sent('b', sent as u32))
+            .map(|(_, advert)| advert)
+            .collect();
+        assert!(told.iter().any(|advert| match advert {
+            Advert::Have(again) => *again == piece,
+            Advert::Bitfield(all) => all.contains(piece as usize),
+        }));
+    }
+
+    #[test]
+    fn nothing_to_send_is_open_from_the_start() {
+        let mut s: Seeding<char> = Seeding::new(0);
+        assert_eq!(s.join('a').len(), 0);
+        assert!(s.sent('a', 0).is_empty());
+    }
+}
