@@ -797,7 +797,7 @@ impl<'a> Node<'a> {
                 let adverts = self
                     .seeding
                     .as_mut()
-                    .map(|seeding| seeding.sent(peer, piece))
+                    .map(|seeding| seeding.sent(peer, piece, Instant::now()))
                     .unwrap_or_default();
                 self.advertise(adverts);
                 Ok(())
@@ -812,6 +812,12 @@ impl<'a> Node<'a> {
 
     fn on_tick(&mut self) -> Result<(), TransferError> {
         let now = Instant::now();
+        let adverts = self
+            .seeding
+            .as_mut()
+            .map(|seeding| seeding.tick(now))
+            .unwrap_or_default();
+        self.advertise(adverts);
         let Some(scheduler) = &self.scheduler else {
             if self.role == Role::Receiver
                 && self.sender.is_none()

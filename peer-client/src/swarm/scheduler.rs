@@ -7,8 +7,9 @@
 //!   ask the sender for different pieces and its upload is spent once.
 //! - **Bounded.** At most [`REQUESTS_PER_PEER`] pieces are asked of one
 //!   peer at a time, so what arrives is bounded by what was asked for.
-//! - **Endgame.** Once every missing piece is asked for, a peer with a free
-//!   slot may be asked for a piece already asked of another (at most
+//! - **Endgame.** Once every missing piece is asked for and at most
+//!   four are missing, a peer with a free slot may be asked for a piece
+//!   already asked of another (at most
 //!   [`MAX_ASKED_PER_PIECE`] at once) once that piece has taken twice as
 //!   long as pieces usually take, so one slow peer does not hold up the end
 //!   and a quick swarm does not fetch its last pieces twice.
@@ -26,6 +27,9 @@ use crate::transfer::TransferError;
 /// Pieces asked of one peer at a time (1 MiB each: 4 MiB in flight, enough
 /// for ~80 MB/s from one peer at a 50 ms round trip).
 pub const REQUESTS_PER_PEER: usize = 4;
+/// Missing pieces at most for the endgame to begin: only the very last
+/// ones, since a second copy that arrives is upload wasted.
+const ENDGAME_PIECES: usize = REQUESTS_PER_PEER;
 /// Peers one piece is asked of at once, in the endgame.
 pub const MAX_ASKED_PER_PIECE: u8 = 2;
 /// How long a piece is waited for before the endgame asks a second peer,
@@ -227,7 +231,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Scheduler<P> {
         if let Some((_, _, piece)) = rarest {
             return Some(piece);
         }
-        if !self.waiting.is_empty() {
+        if !self.waiting.is_empty() || self.missing > ENDGAME_PIECES {
             return None;
         }
         let wait = self

@@ -2,12 +2,14 @@
 //! that nobody has been sent yet, different ones to each receiver, and one
 //! more each time one of them has gone out (BitTorrent's "super-seeding").
 //! Receivers can only ask the sender for what it advertised, so each piece
-//! leaves the sender about once and the receivers trade the rest; once every
-//! piece has gone out (or is on its way), the sender advertises everything,
-//! so the last pieces and any piece whose only holder left can be fetched
-//! from it again. Decisions only: no sockets, no time.
+//! leaves the sender about once and the receivers trade the rest. Once every
+//! piece has gone out, or every piece is told of and [`OPEN_AFTER`] passed
+//! (a receiver may sit on what it was told), the sender advertises
+//! everything, so the last pieces and any piece whose only holder left can
+//! be fetched from it again. Decisions only: no sockets; time is passed in.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use fixedbitset::FixedBitSet;
 
@@ -16,6 +18,9 @@ use super::scheduler::REQUESTS_PER_PEER;
 /// Pieces advertised to one receiver and not yet sent to it: twice what it
 /// may ask for at once, so it always has a choice.
 pub const ADVERTISED_PER_PEER: usize = 2 * REQUESTS_PER_PEER;
+/// How long the last pieces told of may wait to be asked for before the
+/// sender tells everyone of everything.
+pub const OPEN_AFTER: Duration = Duration::from_secs(5);
 
 /// A message the sender owes a receiver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +44,8 @@ pub struct Seeding<P> {
     told: BTreeMap<P, FixedBitSet>,
     /// Whether everything is advertised to everyone now.
     open: bool,
+    /// Since when every piece is told of (none fresh).
+    all_told_since: Option<Instant>,
 }
 
 impl<P: Copy + Ord + std::hash::Hash> Seeding<P> {
@@ -50,6 +57,7 @@ impl<P: Copy + Ord + std::hash::Hash> Seeding<P> {
             assigned: HashMap::new(),
             told: BTreeMap::new(),
             open: pieces == 0,
+            all_told_since: None,
         }
     }
 
@@ -71,8 +79,8 @@ impl<P: Copy + Ord + std::hash::Hash> Seeding<P> {
         told
     }
 
-    /// `piece` went out to `peer`: what to tell whom now.
-    pub fn sent(&mut self, peer: P, piece: u32) -> Vec<(P, Advert)> {
+    /// `piece` went out to `peer` at `now`: what to tell whom now.
+    pub fn sent(&mut self, peer: P, piece: u32, now: Instant) -> Vec<(P, Advert)> {
         if self.open {
             return Vec::new();
         }
@@ -85,7 +93,24 @@ impl<P: Copy + Ord + std::hash::Hash> Seeding<P> {
             }
             return vec![(peer, Advert::Have(next))];
         }
-        self.open_up()
+        if self.assigned.is_empty() {
+            return self.open_up();
+        }
+        self.tick(now)
+    }
+
+    /// Time passed: opens up once the last pieces told of waited
+    /// [`OPEN_AFTER`] to be asked for.
+    pub fn tick(&mut self, now: Instant) -> Vec<(P, Advert)> {
+        if self.fresh.is_empty() && !self.open {
+            self.all_told_since.get_or_insert(now);
+        }
+        match self.all_told_since {
+            Some(since) if !self.open && now.saturating_duration_since(since) >= OPEN_AFTER => {
+                self.open_up()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// `peer` left: the pieces advertised to it alone go to others.
@@ -103,6 +128,7 @@ impl<P: Copy + Ord + std::hash::Hash> Seeding<P> {
         for piece in back {
             self.assigned.remove(&piece);
             self.fresh.insert(piece);
+            self.all_told_since = None;
         }
         self.refill()
     }
@@ -114,6 +140,7 @@ impl<P: Copy + Ord + std::hash::Hash> Seeding<P> {
             return Vec::new();
         }
         self.fresh.insert(piece);
+        self.all_told_since = None;
         self.refill()
     }
 
@@ -180,15 +207,30 @@ mod tests {
         let mut s = Seeding::new(ADVERTISED_PER_PEER + 1);
         let told = s.join('a');
         let first = ones(&told)[0] as u32;
-        let next = s.sent('a', first);
+        let now = Instant::now();
+        let next = s.sent('a', first, now);
         assert_eq!(next, vec![('a', Advert::Have(ADVERTISED_PER_PEER as u32))]);
-        // Nothing fresh is left: everyone is told everything.
-        let opened = s.sent('a', 1);
+        // Nothing fresh is left, but pieces told of are not sent yet: the
+        // sender waits for them, then tells everyone of everything.
+        assert!(s.sent('a', 1, now).is_empty());
+        assert!(s.tick(now + OPEN_AFTER / 2).is_empty());
+        let opened = s.tick(now + OPEN_AFTER);
         let mut all = FixedBitSet::with_capacity(ADVERTISED_PER_PEER + 1);
         all.insert_range(..);
         assert_eq!(opened, vec![('a', Advert::Bitfield(all.clone()))]);
         assert_eq!(s.join('b'), all);
-        assert!(s.sent('b', 3).is_empty());
+        assert!(s.sent('b', 3, now).is_empty());
+    }
+
+    #[test]
+    fn once_every_piece_went_out_everything_is_told_at_once() {
+        let mut s = Seeding::new(2);
+        let now = Instant::now();
+        s.join('a');
+        assert!(s.sent('a', 0, now).is_empty());
+        let mut all = FixedBitSet::with_capacity(2);
+        all.insert_range(..);
+        assert_eq!(s.sent('a', 1, now), vec![('a', Advert::Bitfield(all))]);
     }
 
     #[test]
@@ -210,7 +252,7 @@ mod tests {
         let mut s = Seeding::new(ADVERTISED_PER_PEER + 2);
         let a = s.join('a');
         let piece = ones(&a)[0] as u32;
-        s.sent('a', piece);
+        s.sent('a', piece, Instant::now());
         s.left('a');
         let b = s.join('b');
         assert!(s.lost(piece).is_empty(), "b is told of all it may ask for");
@@ -218,7 +260,7 @@ mod tests {
         // As b's pieces go out, the lost piece is told of again.
         let told: Vec<Advert> = ones(&b)
             .into_iter()
-            .flat_map(|sent| s.sent('b', sent as u32))
+            .flat_map(|sent| s.sent('b', sent as u32, Instant::now()))
             .map(|(_, advert)| advert)
             .collect();
         assert!(told.iter().any(|advert| match advert {
@@ -231,6 +273,6 @@ mod tests {
     fn nothing_to_send_is_open_from_the_start() {
         let mut s: Seeding<char> = Seeding::new(0);
         assert_eq!(s.join('a').len(), 0);
-        assert!(s.sent('a', 0).is_empty());
+        assert!(s.sent('a', 0, Instant::now()).is_empty());
     }
 }
