@@ -14,7 +14,7 @@ use peer_client::auth::{Code, Role};
 use peer_client::transfer::{Link, Source, TransferError, send};
 
 /// Generated codes tried when a number is already in use.
-const CODE_ATTEMPTS: usize = 5;
+pub(crate) const CODE_ATTEMPTS: usize = 5;
 /// How long a sender on the local network listens for another sender that
 /// announces the number it drew.
 const NUMBER_CHECK: Duration = Duration::from_millis(400);
@@ -94,7 +94,7 @@ impl Meeting {
     /// Takes `code` for this send: on the local network, announces it,
     /// unless it was `generated` and another sender announces its number
     /// already (then returns false: draw another).
-    pub(crate) async fn take(&mut self, code: &Code, generated: bool) -> anyhow::Result<bool> {
+    async fn take(&mut self, code: &Code, generated: bool) -> anyhow::Result<bool> {
         let Self::Lan(host) = self else {
             return Ok(true);
         };
@@ -106,6 +106,28 @@ impl Meeting {
         }
         host.announce(code.nameplate())?;
         Ok(true)
+    }
+
+    /// The code for the next attempt: `chosen`, or a generated one whose
+    /// number no other sender of the network announces (at most
+    /// [`CODE_ATTEMPTS`] attempts in all, counted in `attempt`).
+    pub(crate) async fn draw(
+        &mut self,
+        chosen: Option<&Code>,
+        attempt: &mut usize,
+    ) -> anyhow::Result<Code> {
+        loop {
+            *attempt += 1;
+            let code = chosen.cloned().unwrap_or_else(Code::generate);
+            if self.take(&code, chosen.is_none()).await? {
+                return Ok(code);
+            }
+            if *attempt >= CODE_ATTEMPTS {
+                anyhow::bail!(
+                    "other senders on this network announce every number drawn; pass --code"
+                );
+            }
+        }
     }
 
     /// What the other machine runs to receive (as one of a swarm's
@@ -145,14 +167,7 @@ async fn offer_and_send(
     let chosen = args.code.as_deref().map(Code::parse).transpose()?;
     let mut attempt = 0;
     let mut link = loop {
-        attempt += 1;
-        let code = chosen.clone().unwrap_or_else(Code::generate);
-        if !meeting.take(&code, chosen.is_none()).await? {
-            if attempt < CODE_ATTEMPTS {
-                continue;
-            }
-            anyhow::bail!("other senders on this network announce every number drawn; pass --code");
-        }
+        let code = meeting.draw(chosen.as_ref(), &mut attempt).await?;
         let config = args.net.session_config(&meeting.session_url(), "");
         let waiting = Link::open(config, &code, Role::Sender, chosen.is_none());
         // The code is shown once the room is known to be ours; joining is quick.

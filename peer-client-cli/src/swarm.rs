@@ -11,14 +11,11 @@ use serde_json::json;
 use crate::lan::find_senders;
 use crate::progress::{counts, human_bytes, megabytes_per_second};
 use crate::receive::{DISCOVERY_WAIT, ReceiveArgs, ask, show};
-use crate::send::{Meeting, SendArgs, announce};
+use crate::send::{CODE_ATTEMPTS, Meeting, SendArgs, announce};
 use peer_client::PeerId;
 use peer_client::auth::{Code, Role};
 use peer_client::swarm::{Decision, Hashed, PeerNews, SwarmProgress, join, seed};
 use peer_client::transfer::{Manifest, ReceiveOptions, Source, TransferError};
-
-/// Generated codes tried when a number is already in use.
-const CODE_ATTEMPTS: usize = 5;
 
 /// Offers `source` to `args.receivers` receivers at once.
 pub(crate) async fn send(
@@ -35,14 +32,7 @@ pub(crate) async fn send(
     let mut progress = SwarmBar::new(args.json, Role::Sender);
     let mut attempt = 0;
     loop {
-        attempt += 1;
-        let code = chosen.clone().unwrap_or_else(Code::generate);
-        if !meeting.take(&code, chosen.is_none()).await? {
-            if attempt < CODE_ATTEMPTS {
-                continue;
-            }
-            anyhow::bail!("other senders on this network announce every number drawn; pass --code");
-        }
+        let code = meeting.draw(chosen.as_ref(), &mut attempt).await?;
         let config = args.net.session_config(&meeting.session_url(), "");
         let show_code = announce(
             args,

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use fixedbitset::FixedBitSet;
 
 use super::pieces::{PieceHashes, PieceMap};
-use crate::transfer::paths::{self, part_path};
-use crate::transfer::{EntryKind, Manifest, ReceiveOptions, TransferError, write_error};
+use crate::transfer::paths::part_path;
+use crate::transfer::{EntryKind, Manifest, ReceiveOptions, TransferError, targets, write_error};
 
 /// The file behind each manifest entry.
 #[derive(Debug)]
@@ -45,11 +45,7 @@ impl Storage {
         options: &ReceiveOptions,
     ) -> Result<(Self, FixedBitSet), TransferError> {
         let out = &options.out;
-        let targets = manifest
-            .entries()
-            .iter()
-            .map(|entry| paths::resolve(out, &entry.path))
-            .collect::<Result<Vec<_>, _>>()?;
+        let targets = targets(manifest, out)?;
         std::fs::create_dir_all(out).map_err(|source| write_error(out, source))?;
         let mut have = FixedBitSet::with_capacity(map.len());
         let mut complete = Vec::with_capacity(targets.len());

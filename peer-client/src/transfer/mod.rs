@@ -42,7 +42,7 @@ pub use link::{Incoming, Link, MAX_CHUNK_BYTES, STEP_TIMEOUT};
 pub(crate) use manifest::ManifestReader;
 pub use manifest::{Entry, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, Manifest, Source};
 pub use progress::{NoProgress, Progress};
-pub(crate) use receiver::write_error;
 pub use receiver::{DEFAULT_IDLE_TIMEOUT, Offer, ReceiveOptions, ReceiveSummary};
+pub(crate) use receiver::{targets, write_error};
 pub use sender::{SendSummary, send};
 pub use wire::{EntryKind, Message, TRANSFER_LABEL};

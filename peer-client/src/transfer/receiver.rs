@@ -327,6 +327,16 @@ impl IncomingFile<'_> {
     }
 }
 
+/// Where each entry of `manifest` goes under `out`; refuses any unsafe path
+/// before anything is written.
+pub(crate) fn targets(manifest: &Manifest, out: &Path) -> Result<Vec<PathBuf>, TransferError> {
+    Ok(manifest
+        .entries()
+        .iter()
+        .map(|entry| paths::resolve(out, &entry.path))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Resolves every path (refusing any before anything is written), looks at
 /// what is on disk for each, then creates the output directory and every
 /// offered directory. Returns the targets and what is held of each.
@@ -335,11 +345,7 @@ fn prepare(
     options: &ReceiveOptions,
 ) -> Result<(Vec<PathBuf>, Vec<Held>), TransferError> {
     let out = &options.out;
-    let targets = manifest
-        .entries()
-        .iter()
-        .map(|entry| paths::resolve(out, &entry.path))
-        .collect::<Result<Vec<_>, _>>()?;
+    let targets = targets(manifest, out)?;
     let mut held = Vec::with_capacity(targets.len());
     for (entry, target) in manifest.entries().iter().zip(&targets) {
         held.push(inspect(entry, target, options.overwrite)?);
