@@ -170,7 +170,6 @@ async fn offer_and_send(
         let code = meeting.draw(chosen.as_ref(), &mut attempt).await?;
         let config = args.net.session_config(&meeting.session_url(), "");
         let waiting = Link::open(config, &code, Role::Sender, chosen.is_none());
-        // The code is shown once the room is known to be ours; joining is quick.
         let announce = announce(
             args,
             &code,
@@ -179,17 +178,7 @@ async fn offer_and_send(
             manifest.dirs(),
             manifest.total_bytes(),
         );
-        tokio::pin!(waiting);
-        let mut shown = false;
-        let result = loop {
-            tokio::select! {
-                result = &mut waiting => break result,
-                _ = tokio::time::sleep(Duration::from_millis(300)), if !shown => {
-                    shown = true;
-                    announce();
-                }
-            }
-        };
+        let (result, shown) = showing_code(waiting, &announce).await;
         match result {
             Ok(link) => {
                 if !shown {
@@ -242,6 +231,27 @@ async fn offer_and_send(
         );
     }
     Ok(())
+}
+
+/// Runs `joining` (which joins the code's room first, then waits), calling
+/// `show` once it has run for a moment: the code is shown once the room is
+/// known to be ours, and joining is quick. Returns its result and whether
+/// `show` was called.
+pub(crate) async fn showing_code<T>(
+    joining: impl Future<Output = T>,
+    show: impl Fn(),
+) -> (T, bool) {
+    tokio::pin!(joining);
+    let mut shown = false;
+    loop {
+        tokio::select! {
+            result = &mut joining => return (result, shown),
+            _ = tokio::time::sleep(Duration::from_millis(300)), if !shown => {
+                shown = true;
+                show();
+            }
+        }
+    }
 }
 
 /// Prints the code, the receive command and the web link (once).

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::lan::find_senders;
 use crate::progress::{counts, human_bytes, megabytes_per_second};
 use crate::receive::{DISCOVERY_WAIT, ReceiveArgs, ask, show};
-use crate::send::{CODE_ATTEMPTS, Meeting, SendArgs, announce};
+use crate::send::{CODE_ATTEMPTS, Meeting, SendArgs, announce, showing_code};
 use peer_client::PeerId;
 use peer_client::auth::{Code, Role};
 use peer_client::swarm::{Decision, Hashed, PeerNews, SwarmProgress, join, seed};
@@ -42,28 +42,16 @@ pub(crate) async fn send(
             manifest.dirs(),
             manifest.total_bytes(),
         );
-        progress.length(manifest.total_bytes() * args.receivers);
-        let result = {
-            let seeding = seed(
-                config,
-                &code,
-                &files,
-                args.receivers as usize,
-                chosen.is_none(),
-                &mut progress,
-            );
-            tokio::pin!(seeding);
-            let mut shown = false;
-            loop {
-                tokio::select! {
-                    result = &mut seeding => break result,
-                    _ = tokio::time::sleep(Duration::from_millis(300)), if !shown => {
-                        shown = true;
-                        show_code();
-                    }
-                }
-            }
-        };
+        progress.length(manifest.total_bytes().saturating_mul(args.receivers));
+        let seeding = seed(
+            config,
+            &code,
+            &files,
+            args.receivers as usize,
+            chosen.is_none(),
+            &mut progress,
+        );
+        let (result, _) = showing_code(seeding, &show_code).await;
         let summary = match result {
             Err(TransferError::NameplateInUse { .. })
                 if chosen.is_none() && attempt < CODE_ATTEMPTS =>
