@@ -140,11 +140,11 @@ impl Meeting {
         }
     }
 
-    /// The link that opens the transfer page with the code.
-    fn web_link(&self, code: &Code) -> Option<String> {
+    /// The link that opens the transfer page with the code (of a swarm).
+    fn web_link(&self, code: &Code, swarm: bool) -> Option<String> {
         match self {
-            Self::Server(server) => web_link(server, code),
-            Self::Lan(host) => web_link(&host.lan_url()?, code),
+            Self::Server(server) => web_link(server, code, swarm),
+            Self::Lan(host) => web_link(&host.lan_url()?, code, swarm),
         }
     }
 
@@ -266,8 +266,7 @@ pub(crate) fn announce<'a>(
     move || {
         let swarm = args.receivers > 1;
         let command = meeting.receive_command(code, swarm);
-        // The page receives from one sender at a time, not from a swarm.
-        let link = meeting.web_link(code).filter(|_| !swarm);
+        let link = meeting.web_link(code, swarm);
         if args.json {
             println!(
                 "{}",
@@ -299,8 +298,9 @@ pub(crate) fn announce<'a>(
     }
 }
 
-/// `http(s)://HOST/#code=CODE` for a `ws(s)://HOST/...` server URL.
-pub(crate) fn web_link(server: &str, code: &Code) -> Option<String> {
+/// `http(s)://HOST/#code=CODE` (`#swarm=CODE` for a swarm) for a
+/// `ws(s)://HOST/...` server URL.
+pub(crate) fn web_link(server: &str, code: &Code, swarm: bool) -> Option<String> {
     let (scheme, rest) = if let Some(rest) = server.strip_prefix("wss://") {
         ("https", rest)
     } else {
@@ -310,7 +310,8 @@ pub(crate) fn web_link(server: &str, code: &Code) -> Option<String> {
         .split(['/', '?', '#'])
         .next()
         .filter(|h| !h.is_empty())?;
-    Some(format!("{scheme}://{host}/#code={code}"))
+    let key = if swarm { "swarm" } else { "code" };
+    Some(format!("{scheme}://{host}/#{key}={code}"))
 }
 
 #[cfg(test)]
@@ -321,13 +322,17 @@ mod tests {
     fn web_link_follows_the_server() {
         let code = Code::parse("7-apple-tiger").unwrap();
         assert_eq!(
-            web_link("ws://127.0.0.1:8080/ws", &code).as_deref(),
+            web_link("ws://127.0.0.1:8080/ws", &code, false).as_deref(),
             Some("http://127.0.0.1:8080/#code=7-apple-tiger")
         );
         assert_eq!(
-            web_link("wss://example.org/ws", &code).as_deref(),
+            web_link("wss://example.org/ws", &code, false).as_deref(),
             Some("https://example.org/#code=7-apple-tiger")
         );
-        assert_eq!(web_link("http://x/ws", &code), None);
+        assert_eq!(
+            web_link("wss://example.org/ws", &code, true).as_deref(),
+            Some("https://example.org/#swarm=7-apple-tiger")
+        );
+        assert_eq!(web_link("http://x/ws", &code, false), None);
     }
 }

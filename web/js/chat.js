@@ -301,9 +301,11 @@ class ChatPage {
   }
 }
 
-// A transfer link (`/#code=7-crossword-banana`, as `peer-client send` prints it) opens the
-// file-transfer page; the fragment, and so the code, never reaches the server.
-if (new URLSearchParams(location.hash.slice(1)).has('code')) {
+// A transfer link (`/#code=7-crossword-banana`, or `/#swarm=…` for several receivers, as
+// `peer-client send` prints it) opens the file-transfer page; the fragment, and so the code, never
+// reaches the server.
+const fragment = new URLSearchParams(location.hash.slice(1));
+if (fragment.has('code') || fragment.has('swarm')) {
   location.replace(`transfer.html${location.hash}`);
 } else {
   new ChatPage().start();

@@ -24,6 +24,10 @@ const MAX_CODE_BYTES = 256;
 const ROOM_PREFIX = 'transfer-';
 /** Domain separation of the room-name hash (ends in one zero byte). */
 const ROOM_CONTEXT = 'peer-client transfer v1 room\0';
+/** Prefix of the rooms of swarms (one sender, several receivers: docs/swarm.md). */
+const SWARM_ROOM_PREFIX = 'swarm-';
+/** Domain separation of a swarm's room-name hash. */
+const SWARM_ROOM_CONTEXT = 'peer-client swarm v1 room\0';
 
 /** A code that cannot be used; `message` says why, in the words of the native client. */
 export class CodeError extends Error {}
@@ -117,6 +121,16 @@ export class Code {
   room() {
     const digest = sha256(utf8ToBytes(ROOM_CONTEXT + this.nameplate));
     return ROOM_PREFIX + bytesToHex(digest).slice(0, 32);
+  }
+
+  /**
+   * The room of a swarm under this code: `swarm-` and the first 32 hex digits of
+   * SHA-256(`peer-client swarm v1 room\0` ‖ nameplate), apart from the one-to-one room.
+   * @returns {string}
+   */
+  swarmRoom() {
+    const digest = sha256(utf8ToBytes(SWARM_ROOM_CONTEXT + this.nameplate));
+    return SWARM_ROOM_PREFIX + bytesToHex(digest).slice(0, 32);
   }
 
   toString() {

@@ -5,7 +5,7 @@
  * @module manifest
  */
 
-import { PART_SUFFIX } from './transfer-limits.js';
+import { MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, PART_SUFFIX } from './transfer-limits.js';
 import { TransferError, printable, protocolError } from './transfer-error.js';
 
 /**
@@ -55,3 +55,45 @@ export function checkManifest(entries, total) {
 
 /** A non-negative safe integer: a size, an offset, an index or a count. */
 export const isCount = (n) => Number.isSafeInteger(n) && n >= 0;
+
+/**
+ * Reads an offer's `entry` messages one by one, checking each as it comes (sizes, kinds, the
+ * paths' total length); {@link checkManifest} checks the whole once all are read.
+ */
+export class ManifestReader {
+  /**
+   * @param {unknown} count the entries announced
+   * @throws {TransferError} for a count that is not one, or above {@link MAX_ENTRIES}
+   */
+  constructor(count) {
+    if (!isCount(count)) throw protocolError('the offer is malformed');
+    if (count > MAX_ENTRIES) throw protocolError(`the offer has ${count} entries, at most ${MAX_ENTRIES} are accepted`);
+    this._count = count;
+    this._pathBytes = 0;
+    this._encoder = new TextEncoder();
+    /** @type {{path: string, kind: 'file'|'dir', size: number}[]} */
+    this.entries = [];
+  }
+
+  /** Whether every announced entry was read. */
+  get isComplete() {
+    return this.entries.length === this._count;
+  }
+
+  /**
+   * Takes the next `entry` message.
+   * @throws {TransferError}
+   */
+  push(entry) {
+    if (this.isComplete) throw protocolError('more entries than the offer announced');
+    if (typeof entry.path !== 'string' || (entry.kind !== 'file' && entry.kind !== 'dir') || !isCount(entry.size)) {
+      throw protocolError('a manifest entry is malformed');
+    }
+    this._pathBytes += this._encoder.encode(entry.path).length;
+    if (this._pathBytes > MAX_PATH_BYTES_TOTAL) {
+      throw protocolError(`the manifest's paths take more than ${MAX_PATH_BYTES_TOTAL / (1024 * 1024)} MiB together`);
+    }
+    if (entry.kind === 'dir' && entry.size !== 0) throw protocolError(`directory ${JSON.stringify(printable(entry.path))} has a size`);
+    this.entries.push({ path: entry.path, kind: entry.kind, size: entry.size });
+  }
+}

@@ -38,11 +38,11 @@ import { SendWindow } from './send-window.js';
 import { TransferError, gone, printable, protocolError } from './transfer-error.js';
 
 /**
- * Resolves when the channel's queue falls to its low-water mark; rejects once nothing it holds was
- * acknowledged (its `bufferedAmount` did not fall) for {@link IDLE_TIMEOUT_MS}.
- * @param {RTCDataChannel} channel
+ * Resolves when the channel's queue falls to its low-water mark (or it closes); rejects once
+ * nothing it holds was acknowledged (its `bufferedAmount` did not fall) for {@link IDLE_TIMEOUT_MS}.
+ * @param {RTCDataChannel} channel its `bufferedAmountLowThreshold` set
  */
-function drained(channel) {
+export function drained(channel) {
   return new Promise((resolve, reject) => {
     const acknowledging = acknowledgementWatch(channel);
     const check = setInterval(() => {
@@ -88,6 +88,18 @@ export function acknowledgementWatch(channel) {
   };
 }
 
+/**
+ * The DTLS fingerprints of `pc`, ours and the peer's, as key confirmation binds them.
+ * @param {RTCPeerConnection} pc
+ * @returns {{local: string, remote: string}}
+ */
+export function connectionFingerprints(pc) {
+  const local = pc.localDescription && sdpFingerprint(pc.localDescription.sdp);
+  const remote = pc.remoteDescription && sdpFingerprint(pc.remoteDescription.sdp);
+  if (!local || !remote) throw new TransferError('the connection has no DTLS fingerprints to confirm');
+  return { local, remote };
+}
+
 function withTimeout(promise, ms, what) {
   let timer;
   return Promise.race([
@@ -99,7 +111,7 @@ function withTimeout(promise, ms, what) {
 }
 
 /** Reads one control message; null when it is not a JSON object with a string `type`. */
-function parseMessage(text) {
+export function parseMessage(text) {
   let message;
   try {
     message = JSON.parse(text);
@@ -419,11 +431,7 @@ export class TransferLink {
 
   /** The DTLS fingerprints of the connection, ours and the peer's. */
   fingerprints() {
-    const pc = this._link.pc;
-    const local = pc.localDescription && sdpFingerprint(pc.localDescription.sdp);
-    const remote = pc.remoteDescription && sdpFingerprint(pc.remoteDescription.sdp);
-    if (!local || !remote) throw new TransferError('the connection has no DTLS fingerprints to confirm');
-    return { local, remote };
+    return connectionFingerprints(this._link.pc);
   }
 
   async _handshake(code) {

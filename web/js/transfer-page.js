@@ -16,6 +16,7 @@ import {
   canStreamDownloads,
   directorySink,
   downloadSink,
+  joinSwarm,
   receiveOffer,
   sendFiles,
 } from './transfer.js';
@@ -105,11 +106,36 @@ const STATUS_TEXT = {
   sending: 'Sending…',
   receiving: 'Receiving…',
   confirming: 'Waiting for the receiver to confirm…',
+  sharing: 'Every file is here; passing pieces on to the other receivers…',
   done: 'Done.',
 };
 
-function onStatus(state) {
+function onStatus(state, detail) {
+  if (state === 'unavailable') {
+    const n = detail?.pieces ?? 0;
+    return setStatus(`${n} piece${n === 1 ? ' is' : 's are'} held by no peer here; waiting for one that has them…`, state);
+  }
   setStatus(STATUS_TEXT[state] ?? state, state);
+}
+
+/**
+ * The offer under `code`: from one sender, or else from a swarm (several receivers, one code).
+ * A `swarm` link goes to the swarm at once.
+ */
+async function findOffer(code, swarm, signal) {
+  const url = signalingUrl();
+  if (swarm) return joinSwarm({ url, code, onStatus, signal });
+  try {
+    return await receiveOffer({ url, code, onStatus, signal });
+  } catch (err) {
+    if (err.kind !== 'no-sender') throw err;
+    // Nobody sends one-to-one with this code: a sender to several receivers may.
+    try {
+      return await joinSwarm({ url, code, onStatus, signal });
+    } catch (swarmErr) {
+      throw swarmErr.kind === 'no-sender' ? err : swarmErr;
+    }
+  }
 }
 
 /** Stops what runs now (the Cancel button). */
@@ -135,7 +161,7 @@ function busy(yes) {
   if (!yes) cancel = null;
 }
 
-async function receive(text) {
+async function receive(text, { swarm = false } = {}) {
   clearError();
   let code;
   try {
@@ -148,7 +174,7 @@ async function receive(text) {
   document.body.dataset.transfer = 'connecting';
   let offer;
   try {
-    offer = await receiveOffer({ url: signalingUrl(), code, onStatus, signal: cancellable() });
+    offer = await findOffer(code, swarm, cancellable());
   } catch (err) {
     busy(false);
     return showError(err);
@@ -202,10 +228,12 @@ async function receive(text) {
   }
   try {
     const summary = await offer.accept(sink, { onStatus, onProgress: showProgress });
+    const held = summary.skippedBytes ?? summary.heldBytes;
+    const shared = summary.uploadedBytes === undefined ? '' : `; passed ${humanBytes(summary.uploadedBytes)} on to other receivers`;
     setStatus(
       `Received ${counts(summary.files, offer.dirs)} (${humanBytes(summary.receivedBytes)}) in ` +
-        `${summary.seconds.toFixed(2)} s, every file BLAKE3-verified` +
-        (summary.skippedBytes ? `; ${humanBytes(summary.skippedBytes)} were already here.` : '.'),
+        `${summary.seconds.toFixed(2)} s, every ${summary.uploadedBytes === undefined ? 'file' : 'piece'} BLAKE3-verified${shared}` +
+        (held ? `; ${humanBytes(held)} were already here.` : '.'),
       'done',
     );
     document.body.dataset.transfer = 'done';
@@ -382,12 +410,14 @@ function main() {
   copyButton('copy-code', () => $('send-code').textContent);
   copyButton('copy-link', () => $('send-link').href);
   acceptDrops();
-  const code = new URLSearchParams(location.hash.slice(1)).get('code');
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const swarm = fragment.has('swarm');
+  const code = fragment.get(swarm ? 'swarm' : 'code');
   if (code) {
     $('receive-code').value = code;
     // The code stays out of the address bar (and out of the history) once read.
     history.replaceState(null, '', location.pathname);
-    receive(code);
+    receive(code, { swarm });
   }
   // The worker is ready before a transfer needs it; a failure shows when a download starts.
   if (streamed) downloadWorker().catch(() => {});

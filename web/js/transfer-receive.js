@@ -7,9 +7,9 @@
 
 import { bytesToHex } from '../vendor/@noble/hashes/utils.js';
 import { hasher } from './file-hash.js';
-import { checkManifest, isCount } from './manifest.js';
+import { ManifestReader, checkManifest, isCount } from './manifest.js';
 import { Progress } from './progress.js';
-import { IDLE_TIMEOUT_MS, MAX_ENTRIES, MAX_PATH_BYTES_TOTAL, RECEIVE_WINDOW, SLOWEST_HASH_RATE } from './transfer-limits.js';
+import { IDLE_TIMEOUT_MS, RECEIVE_WINDOW, SLOWEST_HASH_RATE } from './transfer-limits.js';
 import { TransferError, printable, protocolError } from './transfer-error.js';
 import { TransferLink } from './transfer-link.js';
 
@@ -64,25 +64,10 @@ export async function receiveOffer({ url, code, onStatus = () => {}, signal }) {
   const link = await TransferLink.open({ url, code, role: 'receiver', onStatus, signal });
   try {
     const offer = await link.expect('offer', 'an offer');
-    if (!isCount(offer.entries) || !isCount(offer.bytes)) throw protocolError('the offer is malformed');
-    if (offer.entries > MAX_ENTRIES) {
-      throw protocolError(`the offer has ${offer.entries} entries, at most ${MAX_ENTRIES} are accepted`);
-    }
-    const entries = [];
-    const encoder = new TextEncoder();
-    let pathBytes = 0;
-    for (let i = 0; i < offer.entries; i += 1) {
-      const entry = await link.expect('entry', 'a manifest entry');
-      if (typeof entry.path !== 'string' || (entry.kind !== 'file' && entry.kind !== 'dir') || !isCount(entry.size)) {
-        throw protocolError('a manifest entry is malformed');
-      }
-      pathBytes += encoder.encode(entry.path).length;
-      if (pathBytes > MAX_PATH_BYTES_TOTAL) {
-        throw protocolError(`the manifest's paths take more than ${MAX_PATH_BYTES_TOTAL / (1024 * 1024)} MiB together`);
-      }
-      if (entry.kind === 'dir' && entry.size !== 0) throw protocolError(`directory ${JSON.stringify(printable(entry.path))} has a size`);
-      entries.push({ path: entry.path, kind: entry.kind, size: entry.size });
-    }
+    if (!isCount(offer.bytes)) throw protocolError('the offer is malformed');
+    const reader = new ManifestReader(offer.entries);
+    while (!reader.isComplete) reader.push(await link.expect('entry', 'a manifest entry'));
+    const entries = reader.entries;
     checkManifest(entries, offer.bytes);
     return new IncomingOffer(link, entries, offer.bytes);
   } catch (err) {

@@ -1,0 +1,158 @@
+// A swarm with pages among its receivers (docs/swarm.md): a native `peer-client send --receivers N`,
+// native `peer-client receive --swarm` processes and pages in Chromium and Firefox share one code;
+// receivers pass pieces on to each other, pages included.
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { ENGINES } from './support/engines.js';
+import { startSignalingServer } from './support/processes.js';
+import { exited, randomFile, runPeerClient, sha256File, tempDir } from './support/transfer.js';
+
+const MiB = 1024 * 1024;
+
+/** `peer-client receive --swarm CODE` into `out`, with its JSON events. */
+function nativeReceiver(t, wsUrl, code, out) {
+  const receiver = runPeerClient(`peer-client receive --swarm (${path.basename(out)})`, [
+    'receive',
+    '--swarm',
+    code,
+    '--server',
+    wsUrl,
+    '--out',
+    out,
+    '--yes',
+    '--json',
+  ]);
+  t.after(() => receiver.kill());
+  return receiver;
+}
+
+/** The `done` event a native peer printed last. */
+function doneEvent(child) {
+  const line = child.output.map((l) => l.line).find((l) => l.includes('"event":"done"'));
+  assert.ok(line, `${child.label} printed no done event:\n${child.log()}`);
+  return JSON.parse(line);
+}
+
+/** Waits until the page's transfer ended; says where it stood when it did not. */
+async function pageEnded(page, others, timeout = 90_000) {
+  try {
+    await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout });
+  } catch (err) {
+    const status = await page.textContent('#transfer-status').catch(() => '?');
+    throw new Error(`${err.message}\npage status: ${status}\n${others.map((c) => c.log()).join('\n')}`);
+  }
+  assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
+}
+
+/** Asserts that every file of `names` under `dir` equals the one under `src`. */
+function sameFiles(dir, src, names) {
+  for (const name of names) assert.equal(sha256File(path.join(dir, name)), sha256File(path.join(src, name)), `${dir}/${name} differs`);
+}
+
+for (const engine of ENGINES) {
+  test(`${engine.name}: a native sender, two native receivers and a page share one code; every file verified`, { timeout: 180_000 }, async (t) => {
+    const server = await startSignalingServer();
+    t.after(() => server.child.kill());
+    const dir = tempDir(t);
+    const src = path.join(dir, 'src');
+    fs.mkdirSync(src);
+    const names = ['big.bin', 'small.txt', 'empty'];
+    const files = [randomFile(src, 'big.bin', 12 * MiB + 4321), randomFile(src, 'small.txt', 1000), randomFile(src, 'empty', 0)];
+    const code = '7-apple-tiger';
+    const sender = runPeerClient('peer-client send --receivers 3', [
+      'send',
+      '--receivers',
+      '3',
+      ...files,
+      '--server',
+      server.wsUrl,
+      '--code',
+      code,
+      '--json',
+    ]);
+    t.after(() => sender.kill());
+    const announced = JSON.parse(await sender.waitForLine('"event":"code"', { stream: 'stdout' }));
+    assert.equal(announced.web_link, `${server.httpUrl}#swarm=${code}`);
+
+    const downloads = path.join(dir, 'downloads');
+    fs.mkdirSync(downloads);
+    const browser = await engine.launch({ downloadDir: downloads });
+    t.after(() => browser.close());
+    const page = await browser.newPage();
+    const saved = engine.collectDownloads(page, downloads, files.length);
+    if (engine.name === 'chromium') {
+      // The link the sender prints opens the page in the swarm.
+      await page.goto(announced.web_link);
+    } else {
+      // A code typed by hand: nobody sends it one-to-one, so the page looks for a swarm.
+      await page.goto(`${server.httpUrl}transfer.html`);
+      await page.waitForSelector('body[data-ready="true"]');
+      await page.fill('#receive-code', code);
+      await page.click('#receive-connect');
+    }
+    await page.waitForSelector('#offer', { state: 'visible' });
+    assert.match(await page.textContent('#offer-summary'), /3 files, 12\.6 MB in all/);
+    await page.click('#accept-download');
+
+    const receivers = ['a', 'b'].map((name) => nativeReceiver(t, server.wsUrl, code, path.join(dir, name)));
+    await pageEnded(page, [sender, ...receivers]);
+    assert.match(await page.textContent('#transfer-status'), /every piece BLAKE3-verified/);
+
+    const got = await saved();
+    assert.deepEqual(got.map((d) => d.name).sort(), [...names].sort());
+    for (const { name, file } of got) assert.equal(sha256File(file), sha256File(path.join(src, name)), `${name} differs`);
+    for (const [index, receiver] of receivers.entries()) {
+      const status = await exited(receiver, 90_000);
+      assert.equal(status.code, 0, receiver.log());
+      sameFiles(path.join(dir, ['a', 'b'][index]), src, names);
+    }
+    const status = await exited(sender, 30_000);
+    assert.equal(status.code, 0, sender.log());
+    assert.equal(doneEvent(sender).receivers, 3, sender.log());
+    assert.deepEqual(browser.pageErrors, []);
+  });
+}
+
+test('chromium: the sender leaves once every piece is held somewhere; the page and a native receiver finish from each other', { timeout: 180_000 }, async (t) => {
+  const [chromium] = ENGINES;
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  const file = randomFile(src, 'video.bin', 24 * MiB + 77);
+  const code = '8-apple-tiger';
+  const sender = runPeerClient('peer-client send --receivers 2', ['send', '--receivers', '2', file, '--server', server.wsUrl, '--code', code, '--json']);
+  t.after(() => sender.kill());
+  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+
+  const downloads = path.join(dir, 'downloads');
+  fs.mkdirSync(downloads);
+  const browser = await chromium.launch({ downloadDir: downloads });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  const saved = chromium.collectDownloads(page, downloads, 1);
+  await page.goto(`${server.httpUrl}#swarm=${code}`);
+  await page.waitForSelector('#offer', { state: 'visible' });
+  await page.click('#accept-download');
+  const receiver = nativeReceiver(t, server.wsUrl, code, path.join(dir, 'native'));
+
+  // Each piece left the sender once, to one of the two: from here they have only each other.
+  await sender.waitForLine('"event":"seeded"', { stream: 'stdout', timeoutMs: 90_000 });
+  await sender.kill();
+
+  await pageEnded(page, [receiver]);
+  const [{ file: downloaded }] = await saved();
+  assert.equal(sha256File(downloaded), sha256File(file));
+  const status = await exited(receiver, 90_000);
+  assert.equal(status.code, 0, receiver.log());
+  sameFiles(path.join(dir, 'native'), src, ['video.bin']);
+  // At `seeded` each piece had left the sender once, to one of them: each needed the other's.
+  const passed = Number((await page.textContent('#transfer-status')).match(/passed ([0-9.]+) /)?.[1] ?? NaN);
+  const nativeUploaded = doneEvent(receiver).uploaded_bytes;
+  assert.ok(passed > 0 && nativeUploaded > 0, `page passed on ${passed}, the native receiver ${nativeUploaded} bytes`);
+  assert.deepEqual(browser.pageErrors, []);
+});
