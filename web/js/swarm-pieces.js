@@ -117,7 +117,7 @@ export class Bits {
   }
 
   has(piece) {
-    return piece >= 0 && piece < this.length && (this.bytes[piece >> 3] & (0x80 >> (piece & 7))) !== 0;
+    return Number.isSafeInteger(piece) && piece >= 0 && piece < this.length && (this.bytes[piece >> 3] & (0x80 >> (piece & 7))) !== 0;
   }
 
   /** Adds `piece`; returns whether it was there already. */

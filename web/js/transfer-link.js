@@ -100,7 +100,35 @@ export function connectionFingerprints(pc) {
   return { local, remote };
 }
 
-function withTimeout(promise, ms, what) {
+/**
+ * Largest file-data frame to send over `pc`: its largest message (64 KiB when it does not say), at
+ * most {@link MAX_CHUNK_BYTES}.
+ * @param {RTCPeerConnection|undefined} pc
+ */
+export function chunkBytesOf(pc) {
+  const max = pc?.sctp?.maxMessageSize;
+  return Math.max(1, Math.min(MAX_CHUNK_BYTES, Number.isFinite(max) && max > 0 ? max : 64 * 1024));
+}
+
+/**
+ * The server's first welcome to `signaling` (call before `connect()`); rejects when the server
+ * refuses the connection.
+ * @param {SignalingClient} signaling
+ * @returns {Promise<object>}
+ */
+export function welcomed(signaling) {
+  return new Promise((resolve, reject) => {
+    signaling.addEventListener('welcome', ({ detail }) => resolve(detail), { once: true });
+    signaling.addEventListener('state', ({ detail }) => {
+      if (detail.state === 'closed' && signaling.peerId === null) {
+        reject(new TransferError(`the signaling server refused the connection: ${detail.reason ?? 'closed'}`));
+      }
+    });
+  });
+}
+
+/** `promise`, or a `kind: 'timeout'` error saying "timed out `what`" after `ms`. */
+export function withTimeout(promise, ms, what) {
   let timer;
   return Promise.race([
     promise,
@@ -193,14 +221,7 @@ export class TransferLink {
 
   async _connect(code, exclusive, onStatus, onJoined) {
     const signaling = this._signaling;
-    const welcome = new Promise((resolve, reject) => {
-      signaling.addEventListener('welcome', ({ detail }) => resolve(detail), { once: true });
-      signaling.addEventListener('state', ({ detail }) => {
-        if (detail.state === 'closed' && signaling.peerId === null) {
-          reject(new TransferError(`the signaling server refused the connection: ${detail.reason ?? 'closed'}`));
-        }
-      });
-    });
+    const welcome = welcomed(signaling);
     const channelOpen = new Promise((resolve) => {
       this._channelOpened = resolve;
     });
@@ -420,8 +441,7 @@ export class TransferLink {
 
   /** Largest file-data frame to send: the connection's largest message, at most 256 KiB. */
   get chunkBytes() {
-    const max = this._link?.pc.sctp?.maxMessageSize;
-    return Math.max(1, Math.min(MAX_CHUNK_BYTES, Number.isFinite(max) && max > 0 ? max : 64 * 1024));
+    return chunkBytesOf(this._link?.pc);
   }
 
   /** True while a frame is waiting. */

@@ -16,9 +16,11 @@ import {
   canStreamDownloads,
   directorySink,
   downloadSink,
+  MAX_PEERS,
   joinSwarm,
   receiveOffer,
   sendFiles,
+  sendToSwarm,
 } from './transfer.js';
 import { downloadWorker } from './download-stream.js';
 import { droppedEntries, walkDropped } from './dropped-files.js';
@@ -107,10 +109,15 @@ const STATUS_TEXT = {
   receiving: 'Receiving…',
   confirming: 'Waiting for the receiver to confirm…',
   sharing: 'Every file is here; passing pieces on to the other receivers…',
+  seeded: 'Every piece is now with some receiver; they can finish among themselves.',
   done: 'Done.',
 };
 
 function onStatus(state, detail) {
+  if (state === 'hashing') {
+    const percent = detail.total ? Math.floor((detail.done / detail.total) * 100) : 100;
+    return setStatus(`Hashing the files, ${percent} %…`, state);
+  }
   if (state === 'unavailable') {
     const n = detail?.pieces ?? 0;
     return setStatus(`${n} piece${n === 1 ? ' is' : 's are'} held by no peer here; waiting for one that has them…`, state);
@@ -156,7 +163,7 @@ function warnBeforeLeaving(event) {
 function busy(yes) {
   if (yes) window.addEventListener('beforeunload', warnBeforeLeaving);
   else window.removeEventListener('beforeunload', warnBeforeLeaving);
-  for (const id of ['receive-connect', 'send-start', 'receive-code', 'send-files', 'send-folder']) $(id).disabled = yes;
+  for (const id of ['receive-connect', 'send-start', 'receive-code', 'send-files', 'send-folder', 'send-receivers']) $(id).disabled = yes;
   $('cancel').hidden = !yes;
   if (!yes) cancel = null;
 }
@@ -344,29 +351,90 @@ async function send() {
   clearError();
   const { files, dirs } = picked();
   if (files.length === 0 && dirs.length === 0) return showError(new Error('pick or drop files or a folder to send'));
+  const receivers = Number($('send-receivers').value);
+  if (!Number.isInteger(receivers) || receivers < 1 || receivers > MAX_PEERS) {
+    return showError(new Error(`the number of receivers is 1 to ${MAX_PEERS}`));
+  }
   busy(true);
   document.body.dataset.transfer = 'waiting';
+  $('swarm-peers').hidden = true;
   try {
-    const summary = await sendFiles({
-      url: signalingUrl(),
-      files,
-      dirs,
-      onCode: showCode,
-      onStatus,
-      onProgress: showProgress,
-      signal: cancellable(),
-    });
-    setStatus(
-      `Sent ${counts(summary.files, summary.dirs)} (${humanBytes(summary.sentBytes)}) in ${summary.seconds.toFixed(2)} s; ` +
-        `${humanBytes(summary.skippedBytes)} were already on the receiver.`,
-      'done',
-    );
+    if (receivers > 1) {
+      const peers = receiverList();
+      const summary = await sendToSwarm({
+        url: signalingUrl(),
+        files,
+        dirs,
+        receivers,
+        onCode: (code) => showCode(code, true),
+        onStatus,
+        onPeer: peers.update,
+        onProgress: showProgress,
+        signal: cancellable(),
+      });
+      const share = summary.totalBytes ? ` (${(summary.uploadedBytes / summary.totalBytes).toFixed(2)}× the files)` : '';
+      setStatus(
+        `Sent ${counts(summary.files, summary.dirs)} (${humanBytes(summary.totalBytes)}) to ${summary.receivers} receivers in ` +
+          `${summary.seconds.toFixed(2)} s; uploaded ${humanBytes(summary.uploadedBytes)}${share}, the receivers passed on the rest.`,
+        'done',
+      );
+    } else {
+      const summary = await sendFiles({
+        url: signalingUrl(),
+        files,
+        dirs,
+        onCode: (code) => showCode(code, false),
+        onStatus,
+        onProgress: showProgress,
+        signal: cancellable(),
+      });
+      setStatus(
+        `Sent ${counts(summary.files, summary.dirs)} (${humanBytes(summary.sentBytes)}) in ${summary.seconds.toFixed(2)} s; ` +
+          `${humanBytes(summary.skippedBytes)} were already on the receiver.`,
+        'done',
+      );
+    }
     document.body.dataset.transfer = 'done';
   } catch (err) {
     showError(err);
   } finally {
     busy(false);
   }
+}
+
+/**
+ * The receivers of a swarm as the sender sees them: one line each, with how much it holds, whether
+ * it has everything, or why it left.
+ */
+function receiverList() {
+  const list = $('swarm-peers');
+  list.replaceChildren();
+  list.hidden = false;
+  /** @type {Map<string, {item: HTMLLIElement, name: string, holds: string, state: string}>} */
+  const rows = new Map();
+  const render = (row) => {
+    row.item.textContent = `${row.name}: ${row.holds}${row.state ? ` — ${row.state}` : ''}`;
+  };
+  return {
+    update(peer, news) {
+      if (!news.joined && !rows.has(peer)) return;
+      if (news.joined) {
+        if (news.joined !== 'receiver' || rows.has(peer)) return;
+        const item = document.createElement('li');
+        item.className = 'swarm-peer';
+        list.append(item);
+        rows.set(peer, { item, name: `Receiver ${rows.size + 1}`, holds: 'proved the code', state: '' });
+      }
+      const row = rows.get(peer);
+      if (news.holds !== undefined) row.holds = `${Math.floor((news.holds / Math.max(1, news.of)) * 100)} %`;
+      if (news.finished) row.state = 'has every file';
+      if (news.declined) row.state = 'declined';
+      if (news.left && !row.state) row.state = 'left';
+      if (news.dropped) row.state = `dropped: ${news.dropped}`;
+      row.item.dataset.state = news.finished ? 'finished' : row.item.dataset.state ?? '';
+      render(row);
+    },
+  };
 }
 
 /** A button that copies what `text()` returns and says so for a moment. */
@@ -384,15 +452,16 @@ function copyButton(id, text) {
   });
 }
 
-function showCode(code) {
+/** Shows the code, its link, QR code and receive command; `swarm`: for several receivers. */
+function showCode(code, swarm) {
   const link = new URL('/', location.href);
-  link.hash = `code=${code.text}`;
+  link.hash = `${swarm ? 'swarm' : 'code'}=${code.text}`;
   $('send-code').textContent = code.text;
   $('send-link').href = link.href;
   $('send-link').textContent = link.href;
   drawQrCode($('send-qr'), link.href);
   const server = signalingUrl();
-  $('send-command').textContent = `peer-client receive ${code.text} --server ${server}`;
+  $('send-command').textContent = `peer-client receive${swarm ? ' --swarm' : ''} ${code.text} --server ${server}`;
   $('send-code-box').hidden = false;
   document.body.dataset.code = code.text;
 }

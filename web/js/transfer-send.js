@@ -30,17 +30,7 @@ import { TransferLink, acknowledgementWatch } from './transfer-link.js';
  * @returns {Promise<{files: number, dirs: number, totalBytes: number, sentBytes: number, skippedBytes: number, seconds: number}>}
  */
 export async function sendFiles({ url, files, dirs = [], code, onCode = () => {}, onStatus = () => {}, onProgress = () => {}, signal }) {
-  const folders = new Set(dirs);
-  for (const { path } of files) {
-    const parts = path.split('/');
-    for (let i = 1; i < parts.length; i += 1) folders.add(parts.slice(0, i).join('/'));
-  }
-  // Sorted, a folder comes before everything in it.
-  const entries = [...folders].sort().map((path) => ({ path, kind: 'dir', size: 0 }));
-  for (const { path, file } of files) entries.push({ path, kind: 'file', size: file.size });
-  if (entries.length > MAX_ENTRIES) throw new TransferError(`at most ${MAX_ENTRIES} files and folders can be sent at once`);
-  const total = entries.reduce((sum, e) => sum + e.size, 0);
-  checkManifest(entries, total);
+  const { entries, total } = manifestOf(files, dirs);
   let link;
   for (let attempt = 1; ; attempt += 1) {
     const tried = code ?? Code.generate();
@@ -69,6 +59,28 @@ export async function sendFiles({ url, files, dirs = [], code, onCode = () => {}
     await link.close();
     throw err;
   }
+}
+
+/**
+ * The manifest of `files` and `dirs`: the folders first (every file's parents added, sorted, so a
+ * folder comes before everything in it), then the files in their order.
+ * @param {{path: string, file: File}[]} files
+ * @param {string[]} dirs
+ * @returns {{entries: {path: string, kind: 'file'|'dir', size: number}[], total: number}}
+ * @throws {TransferError} for too many entries or a path the receiver would refuse
+ */
+export function manifestOf(files, dirs) {
+  const folders = new Set(dirs);
+  for (const { path } of files) {
+    const parts = path.split('/');
+    for (let i = 1; i < parts.length; i += 1) folders.add(parts.slice(0, i).join('/'));
+  }
+  const entries = [...folders].sort().map((path) => ({ path, kind: 'dir', size: 0 }));
+  for (const { path, file } of files) entries.push({ path, kind: 'file', size: file.size });
+  if (entries.length > MAX_ENTRIES) throw new TransferError(`at most ${MAX_ENTRIES} files and folders can be sent at once`);
+  const total = entries.reduce((sum, e) => sum + e.size, 0);
+  checkManifest(entries, total);
+  return { entries, total };
 }
 
 async function runSend(link, files, entries, total, onStatus, onProgress) {
@@ -120,9 +132,7 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
     progress.skip(offset);
     for (let at = offset; at < file.size; at += chunk) {
       const end = Math.min(file.size, at + chunk);
-      const bytes = await unchanged(path, async () => new Uint8Array(await file.slice(at, end).arrayBuffer()));
-      // A file cut short after it was picked reads short rather than failing in some browsers.
-      if (bytes.length !== end - at) throw changedWhileSending(path);
+      const bytes = await readSlice(path, file, at, end);
       hash.update(bytes);
       await link.sendData(bytes);
       sentBytes += bytes.length;
@@ -148,6 +158,18 @@ async function runSend(link, files, entries, total, onStatus, onProgress) {
     skippedBytes,
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+/**
+ * Bytes `start` to `end` of `file` (picked as `path`); a file that changed or went away since it was
+ * picked stops the transfer.
+ * @returns {Promise<Uint8Array>}
+ */
+export async function readSlice(path, file, start, end) {
+  const bytes = await unchanged(path, async () => new Uint8Array(await file.slice(start, end).arrayBuffer()));
+  // A file cut short after it was picked reads short rather than failing in some browsers.
+  if (bytes.length !== end - start) throw changedWhileSending(path);
+  return bytes;
 }
 
 /** The stop of a transfer whose file changed on disk after it was picked. */

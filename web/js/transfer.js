@@ -31,4 +31,4 @@ export { sendFiles } from './transfer-send.js';
 export { blobSink, directorySink, downloadSink } from './sinks.js';
 export { canStreamDownloads } from './download-stream.js';
 export { IncomingOffer, receiveOffer } from './transfer-receive.js';
-export { SwarmOffer, joinSwarm } from './swarm.js';
+export { MAX_PEERS, SwarmOffer, joinSwarm, sendToSwarm } from './swarm.js';

@@ -156,3 +156,84 @@ test('chromium: the sender leaves once every piece is held somewhere; the page a
   assert.ok(passed > 0 && nativeUploaded > 0, `page passed on ${passed}, the native receiver ${nativeUploaded} bytes`);
   assert.deepEqual(browser.pageErrors, []);
 });
+
+test('chromium: a page with a wrong code learns nothing of the swarm and says the code did not match', { timeout: 120_000 }, async (t) => {
+  const [chromium] = ENGINES;
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const file = randomFile(dir, 'secret.bin', 2 * MiB);
+  const sender = runPeerClient('peer-client send --receivers 2', ['send', '--receivers', '2', file, '--server', server.wsUrl, '--code', '9-apple-tiger', '--json']);
+  t.after(() => sender.kill());
+  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+
+  const browser = await chromium.launch();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  let downloads = 0;
+  page.on('download', () => {
+    downloads += 1;
+  });
+  await page.goto(`${server.httpUrl}#swarm=9-apple-lion`);
+  await page.waitForFunction(() => document.body.dataset.transfer === 'failed', null, { timeout: 60_000 });
+  assert.match(await page.textContent('#transfer-error'), /the code did not match/);
+  assert.equal(await page.isVisible('#offer'), false);
+  assert.equal(downloads, 0);
+  // One failed proof is one guess: the sender names it and goes on waiting for its receivers.
+  await sender.waitForLine(/"news":"dropped".*did not match|did not match.*"news":"dropped"/, { stream: 'stdout' });
+  assert.equal(sender.exitStatus, null);
+  assert.deepEqual(browser.pageErrors, []);
+});
+
+test('chromium: a page sends to a swarm of a native receiver and another page; the receivers pass pieces on', { timeout: 180_000 }, async (t) => {
+  const [chromium] = ENGINES;
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  const names = ['film.bin', 'notes.txt'];
+  const files = [randomFile(src, 'film.bin', 16 * MiB + 999), randomFile(src, 'notes.txt', 4321)];
+
+  const downloads = path.join(dir, 'downloads');
+  fs.mkdirSync(downloads);
+  const browser = await chromium.launch({ downloadDir: downloads });
+  t.after(() => browser.close());
+  const sending = await browser.newPage();
+  await sending.goto(`${server.httpUrl}transfer.html`);
+  await sending.setInputFiles('#send-files', files);
+  await sending.fill('#send-receivers', '2');
+  await sending.click('#send-start');
+  await sending.waitForFunction(() => document.body.dataset.code);
+  const code = await sending.getAttribute('body', 'data-code');
+  const link = await sending.getAttribute('#send-link', 'href');
+  assert.equal(link, `${server.httpUrl}#swarm=${code}`);
+  assert.equal(await sending.textContent('#send-command'), `peer-client receive --swarm ${code} --server ${server.wsUrl}`);
+
+  const receiving = await browser.newPage();
+  const saved = chromium.collectDownloads(receiving, downloads, names.length);
+  await receiving.goto(link);
+  await receiving.waitForSelector('#offer', { state: 'visible' });
+  assert.match(await receiving.textContent('#offer-summary'), /2 files, 16\.8 MB in all/);
+  await receiving.click('#accept-download');
+  const receiver = nativeReceiver(t, server.wsUrl, code, path.join(dir, 'native'));
+
+  await pageEnded(sending, [receiver]);
+  const sent = await sending.textContent('#transfer-status');
+  assert.match(sent, /to 2 receivers/);
+  assert.deepEqual(await sending.$$eval('#swarm-peers li', (items) => items.map((i) => i.textContent)), [
+    'Receiver 1: 100 % — has every file',
+    'Receiver 2: 100 % — has every file',
+  ]);
+  await pageEnded(receiving, [receiver]);
+  const got = await saved();
+  assert.deepEqual(got.map((d) => d.name).sort(), [...names].sort());
+  for (const { name, file } of got) assert.equal(sha256File(file), sha256File(path.join(src, name)), `${name} differs`);
+  const status = await exited(receiver, 90_000);
+  assert.equal(status.code, 0, receiver.log());
+  sameFiles(path.join(dir, 'native'), src, names);
+  // Each piece left the sending page about once: it uploaded less than twice the files.
+  const share = Number(sent.match(/\(([0-9.]+)× the files\)/)?.[1] ?? NaN);
+  assert.ok(share < 2, sent);
+  assert.deepEqual(browser.pageErrors, []);
+});
