@@ -1,9 +1,10 @@
 //! Sending to a swarm with the real `peer-client` binary on loopback: four
 //! receivers each get every file and pass pieces on to each other; a
 //! receiver that serves corrupted pieces is caught and the others finish;
-//! the sender may leave once every piece is held by some receiver; a peer
-//! without the code learns nothing, and a sender that sees the code guessed
-//! at too often stops.
+//! the sender may leave once every piece is held by some receiver; a
+//! receiver left with pieces nobody has says so and resumes from what it
+//! kept; a peer without the code learns nothing, and a sender that sees the
+//! code guessed at too often stops.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -89,22 +90,22 @@ impl Running {
 
     /// Waits until a stdout line contains `needle`; returns it.
     async fn wait_line(&self, needle: &str) -> String {
+        self.wait_line_where(needle, |line| line.contains(needle))
+            .await
+    }
+
+    /// Waits until a stdout line is one `wanted` accepts (`what` names it); returns it.
+    async fn wait_line_where(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
         let found = tokio::time::timeout(LIMIT, async {
             loop {
-                if let Some(line) = self
-                    .lines
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .find(|l| l.contains(needle))
-                {
+                if let Some(line) = self.lines.lock().unwrap().iter().find(|l| wanted(l)) {
                     return line.clone();
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
         .await;
-        found.unwrap_or_else(|_| panic!("no line with {needle:?}; stderr:\n{}", self.stderr_text()))
+        found.unwrap_or_else(|_| panic!("no line with {what:?}; stderr:\n{}", self.stderr_text()))
     }
 
     fn stdout(&self) -> String {
@@ -154,8 +155,12 @@ fn sender(server: &str, code: &str, receivers: usize, paths: &[&Path]) -> Runnin
 }
 
 fn receiver(server: &str, code: &str, out: &Path) -> Running {
+    receiver_with(server, code, out, &[])
+}
+
+fn receiver_with(server: &str, code: &str, out: &Path, extra: &[&str]) -> Running {
     let out = out.display().to_string();
-    Running::start(&[
+    let mut args = vec![
         "receive",
         "--swarm",
         code,
@@ -166,7 +171,9 @@ fn receiver(server: &str, code: &str, out: &Path) -> Running {
         "--bind",
         "127.0.0.1:0",
         "--yes",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    Running::start(&args)
 }
 
 /// A file of `len` bytes that differ from piece to piece.
@@ -450,4 +457,73 @@ async fn a_peer_without_the_code_learns_nothing_and_guessing_stops_the_sender() 
     assert!(!ok, "the sender went on after three wrong codes");
     assert!(stderr.contains("someone may be guessing"), "{stderr}");
     drop(honest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_left_without_a_holder_says_so_keeps_its_pieces_and_resumes_from_them() {
+    let server = TestServer::loopback();
+    let dir = TempDir::new("resume");
+    let file = dir.0.join("data.bin");
+    write_file(&file, 96 * PIECE + 3, 6);
+    let code = "45-swarm-test-resume-pieces";
+    let out = dir.0.join("out");
+    let mut sending = sender(&server.url(), code, 2, &[&file]);
+    sending.wait_line("\"code\"").await;
+    let receiving = receiver_with(&server.url(), code, &out, &["--idle-timeout", "2"]);
+    // The sender goes away once the receiver holds a tenth of the pieces.
+    sending
+        .wait_line_where("a tenth held", |line| {
+            let news: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            let held = news["detail"].as_str().and_then(|d| d.split('/').next());
+            news["news"] == "holds" && held.and_then(|n| n.parse::<u32>().ok()) >= Some(10)
+        })
+        .await;
+    sending.child.kill().await.unwrap();
+
+    let (ok, stdout, stderr) = receiving.finish().await;
+    assert!(!ok, "the receiver finished without the sender:\n{stdout}");
+    let unavailable = stdout
+        .lines()
+        .find(|l| l.contains("\"unavailable\""))
+        .unwrap_or_else(|| panic!("no unavailable event:\n{stdout}\n{stderr}"));
+    assert!(field(unavailable, "pieces") > 0, "{unavailable}");
+    // Pieces still being checked when the sender went may land after the event.
+    let missing: u64 = stderr
+        .split("no peer in the room has ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the receiver did not say what is missing:\n{stderr}"));
+    assert!(
+        missing > 0 && missing < 97 && missing <= field(unavailable, "pieces"),
+        "{unavailable}\n{stderr}"
+    );
+    let part = out.join("data.bin.part");
+    assert!(part.exists(), "the pieces that arrived were not kept");
+    assert!(!out.join("data.bin").exists());
+
+    // Sent again (with a new code, as a sender draws one), the receiver keeps
+    // every piece it held. The sender waits for a second receiver.
+    let code = "46-swarm-test-resume-again";
+    let mut sending = sender(&server.url(), code, 2, &[&file]);
+    sending.wait_line("\"code\"").await;
+    let (ok, stdout, stderr) = receiver(&server.url(), code, &out).finish().await;
+    assert!(ok, "the resumed receiver failed:\n{stderr}");
+    let done = stdout.lines().find(|l| l.contains("\"done\"")).unwrap();
+    let held = field(done, "skipped_bytes");
+    assert!(
+        held >= (97 - missing) * PIECE as u64 - PIECE as u64,
+        "{done}"
+    );
+    assert_eq!(
+        field(done, "received_bytes") + held,
+        field(done, "total_bytes")
+    );
+    assert_eq!(
+        std::fs::read(out.join("data.bin")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    assert!(!part.exists());
+    sending.wait_line("\"finished\"").await;
+    sending.child.kill().await.unwrap();
 }

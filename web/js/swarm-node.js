@@ -455,7 +455,11 @@ export class SwarmNode {
   _countHolder(piece, by) {
     const before = this._holders[piece];
     this._holders[piece] = Math.max(0, before + by);
-    if (before === 0 && by > 0) this._heldSomewhere += 1;
+    if (before === 0 && by > 0) {
+      this._heldSomewhere += 1;
+      // A receiver holds it (from an earlier run, say): not fresh any more.
+      this._advertise(this._seeding.held(piece, Date.now()));
+    }
     if (before === 1 && by < 0) {
       this._heldSomewhere -= 1;
       this._advertise(this._seeding.lost(piece));
@@ -602,7 +606,10 @@ export class SwarmNode {
    */
   async receive(sink, onStatus, onProgress) {
     this._onStatus = onStatus;
-    return this._runToEnd(() => this._accept(sink, onProgress));
+    const summary = await this._runToEnd(() => this._accept(sink, onProgress));
+    // Every file was handed over: the pieces kept to serve and to resume go.
+    await this._store.remove().catch((err) => console.warn(`swarm: the kept pieces could not be removed: ${err?.message ?? err}`));
+    return summary;
   }
 
   /** A sender: runs until enough receivers hold everything. */
@@ -699,7 +706,8 @@ export class SwarmNode {
       this._finish();
       return;
     }
-    const unavailable = this._scheduler.unavailable();
+    // The sender holds every piece, whatever it has told of so far.
+    const unavailable = this._sender ? 0 : this._scheduler.unavailable();
     if (unavailable === 0) {
       this._unavailableSince = null;
       return;

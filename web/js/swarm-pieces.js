@@ -111,6 +111,14 @@ export class Bits {
     return bits;
   }
 
+  /** A copy that changes apart from this one. */
+  clone() {
+    const copy = new Bits(this.length);
+    copy.bytes.set(this.bytes);
+    copy._count = this._count;
+    return copy;
+  }
+
   /** As hex, for a `bitfield` message. */
   encode() {
     return Array.from(this.bytes, (byte) => byte.toString(16).padStart(2, '0')).join('');

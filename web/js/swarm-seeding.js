@@ -77,7 +77,7 @@ export class Seeding {
       }
     }
     this._told.set(peer, told);
-    return told;
+    return told.clone();
   }
 
   /** `piece` went out to `peer` at `now`: what to tell whom now. @returns {[unknown, Advert][]} */
@@ -96,6 +96,30 @@ export class Seeding {
     }
     if (this._assigned.size === 0) return this._openUp();
     return this.tick(now);
+  }
+
+  /**
+   * A receiver holds `piece` (from an earlier run, or from another receiver): it is no longer fresh,
+   * and the receiver it was told of, if any, is told of another piece instead.
+   */
+  held(piece, now) {
+    if (this._open) return [];
+    if (this._fresh[piece] === 1) {
+      this._fresh[piece] = 0;
+      this._freshCount -= 1;
+    }
+    const adverts = [];
+    const peer = this._assigned.get(piece);
+    if (this._assigned.delete(piece)) {
+      const next = this._popFresh();
+      if (next !== null) {
+        this._assigned.set(next, peer);
+        this._told.get(peer)?.add(next);
+        adverts.push([peer, { have: next }]);
+      }
+    }
+    if (this._freshCount === 0 && this._assigned.size === 0) return [...adverts, ...this._openUp()];
+    return [...adverts, ...this.tick(now)];
   }
 
   /** Time passed: opens up once the last pieces told of waited {@link OPEN_AFTER_MS}. */

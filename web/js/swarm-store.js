@@ -5,7 +5,8 @@
  * disk: one file per piece under `swarm-<digest>/`, kept across reloads for a resume. Without OPFS
  * (no secure context), pieces stay in memory, at most {@link MAX_BLOB_FILE_BYTES} in all.
  *
- * Only the current swarm's pieces are kept: opening a store removes what other swarms left.
+ * Only the current swarm's pieces are kept: opening a store removes what other swarms left, and a
+ * swarm whose every file was handed over removes its own.
  *
  * @module swarm-store
  */
@@ -22,6 +23,7 @@ const DIRECTORY_PREFIX = 'swarm-';
  * @property {(piece: number, bytes: Uint8Array) => Promise<void>} write
  * @property {(piece: number) => Promise<Uint8Array>} read
  * @property {() => Promise<number[]>} held the pieces an earlier run of this swarm left
+ * @property {() => Promise<void>} remove forgets every piece (every file was handed over)
  */
 
 /**
@@ -74,6 +76,9 @@ async function diskStore(root, name) {
       for await (const entry of dir.keys()) if (/^(0|[1-9][0-9]*)$/.test(entry)) pieces.push(Number(entry));
       return pieces;
     },
+    async remove() {
+      await root.removeEntry(name, { recursive: true });
+    },
   };
 }
 
@@ -91,6 +96,9 @@ function memoryStore() {
     },
     async held() {
       return [];
+    },
+    async remove() {
+      pieces.clear();
     },
   };
 }

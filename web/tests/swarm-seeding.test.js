@@ -60,6 +60,23 @@ test('a piece whose holders left goes out again', () => {
   assert.ok(told.some((advert) => advert.have === piece || advert.bitfield?.has(piece)));
 });
 
+test('pieces a receiver holds already are not fresh: what it lacks is told of at once', () => {
+  const pieces = ADVERTISED_PER_PEER + 4;
+  const s = new Seeding(pieces);
+  const told = s.join('a');
+  // A receiver resuming holds all but the last two pieces; the sender learns it after telling it of eight.
+  const adverts = [];
+  for (let piece = 0; piece < pieces - 2; piece += 1) adverts.push(...s.held(piece, 0));
+  const toldOf = (piece) => adverts.some(([, advert]) => advert.have === piece || advert.bitfield?.has(piece));
+  assert.ok(!told.has(pieces - 1));
+  assert.ok(toldOf(pieces - 1) && toldOf(pieces - 2), JSON.stringify(adverts));
+  // Once both went out, everything is told of.
+  assert.deepEqual(s.sent('a', pieces - 2, 0), []);
+  const opened = s.sent('a', pieces - 1, 0);
+  assert.equal(opened.length, 1);
+  assert.ok(opened[0][1].bitfield.isFull);
+});
+
 test('nothing to send is open from the start', () => {
   const s = new Seeding(0);
   assert.equal(s.join('a').length, 0);

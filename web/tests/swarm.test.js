@@ -47,6 +47,13 @@ async function pageEnded(page, others, timeout = 90_000) {
   assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
 }
 
+/** In the page: the names in its origin-private file system. */
+async function keptPieces() {
+  const names = [];
+  for await (const name of (await navigator.storage.getDirectory()).keys()) names.push(name);
+  return names;
+}
+
 /** Asserts that every file of `names` under `dir` equals the one under `src`. */
 function sameFiles(dir, src, names) {
   for (const name of names) assert.equal(sha256File(path.join(dir, name)), sha256File(path.join(src, name)), `${dir}/${name} differs`);
@@ -100,6 +107,8 @@ for (const engine of ENGINES) {
     const receivers = ['a', 'b'].map((name) => nativeReceiver(t, server.wsUrl, code, path.join(dir, name)));
     await pageEnded(page, [sender, ...receivers]);
     assert.match(await page.textContent('#transfer-status'), /every piece BLAKE3-verified/);
+    // The pieces the page kept in its origin-private file system went once every file was handed over.
+    assert.deepEqual(await page.evaluate(keptPieces), []);
 
     const got = await saved();
     assert.deepEqual(got.map((d) => d.name).sort(), [...names].sort());
@@ -235,5 +244,45 @@ test('chromium: a page sends to a swarm of a native receiver and another page; t
   // Each piece left the sending page about once: it uploaded less than twice the files.
   const share = Number(sent.match(/\(([0-9.]+)× the files\)/)?.[1] ?? NaN);
   assert.ok(share < 2, sent);
+  assert.deepEqual(browser.pageErrors, []);
+});
+
+test('chromium: a page reloaded in the middle of a swarm keeps the pieces it verified and fetches only the rest', { timeout: 180_000 }, async (t) => {
+  const [chromium] = ENGINES;
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const file = randomFile(dir, 'archive.bin', 32 * MiB + 5);
+  const code = '10-apple-tiger';
+  const sender = runPeerClient('peer-client send --receivers 2', ['send', '--receivers', '2', file, '--server', server.wsUrl, '--code', code, '--json']);
+  t.after(() => sender.kill());
+  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+
+  const downloads = path.join(dir, 'downloads');
+  fs.mkdirSync(downloads);
+  const browser = await chromium.launch({ downloadDir: downloads });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  const saved = chromium.collectDownloads(page, downloads, 1);
+  await page.goto(`${server.httpUrl}#swarm=${code}`);
+  await page.waitForSelector('#offer', { state: 'visible' });
+  await page.click('#accept-download');
+  await page.waitForFunction(() => {
+    const bar = document.getElementById('transfer-progress');
+    return bar.value >= bar.max / 4;
+  }, null, { timeout: 60_000 });
+  const kept = (await page.evaluate(keptPieces)).length;
+  assert.equal(kept, 1, 'one folder of pieces');
+
+  // The same link again: the page finds its pieces and asks only for the rest.
+  await page.goto(`${server.httpUrl}#swarm=${code}`);
+  await page.waitForSelector('#offer', { state: 'visible' });
+  await page.click('#accept-download');
+  await pageEnded(page, [sender]);
+  const status = await page.textContent('#transfer-status');
+  const held = Number(status.match(/; ([0-9.]+) MB were already here/)?.[1] ?? NaN);
+  assert.ok(held >= 8, status);
+  const [{ file: downloaded }] = await saved();
+  assert.equal(sha256File(downloaded), sha256File(file));
   assert.deepEqual(browser.pageErrors, []);
 });

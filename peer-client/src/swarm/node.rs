@@ -646,8 +646,12 @@ impl<'a> Node<'a> {
             return;
         };
         let mut lost = false;
+        let mut first = false;
         match (up, *holders) {
-            (true, 0) => self.held_somewhere += 1,
+            (true, 0) => {
+                self.held_somewhere += 1;
+                first = true;
+            }
             (false, 1) => {
                 self.held_somewhere -= 1;
                 lost = true;
@@ -663,14 +667,13 @@ impl<'a> Node<'a> {
             self.told_seeded = true;
             self.progress.seeded();
         }
-        if lost {
-            let adverts = self
-                .seeding
-                .as_mut()
-                .map(|seeding| seeding.lost(piece as u32))
-                .unwrap_or_default();
-            self.advertise(adverts);
-        }
+        let adverts = match &mut self.seeding {
+            Some(seeding) if lost => seeding.lost(piece as u32),
+            // A receiver holds it (from an earlier run, say): not fresh any more.
+            Some(seeding) if first => seeding.held(piece as u32, Instant::now()),
+            _ => Vec::new(),
+        };
+        self.advertise(adverts);
     }
 
     fn requested(&mut self, peer: PeerId, piece: u32) -> Result<(), TransferError> {
@@ -842,7 +845,12 @@ impl<'a> Node<'a> {
         let Some(scheduler) = &self.scheduler else {
             return Ok(());
         };
-        let unavailable = scheduler.unavailable();
+        // The sender holds every piece, whatever it has told of so far.
+        let unavailable = if self.sender.is_some() {
+            0
+        } else {
+            scheduler.unavailable()
+        };
         if unavailable == 0 {
             self.unavailable_since = None;
             return Ok(());

@@ -99,6 +99,32 @@ impl<P: Copy + Ord + std::hash::Hash> Seeding<P> {
         self.tick(now)
     }
 
+    /// A receiver holds `piece` (from an earlier run, or from another
+    /// receiver): it is no longer fresh, and the receiver it was told of,
+    /// if any, is told of another piece instead.
+    pub fn held(&mut self, piece: u32, now: Instant) -> Vec<(P, Advert)> {
+        if self.open {
+            return Vec::new();
+        }
+        self.fresh.remove(&piece);
+        let mut adverts = Vec::new();
+        if let Some(peer) = self.assigned.remove(&piece)
+            && let Some(next) = self.fresh.pop_first()
+        {
+            self.assigned.insert(next, peer);
+            if let Some(told) = self.told.get_mut(&peer) {
+                told.insert(next as usize);
+            }
+            adverts.push((peer, Advert::Have(next)));
+        }
+        if self.fresh.is_empty() && self.assigned.is_empty() {
+            adverts.extend(self.open_up());
+            return adverts;
+        }
+        adverts.extend(self.tick(now));
+        adverts
+    }
+
     /// Time passed: opens up once the last pieces told of waited
     /// [`OPEN_AFTER`] to be asked for.
     pub fn tick(&mut self, now: Instant) -> Vec<(P, Advert)> {
@@ -267,6 +293,36 @@ mod tests {
             Advert::Have(again) => *again == piece,
             Advert::Bitfield(all) => all.contains(piece as usize),
         }));
+    }
+
+    #[test]
+    fn pieces_a_receiver_holds_already_are_not_fresh() {
+        let pieces = ADVERTISED_PER_PEER + 4;
+        let mut s = Seeding::new(pieces);
+        let told = s.join('a');
+        let now = Instant::now();
+        // A receiver resuming holds everything but the last two pieces; the
+        // sender learns it after telling it of eight of them.
+        let mut adverts = Vec::new();
+        for piece in 0..pieces - 2 {
+            adverts.extend(s.held(piece as u32, now));
+        }
+        // The pieces it lacks are told of at once, then everything.
+        let had = |piece: usize| {
+            adverts.iter().any(|(_, advert)| match advert {
+                Advert::Have(p) => *p as usize == piece,
+                Advert::Bitfield(all) => all.contains(piece),
+            })
+        };
+        assert!(!told.contains(pieces - 1));
+        assert!(had(pieces - 1) && had(pieces - 2), "{adverts:?}");
+        // Once both went out, everything is told of.
+        assert!(s.sent('a', (pieces - 2) as u32, now).is_empty());
+        let opened = s.sent('a', (pieces - 1) as u32, now);
+        assert!(
+            matches!(opened[..], [('a', Advert::Bitfield(_))]),
+            "{opened:?}"
+        );
     }
 
     #[test]
