@@ -29,6 +29,54 @@ function nativeReceiver(t, wsUrl, code, out) {
   return receiver;
 }
 
+/**
+ * A signaling server and `peer-client send --receivers N PATHS… --code CODE` on it, once it printed
+ * its code; a temporary folder holding `src/` for the files.
+ * @returns {Promise<{server: object, dir: string, src: string, sender: object, announced: object}>}
+ */
+async function swarmSending(t, { receivers, code, files }) {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  const paths = Object.entries(files).map(([name, size]) => randomFile(src, name, size));
+  const sender = runPeerClient(`peer-client send --receivers ${receivers}`, [
+    'send',
+    '--receivers',
+    String(receivers),
+    ...paths,
+    '--server',
+    server.wsUrl,
+    '--code',
+    code,
+    '--json',
+  ]);
+  t.after(() => sender.kill());
+  const announced = JSON.parse(await sender.waitForLine('"event":"code"', { stream: 'stdout' }));
+  return { server, dir, src, sender, announced };
+}
+
+/**
+ * `engine` launched to save downloads into `dir/downloads`, with a page; `saved()` waits for `count`
+ * downloads of that page.
+ */
+async function pageWithDownloads(t, engine, dir, count) {
+  const downloads = path.join(dir, 'downloads');
+  fs.mkdirSync(downloads);
+  const browser = await engine.launch({ downloadDir: downloads });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  return { browser, page, saved: engine.collectDownloads(page, downloads, count) };
+}
+
+/** Opens `link` (a `#swarm=` link) and accepts the offer into the downloads. */
+async function acceptSwarm(page, link) {
+  await page.goto(link);
+  await page.waitForSelector('#offer', { state: 'visible' });
+  await page.click('#accept-download');
+}
+
 /** The `done` event a native peer printed last. */
 function doneEvent(child) {
   const line = child.output.map((l) => l.line).find((l) => l.includes('"event":"done"'));
@@ -61,35 +109,12 @@ function sameFiles(dir, src, names) {
 
 for (const engine of ENGINES) {
   test(`${engine.name}: a native sender, two native receivers and a page share one code; every file verified`, { timeout: 180_000 }, async (t) => {
-    const server = await startSignalingServer();
-    t.after(() => server.child.kill());
-    const dir = tempDir(t);
-    const src = path.join(dir, 'src');
-    fs.mkdirSync(src);
-    const names = ['big.bin', 'small.txt', 'empty'];
-    const files = [randomFile(src, 'big.bin', 12 * MiB + 4321), randomFile(src, 'small.txt', 1000), randomFile(src, 'empty', 0)];
     const code = '7-apple-tiger';
-    const sender = runPeerClient('peer-client send --receivers 3', [
-      'send',
-      '--receivers',
-      '3',
-      ...files,
-      '--server',
-      server.wsUrl,
-      '--code',
-      code,
-      '--json',
-    ]);
-    t.after(() => sender.kill());
-    const announced = JSON.parse(await sender.waitForLine('"event":"code"', { stream: 'stdout' }));
+    const names = ['big.bin', 'small.txt', 'empty'];
+    const sizes = { 'big.bin': 12 * MiB + 4321, 'small.txt': 1000, empty: 0 };
+    const { server, dir, src, sender, announced } = await swarmSending(t, { receivers: 3, code, files: sizes });
     assert.equal(announced.web_link, `${server.httpUrl}#swarm=${code}`);
-
-    const downloads = path.join(dir, 'downloads');
-    fs.mkdirSync(downloads);
-    const browser = await engine.launch({ downloadDir: downloads });
-    t.after(() => browser.close());
-    const page = await browser.newPage();
-    const saved = engine.collectDownloads(page, downloads, files.length);
+    const { browser, page, saved } = await pageWithDownloads(t, engine, dir, names.length);
     if (engine.name === 'chromium') {
       // The link the sender prints opens the page in the swarm.
       await page.goto(announced.web_link);
@@ -126,27 +151,11 @@ for (const engine of ENGINES) {
 }
 
 test('chromium: the sender leaves once every piece is held somewhere; the page and a native receiver finish from each other', { timeout: 180_000 }, async (t) => {
-  const [chromium] = ENGINES;
-  const server = await startSignalingServer();
-  t.after(() => server.child.kill());
-  const dir = tempDir(t);
-  const src = path.join(dir, 'src');
-  fs.mkdirSync(src);
-  const file = randomFile(src, 'video.bin', 24 * MiB + 77);
   const code = '8-apple-tiger';
-  const sender = runPeerClient('peer-client send --receivers 2', ['send', '--receivers', '2', file, '--server', server.wsUrl, '--code', code, '--json']);
-  t.after(() => sender.kill());
-  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
-
-  const downloads = path.join(dir, 'downloads');
-  fs.mkdirSync(downloads);
-  const browser = await chromium.launch({ downloadDir: downloads });
-  t.after(() => browser.close());
-  const page = await browser.newPage();
-  const saved = chromium.collectDownloads(page, downloads, 1);
-  await page.goto(`${server.httpUrl}#swarm=${code}`);
-  await page.waitForSelector('#offer', { state: 'visible' });
-  await page.click('#accept-download');
+  const { server, dir, src, sender, announced } = await swarmSending(t, { receivers: 2, code, files: { 'video.bin': 24 * MiB + 77 } });
+  const file = path.join(src, 'video.bin');
+  const { browser, page, saved } = await pageWithDownloads(t, ENGINES[0], dir, 1);
+  await acceptSwarm(page, announced.web_link);
   const receiver = nativeReceiver(t, server.wsUrl, code, path.join(dir, 'native'));
 
   // Each piece left the sender once, to one of the two: from here they have only each other.
@@ -168,13 +177,7 @@ test('chromium: the sender leaves once every piece is held somewhere; the page a
 
 test('chromium: a page with a wrong code learns nothing of the swarm and says the code did not match', { timeout: 120_000 }, async (t) => {
   const [chromium] = ENGINES;
-  const server = await startSignalingServer();
-  t.after(() => server.child.kill());
-  const dir = tempDir(t);
-  const file = randomFile(dir, 'secret.bin', 2 * MiB);
-  const sender = runPeerClient('peer-client send --receivers 2', ['send', '--receivers', '2', file, '--server', server.wsUrl, '--code', '9-apple-tiger', '--json']);
-  t.after(() => sender.kill());
-  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+  const { server, sender } = await swarmSending(t, { receivers: 2, code: '9-apple-tiger', files: { 'secret.bin': 2 * MiB } });
 
   const browser = await chromium.launch();
   t.after(() => browser.close());
@@ -248,25 +251,10 @@ test('chromium: a page sends to a swarm of a native receiver and another page; t
 });
 
 test('chromium: a page reloaded in the middle of a swarm keeps the pieces it verified and fetches only the rest', { timeout: 180_000 }, async (t) => {
-  const [chromium] = ENGINES;
-  const server = await startSignalingServer();
-  t.after(() => server.child.kill());
-  const dir = tempDir(t);
-  const file = randomFile(dir, 'archive.bin', 32 * MiB + 5);
-  const code = '10-apple-tiger';
-  const sender = runPeerClient('peer-client send --receivers 2', ['send', '--receivers', '2', file, '--server', server.wsUrl, '--code', code, '--json']);
-  t.after(() => sender.kill());
-  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
-
-  const downloads = path.join(dir, 'downloads');
-  fs.mkdirSync(downloads);
-  const browser = await chromium.launch({ downloadDir: downloads });
-  t.after(() => browser.close());
-  const page = await browser.newPage();
-  const saved = chromium.collectDownloads(page, downloads, 1);
-  await page.goto(`${server.httpUrl}#swarm=${code}`);
-  await page.waitForSelector('#offer', { state: 'visible' });
-  await page.click('#accept-download');
+  const { dir, src, sender, announced } = await swarmSending(t, { receivers: 2, code: '10-apple-tiger', files: { 'archive.bin': 32 * MiB + 5 } });
+  const file = path.join(src, 'archive.bin');
+  const { browser, page, saved } = await pageWithDownloads(t, ENGINES[0], dir, 1);
+  await acceptSwarm(page, announced.web_link);
   await page.waitForFunction(() => {
     const bar = document.getElementById('transfer-progress');
     return bar.value >= bar.max / 4;
@@ -275,9 +263,7 @@ test('chromium: a page reloaded in the middle of a swarm keeps the pieces it ver
   assert.equal(kept, 1, 'one folder of pieces');
 
   // The same link again: the page finds its pieces and asks only for the rest.
-  await page.goto(`${server.httpUrl}#swarm=${code}`);
-  await page.waitForSelector('#offer', { state: 'visible' });
-  await page.click('#accept-download');
+  await acceptSwarm(page, announced.web_link);
   await pageEnded(page, [sender]);
   const status = await page.textContent('#transfer-status');
   const held = Number(status.match(/; ([0-9.]+) MB were already here/)?.[1] ?? NaN);
