@@ -13,7 +13,7 @@ use crate::progress::{Bar, counts, human_bytes, megabytes_per_second};
 use peer_client::auth::{Code, Role};
 use peer_client::printable;
 use peer_client::transfer::{
-    DEFAULT_IDLE_TIMEOUT, EntryKind, Link, Manifest, Offer, ReceiveOptions,
+    DEFAULT_IDLE_TIMEOUT, EntryKind, Link, Manifest, Offer, ReceiveOptions, TransferError,
 };
 
 /// Entries listed before asking; the rest are counted.
@@ -52,6 +52,8 @@ pub struct ReceiveArgs {
     /// Receive as one of several receivers of a swarm (the sender ran
     /// `send --receivers N`): pieces come from the sender and from the other
     /// receivers, and this one passes on what it has until they all finish.
+    /// Without it, a code nobody sends to one receiver is looked for in a
+    /// swarm too.
     #[arg(long)]
     pub swarm: bool,
 
@@ -68,12 +70,17 @@ pub(crate) async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     if args.swarm {
         return crate::swarm::receive(&args, &code).await;
     }
-    let link = match &args.net.server {
-        Some(server) => {
-            let config = args.net.session_config(server, "");
-            Link::open(config, &code, Role::Receiver, false).await?
+    let link = match open_link(&args, &code).await {
+        Ok(link) => link,
+        Err(err) if names_no_sender(&err) => {
+            // Nobody sends this code to one receiver: a sender to several may.
+            tracing::info!("nobody sends this code to one receiver; looking for a swarm");
+            return match crate::swarm::receive(&args, &code).await {
+                Err(swarm_err) if names_no_sender(&swarm_err) => Err(err),
+                other => other,
+            };
         }
-        None => link_on_this_network(&args, &code).await?,
+        Err(err) => return Err(err),
     };
     let offer = Offer::read(link, Duration::from_secs(args.idle_timeout)).await?;
     let manifest = offer.manifest();
@@ -124,6 +131,27 @@ pub(crate) async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
 /// Finds the sender of `code` on the local network and meets it on its own
 /// signaling server. A sender that cannot prove the code (a neighbour
 /// announcing the same number) gets nothing; the next one is tried.
+/// The authenticated link to the one-to-one sender of `code`.
+async fn open_link(args: &ReceiveArgs, code: &Code) -> anyhow::Result<Link> {
+    match &args.net.server {
+        Some(server) => {
+            let config = args.net.session_config(server, "");
+            Ok(Link::open(config, code, Role::Receiver, false).await?)
+        }
+        None => link_on_this_network(args, code).await,
+    }
+}
+
+/// Whether `err` says that nobody waits in the code's room.
+fn names_no_sender(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<TransferError>(),
+            Some(TransferError::NoSender { .. })
+        )
+    })
+}
+
 async fn link_on_this_network(args: &ReceiveArgs, code: &Code) -> anyhow::Result<Link> {
     let nameplate = code.nameplate().to_owned();
     let senders =

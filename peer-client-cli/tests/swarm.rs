@@ -212,10 +212,24 @@ async fn four_receivers_each_get_every_file_and_pass_pieces_on() {
     let sending = sender(&server.url(), code, 4, &[&tree]);
     sending.wait_line("\"code\"").await;
     let outs: Vec<PathBuf> = (0..4).map(|i| dir.0.join(format!("out{i}"))).collect();
-    let receiving: Vec<Running> = outs
+    let mut receiving: Vec<Running> = outs[..3]
         .iter()
         .map(|out| receiver(&server.url(), code, out))
         .collect();
+    // The last one runs `receive CODE` without `--swarm`: nobody sends the
+    // code to one receiver, so it looks for a swarm.
+    let last = outs[3].display().to_string();
+    receiving.push(Running::start(&[
+        "receive",
+        code,
+        "--server",
+        &server.url(),
+        "--out",
+        &last,
+        "--bind",
+        "127.0.0.1:0",
+        "--yes",
+    ]));
 
     let mut passed_on = 0;
     for (running, out) in receiving.into_iter().zip(&outs) {
