@@ -424,11 +424,7 @@ export class SwarmNode {
     this._checkDigest(message);
     const has = checked(() => Bits.decode(message.have, this._content.map.length));
     peer.has ??= new Bits(has.length);
-    for (const piece of has) {
-      if (peer.has.add(piece)) continue;
-      this._countHolder(piece, 1);
-      this._progress?.advance(this._content.map.piece(piece).length);
-    }
+    for (const piece of has) this._receiverGains(peer, piece);
     this._receiverProgress(peer);
   }
 
@@ -436,11 +432,15 @@ export class SwarmNode {
   _receiverHas(peer, piece) {
     if (!peer.has) throw broke('a piece announced before the bitfield');
     if (!Number.isSafeInteger(piece) || piece < 0 || piece >= this._content.map.length) throw broke(`piece ${printable(piece)} does not exist`);
-    if (!peer.has.add(piece)) {
-      this._countHolder(piece, 1);
-      this._progress?.advance(this._content.map.piece(piece).length);
-    }
+    this._receiverGains(peer, piece);
     this._receiverProgress(peer);
+  }
+
+  /** A receiver holds `piece`: counted once, and the bytes receivers hold grow. */
+  _receiverGains(peer, piece) {
+    if (peer.has.add(piece)) return;
+    this._countHolder(piece, 1);
+    this._progress?.advance(this._content.map.piece(piece).length);
   }
 
   _receiverProgress(peer) {

@@ -68,34 +68,15 @@ export class Seeding {
   /** A receiver proved the code: its first bitfield. @returns {Bits} */
   join(peer) {
     const told = this._open ? Bits.full(this._pieces) : new Bits(this._pieces);
-    if (!this._open) {
-      for (let i = 0; i < ADVERTISED_PER_PEER; i += 1) {
-        const piece = this._popFresh();
-        if (piece === null) break;
-        this._assigned.set(piece, peer);
-        told.add(piece);
-      }
-    }
     this._told.set(peer, told);
+    if (!this._open) for (let i = 0; i < ADVERTISED_PER_PEER && this._tellFresh(peer); i += 1);
     return told.clone();
   }
 
   /** `piece` went out to `peer` at `now`: what to tell whom now. @returns {[unknown, Advert][]} */
   sent(peer, piece, now) {
-    if (this._open) return [];
     this._assigned.delete(piece);
-    if (this._fresh[piece] === 1) {
-      this._fresh[piece] = 0;
-      this._freshCount -= 1;
-    }
-    const next = this._popFresh();
-    if (next !== null) {
-      this._assigned.set(next, peer);
-      this._told.get(peer)?.add(next);
-      return [[peer, { have: next }]];
-    }
-    if (this._assigned.size === 0) return this._openUp();
-    return this.tick(now);
+    return this._spent(piece, peer, now);
   }
 
   /**
@@ -103,23 +84,34 @@ export class Seeding {
    * and the receiver it was told of, if any, is told of another piece instead.
    */
   held(piece, now) {
+    const told = this._assigned.get(piece);
+    this._assigned.delete(piece);
+    return this._spent(piece, told, now);
+  }
+
+  /**
+   * `piece` is no longer fresh: `peer`, if any, is told of one more fresh piece; with none left, the
+   * sender opens up once nothing told of waits (or the last pieces waited {@link OPEN_AFTER_MS}).
+   */
+  _spent(piece, peer, now) {
     if (this._open) return [];
     if (this._fresh[piece] === 1) {
       this._fresh[piece] = 0;
       this._freshCount -= 1;
     }
-    const adverts = [];
-    const peer = this._assigned.get(piece);
-    if (this._assigned.delete(piece)) {
-      const next = this._popFresh();
-      if (next !== null) {
-        this._assigned.set(next, peer);
-        this._told.get(peer)?.add(next);
-        adverts.push([peer, { have: next }]);
-      }
-    }
-    if (this._freshCount === 0 && this._assigned.size === 0) return [...adverts, ...this._openUp()];
-    return [...adverts, ...this.tick(now)];
+    const advert = peer === undefined ? null : this._tellFresh(peer);
+    if (advert) return [advert];
+    if (this._freshCount === 0 && this._assigned.size === 0) return this._openUp();
+    return this.tick(now);
+  }
+
+  /** Tells `peer` of the next fresh piece, if one is left: the advert, or null. */
+  _tellFresh(peer) {
+    const piece = this._popFresh();
+    if (piece === null) return null;
+    this._assigned.set(piece, peer);
+    this._told.get(peer)?.add(piece);
+    return [peer, { have: piece }];
   }
 
   /** Time passed: opens up once the last pieces told of waited {@link OPEN_AFTER_MS}. */
@@ -154,13 +146,11 @@ export class Seeding {
     const adverts = [];
     const waiting = new Map();
     for (const holder of this._assigned.values()) waiting.set(holder, (waiting.get(holder) ?? 0) + 1);
-    for (const [peer, told] of this._told) {
+    for (const peer of this._told.keys()) {
       for (let i = waiting.get(peer) ?? 0; i < ADVERTISED_PER_PEER; i += 1) {
-        const piece = this._popFresh();
-        if (piece === null) return adverts;
-        this._assigned.set(piece, peer);
-        told.add(piece);
-        adverts.push([peer, { have: piece }]);
+        const advert = this._tellFresh(peer);
+        if (!advert) return adverts;
+        adverts.push(advert);
       }
     }
     return adverts;

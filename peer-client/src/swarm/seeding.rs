@@ -66,63 +66,57 @@ impl<P: Copy + Ord + std::hash::Hash> Seeding<P> {
         let mut told = FixedBitSet::with_capacity(self.pieces);
         if self.open {
             told.insert_range(..);
-        } else {
+        }
+        self.told.insert(peer, told);
+        if !self.open {
             for _ in 0..ADVERTISED_PER_PEER {
-                let Some(piece) = self.fresh.pop_first() else {
+                if self.tell_fresh(peer).is_none() {
                     break;
-                };
-                self.assigned.insert(piece, peer);
-                told.insert(piece as usize);
+                }
             }
         }
-        self.told.insert(peer, told.clone());
-        told
+        self.told.get(&peer).cloned().unwrap_or_default()
     }
 
     /// `piece` went out to `peer` at `now`: what to tell whom now.
     pub fn sent(&mut self, peer: P, piece: u32, now: Instant) -> Vec<(P, Advert)> {
-        if self.open {
-            return Vec::new();
-        }
         self.assigned.remove(&piece);
-        self.fresh.remove(&piece);
-        if let Some(next) = self.fresh.pop_first() {
-            self.assigned.insert(next, peer);
-            if let Some(told) = self.told.get_mut(&peer) {
-                told.insert(next as usize);
-            }
-            return vec![(peer, Advert::Have(next))];
-        }
-        if self.assigned.is_empty() {
-            return self.open_up();
-        }
-        self.tick(now)
+        self.spent(piece, Some(peer), now)
     }
 
     /// A receiver holds `piece` (from an earlier run, or from another
     /// receiver): it is no longer fresh, and the receiver it was told of,
     /// if any, is told of another piece instead.
     pub fn held(&mut self, piece: u32, now: Instant) -> Vec<(P, Advert)> {
+        let told = self.assigned.remove(&piece);
+        self.spent(piece, told, now)
+    }
+
+    /// `piece` is no longer fresh: `peer`, if any, is told of one more
+    /// fresh piece; with none left, the sender opens up once nothing told
+    /// of waits (or the last pieces waited [`OPEN_AFTER`]).
+    fn spent(&mut self, piece: u32, peer: Option<P>, now: Instant) -> Vec<(P, Advert)> {
         if self.open {
             return Vec::new();
         }
         self.fresh.remove(&piece);
-        let mut adverts = Vec::new();
-        if let Some(peer) = self.assigned.remove(&piece)
-            && let Some(next) = self.fresh.pop_first()
-        {
-            self.assigned.insert(next, peer);
-            if let Some(told) = self.told.get_mut(&peer) {
-                told.insert(next as usize);
-            }
-            adverts.push((peer, Advert::Have(next)));
+        if let Some(advert) = peer.and_then(|peer| self.tell_fresh(peer)) {
+            return vec![advert];
         }
         if self.fresh.is_empty() && self.assigned.is_empty() {
-            adverts.extend(self.open_up());
-            return adverts;
+            return self.open_up();
         }
-        adverts.extend(self.tick(now));
-        adverts
+        self.tick(now)
+    }
+
+    /// Tells `peer` of the next fresh piece, if one is left.
+    fn tell_fresh(&mut self, peer: P) -> Option<(P, Advert)> {
+        let piece = self.fresh.pop_first()?;
+        self.assigned.insert(piece, peer);
+        if let Some(told) = self.told.get_mut(&peer) {
+            told.insert(piece as usize);
+        }
+        Some((peer, Advert::Have(piece)))
     }
 
     /// Time passed: opens up once the last pieces told of waited
@@ -182,14 +176,10 @@ impl<P: Copy + Ord + std::hash::Hash> Seeding<P> {
                 .filter(|holder| **holder == peer)
                 .count();
             for _ in waiting..ADVERTISED_PER_PEER {
-                let Some(piece) = self.fresh.pop_first() else {
+                let Some(advert) = self.tell_fresh(peer) else {
                     return adverts;
                 };
-                self.assigned.insert(piece, peer);
-                if let Some(told) = self.told.get_mut(&peer) {
-                    told.insert(piece as usize);
-                }
-                adverts.push((peer, Advert::Have(piece)));
+                adverts.push(advert);
             }
         }
         adverts
