@@ -46,13 +46,19 @@ pub enum Command {
 }
 
 /// Runs a parsed command line.
+///
+/// Each command's work runs on a runtime worker, not on the main thread that `block_on` polls: a
+/// sender waiting for room in its channel is woken at every pass of the connection's driver, and
+/// waking the main thread costs a futex call and a context switch each time. `bench-peer` spawns
+/// its senders itself, and `receive` its one-to-one receiver (its swarm path is polled where it
+/// stands, as the compiler cannot yet prove that future `Send`).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Chat(args) => chat::run(args).await,
-        Command::Echo(args) => echo::run(args).await,
-        Command::Bench(args) => bench::run(args).await,
+        Command::Chat(args) => tokio::spawn(chat::run(args)).await?,
+        Command::Echo(args) => tokio::spawn(echo::run(args)).await?,
+        Command::Bench(args) => tokio::spawn(bench::run(args)).await?,
         Command::BenchPeer(args) => bench_peer::run(args).await,
-        Command::Send(args) => send::run(args).await,
+        Command::Send(args) => tokio::spawn(send::run(args)).await?,
         Command::Receive(args) => receive::run(args).await,
     }
 }

@@ -83,7 +83,7 @@ pub enum PeerNews {
 }
 
 /// What a swarm peer reports as it goes.
-pub trait SwarmProgress: Send {
+pub trait SwarmProgress: Send + Sync {
     /// A receiver accepted `manifest`, of which it already held `held_bytes`.
     fn accepted(&mut self, _manifest: &Manifest, _held_bytes: u64) {}
     /// News of a peer.
