@@ -50,8 +50,7 @@ pub enum Command {
 /// Each command's work runs on a runtime worker, not on the main thread that `block_on` polls: a
 /// sender waiting for room in its channel is woken at every pass of the connection's driver, and
 /// waking the main thread costs a futex call and a context switch each time. `bench-peer` spawns
-/// its senders itself, and `receive` its one-to-one receiver (its swarm path is polled where it
-/// stands, as the compiler cannot yet prove that future `Send`).
+/// its senders itself.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Chat(args) => tokio::spawn(chat::run(args)).await?,
@@ -59,7 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => tokio::spawn(bench::run(args)).await?,
         Command::BenchPeer(args) => bench_peer::run(args).await,
         Command::Send(args) => tokio::spawn(send::run(args)).await?,
-        Command::Receive(args) => receive::run(args).await,
+        Command::Receive(args) => tokio::spawn(receive::run(args)).await?,
     }
 }
 

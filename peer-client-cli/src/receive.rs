@@ -82,12 +82,6 @@ pub(crate) async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
         }
         Err(err) => return Err(err),
     };
-    // On a worker, as `cli::run` explains.
-    tokio::spawn(receive_offer(args, link)).await?
-}
-
-/// Reads the sender's offer on `link`, asks, and receives.
-async fn receive_offer(args: ReceiveArgs, link: Link) -> anyhow::Result<()> {
     let offer = Offer::read(link, Duration::from_secs(args.idle_timeout)).await?;
     let manifest = offer.manifest();
     show(&args, manifest);

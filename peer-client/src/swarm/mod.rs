@@ -185,7 +185,7 @@ pub async fn seed(
         .run(
             receivers,
             |_| Box::pin(std::future::ready(false)),
-            async |_| Err(TransferError::Declined),
+            |_| std::future::ready(Err(TransferError::Declined)),
         )
         .await;
     finish(node, ended, total_bytes, started).await
@@ -212,9 +212,9 @@ pub async fn join(
     let mut node = Node::new(session, code.clone(), Role::Receiver, idle, None, progress);
     let started = Instant::now();
     let ended = node
-        .run(0, decide, async |offer: ReadOffer| {
+        .run(0, decide, |offer: ReadOffer| {
             let options = options.clone();
-            tokio::task::spawn_blocking(move || {
+            let prepared = tokio::task::spawn_blocking(move || {
                 let (storage, have) =
                     Storage::prepare(&offer.manifest, &offer.map, &offer.hashes, &options)?;
                 let digest = pieces::swarm_digest(&offer.manifest, &offer.map, &offer.hashes);
@@ -228,9 +228,12 @@ pub async fn join(
                     },
                     have,
                 ))
-            })
-            .await
-            .map_err(|_| TransferError::Gone("the disk task ended"))?
+            });
+            async move {
+                prepared
+                    .await
+                    .map_err(|_| TransferError::Gone("the disk task ended"))?
+            }
         })
         .await;
     let total_bytes = node

@@ -183,12 +183,17 @@ impl<'a> Node<'a> {
     /// Runs until the swarm is done for this node. A receiver calls
     /// `decide` once the sender's offer is complete, and `accept` with the
     /// offer if the decision is yes (to prepare its disk).
-    pub async fn run(
+    pub async fn run<A>(
         &mut self,
         wanted_receivers: usize,
         mut decide: impl FnMut(&ReadOffer) -> Decision,
-        mut accept: impl AsyncFnMut(ReadOffer) -> Result<(Content, FixedBitSet), TransferError>,
-    ) -> Result<Ending, TransferError> {
+        mut accept: impl FnMut(ReadOffer) -> A,
+    ) -> Result<Ending, TransferError>
+    where
+        // A plain closure returning a future rather than an async closure: the compiler cannot
+        // yet prove a future that holds an async closure `Send` for every lifetime it borrows.
+        A: Future<Output = Result<(Content, FixedBitSet), TransferError>>,
+    {
         let mut tick = tokio::time::interval(TICK);
         let mut decision: Option<Decision> = None;
         loop {
