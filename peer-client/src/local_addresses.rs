@@ -25,7 +25,16 @@ pub(crate) fn current() -> BTreeSet<IpAddr> {
     }
 }
 
-/// The addresses last seen, and whether a new look lost any of them.
+/// What a new look at the host's addresses found against the last one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AddressChange {
+    /// An address seen before is gone: a path the link may use went with it.
+    pub(crate) lost: bool,
+    /// An address not seen before is there.
+    pub(crate) gained: bool,
+}
+
+/// The addresses last seen, and what a new look changed.
 #[derive(Debug, Default)]
 pub(crate) struct AddressWatch {
     known: BTreeSet<IpAddr>,
@@ -37,17 +46,18 @@ impl AddressWatch {
         Self { known: addresses }
     }
 
-    /// Takes `addresses` as the new set; true if an address seen before is
-    /// gone, the sign that a path the link may use went with it. A new address
-    /// alone is no reason to move a working link. An empty look (the system
-    /// could not say) changes nothing.
-    pub(crate) fn lost_any(&mut self, addresses: BTreeSet<IpAddr>) -> bool {
+    /// Takes `addresses` as the new set and says what changed. An empty
+    /// look (the system could not say) changes nothing.
+    pub(crate) fn look(&mut self, addresses: BTreeSet<IpAddr>) -> AddressChange {
         if addresses.is_empty() {
-            return false;
+            return AddressChange::default();
         }
-        let lost = self.known.difference(&addresses).next().is_some();
+        let change = AddressChange {
+            lost: self.known.difference(&addresses).next().is_some(),
+            gained: addresses.difference(&self.known).next().is_some(),
+        };
         self.known = addresses;
-        lost
+        change
     }
 }
 
@@ -60,27 +70,52 @@ mod tests {
     }
 
     #[test]
-    fn a_removed_address_counts_and_an_added_one_does_not() {
+    fn each_look_says_what_was_lost_and_gained_since_the_last() {
         let mut watch = AddressWatch::new(set(&["10.9.0.1", "192.168.1.5"]));
-        assert!(!watch.lost_any(set(&["10.9.0.1", "192.168.1.5"])));
-        assert!(
-            !watch.lost_any(set(&["10.9.0.1", "192.168.1.5", "10.8.0.2"])),
+        let none = AddressChange::default();
+        assert_eq!(watch.look(set(&["10.9.0.1", "192.168.1.5"])), none);
+        assert_eq!(
+            watch.look(set(&["10.9.0.1", "192.168.1.5", "10.8.0.2"])),
+            AddressChange {
+                lost: false,
+                gained: true
+            },
             "a VPN came up"
         );
-        assert!(
-            watch.lost_any(set(&["10.9.0.11", "192.168.1.5", "10.8.0.2"])),
+        assert_eq!(
+            watch.look(set(&["10.9.0.11", "192.168.1.5", "10.8.0.2"])),
+            AddressChange {
+                lost: true,
+                gained: true
+            },
             "moved"
         );
-        assert!(
-            !watch.lost_any(set(&["10.9.0.11", "192.168.1.5", "10.8.0.2"])),
+        assert_eq!(
+            watch.look(set(&["10.9.0.11", "192.168.1.5", "10.8.0.2"])),
+            none,
             "once"
+        );
+        // A host between networks: the old address goes first, the new one comes later.
+        assert_eq!(
+            watch.look(set(&["192.168.1.5", "10.8.0.2"])),
+            AddressChange {
+                lost: true,
+                gained: false
+            }
+        );
+        assert_eq!(
+            watch.look(set(&["10.9.0.12", "192.168.1.5", "10.8.0.2"])),
+            AddressChange {
+                lost: false,
+                gained: true
+            }
         );
     }
 
     #[test]
     fn a_failed_look_changes_nothing() {
         let mut watch = AddressWatch::new(set(&["10.9.0.1"]));
-        assert!(!watch.lost_any(BTreeSet::new()));
-        assert!(watch.lost_any(set(&["10.9.0.11"])));
+        assert_eq!(watch.look(BTreeSet::new()), AddressChange::default());
+        assert!(watch.look(set(&["10.9.0.11"])).lost);
     }
 }

@@ -231,10 +231,9 @@ impl LinkTask {
                     self.carry_out(actions, "a deadline").await;
                 }
                 _ = address_poll.tick(), if self.negotiator.connected_once() => {
-                    if self.addresses.lost_any(local_addresses::current()) {
-                        let actions = self.negotiator.on_address_lost();
-                        self.carry_out(actions, "an address change").await;
-                    }
+                    let change = self.addresses.look(local_addresses::current());
+                    let actions = self.negotiator.on_addresses_changed(change);
+                    self.carry_out(actions, "an address change").await;
                 }
             }
         }

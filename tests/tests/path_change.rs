@@ -3,7 +3,8 @@
 //! another one added while a transfer runs, and while two chats are open. ICE
 //! restarts over the new address, and the same programs carry on: the file
 //! arrives whole without starting over, and chat lines get through. Each test
-//! prints how long nothing arrived.
+//! prints how long nothing arrived. A host that is given its new address
+//! only seconds after losing the old one links again over it.
 //!
 //! The moving peer binds the wildcard address (`--bind 0.0.0.0:0`), as users
 //! run it, so that the restart can gather on the new address.
@@ -28,9 +29,22 @@ fn lab(names: [&str; 2]) -> WanLab {
     lab
 }
 
+/// Longest time a host that got an address again may take to link over it:
+/// a look at its addresses (once a second), then an ICE restart. Without
+/// that restart, ICE's own failure and the restart after it take ~30 s.
+const BACK_LIMIT: Duration = Duration::from_secs(12);
+
 /// Moves host 1 from 10.9.0.1 to 10.9.0.11 on the wire.
 fn move_host(host: &Netns) {
     host.ip(&["addr", "del", "10.9.0.1/24", "dev", "wan"]);
+    host.ip(&["addr", "add", "10.9.0.11/24", "dev", "wan"]);
+}
+
+/// Host 1 leaves the wire's network (10.9.0.1 goes), and is given
+/// 10.9.0.11 only after `between`: a laptop between two networks.
+fn move_host_slowly(host: &Netns, between: Duration) {
+    host.ip(&["addr", "del", "10.9.0.1/24", "dev", "wan"]);
+    std::thread::sleep(between);
     host.ip(&["addr", "add", "10.9.0.11/24", "dev", "wan"]);
 }
 
@@ -157,5 +171,53 @@ fn path_change_keeps_the_chat() {
     let at_ada = wait(&ada, "Bob: to the new network");
     println!(
         "lines written just after the move arrived after {at_bob:.2?} (at Bob) and {at_ada:.2?} (at Ada)"
+    );
+}
+
+#[test]
+fn a_host_between_networks_chats_again_once_it_has_an_address() {
+    let lab = lab(["ada", "bob"]);
+    let mut ada = lab.peer_client_bound(
+        1,
+        "0.0.0.0:0",
+        "chat Ada",
+        "chat",
+        &["--room", "between", "--name", "Ada"],
+    );
+    ada.wait_for(Stream::Stderr, "joined room", 0);
+    let mut bob = lab.peer_client(
+        2,
+        "chat Bob",
+        "chat",
+        &["--room", "between", "--name", "Bob"],
+    );
+    ada.wait_for(Stream::Stderr, CHAT_OPEN, 0);
+    bob.wait_for(Stream::Stderr, CHAT_OPEN, 0);
+    ada.write_line("before the move");
+    bob.wait_for(Stream::Stdout, "Ada: before the move", 0);
+
+    // Two looks at the addresses pass with none on the wire: Ada's restart
+    // then can only offer the signaling network's address, which Bob cannot
+    // reach.
+    move_host_slowly(&lab.hosts[0], Duration::from_millis(2_500));
+    let back_at = Instant::now();
+    ada.write_line("from the new network");
+    bob.write_line("to the new network");
+    let wait = |process: &e2e::Process, needle: &str| {
+        while !process.log().contains(needle) {
+            assert!(
+                back_at.elapsed() < BACK_LIMIT,
+                "{needle:?} did not arrive within {BACK_LIMIT:?} of the new address\n{}{}",
+                ada.log(),
+                bob.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        back_at.elapsed()
+    };
+    let at_bob = wait(&bob, "Ada: from the new network");
+    let at_ada = wait(&ada, "Bob: to the new network");
+    println!(
+        "lines written once Ada had an address again arrived after {at_bob:.2?} (at Bob) and {at_ada:.2?} (at Ada)"
     );
 }

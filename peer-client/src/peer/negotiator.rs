@@ -11,7 +11,8 @@
 //! - the polite side (the larger id) yields in an offer collision: it rolls
 //!   its own offer back and answers; the impolite side ignores the other offer;
 //! - after an ICE failure the impolite side restarts ICE; a side that lost
-//!   one of its addresses restarts at once, polite or not; at most
+//!   one of its addresses restarts at once, polite or not, and so does a
+//!   side that gains one while the link is down; at most
 //!   [`MAX_ICE_RESTARTS`] until the link is connected again;
 //! - a DTLS handshake that fails before the link ever connected starts over
 //!   on a new connection: the side that made the first offer rebuilds and
@@ -23,6 +24,7 @@
 use std::time::{Duration, Instant};
 
 use crate::link_state::LinkState;
+use crate::local_addresses::AddressChange;
 
 /// ICE restarts tried (after a failure, or when this host lost an address) until
 /// the link is connected again.
@@ -137,6 +139,8 @@ pub(crate) struct Negotiator {
     /// carry them are late and ignored.
     left_fingerprints: Vec<String>,
     reported_state: Option<LinkState>,
+    /// The engine's last link state, reported or not.
+    engine_state: Option<LinkState>,
 }
 
 impl Negotiator {
@@ -155,6 +159,7 @@ impl Negotiator {
             resend_wait: FIRST_RESEND_WAIT,
             left_fingerprints: Vec::new(),
             reported_state: None,
+            engine_state: None,
         }
     }
 
@@ -266,6 +271,7 @@ impl Negotiator {
 
     /// The engine's link state changed.
     pub(crate) fn on_state(&mut self, state: LinkState) -> Vec<Action> {
+        self.engine_state = Some(state);
         // An established link restarting ICE is not reported as connecting on its own
         // say: only once the peer has answered or offered (`on_description`), which
         // shows it is alive. A peer that was killed stays disconnected.
@@ -291,11 +297,21 @@ impl Negotiator {
         actions
     }
 
-    /// This host lost one of its addresses (checked only once connected):
-    /// whichever side it is, it offers a new ICE session over the addresses
-    /// it has now instead of waiting seconds for ICE to miss the old path.
-    pub(crate) fn on_address_lost(&mut self) -> Vec<Action> {
-        self.restart_ice("an address of this host went away")
+    /// This host's addresses changed (checked only once connected). A lost
+    /// address may have taken the link's path with it: whichever side this
+    /// is, it offers a new ICE session over the addresses it has now instead
+    /// of waiting seconds for ICE to miss the old path. A new address alone
+    /// is no reason to move a working link, but while the link is down it
+    /// restarts ICE too: a restart made before the address came (a host
+    /// between networks, an address assigned late) had no candidate on it.
+    pub(crate) fn on_addresses_changed(&mut self, change: AddressChange) -> Vec<Action> {
+        if change.lost {
+            self.restart_ice("an address of this host went away")
+        } else if change.gained && self.engine_state != Some(LinkState::Connected) {
+            self.restart_ice("this host has a new address while the link is down")
+        } else {
+            Vec::new()
+        }
     }
 
     /// The signaling connection came back with the same id: signals sent

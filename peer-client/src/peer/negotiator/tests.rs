@@ -136,13 +136,39 @@ fn only_the_impolite_side_restarts_after_an_ice_failure_and_at_most_twice() {
     );
 }
 
+const LOST: AddressChange = AddressChange {
+    lost: true,
+    gained: false,
+};
+const GAINED: AddressChange = AddressChange {
+    lost: false,
+    gained: true,
+};
+
 #[test]
 fn a_lost_address_restarts_ice_on_either_side() {
     for polite in [true, false] {
         let mut negotiator = Negotiator::new(polite, !polite);
         negotiator.on_state(LinkState::Connected);
-        assert_eq!(negotiator.on_address_lost(), vec![RESTART]);
+        assert_eq!(negotiator.on_addresses_changed(LOST), vec![RESTART]);
     }
+}
+
+#[test]
+fn a_new_address_restarts_ice_only_while_the_link_is_down() {
+    let mut negotiator = Negotiator::new(true, false);
+    negotiator.on_state(LinkState::Connected);
+    assert!(
+        negotiator.on_addresses_changed(GAINED).is_empty(),
+        "a working link stays on its path"
+    );
+    // The old address went first: the restart had only the others to offer.
+    assert_eq!(negotiator.on_addresses_changed(LOST), vec![RESTART]);
+    assert!(negotiator.on_state(LinkState::Connecting).is_empty());
+    // The new address came after it: another restart offers it.
+    assert_eq!(negotiator.on_addresses_changed(GAINED), vec![RESTART]);
+    negotiator.on_state(LinkState::Connected);
+    assert!(negotiator.on_addresses_changed(GAINED).is_empty());
 }
 
 #[test]
