@@ -151,6 +151,11 @@ impl TimerTable {
         }
     }
 
+    /// Expiries of `timer` since its count was last reset.
+    pub fn retransmissions(&self, timer: Timer) -> usize {
+        self.retrans[timer as usize]
+    }
+
     pub fn reset_retrans(&mut self, timer: Timer) {
         self.retrans[timer as usize] = 0;
     }
