@@ -398,9 +398,9 @@ impl<'a>
                     )?;
                 };
             }
-        } else {
-            self.ctx.event_outs.push_back(evt);
         }
+        // Passed on in every case: the SCTP handler also hears of a new path.
+        self.ctx.event_outs.push_back(evt);
         Ok(())
     }
 

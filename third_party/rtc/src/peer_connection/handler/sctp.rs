@@ -739,6 +739,14 @@ impl<'a>
             }
         }
 
+        // ICE carries the associations over another path now (a restart selected a new pair):
+        // DATA that waited for a backed-off T3-rtx during the outage goes again at once.
+        if matches!(&evt.event, RTCEventInternal::ICESelectedCandidatePairChange) {
+            for association in self.ctx.sctp_transport.sctp_associations.values_mut() {
+                association.handle_path_change(now);
+            }
+        }
+
         // The peer closed the DTLS transport the associations run over, so they are over too.
         // Nothing is sent: there is no transport left to send it on. The data channel handler,
         // next in line for this event, closes the channels themselves.
