@@ -129,46 +129,59 @@ fn path_change_mid_transfer_carries_on() {
     );
 }
 
-#[test]
-fn path_change_keeps_the_chat() {
-    let lab = lab(["ada", "bob"]);
+/// Ada (host 1, wildcard-bound: the host that moves) and Bob chat in
+/// `room` on `lab`; a first line has gone from Ada to Bob.
+fn chatting(lab: &WanLab, room: &str) -> (e2e::Process, e2e::Process) {
     let mut ada = lab.peer_client_bound(
         1,
         "0.0.0.0:0",
         "chat Ada",
         "chat",
-        &["--room", "moving", "--name", "Ada"],
+        &["--room", room, "--name", "Ada"],
     );
     ada.wait_for(Stream::Stderr, "joined room", 0);
-    let mut bob = lab.peer_client(
-        2,
-        "chat Bob",
-        "chat",
-        &["--room", "moving", "--name", "Bob"],
-    );
+    let bob = lab.peer_client(2, "chat Bob", "chat", &["--room", room, "--name", "Bob"]);
     ada.wait_for(Stream::Stderr, CHAT_OPEN, 0);
     bob.wait_for(Stream::Stderr, CHAT_OPEN, 0);
     ada.write_line("before the move");
     bob.wait_for(Stream::Stdout, "Ada: before the move", 0);
+    (ada, bob)
+}
 
-    move_host(&lab.hosts[0]);
-    let moved_at = Instant::now();
+/// Ada and Bob each write a line; returns how long after `since` each
+/// arrived (at Bob, at Ada), failing after `limit`.
+fn lines_cross(
+    ada: &mut e2e::Process,
+    bob: &mut e2e::Process,
+    since: Instant,
+    limit: Duration,
+) -> (Duration, Duration) {
     ada.write_line("from the new network");
     bob.write_line("to the new network");
     let wait = |process: &e2e::Process, needle: &str| {
         while !process.log().contains(needle) {
             assert!(
-                moved_at.elapsed() < GAP_LIMIT,
-                "{needle:?} did not arrive within {GAP_LIMIT:?}\n{}{}",
+                since.elapsed() < limit,
+                "{needle:?} did not arrive within {limit:?}\n{}{}",
                 ada.log(),
                 bob.log()
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        moved_at.elapsed()
+        since.elapsed()
     };
-    let at_bob = wait(&bob, "Ada: from the new network");
-    let at_ada = wait(&ada, "Bob: to the new network");
+    (
+        wait(bob, "Ada: from the new network"),
+        wait(ada, "Bob: to the new network"),
+    )
+}
+
+#[test]
+fn path_change_keeps_the_chat() {
+    let lab = lab(["ada", "bob"]);
+    let (mut ada, mut bob) = chatting(&lab, "moving");
+    move_host(&lab.hosts[0]);
+    let (at_bob, at_ada) = lines_cross(&mut ada, &mut bob, Instant::now(), GAP_LIMIT);
     println!(
         "lines written just after the move arrived after {at_bob:.2?} (at Bob) and {at_ada:.2?} (at Ada)"
     );
@@ -177,46 +190,12 @@ fn path_change_keeps_the_chat() {
 #[test]
 fn a_host_between_networks_chats_again_once_it_has_an_address() {
     let lab = lab(["ada", "bob"]);
-    let mut ada = lab.peer_client_bound(
-        1,
-        "0.0.0.0:0",
-        "chat Ada",
-        "chat",
-        &["--room", "between", "--name", "Ada"],
-    );
-    ada.wait_for(Stream::Stderr, "joined room", 0);
-    let mut bob = lab.peer_client(
-        2,
-        "chat Bob",
-        "chat",
-        &["--room", "between", "--name", "Bob"],
-    );
-    ada.wait_for(Stream::Stderr, CHAT_OPEN, 0);
-    bob.wait_for(Stream::Stderr, CHAT_OPEN, 0);
-    ada.write_line("before the move");
-    bob.wait_for(Stream::Stdout, "Ada: before the move", 0);
-
+    let (mut ada, mut bob) = chatting(&lab, "between");
     // Two looks at the addresses pass with none on the wire: Ada's restart
     // then can only offer the signaling network's address, which Bob cannot
     // reach.
     move_host_slowly(&lab.hosts[0], Duration::from_millis(2_500));
-    let back_at = Instant::now();
-    ada.write_line("from the new network");
-    bob.write_line("to the new network");
-    let wait = |process: &e2e::Process, needle: &str| {
-        while !process.log().contains(needle) {
-            assert!(
-                back_at.elapsed() < BACK_LIMIT,
-                "{needle:?} did not arrive within {BACK_LIMIT:?} of the new address\n{}{}",
-                ada.log(),
-                bob.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        back_at.elapsed()
-    };
-    let at_bob = wait(&bob, "Ada: from the new network");
-    let at_ada = wait(&ada, "Bob: to the new network");
+    let (at_bob, at_ada) = lines_cross(&mut ada, &mut bob, Instant::now(), BACK_LIMIT);
     println!(
         "lines written once Ada had an address again arrived after {at_bob:.2?} (at Bob) and {at_ada:.2?} (at Ada)"
     );
