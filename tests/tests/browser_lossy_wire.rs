@@ -9,7 +9,8 @@
 //! Each test prints the time from the receiver's start (the native program's,
 //! or the page's opening of the code once Chromium is up) to the verified file.
 //! `BROWSER_WIRE_MIB` sets the size (default 4), `BROWSER_WIRE_LOSS_PERCENT`
-//! and `BROWSER_WIRE_RTT_MS` the impairment (defaults 1 and 50), for
+//! and `BROWSER_WIRE_RTT_MS` the impairment (defaults 1 and 50), and
+//! `WIRE_PAGE_ENGINE=firefox` puts Firefox where Chromium is, for
 //! measurements by hand: `BROWSER_WIRE_MIB=32 cargo nextest run -p e2e
 //! browser_wire --no-capture --test-threads 1`.
 //!
@@ -27,6 +28,14 @@ use e2e::{Process, Stream, pseudo_random, setting};
 /// Bytes each transfer carries.
 fn size() -> usize {
     (setting("BROWSER_WIRE_MIB", 4.0) * 1024.0 * 1024.0) as usize
+}
+
+/// The browser the pages run in, as the lines printed name it.
+fn browser_name() -> &'static str {
+    match std::env::var("WIRE_PAGE_ENGINE").as_deref() {
+        Ok("firefox") => "Firefox",
+        _ => "Chromium",
+    }
 }
 
 /// Time allowed for a transfer: generous, at 100 KB/s.
@@ -163,7 +172,7 @@ fn browser_wire_chromium_sends_to_native() {
             .lab
             .peer_client(2, "receive", "receive", &[&code, "--out", &out, "--yes"]);
     finished(&mut receiver, &[&page]);
-    setup.check("Chromium → native", started.elapsed());
+    setup.check(&format!("{} → native", browser_name()), started.elapsed());
 }
 
 #[test]
@@ -178,7 +187,7 @@ fn browser_wire_native_sends_to_chromium() {
     let out = setup.out().display().to_string();
     let mut page = setup.page(2, "page receive", "receive", &[code, &out]);
     finished(&mut page, &[&sender]);
-    setup.check("native → Chromium", page_seconds(&page));
+    setup.check(&format!("native → {}", browser_name()), page_seconds(&page));
 }
 
 #[test]
@@ -190,5 +199,6 @@ fn browser_wire_chromium_sends_to_chromium() {
     let out = setup.out().display().to_string();
     let mut receiver = setup.page(2, "page receive", "receive", &[&code, &out]);
     finished(&mut receiver, &[&sender]);
-    setup.check("Chromium → Chromium", page_seconds(&receiver));
+    let name = browser_name();
+    setup.check(&format!("{name} → {name}"), page_seconds(&receiver));
 }

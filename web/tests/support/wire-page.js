@@ -7,11 +7,10 @@
 //                                                    prints {"event":"done",…}
 //
 // "seconds" in the done event counts from the moment the page was asked to send or to open the
-// code. Exits non-zero, with the page's error, if the transfer fails or takes longer than
+// code. WIRE_PAGE_ENGINE=firefox runs the page in Firefox instead of Chromium. Exits non-zero, with the page's error, if the transfer fails or takes longer than
 // WIRE_PAGE_TIMEOUT_SECS (default 300).
 
-import path from 'node:path';
-import { launchBrowser } from './browser.js';
+import { ENGINES } from './engines.js';
 
 const TIMEOUT_MS = Number(process.env.WIRE_PAGE_TIMEOUT_SECS ?? 300) * 1000;
 
@@ -54,14 +53,10 @@ async function send(browser, httpUrl, file) {
   emit({ event: 'done', seconds: (performance.now() - started) / 1000 });
 }
 
-async function receive(browser, httpUrl, code, outDir) {
+async function receive(engine, browser, httpUrl, code, outDir) {
   const page = await browser.newPage();
   echoConsole(page);
-  const saved = [];
-  page.on('download', (download) => {
-    const file = path.join(outDir, download.suggestedFilename());
-    saved.push(download.saveAs(file).then(() => file));
-  });
+  const saved = engine.collectDownloads(page, outDir, 1);
   const started = performance.now();
   const url = new URL(httpUrl);
   url.hash = `code=${code}`;
@@ -70,7 +65,7 @@ async function receive(browser, httpUrl, code, outDir) {
   await page.click('#accept-download');
   await finished(page);
   const seconds = (performance.now() - started) / 1000;
-  const files = await Promise.all(saved);
+  const files = (await saved()).map(({ file }) => file);
   emit({ event: 'done', seconds, files });
 }
 
@@ -79,14 +74,20 @@ async function main() {
   if (!['send', 'receive'].includes(mode) || !httpUrl) {
     throw new Error('usage: wire-page.js send HTTP_URL FILE | receive HTTP_URL CODE OUT_DIR');
   }
+  const name = process.env.WIRE_PAGE_ENGINE ?? 'chromium';
+  const engine = ENGINES.find((known) => known.name === name);
+  if (!engine) throw new Error(`WIRE_PAGE_ENGINE is chromium or firefox, not ${name}`);
   // Raw host addresses rather than mDNS names: another browser on the far host could not resolve
-  // those, as mDNS does not cross the wire.
-  const browser = await launchBrowser({ args: ['--disable-features=WebRtcHideLocalIpsWithMdns'] });
+  // those, as mDNS does not cross the wire (Firefox's launcher turns them off itself).
+  const browser = await engine.launch({
+    args: ['--disable-features=WebRtcHideLocalIpsWithMdns'],
+    downloadDir: mode === 'receive' ? rest[1] : null,
+  });
   try {
     if (mode === 'send') {
       await send(browser, httpUrl, rest[0]);
     } else {
-      await receive(browser, httpUrl, rest[0], rest[1]);
+      await receive(engine, browser, httpUrl, rest[0], rest[1]);
     }
     if (browser.pageErrors.length) {
       throw new Error(`page errors: ${browser.pageErrors.join('; ')}`);
