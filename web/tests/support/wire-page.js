@@ -7,8 +7,9 @@
 //                                                    prints {"event":"done",…}
 //
 // "seconds" in the done event counts from the moment the page was asked to send or to open the
-// code. WIRE_PAGE_ENGINE=firefox runs the page in Firefox instead of Chromium. Exits non-zero, with the page's error, if the transfer fails or takes longer than
-// WIRE_PAGE_TIMEOUT_SECS (default 300).
+// code. Exits non-zero, with the page's error, if the transfer fails or takes longer than
+// WIRE_PAGE_TIMEOUT_SECS (default 300). WIRE_PAGE_ENGINE=firefox runs the page in Firefox instead
+// of Chromium.
 
 import { ENGINES } from './engines.js';
 

@@ -79,8 +79,8 @@ const PACKETS_PER_SACK: u32 = 2;
 /// [`EARLY_SACK_SPACING`] at most; later packets of a burst read before the next transmit
 /// share its one SACK.
 const EARLY_SACKS_PER_TRANSMIT: u32 = 2;
-/// The closest two SACKs made on receipt follow each other beyond the first ones of a burst:
-/// at most ten thousand a second, so a burst read at loopback speed (a packet every few
+/// The shortest time between two SACKs made on receipt, beyond the first ones of a burst: at
+/// most ten thousand a second, so a burst read at loopback speed (a packet every few
 /// microseconds) is acknowledged a few times, not every second packet, while packets arriving
 /// over a real path (one every hundred microseconds at 12 MB/s) get a SACK every second one.
 const EARLY_SACK_SPACING: Duration = Duration::from_micros(100);

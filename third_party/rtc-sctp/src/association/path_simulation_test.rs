@@ -85,12 +85,13 @@ impl Direction {
 
     fn send(&mut self, now: Instant, packet: Bytes) {
         self.sacks += count_sacks(&packet);
-        let packet = if self.immediate_sack_packets > 0 && !data_tsns(&packet).is_empty() {
+        let mut packet = packet;
+        if self.immediate_sack_packets > 0
+            && let Some(marked) = with_immediate_sacks(&packet)
+        {
             self.immediate_sack_packets -= 1;
-            with_immediate_sacks(packet)
-        } else {
-            packet
-        };
+            packet = marked;
+        }
         if self.mtu.is_some_and(|mtu| packet.len() > mtu) {
             return;
         }
@@ -140,11 +141,9 @@ fn count_sacks(packet: &Bytes) -> u64 {
         .count() as u64
 }
 
-/// `packet` with the I bit set on its DATA chunks, when it carries nothing else.
-fn with_immediate_sacks(packet: Bytes) -> Bytes {
-    let Ok(parsed) = Packet::unmarshal(&packet) else {
-        return packet;
-    };
+/// `packet` with the I bit set on its DATA chunks, when it carries DATA and nothing else.
+fn with_immediate_sacks(packet: &Bytes) -> Option<Bytes> {
+    let parsed = Packet::unmarshal(packet).ok()?;
     let data: Vec<ChunkPayloadData> = parsed
         .chunks
         .iter()
@@ -152,7 +151,7 @@ fn with_immediate_sacks(packet: Bytes) -> Bytes {
         .cloned()
         .collect();
     if data.is_empty() || data.len() != parsed.chunks.len() {
-        return packet;
+        return None;
     }
     let marked = Packet {
         common_header: parsed.common_header,
@@ -166,7 +165,7 @@ fn with_immediate_sacks(packet: Bytes) -> Bytes {
             })
             .collect(),
     };
-    marked.marshal().unwrap_or(packet)
+    marked.marshal().ok()
 }
 
 fn data_tsns(packet: &Bytes) -> Vec<u32> {
