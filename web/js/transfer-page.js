@@ -208,12 +208,40 @@ async function receive(text, { swarm = false } = {}) {
   const folders = typeof window.showDirectoryPicker === 'function';
   $('accept-folder').hidden = !folders;
   $('download-note').textContent = downloadNote(folders, streams, offer.files);
+  setFolderNote(folders && dropsFolders ? 'Or drop a folder on this card to save into it.' : '');
   // The first action takes the focus, so Enter accepts (the code was typed just before).
   $(folders ? 'accept-folder' : 'accept-download').focus();
 
   const decided = new Promise((resolve) => {
+    /** A folder dropped on the card: the folder button saves into it once the browser lets it. */
+    let droppedFolder = null;
+    const useFolder = (handle) => {
+      droppedFolder = handle;
+      $('accept-folder').textContent = handle ? `Save into “${handle.name}”` : PICK_FOLDER;
+    };
+    if (folders && dropsFolders) {
+      receiveDrop = {
+        choose(handle) {
+          useFolder(handle);
+          setFolderNote(`Press “Save into ${handle.name}” to save the files there (the browser asks whether this page may).`);
+          $('accept-folder').focus();
+        },
+        refuse: (why) => setFolderNote(why, 'refused'),
+      };
+    }
     $('accept-download').onclick = () => resolve(streams ? downloadSink(listDownload) : blobSink(offerDownload));
     $('accept-folder').onclick = async () => {
+      if (droppedFolder) {
+        const dir = droppedFolder;
+        if (await mayWrite(dir)) return resolve(directorySink(dir));
+        useFolder(null);
+        setFolderNote(
+          `This browser did not let the page save into “${dir.name}”. Choose a folder with “${PICK_FOLDER}”, ` +
+            'drop one again and allow it, or accept as a download.',
+          'refused',
+        );
+        return;
+      }
       try {
         const dir = await window.showDirectoryPicker({ mode: 'readwrite', id: 'transfer' });
         resolve(directorySink(dir));
@@ -225,6 +253,9 @@ async function receive(text, { swarm = false } = {}) {
     cancel?.signal.addEventListener('abort', () => resolve(null), { once: true });
   });
   const sink = await decided;
+  receiveDrop = null;
+  $('accept-folder').textContent = PICK_FOLDER;
+  setFolderNote('');
   $('offer').hidden = true;
   if (!sink) {
     await offer.decline();
@@ -289,6 +320,57 @@ function offerDownload(path, blob) {
   item.append(link);
   $('received-list').append(item);
   link.click();
+}
+
+/** The folder button's own label, which names a dropped folder while one is chosen. */
+const PICK_FOLDER = 'Save into a folder…';
+
+/** Whether a drop gives the page a handle it may ask to write into (Chromium's File System Access). */
+const dropsFolders = typeof DataTransferItem === 'function' && 'getAsFileSystemHandle' in DataTransferItem.prototype;
+
+/** While an offer waits for a choice: what a drop on the receive card does (`choose`, `refuse`). */
+let receiveDrop = null;
+
+/** The line under the offer's buttons about saving into a folder; `state` 'refused' marks a refusal. */
+function setFolderNote(text, state = 'hint') {
+  const note = $('folder-note');
+  note.textContent = text;
+  note.dataset.state = state;
+  note.hidden = text === '';
+}
+
+/** Whether the page may write into `dir`, asking the browser (which may ask the user) if not yet. */
+async function mayWrite(dir) {
+  try {
+    if ((await dir.queryPermission({ mode: 'readwrite' })) === 'granted') return true;
+    return (await dir.requestPermission({ mode: 'readwrite' })) === 'granted';
+  } catch {
+    return false;
+  }
+}
+
+/** A folder dropped on the receive card while an offer waits is where its files go. */
+function acceptFolderDrops() {
+  const zone = $('receive-view');
+  zone.addEventListener('dragover', (event) => {
+    if (!receiveDrop) return;
+    event.dataTransfer.dropEffect = 'copy';
+    zone.classList.add('dragging');
+  });
+  zone.addEventListener('dragleave', (event) => {
+    if (!zone.contains(event.relatedTarget)) zone.classList.remove('dragging');
+  });
+  zone.addEventListener('drop', async (event) => {
+    zone.classList.remove('dragging');
+    const target = receiveDrop;
+    if (!target) return;
+    const items = [...event.dataTransfer.items].filter((item) => item.kind === 'file');
+    if (items.length !== 1) return target.refuse('Drop one folder to save the files into.');
+    // Asked for within the event: the items are gone once it returns.
+    const handle = await items[0].getAsFileSystemHandle().catch(() => null);
+    if (handle?.kind !== 'directory') return target.refuse('Drop a folder to save the files into, not a file.');
+    if (receiveDrop === target) target.choose(handle);
+  });
 }
 
 /** What was dropped on the page, walked; it stands for the pickers until they change. */
@@ -479,6 +561,7 @@ function main() {
   copyButton('copy-code', () => $('send-code').textContent);
   copyButton('copy-link', () => $('send-link').href);
   acceptDrops();
+  acceptFolderDrops();
   const fragment = new URLSearchParams(location.hash.slice(1));
   const swarm = fragment.has('swarm');
   const code = fragment.get(swarm ? 'swarm' : 'code');

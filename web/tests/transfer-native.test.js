@@ -185,6 +185,25 @@ for (const engine of ENGINES) {
   });
 }
 
+/** Drops the paths `files` from the disk on `selector`, as the desktop would (Chromium's DevTools drag). */
+async function dropFromDisk(page, selector, files) {
+  const zone = await page.locator(selector).boundingBox();
+  const at = { x: zone.x + zone.width / 2, y: zone.y + zone.height / 2 };
+  const data = { items: [], files, dragOperationsMask: 1 };
+  const devtools = await page.context().newCDPSession(page);
+  for (const type of ['dragEnter', 'dragOver', 'drop']) {
+    await devtools.send('Input.dispatchDragEvent', { type, ...at, data });
+  }
+}
+
+/** Everything under `root`, as sorted relative paths (folders end with `/`). */
+function listTree(root) {
+  return fs
+    .readdirSync(root, { recursive: true, withFileTypes: true })
+    .map((entry) => path.relative(root, path.join(entry.parentPath, entry.name)) + (entry.isDirectory() ? '/' : ''))
+    .sort();
+}
+
 // A real drop from the disk: Chromium's DevTools protocol drags paths onto the page as the desktop
 // would, so the folder arrives as a directory entry the page must walk (no API of the page is
 // called by the test). Firefox's WebDriver BiDi has no drag carrying files.
@@ -205,13 +224,7 @@ test('Chromium: a folder from the disk dropped on the send card → native recei
   const page = await browser.newPage();
   await page.goto(`${server.httpUrl}transfer.html`);
   await page.waitForFunction(() => document.body.dataset.ready === 'true');
-  const zone = await page.locator('#send-view').boundingBox();
-  const at = { x: zone.x + zone.width / 2, y: zone.y + zone.height / 2 };
-  const data = { items: [], files: [album, files['loose.bin']], dragOperationsMask: 1 };
-  const devtools = await page.context().newCDPSession(page);
-  for (const type of ['dragEnter', 'dragOver', 'drop']) {
-    await devtools.send('Input.dispatchDragEvent', { type, ...at, data });
-  }
+  await dropFromDisk(page, '#send-view', [album, files['loose.bin']]);
   await page.waitForFunction(() => document.getElementById('send-picked').textContent.startsWith('Ready'));
   assert.equal(await page.textContent('#send-picked'), 'Ready: 3 files and 1 empty folder, 705.6 kB.');
   const code = await getCode(page);
@@ -223,6 +236,101 @@ test('Chromium: a folder from the disk dropped on the send card → native recei
   assert.ok(fs.statSync(path.join(out, 'album/empty')).isDirectory(), 'the empty folder was not made');
   await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 30_000 });
   assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
+  assert.deepEqual(browser.pageErrors, []);
+});
+
+// The receiving side of a drop: a folder from the disk dropped on the receive card while an offer
+// waits is where the files go. Writing there takes the browser's leave, which Chromium asks the user
+// for; the profile here holds the answer a user gives in the site's settings ("Edit files: allow"),
+// so the browser's own permission check grants it and nobody has to click a prompt.
+test('Chromium: a folder from the disk dropped on the receive card takes the files, tree kept', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const album = path.join(dir, 'album');
+  fs.mkdirSync(path.join(album, 'sub'), { recursive: true });
+  fs.mkdirSync(path.join(album, 'empty'));
+  const sources = {
+    'album/cover.bin': randomFile(album, 'cover.bin', 700_000),
+    'album/sub/notes.txt': randomFile(path.join(album, 'sub'), 'notes.txt', 1234),
+  };
+  const code = '7-apple-tiger';
+  const sender = runPeerClient('peer-client send', ['send', album, '--server', server.wsUrl, '--code', code, '--json']);
+  t.after(() => sender.kill());
+  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+  // The folder the user drops already holds a file of their own.
+  const dest = path.join(dir, 'dest');
+  fs.mkdirSync(dest);
+  fs.writeFileSync(path.join(dest, 'mine.txt'), 'not part of the transfer');
+
+  const origin = new URL(server.httpUrl).origin;
+  const preferences = { profile: { content_settings: { exceptions: { file_system_write_guard: { [`${origin},*`]: { setting: 1 } } } } } };
+  const browser = await launchBrowser({ preferences });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${server.httpUrl}#code=${code}`);
+  await page.waitForSelector('#offer', { state: 'visible' });
+  assert.equal(await page.textContent('#folder-note'), 'Or drop a folder on this card to save into it.');
+  await dropFromDisk(page, '#receive-view', [dest]);
+  await page.waitForFunction(() => document.getElementById('accept-folder').textContent === 'Save into “dest”');
+  // Nothing is written before the user confirms where.
+  assert.deepEqual(listTree(dest), ['mine.txt']);
+  await page.click('#accept-folder');
+  await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 60_000 });
+  assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
+  assert.deepEqual(listTree(dest), ['album/', 'album/cover.bin', 'album/empty/', 'album/sub/', 'album/sub/notes.txt', 'mine.txt']);
+  for (const [name, source] of Object.entries(sources)) {
+    assert.equal(sha256File(path.join(dest, name)), sha256File(source), `${name} differs`);
+  }
+  assert.equal(fs.readFileSync(path.join(dest, 'mine.txt'), 'utf8'), 'not part of the transfer');
+  assert.equal((await exited(sender)).code, 0, sender.log());
+  assert.deepEqual(browser.pageErrors, []);
+});
+
+// The same drop where the browser says no (a user who refuses the prompt): the page says so, writes
+// nothing, and the offer stays open for another choice. A dropped file is not a folder.
+test('Chromium: a refused dropped folder, or a dropped file, leaves the offer open and the folder untouched', { timeout: 120_000 }, async (t) => {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const dir = tempDir(t);
+  const file = randomFile(dir, 'report.bin', 300_000);
+  const code = '7-apple-tiger';
+  const sender = runPeerClient('peer-client send', ['send', file, '--server', server.wsUrl, '--code', code, '--json']);
+  t.after(() => sender.kill());
+  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+  const dest = path.join(dir, 'dest');
+  fs.mkdirSync(dest);
+
+  const downloads = path.join(dir, 'downloads');
+  fs.mkdirSync(downloads);
+  const browser = await launchBrowser({ args: ['--deny-permission-prompts'], downloadsPath: downloads });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${server.httpUrl}#code=${code}`);
+  await page.waitForSelector('#offer', { state: 'visible' });
+  await dropFromDisk(page, '#receive-view', [file]);
+  await page.waitForFunction(() => document.getElementById('folder-note').dataset.state === 'refused');
+  assert.equal(await page.textContent('#folder-note'), 'Drop a folder to save the files into, not a file.');
+  await dropFromDisk(page, '#receive-view', [dest]);
+  await page.waitForFunction(() => document.getElementById('accept-folder').textContent === 'Save into “dest”');
+  await page.click('#accept-folder');
+  await page.waitForFunction(() => document.getElementById('folder-note').textContent.startsWith('This browser did not'));
+  assert.equal(
+    await page.textContent('#folder-note'),
+    'This browser did not let the page save into “dest”. Choose a folder with “Save into a folder…”, drop one again and allow it, or accept as a download.',
+  );
+  assert.equal(await page.textContent('#accept-folder'), 'Save into a folder…');
+  assert.equal(await page.isVisible('#offer'), true);
+  assert.equal(await page.getAttribute('body', 'data-transfer'), 'offered');
+  assert.deepEqual(listTree(dest), []);
+  // The offer is still whole: taken as a download, it arrives.
+  const saved = page.waitForEvent('download');
+  await page.click('#accept-download');
+  await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 60_000 });
+  assert.equal(await page.getAttribute('body', 'data-transfer'), 'done', await page.textContent('#transfer-error'));
+  const download = await saved;
+  assert.equal(sha256File(await download.path()), sha256File(file));
+  assert.equal((await exited(sender)).code, 0, sender.log());
   assert.deepEqual(browser.pageErrors, []);
 });
 

@@ -24,14 +24,19 @@ export const PAGE_TIMEOUT_MS = 20_000;
 /**
  * Launches Chromium with a new, empty user-data dir. Every page it opens is a separate peer.
  * `args` are further command-line flags; `downloadsPath` is where downloads are written while they
- * run (a temporary folder otherwise).
+ * run (a temporary folder otherwise); `preferences` is the profile's `Preferences` file as the
+ * browser finds it at start (the choices a user made in its settings).
  * @returns {Promise<{context: import('playwright-core').BrowserContext, newPage: Function, close: Function}>}
  */
-export async function launchBrowser({ viewport = { width: 1000, height: 700 }, args = [], downloadsPath } = {}) {
+export async function launchBrowser({ viewport = { width: 1000, height: 700 }, args = [], downloadsPath, preferences } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install chromium) or set CHROMIUM_PATH`);
   }
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'web-tests-chromium-'));
+  if (preferences) {
+    fs.mkdirSync(path.join(userDataDir, 'Default'));
+    fs.writeFileSync(path.join(userDataDir, 'Default', 'Preferences'), JSON.stringify(preferences));
+  }
   const removeDir = () => fs.rmSync(userDataDir, { recursive: true, force: true });
   // Also on an abrupt end of the test process (a test that timed out, say).
   process.once('exit', removeDir);
