@@ -21,6 +21,8 @@ use crate::transfer::{MAX_CHUNK_BYTES, Message, TransferError};
 const CONTROL_QUEUE: usize = 4096;
 /// Longest a dropped link's task may take to send its last messages.
 const RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often a flush looks whether the peer has acknowledged everything.
+const FLUSH_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What a link's task reports back.
 #[derive(Debug)]
@@ -112,15 +114,16 @@ impl Uploader {
         while self.task.as_ref().is_some_and(|task| !task.is_finished())
             && (self.pending.load(Ordering::Acquire) > 0 || self.channel.queued_bytes().await > 0)
         {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(FLUSH_POLL).await;
         }
     }
 }
 
 impl Uploader {
     /// Ends the link's task once it has sent what is queued and `last`
-    /// (a key confirmation in flight, then why the link ends), at most
-    /// [`RETIRE_WAIT`] from now; pieces still queued are not sent.
+    /// (a key confirmation in flight, then why the link ends), and the peer
+    /// has acknowledged them, at most [`RETIRE_WAIT`] from now; pieces
+    /// still queued are not sent.
     pub fn retire(mut self, last: Option<Message>) -> tokio::task::JoinHandle<()> {
         if let Some(last) = last {
             self.send(Outgoing::Message(last));
@@ -128,10 +131,20 @@ impl Uploader {
         let Some(mut task) = self.task.take() else {
             return tokio::spawn(async {});
         };
+        let channel = self.channel.clone();
         // Dropping the handle's queues ends the task after what they hold.
         drop(self);
         tokio::spawn(async move {
-            if tokio::time::timeout(RETIRE_WAIT, &mut task).await.is_err() {
+            let delivered = async {
+                let _ = (&mut task).await;
+                // Written is not yet sent: a node that stops right after
+                // (a sender that saw one guess too many) closes the
+                // connection, and what the channel still held was lost.
+                while channel.queued_bytes().await > 0 {
+                    tokio::time::sleep(FLUSH_POLL).await;
+                }
+            };
+            if tokio::time::timeout(RETIRE_WAIT, delivered).await.is_err() {
                 task.abort();
             }
         })
@@ -236,4 +249,65 @@ async fn send_piece(
             .map_err(|_| TransferError::Gone("the channel closed"))?;
     }
     Ok(data.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use test_support::TestServer;
+
+    use super::*;
+    use crate::{Event, Session, SessionConfig, TransportOptions};
+
+    const STEP: Duration = Duration::from_secs(15);
+
+    async fn chat_channel(session: &mut Session) -> Channel {
+        tokio::time::timeout(STEP, async {
+            loop {
+                match session.next_event().await.expect("the session ended") {
+                    Event::ChannelOpen { channel, .. } if channel.label() == "chat" => {
+                        return channel;
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("no chat channel in time")
+    }
+
+    async fn join(url: &str) -> Session {
+        let mut config = SessionConfig::new(url, "retire");
+        config.transport = TransportOptions::loopback();
+        Session::connect(config).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retired_link_ends_once_the_peer_has_its_last_messages() {
+        let server = TestServer::loopback();
+        let mut receiver = join(&server.url()).await;
+        let mut sender = join(&server.url()).await;
+        let channel = chat_channel(&mut sender).await;
+        chat_channel(&mut receiver).await;
+        let (reports, _reports_rx) = mpsc::channel(8);
+        let uploader = Uploader::start(channel.clone(), reports);
+        // More than the loopback link acknowledges the moment it is written.
+        for _ in 0..8 {
+            let message = "x".repeat(200_000);
+            assert!(uploader.send(Outgoing::Message(Message::Error { message })));
+        }
+        let last = Message::Error {
+            message: "the last word".into(),
+        };
+        tokio::time::timeout(STEP, uploader.retire(Some(last)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(0, channel.queued_bytes().await, "retired before delivery");
+        sender.close().await;
+        receiver.close().await;
+    }
 }
