@@ -349,24 +349,32 @@ async function mayWrite(dir) {
   }
 }
 
-/** A folder dropped on the receive card while an offer waits is where its files go. */
-function acceptFolderDrops() {
-  const zone = $('receive-view');
+/**
+ * Makes `zone` take what is dropped on it while `accepts()` says so: outlined while something is
+ * dragged over it, and `onDrop(dataTransfer)` called within the drop event (its items are gone
+ * once the event returns).
+ */
+function dropZone(zone, accepts, onDrop) {
   zone.addEventListener('dragover', (event) => {
-    if (!receiveDrop) return;
+    if (!accepts()) return;
     event.dataTransfer.dropEffect = 'copy';
     zone.classList.add('dragging');
   });
   zone.addEventListener('dragleave', (event) => {
     if (!zone.contains(event.relatedTarget)) zone.classList.remove('dragging');
   });
-  zone.addEventListener('drop', async (event) => {
+  zone.addEventListener('drop', (event) => {
     zone.classList.remove('dragging');
+    if (accepts()) onDrop(event.dataTransfer);
+  });
+}
+
+/** A folder dropped on the receive card while an offer waits is where its files go. */
+function acceptFolderDrops() {
+  dropZone($('receive-view'), () => receiveDrop !== null, async (data) => {
     const target = receiveDrop;
-    if (!target) return;
-    const items = [...event.dataTransfer.items].filter((item) => item.kind === 'file');
+    const items = [...data.items].filter((item) => item.kind === 'file');
     if (items.length !== 1) return target.refuse('Drop one folder to save the files into.');
-    // Asked for within the event: the items are gone once it returns.
     const handle = await items[0].getAsFileSystemHandle().catch(() => null);
     if (handle?.kind !== 'directory') return target.refuse('Drop a folder to save the files into, not a file.');
     if (receiveDrop === target) target.choose(handle);
@@ -396,21 +404,10 @@ function showPicked() {
 
 /** Files and folders dropped on the send card replace what the pickers hold. */
 function acceptDrops() {
-  const zone = $('send-view');
   // A file dropped anywhere else must not make the browser leave the page to open it.
   for (const type of ['dragover', 'drop']) window.addEventListener(type, (event) => event.preventDefault());
-  zone.addEventListener('dragover', (event) => {
-    if ($('send-start').disabled) return;
-    event.dataTransfer.dropEffect = 'copy';
-    zone.classList.add('dragging');
-  });
-  zone.addEventListener('dragleave', (event) => {
-    if (!zone.contains(event.relatedTarget)) zone.classList.remove('dragging');
-  });
-  zone.addEventListener('drop', async (event) => {
-    zone.classList.remove('dragging');
-    if ($('send-start').disabled) return;
-    const entries = droppedEntries(event.dataTransfer);
+  dropZone($('send-view'), () => !$('send-start').disabled, async (data) => {
+    const entries = droppedEntries(data);
     try {
       dropped = await walkDropped(entries);
     } catch (err) {

@@ -204,6 +204,20 @@ function listTree(root) {
     .sort();
 }
 
+/** A folder `album` in `dir` with a file, a file in a subfolder and an empty folder; returns its files by relative path. */
+function makeAlbum(dir) {
+  const album = path.join(dir, 'album');
+  fs.mkdirSync(path.join(album, 'sub'), { recursive: true });
+  fs.mkdirSync(path.join(album, 'empty'));
+  return {
+    album,
+    files: {
+      'album/cover.bin': randomFile(album, 'cover.bin', 700_000),
+      'album/sub/notes.txt': randomFile(path.join(album, 'sub'), 'notes.txt', 1234),
+    },
+  };
+}
+
 // A real drop from the disk: Chromium's DevTools protocol drags paths onto the page as the desktop
 // would, so the folder arrives as a directory entry the page must walk (no API of the page is
 // called by the test). Firefox's WebDriver BiDi has no drag carrying files.
@@ -211,14 +225,8 @@ test('Chromium: a folder from the disk dropped on the send card → native recei
   const server = await startSignalingServer();
   t.after(() => server.child.kill());
   const dir = tempDir(t);
-  const album = path.join(dir, 'album');
-  fs.mkdirSync(path.join(album, 'sub'), { recursive: true });
-  fs.mkdirSync(path.join(album, 'empty'));
-  const files = {
-    'album/cover.bin': randomFile(album, 'cover.bin', 700_000),
-    'album/sub/notes.txt': randomFile(path.join(album, 'sub'), 'notes.txt', 1234),
-    'loose.bin': randomFile(dir, 'loose.bin', 4321),
-  };
+  const { album, files: inAlbum } = makeAlbum(dir);
+  const files = { ...inAlbum, 'loose.bin': randomFile(dir, 'loose.bin', 4321) };
   const browser = await launchBrowser();
   t.after(() => browser.close());
   const page = await browser.newPage();
@@ -247,13 +255,7 @@ test('Chromium: a folder from the disk dropped on the receive card takes the fil
   const server = await startSignalingServer();
   t.after(() => server.child.kill());
   const dir = tempDir(t);
-  const album = path.join(dir, 'album');
-  fs.mkdirSync(path.join(album, 'sub'), { recursive: true });
-  fs.mkdirSync(path.join(album, 'empty'));
-  const sources = {
-    'album/cover.bin': randomFile(album, 'cover.bin', 700_000),
-    'album/sub/notes.txt': randomFile(path.join(album, 'sub'), 'notes.txt', 1234),
-  };
+  const { album, files: sources } = makeAlbum(dir);
   const code = '7-apple-tiger';
   const sender = runPeerClient('peer-client send', ['send', album, '--server', server.wsUrl, '--code', code, '--json']);
   t.after(() => sender.kill());
