@@ -541,3 +541,32 @@ async fn a_receiver_left_without_a_holder_says_so_keeps_its_pieces_and_resumes_f
     sending.wait_line("\"finished\"").await;
     sending.child.kill().await.unwrap();
 }
+
+/// A peer in the swarm's room that links and then says nothing: no key
+/// exchange, no pieces. Holds its session until `until`.
+async fn sit_silent(url: String, code: &'static str, until: tokio::time::Instant) {
+    let code = Code::parse(code).unwrap();
+    let mut config = swarm_session(SessionConfig::new(&url, ""), &code);
+    config.transport = TransportOptions::loopback();
+    let mut session = Session::connect(config).await.unwrap();
+    while let Ok(Some(_)) = tokio::time::timeout_at(until, session.next_event()).await {}
+    session.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_links_but_meets_no_sender_does_not_blame_the_path() {
+    let server = TestServer::loopback();
+    let dir = TempDir::new("silent");
+    let code = "46-swarm-test-silent-peer";
+    let silent = tokio::spawn(sit_silent(
+        server.url(),
+        code,
+        tokio::time::Instant::now() + LIMIT,
+    ));
+    let out = dir.0.join("out");
+    let (ok, _, stderr) = receiver(&server.url(), code, &out).finish().await;
+    assert!(!ok, "a receiver without a sender succeeded");
+    assert!(stderr.contains("none proved to be the sender"), "{stderr}");
+    assert!(!stderr.contains("no direct or relayed path"), "{stderr}");
+    silent.abort();
+}

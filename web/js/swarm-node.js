@@ -130,6 +130,8 @@ export class SwarmNode {
     this._signaling = new SignalingClient(url, code.swarmRoom());
     /** @type {Map<string, SwarmPeer>} */
     this._peers = new Map();
+    /** Whether any peer's transfer channel opened: a receiver that then finds no sender was not let down by the path. */
+    this._linked = false;
     /** Peers in the room, as the server reports them. */
     this._room = new Set();
     /** Peers that turned this page away, and the first reason. */
@@ -270,6 +272,7 @@ export class SwarmNode {
     this._peers.set(id, peer);
     link.addEventListener('channel-open', ({ detail }) => {
       if (detail.label !== TRANSFER_LABEL || peer.channel || this._peers.get(id) !== peer) return;
+      this._linked = true;
       this._guard(() => this._opened(peer, detail.channel));
     });
     link.addEventListener('link-state', ({ detail }) => {
@@ -694,7 +697,10 @@ export class SwarmNode {
     }
     if (!this._scheduler) {
       if (!this._sender && !this._content && now - this._started > STEP_TIMEOUT_MS) {
-        throw new TransferError('timed out connecting to the sender (no direct or relayed path was found)', { kind: 'timeout' });
+        const why = this._linked
+          ? 'finding the sender (a peer linked, but none proved to be the sender: it may have left, or be out of reach)'
+          : 'connecting to the sender (no direct or relayed path was found)';
+        throw new TransferError(`timed out ${why}`, { kind: 'timeout' });
       }
       return;
     }

@@ -86,6 +86,9 @@ pub struct Node<'a> {
     idle: Duration,
     started: Instant,
     links: BTreeMap<PeerId, Link>,
+    /// Whether any peer's transfer channel opened: a receiver that then
+    /// finds no sender was not let down by the path.
+    linked: bool,
     early: HashMap<PeerId, VecDeque<Payload>>,
     pub(super) content: Option<Arc<Content>>,
     scheduler: Option<Scheduler<PeerId>>,
@@ -151,6 +154,7 @@ impl<'a> Node<'a> {
             idle,
             started: now,
             links: BTreeMap::new(),
+            linked: false,
             early: HashMap::new(),
             content,
             seeding,
@@ -277,6 +281,7 @@ impl<'a> Node<'a> {
                         .await;
                     return Ok(());
                 }
+                self.linked = true;
                 let uploader = Uploader::start(channel, self.reports_tx.clone());
                 let (handshake, pake) = Handshake::start(&self.code);
                 uploader.send(Outgoing::Message(pake));
@@ -831,9 +836,11 @@ impl<'a> Node<'a> {
                 && self.sender.is_none()
                 && now.duration_since(self.started) > crate::transfer::STEP_TIMEOUT
             {
-                return Err(TransferError::Timeout(
-                    "connecting to the sender (no direct or relayed path was found)",
-                ));
+                return Err(TransferError::Timeout(if self.linked {
+                    "finding the sender (a peer linked, but none proved to be the sender: it may have left, or be out of reach)"
+                } else {
+                    "connecting to the sender (no direct or relayed path was found)"
+                }));
             }
             return Ok(());
         };
