@@ -483,6 +483,22 @@ export class TransferLink {
     this.sendMessage({ type: 'error', message: err instanceof TransferError ? err.message : String(err) });
   }
 
+  /**
+   * Ends the link after `err`. A peer that does not know yet is told why, and the link stays
+   * (bounded) until that peer closes: a page cannot tell when what it sent arrived (its
+   * `bufferedAmount` is 0 once the browser's SCTP stack has the data), and closing the connection
+   * sooner lost the message in Firefox.
+   */
+  async stop(err) {
+    this.fail(err);
+    await this.close({ afterPeer: !(err instanceof TransferError && err.peerKnows) });
+  }
+
+  /** Whether the peer said why it stops (its `error` waits in the inbox): it reads nothing more. */
+  _peerStopped() {
+    return this._inbox.some((data) => typeof data === 'string' && parseMessage(data)?.type === 'error');
+  }
+
   /** Waits (bounded) until what was sent is delivered or the peer closes, then leaves. */
   async close({ afterPeer = false } = {}) {
     if (this._closed) return;
@@ -491,7 +507,7 @@ export class TransferLink {
     const deadline = Date.now() + CLOSE_WAIT_MS;
     while (this.channel?.readyState === 'open' && Date.now() < deadline) {
       if (!afterPeer && this.channel.bufferedAmount === 0) break;
-      if (afterPeer && this._failure) break;
+      if (afterPeer && (this._failure || this._peerStopped())) break;
       await new Promise((r) => setTimeout(r, 20));
     }
     clearTimeout(this._disconnectTimer);

@@ -48,8 +48,7 @@ export class IncomingOffer {
       await this._link.close({ afterPeer: true });
       return summary;
     } catch (err) {
-      this._link.fail(err);
-      await this._link.close();
+      await this._link.stop(err);
       throw err;
     }
   }
@@ -71,8 +70,7 @@ export async function receiveOffer({ url, code, onStatus = () => {}, signal }) {
     checkManifest(entries, offer.bytes);
     return new IncomingOffer(link, entries, offer.bytes);
   } catch (err) {
-    link.fail(err);
-    await link.close();
+    await link.stop(err);
     throw err;
   }
 }

@@ -55,8 +55,7 @@ export async function sendFiles({ url, files, dirs = [], code, onCode = () => {}
     await link.close();
     return summary;
   } catch (err) {
-    link.fail(err);
-    await link.close();
+    await link.stop(err);
     throw err;
   }
 }
