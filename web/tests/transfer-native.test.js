@@ -14,6 +14,14 @@ import { exited, getCode, randomFile, receiveInto, runPeerClient, sha256File, st
 
 const MiB = 1024 * 1024;
 
+/** Starts `peer-client send PATHS --code CODE --json` and waits until it waits for its receiver. */
+async function nativeSend(t, wsUrl, paths, code) {
+  const sender = runPeerClient('peer-client send', ['send', ...paths, '--server', wsUrl, '--code', code, '--json']);
+  t.after(() => sender.kill());
+  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+  return sender;
+}
+
 for (const engine of ENGINES) {
   test(`${engine.name}: native peer-client send → page receives, files verified`, { timeout: 120_000 }, async (t) => {
     const server = await startSignalingServer();
@@ -23,9 +31,7 @@ for (const engine of ENGINES) {
     fs.mkdirSync(src);
     const files = [randomFile(src, 'big.bin', 5 * MiB + 12345), randomFile(src, 'small.txt', 1000), randomFile(src, 'empty', 0)];
     const code = '7-apple-tiger';
-    const sender = runPeerClient('peer-client send', ['send', ...files, '--server', server.wsUrl, '--code', code, '--json']);
-    t.after(() => sender.kill());
-    await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+    const sender = await nativeSend(t, server.wsUrl, files, code);
 
     const downloads = path.join(dir, 'downloads');
     fs.mkdirSync(downloads);
@@ -257,9 +263,7 @@ test('Chromium: a folder from the disk dropped on the receive card takes the fil
   const dir = tempDir(t);
   const { album, files: sources } = makeAlbum(dir);
   const code = '7-apple-tiger';
-  const sender = runPeerClient('peer-client send', ['send', album, '--server', server.wsUrl, '--code', code, '--json']);
-  t.after(() => sender.kill());
-  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+  const sender = await nativeSend(t, server.wsUrl, [album], code);
   // The folder the user drops already holds a file of their own.
   const dest = path.join(dir, 'dest');
   fs.mkdirSync(dest);
@@ -297,9 +301,7 @@ test('Chromium: a refused dropped folder, or a dropped file, leaves the offer op
   const dir = tempDir(t);
   const file = randomFile(dir, 'report.bin', 300_000);
   const code = '7-apple-tiger';
-  const sender = runPeerClient('peer-client send', ['send', file, '--server', server.wsUrl, '--code', code, '--json']);
-  t.after(() => sender.kill());
-  await sender.waitForLine('"event":"code"', { stream: 'stdout' });
+  const sender = await nativeSend(t, server.wsUrl, [file], code);
   const dest = path.join(dir, 'dest');
   fs.mkdirSync(dest);
 
