@@ -88,6 +88,8 @@ class SwarmPeer {
     /** Pieces it asked for, to send in order. */
     this.asked = [];
     this.serving = false;
+    /** It said why it stops (its `error`) after this page stopped reading it. */
+    this.stopped = false;
   }
 
   /** Sends a control message (best effort: a closed channel is noticed by its events). */
@@ -286,7 +288,9 @@ export class SwarmNode {
     channel.binaryType = 'arraybuffer';
     channel.bufferedAmountLowThreshold = SEND_LOW_WATER;
     channel.addEventListener('message', ({ data }) => {
-      if (this._peers.get(peer.id) === peer) this._guard(() => this._onFrame(peer, data));
+      if (!this._closed && this._peers.get(peer.id) === peer) this._guard(() => this._onFrame(peer, data));
+      // A link being closed waits for the peer's own reason, if it gives one.
+      else if (typeof data === 'string' && parseMessage(data)?.type === 'error') peer.stopped = true;
     });
     channel.addEventListener('close', () => this._guard(() => this._drop(peer.id, null)));
     peer.pake = new Pake(this._code.text);
@@ -631,7 +635,8 @@ export class SwarmNode {
       await this.close();
       return summary;
     } catch (err) {
-      await this.close();
+      // The page says why at once; the links close behind it (bounded).
+      this.close();
       throw err;
     }
   }
@@ -776,14 +781,9 @@ export class SwarmNode {
       this._advertise(this._seeding.left(id));
     }
     // What was queued (a reason, a last `have`) still goes out, then the link closes.
-    if (why && !why.peerKnows) peer.tell({ type: 'error', message: why.message });
-    const channel = peer.channel;
-    const closing = Date.now() + CLOSE_WAIT_MS;
-    const close = () => {
-      if (channel?.readyState === 'open' && channel.bufferedAmount > 0 && Date.now() < closing) setTimeout(close, 50);
-      else peer.link.close();
-    };
-    close();
+    const told = Boolean(why && !why.peerKnows);
+    if (told) peer.tell({ type: 'error', message: why.message });
+    this._closeLink(peer, told);
     if (!why) {
       if (peer.role) this._onPeer(id, { left: true });
     } else {
@@ -830,14 +830,30 @@ export class SwarmNode {
     if (!waiter) this.close();
   }
 
+  /**
+   * Closes `peer`'s link once its channel sent what it holds. A peer that was `told` why this page
+   * stops keeps its link until it closes it or says why it stops itself, at most
+   * {@link CLOSE_WAIT_MS}: a page cannot tell when what it sent arrived (`bufferedAmount` is 0 once
+   * the browser's SCTP stack holds the data), and closing sooner lost the reason in Firefox.
+   */
+  async _closeLink(peer, told) {
+    const channel = peer.channel;
+    const deadline = Date.now() + CLOSE_WAIT_MS;
+    while (channel?.readyState === 'open' && Date.now() < deadline) {
+      if (told ? peer.stopped : channel.bufferedAmount === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    peer.link.close();
+  }
+
   /** Leaves the swarm: what the channels hold goes out first (bounded), then every link closes. */
   async close() {
     if (this._closed) return;
     this._closed = true;
     clearInterval(this._ticker);
     this._signal?.removeEventListener('abort', this._abort);
-    await this._flush();
-    for (const peer of this._peers.values()) peer.link.close();
+    const told = Boolean(this._failure) && !(this._failure instanceof TransferError && this._failure.peerKnows);
+    await Promise.all([...this._peers.values()].map((peer) => this._closeLink(peer, told)));
     this._peers.clear();
     this._signaling.close();
   }

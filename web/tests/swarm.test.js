@@ -3,6 +3,7 @@
 // receivers pass pieces on to each other, pages included.
 
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -12,8 +13,8 @@ import { exited, randomFile, runPeerClient, sha256File, tempDir } from './suppor
 
 const MiB = 1024 * 1024;
 
-/** `peer-client receive --swarm CODE` into `out`, with its JSON events. */
-function nativeReceiver(t, wsUrl, code, out) {
+/** `peer-client receive --swarm CODE` into `out`, with its JSON events and the further arguments `extra`. */
+function nativeReceiver(t, wsUrl, code, out, extra = []) {
   const receiver = runPeerClient(`peer-client receive --swarm (${path.basename(out)})`, [
     'receive',
     '--swarm',
@@ -24,6 +25,7 @@ function nativeReceiver(t, wsUrl, code, out) {
     out,
     '--yes',
     '--json',
+    ...extra,
   ]);
   t.after(() => receiver.kill());
   return receiver;
@@ -272,3 +274,71 @@ test('chromium: a page reloaded in the middle of a swarm keeps the pieces it ver
   assert.equal(sha256File(downloaded), sha256File(file));
   assert.deepEqual(browser.pageErrors, []);
 });
+
+for (const engine of ENGINES) {
+  test(`${engine.name}: a page sending to a swarm tells each guess that the code did not match, and the third guess stops it`, { timeout: 180_000 }, async (t) => {
+    const server = await startSignalingServer();
+    t.after(() => server.child.kill());
+    const dir = tempDir(t);
+    const file = randomFile(dir, 'secret.bin', 2 * MiB);
+    const browser = await engine.launch();
+    t.after(() => browser.close());
+    const page = await browser.newPage();
+    await page.goto(`${server.httpUrl}transfer.html`);
+    await page.setInputFiles('#send-files', [file]);
+    await page.fill('#send-receivers', '2');
+    await page.click('#send-start');
+    await page.waitForFunction(() => document.body.dataset.code);
+    const code = await page.getAttribute('body', 'data-code');
+    const wrong = `${code.split('-')[0]}-wrong-guess`;
+
+    // Each guess learns from the page's key confirmation that its code is wrong: a page that
+    // closed the link before that confirmation arrived left the guess blaming the path.
+    for (const guess of [1, 2, 3]) {
+      const out = path.join(dir, `guess${guess}`);
+      const guesser = nativeReceiver(t, server.wsUrl, wrong, out);
+      const status = await exited(guesser, 60_000);
+      assert.notEqual(status.code, 0, guesser.log());
+      const error = guesser.output.filter((l) => l.stream === 'stderr').map((l) => l.line).join('\n');
+      assert.match(error, /did not match/, guesser.log());
+      assert.equal(fs.existsSync(path.join(out, 'secret.bin')) || fs.existsSync(path.join(out, 'secret.bin.part')), false);
+      if (guess < 3) assert.notEqual(await page.getAttribute('body', 'data-transfer'), 'failed', await page.textContent('#transfer-error'));
+    }
+    await page.waitForFunction(() => document.body.dataset.transfer === 'failed', null, { timeout: 30_000 });
+    assert.match(await page.textContent('#transfer-error'), /someone may be guessing/);
+    assert.deepEqual(browser.pageErrors, []);
+  });
+}
+
+for (const engine of ENGINES) {
+  test(`${engine.name}: a page sending to a swarm whose file changes on disk stops, and its receiver says why`, { timeout: 120_000 }, async (t) => {
+    const server = await startSignalingServer();
+    t.after(() => server.child.kill());
+    const dir = tempDir(t);
+    const file = randomFile(dir, 'report.bin', 48 * MiB);
+    const browser = await engine.launch();
+    t.after(() => browser.close());
+    const page = await browser.newPage();
+    await page.goto(`${server.httpUrl}transfer.html`);
+    await page.setInputFiles('#send-files', [file]);
+    await page.fill('#send-receivers', '2');
+    await page.click('#send-start');
+    await page.waitForFunction(() => document.body.dataset.code);
+    const code = await page.getAttribute('body', 'data-code');
+    // Its last MiB rewritten in place after it was offered: where the browser still reads the file
+    // (Firefox), pieces flow until the page meets a changed one, with data in flight when it stops.
+    const handle = fs.openSync(file, 'r+');
+    fs.writeSync(handle, crypto.randomBytes(MiB), 0, MiB, 47 * MiB);
+    fs.closeSync(handle);
+
+    // Nobody else holds the pieces: without the sender it gives up after its idle timeout.
+    const receiver = nativeReceiver(t, server.wsUrl, code, path.join(dir, 'out'), ['--idle-timeout', '2']);
+    await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.transfer), null, { timeout: 60_000 });
+    assert.equal(await page.getAttribute('body', 'data-transfer'), 'failed');
+    assert.match(await page.textContent('#transfer-error'), /^report\.bin changed /);
+    // The page's reason reaches the receiver before the link closes.
+    assert.notEqual((await exited(receiver, 60_000)).code, 0);
+    assert.match(receiver.log(), /the other side stopped the transfer: report\.bin changed /);
+    assert.deepEqual(browser.pageErrors, []);
+  });
+}
