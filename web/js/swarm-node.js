@@ -132,6 +132,8 @@ export class SwarmNode {
     this._signaling = new SignalingClient(url, code.swarmRoom());
     /** @type {Map<string, SwarmPeer>} */
     this._peers = new Map();
+    /** @type {Set<Promise<void>>} Links of dropped peers that are still closing. */
+    this._closingLinks = new Set();
     /** Whether any peer's transfer channel opened: a receiver that then finds no sender was not let down by the path. */
     this._linked = false;
     /** Peers in the room, as the server reports them. */
@@ -783,7 +785,11 @@ export class SwarmNode {
     // What was queued (a reason, a last `have`) still goes out, then the link closes.
     const told = Boolean(why && !why.peerKnows);
     if (told) peer.tell({ type: 'error', message: why.message });
-    this._closeLink(peer, told);
+    // Leaving the room before this link closes would end it at the peer (the server tells it this
+    // page left) ahead of what the link still carries: close() waits for it.
+    const closing = this._closeLink(peer, told);
+    this._closingLinks.add(closing);
+    closing.finally(() => this._closingLinks.delete(closing));
     if (!why) {
       if (peer.role) this._onPeer(id, { left: true });
     } else {
@@ -853,7 +859,7 @@ export class SwarmNode {
     clearInterval(this._ticker);
     this._signal?.removeEventListener('abort', this._abort);
     const told = Boolean(this._failure) && !(this._failure instanceof TransferError && this._failure.peerKnows);
-    await Promise.all([...this._peers.values()].map((peer) => this._closeLink(peer, told)));
+    await Promise.all([...[...this._peers.values()].map((peer) => this._closeLink(peer, told)), ...this._closingLinks]);
     this._peers.clear();
     this._signaling.close();
   }

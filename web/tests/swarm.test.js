@@ -72,6 +72,25 @@ async function pageWithDownloads(t, engine, dir, count) {
   return { browser, page, saved: engine.collectDownloads(page, downloads, count) };
 }
 
+/**
+ * A signaling server and a page of `engine` (launched with `launch`) sending `files` to a swarm of
+ * `receivers`, once it shows its code.
+ * @returns {Promise<{server: object, browser: object, page: object, code: string}>}
+ */
+async function pageSendingSwarm(t, engine, files, { receivers = 2, launch = {} } = {}) {
+  const server = await startSignalingServer();
+  t.after(() => server.child.kill());
+  const browser = await engine.launch(launch);
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${server.httpUrl}transfer.html`);
+  await page.setInputFiles('#send-files', files);
+  await page.fill('#send-receivers', String(receivers));
+  await page.click('#send-start');
+  await page.waitForFunction(() => document.body.dataset.code);
+  return { server, browser, page, code: await page.getAttribute('body', 'data-code') };
+}
+
 /** Opens `link` (a `#swarm=` link) and accepts the offer into the downloads. */
 async function acceptSwarm(page, link) {
   await page.goto(link);
@@ -201,8 +220,6 @@ test('chromium: a page with a wrong code learns nothing of the swarm and says th
 
 test('chromium: a page sends to a swarm of a native receiver and another page; the receivers pass pieces on', { timeout: 180_000 }, async (t) => {
   const [chromium] = ENGINES;
-  const server = await startSignalingServer();
-  t.after(() => server.child.kill());
   const dir = tempDir(t);
   const src = path.join(dir, 'src');
   fs.mkdirSync(src);
@@ -211,15 +228,7 @@ test('chromium: a page sends to a swarm of a native receiver and another page; t
 
   const downloads = path.join(dir, 'downloads');
   fs.mkdirSync(downloads);
-  const browser = await chromium.launch({ downloadDir: downloads });
-  t.after(() => browser.close());
-  const sending = await browser.newPage();
-  await sending.goto(`${server.httpUrl}transfer.html`);
-  await sending.setInputFiles('#send-files', files);
-  await sending.fill('#send-receivers', '2');
-  await sending.click('#send-start');
-  await sending.waitForFunction(() => document.body.dataset.code);
-  const code = await sending.getAttribute('body', 'data-code');
+  const { server, browser, page: sending, code } = await pageSendingSwarm(t, chromium, files, { launch: { downloadDir: downloads } });
   const link = await sending.getAttribute('#send-link', 'href');
   assert.equal(link, `${server.httpUrl}#swarm=${code}`);
   assert.equal(await sending.textContent('#send-command'), `peer-client receive --swarm ${code} --server ${server.wsUrl}`);
@@ -277,19 +286,9 @@ test('chromium: a page reloaded in the middle of a swarm keeps the pieces it ver
 
 for (const engine of ENGINES) {
   test(`${engine.name}: a page sending to a swarm tells each guess that the code did not match, and the third guess stops it`, { timeout: 180_000 }, async (t) => {
-    const server = await startSignalingServer();
-    t.after(() => server.child.kill());
     const dir = tempDir(t);
     const file = randomFile(dir, 'secret.bin', 2 * MiB);
-    const browser = await engine.launch();
-    t.after(() => browser.close());
-    const page = await browser.newPage();
-    await page.goto(`${server.httpUrl}transfer.html`);
-    await page.setInputFiles('#send-files', [file]);
-    await page.fill('#send-receivers', '2');
-    await page.click('#send-start');
-    await page.waitForFunction(() => document.body.dataset.code);
-    const code = await page.getAttribute('body', 'data-code');
+    const { server, browser, page, code } = await pageSendingSwarm(t, engine, [file]);
     const wrong = `${code.split('-')[0]}-wrong-guess`;
 
     // Each guess learns from the page's key confirmation that its code is wrong: a page that
@@ -312,19 +311,9 @@ for (const engine of ENGINES) {
 
 for (const engine of ENGINES) {
   test(`${engine.name}: a page sending to a swarm whose file changes on disk stops, and its receiver says why`, { timeout: 120_000 }, async (t) => {
-    const server = await startSignalingServer();
-    t.after(() => server.child.kill());
     const dir = tempDir(t);
     const file = randomFile(dir, 'report.bin', 48 * MiB);
-    const browser = await engine.launch();
-    t.after(() => browser.close());
-    const page = await browser.newPage();
-    await page.goto(`${server.httpUrl}transfer.html`);
-    await page.setInputFiles('#send-files', [file]);
-    await page.fill('#send-receivers', '2');
-    await page.click('#send-start');
-    await page.waitForFunction(() => document.body.dataset.code);
-    const code = await page.getAttribute('body', 'data-code');
+    const { server, browser, page, code } = await pageSendingSwarm(t, engine, [file]);
     // Its last MiB rewritten in place after it was offered: where the browser still reads the file
     // (Firefox), pieces flow until the page meets a changed one, with data in flight when it stops.
     const handle = fs.openSync(file, 'r+');
