@@ -638,7 +638,7 @@ export class SwarmNode {
       return summary;
     } catch (err) {
       // The page says why at once; the links close behind it (bounded).
-      this.close();
+      this.close().catch((closeErr) => console.warn(`swarm: leaving after a failure: ${closeErr?.message ?? closeErr}`));
       throw err;
     }
   }
@@ -852,7 +852,10 @@ export class SwarmNode {
     peer.link.close();
   }
 
-  /** Leaves the swarm: what the channels hold goes out first (bounded), then every link closes. */
+  /**
+   * Leaves the swarm: each link closes once its channel sent what it holds, or, after a failure the
+   * peers were told of, once each peer closed or answered (bounded); the room is left last.
+   */
   async close() {
     if (this._closed) return;
     this._closed = true;
