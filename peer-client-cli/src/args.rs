@@ -53,8 +53,8 @@ pub struct NetArgs {
     pub mdns: bool,
 
     /// Receive and send buffer to ask the kernel for, per UDP socket, in
-    /// bytes (it grants at most `net.core.rmem_max` / `wmem_max` unless run
-    /// as root).
+    /// bytes (Linux grants at most `net.core.rmem_max` / `wmem_max`; a
+    /// warning says when it granted less).
     #[arg(long, value_name = "BYTES", env = "PEER_CLIENT_SOCKET_BUFFER",
           default_value_t = DEFAULT_SOCKET_BUFFER_BYTES)]
     pub socket_buffer: usize,

@@ -148,7 +148,32 @@ pub(crate) fn size_buffers(socket: &std::net::UdpSocket, bytes: usize) -> (usize
     }
     let recv = sock.recv_buffer_size().unwrap_or(0);
     let send = sock.send_buffer_size().unwrap_or(0);
+    if let Some(granted) = buffer_shortfall(bytes, recv)
+        && !SMALL_BUFFER_NOTED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            "the kernel granted a {} KiB UDP receive buffer where {} KiB was asked for: transfers \
+             over fast, long paths lose packets whenever this process is busy for a few \
+             milliseconds, and slow down; raise the limit with \
+             `sysctl -w net.core.rmem_max={bytes} net.core.wmem_max={bytes}` (see the README)",
+            granted / 1024,
+            bytes / 1024,
+        );
+    }
     (recv, send)
+}
+
+/// Linux reports twice the buffer asked for (half of it is its own bookkeeping).
+const REPORTED_PER_BYTE: usize = if cfg!(target_os = "linux") { 2 } else { 1 };
+
+/// Whether this process said that the kernel granted less than asked for.
+static SMALL_BUFFER_NOTED: AtomicBool = AtomicBool::new(false);
+
+/// The buffer the kernel granted, in the bytes asked for, when that is less
+/// than `asked`; `reported` is what the kernel reports for the socket.
+fn buffer_shortfall(asked: usize, reported: usize) -> Option<usize> {
+    let granted = reported / REPORTED_PER_BYTE;
+    (asked > 0 && reported > 0 && granted < asked).then_some(granted)
 }
 
 fn record_min(slot: &AtomicUsize, value: usize) {
@@ -290,5 +315,22 @@ impl AsyncUdpSocket for CountingSocket {
 
     fn max_gro_segments(&self) -> usize {
         self.inner.max_gro_segments()
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::buffer_shortfall;
+
+    #[test]
+    fn a_buffer_the_kernel_capped_is_a_shortfall_and_one_granted_in_full_is_not() {
+        // A desktop kernel (`rmem_max = 212992`) asked for 4 MiB reports 425 984.
+        assert_eq!(buffer_shortfall(4 << 20, 425_984), Some(212_992));
+        assert_eq!(buffer_shortfall(4 << 20, 8 << 20), None);
+        // The bench's desktop setting asks for what such a kernel grants.
+        assert_eq!(buffer_shortfall(212_992, 425_984), None);
+        // Nothing asked for (kernel defaults), or nothing reported.
+        assert_eq!(buffer_shortfall(0, 425_984), None);
+        assert_eq!(buffer_shortfall(4 << 20, 0), None);
     }
 }
