@@ -25,7 +25,6 @@ import { REQUESTS_PER_PEER, Scheduler } from './swarm-scheduler.js';
 import { Seeding } from './swarm-seeding.js';
 import { openPieceStore } from './swarm-store.js';
 import {
-  CLOSE_WAIT_MS,
   IDLE_TIMEOUT_MS,
   MISMATCH_MESSAGE,
   SEND_HIGH_WATER,
@@ -34,8 +33,8 @@ import {
   TRANSFER_CHANNEL,
   TRANSFER_LABEL,
 } from './transfer-limits.js';
-import { TransferError, printable, protocolError } from './transfer-error.js';
-import { chunkBytesOf, connectionFingerprints, drained, parseMessage, welcomed, withTimeout } from './transfer-link.js';
+import { TransferError, peerKnows, printable, protocolError } from './transfer-error.js';
+import { beforeClosing, chunkBytesOf, connectionFingerprints, drained, parseMessage, welcomed, withTimeout } from './transfer-link.js';
 
 /** Most peers the page links to (it serves each of them), as natively. */
 export const MAX_PEERS = 16;
@@ -764,11 +763,9 @@ export class SwarmNode {
     }
   }
 
-  /** Waits (at most {@link CLOSE_WAIT_MS}) until what every channel holds went out. */
+  /** Waits (bounded, see {@link beforeClosing}) until what every channel holds went out. */
   async _flush() {
-    const deadline = Date.now() + CLOSE_WAIT_MS;
-    const busy = () => [...this._peers.values()].some((peer) => peer.channel?.readyState === 'open' && peer.channel.bufferedAmount > 0);
-    while (busy() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    await Promise.all([...this._peers.values()].map((peer) => beforeClosing(peer.channel)));
   }
 
   /** Forgets peer `id`; tells it why when `why` is ours to tell. */
@@ -783,7 +780,7 @@ export class SwarmNode {
       this._advertise(this._seeding.left(id));
     }
     // What was queued (a reason, a last `have`) still goes out, then the link closes.
-    const told = Boolean(why && !why.peerKnows);
+    const told = Boolean(why) && !peerKnows(why);
     if (told) peer.tell({ type: 'error', message: why.message });
     // Leaving the room before this link closes would end it at the peer (the server tells it this
     // page left) ahead of what the link still carries: close() waits for it.
@@ -829,7 +826,7 @@ export class SwarmNode {
   _fail(err) {
     if (this._failure || this._closed) return;
     this._failure = err;
-    if (!(err instanceof TransferError && err.peerKnows)) this.tellAll({ type: 'error', message: err.message });
+    if (!peerKnows(err)) this.tellAll({ type: 'error', message: err.message });
     const waiter = this._waiter;
     this._waiter = null;
     waiter?.reject(err);
@@ -837,18 +834,12 @@ export class SwarmNode {
   }
 
   /**
-   * Closes `peer`'s link once its channel sent what it holds. A peer that was `told` why this page
-   * stops keeps its link until it closes it or says why it stops itself, at most
-   * {@link CLOSE_WAIT_MS}: a page cannot tell when what it sent arrived (`bufferedAmount` is 0 once
-   * the browser's SCTP stack holds the data), and closing sooner lost the reason in Firefox.
+   * Closes `peer`'s link once its channel sent what it holds; a peer that was `told` why this page
+   * stops keeps its link until it closes it or says why it stops itself (bounded, see
+   * {@link beforeClosing}).
    */
   async _closeLink(peer, told) {
-    const channel = peer.channel;
-    const deadline = Date.now() + CLOSE_WAIT_MS;
-    while (channel?.readyState === 'open' && Date.now() < deadline) {
-      if (told ? peer.stopped : channel.bufferedAmount === 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await beforeClosing(peer.channel, told ? () => peer.stopped : null);
     peer.link.close();
   }
 
@@ -861,7 +852,7 @@ export class SwarmNode {
     this._closed = true;
     clearInterval(this._ticker);
     this._signal?.removeEventListener('abort', this._abort);
-    const told = Boolean(this._failure) && !(this._failure instanceof TransferError && this._failure.peerKnows);
+    const told = Boolean(this._failure) && !peerKnows(this._failure);
     await Promise.all([...[...this._peers.values()].map((peer) => this._closeLink(peer, told)), ...this._closingLinks]);
     this._peers.clear();
     this._signaling.close();

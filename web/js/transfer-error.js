@@ -18,6 +18,11 @@ export class TransferError extends Error {
   }
 }
 
+/** Whether the other side already knows why the transfer stopped with `err`: nobody to tell. */
+export function peerKnows(err) {
+  return err instanceof TransferError && err.peerKnows;
+}
+
 /** Control characters of a peer's text become U+FFFD, so it cannot rewrite what is shown. */
 export function printable(text) {
   return String(text).replace(/\p{Cc}/gu, '\uFFFD');

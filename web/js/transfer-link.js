@@ -35,7 +35,7 @@ import {
   TRANSFER_LABEL,
 } from './transfer-limits.js';
 import { SendWindow } from './send-window.js';
-import { TransferError, gone, printable, protocolError } from './transfer-error.js';
+import { TransferError, gone, peerKnows, printable, protocolError } from './transfer-error.js';
 
 /**
  * Resolves when the channel's queue falls to its low-water mark (or it closes); rejects once
@@ -69,6 +69,23 @@ export function drained(channel) {
     // A closed channel is reported by the link (and by the next send).
     channel.addEventListener('close', low);
   });
+}
+
+/**
+ * Waits, at most {@link CLOSE_WAIT_MS} and while `channel` is open, until what it holds went out;
+ * with `peerStopped`, until that says the peer stopped too (or the peer closes). A peer that was
+ * told why this side stops needs the second: a page cannot tell when what it sent arrived
+ * (`bufferedAmount` is 0 once the browser's SCTP stack holds the data), and closing the connection
+ * sooner lost the message in Firefox.
+ * @param {RTCDataChannel|null} channel
+ * @param {(() => boolean)|null} [peerStopped]
+ */
+export async function beforeClosing(channel, peerStopped = null) {
+  const deadline = Date.now() + CLOSE_WAIT_MS;
+  while (channel?.readyState === 'open' && Date.now() < deadline) {
+    if (peerStopped ? peerStopped() : channel.bufferedAmount === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /**
@@ -208,7 +225,7 @@ export class TransferLink {
       onStatus('authenticated');
       return link;
     } catch (err) {
-      if (err instanceof TransferError && !err.peerKnows) {
+      if (!peerKnows(err)) {
         link.sendMessage({
           type: 'error',
           message: err.kind === 'mismatch' ? MISMATCH_MESSAGE : err.message,
@@ -479,19 +496,17 @@ export class TransferLink {
 
   /** Tells the peer why we stop (best effort). */
   fail(err) {
-    if (err instanceof TransferError && err.peerKnows) return;
+    if (peerKnows(err)) return;
     this.sendMessage({ type: 'error', message: err instanceof TransferError ? err.message : String(err) });
   }
 
   /**
    * Ends the link after `err`. A peer that does not know yet is told why, and the link stays
-   * (bounded) until that peer closes: a page cannot tell when what it sent arrived (its
-   * `bufferedAmount` is 0 once the browser's SCTP stack has the data), and closing the connection
-   * sooner lost the message in Firefox.
+   * (bounded) until that peer closes or stops too (see {@link beforeClosing}).
    */
   async stop(err) {
     this.fail(err);
-    await this.close({ afterPeer: !(err instanceof TransferError && err.peerKnows) });
+    await this.close({ afterPeer: !peerKnows(err) });
   }
 
   /** Whether the peer said why it stops (its `error` waits in the inbox): it reads nothing more. */
@@ -504,12 +519,7 @@ export class TransferLink {
     if (this._closed) return;
     this._closed = true;
     this._unlisten?.();
-    const deadline = Date.now() + CLOSE_WAIT_MS;
-    while (this.channel?.readyState === 'open' && Date.now() < deadline) {
-      if (!afterPeer && this.channel.bufferedAmount === 0) break;
-      if (afterPeer && (this._failure || this._peerStopped())) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await beforeClosing(this.channel, afterPeer ? () => Boolean(this._failure) || this._peerStopped() : null);
     clearTimeout(this._disconnectTimer);
     this._link?.close();
     for (const other of this._candidates.values()) other.close();
